@@ -1,0 +1,34 @@
+# gefyra: every developer task is a target here. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test test-unit test-e2e cluster cluster-down images venv lint
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+## The development cluster (hack/devcluster/): a real single-node Kubernetes on this machine.
+cluster:
+	hack/devcluster/up.sh
+
+cluster-down:
+	hack/devcluster/down.sh
+
+images: cluster
+	hack/devcluster/images.sh
+
+## The whole suite against the development cluster; brings it up (and down again) if needed.
+test: venv
+	hack/test.sh
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+## The end-to-end tour: cluster, sample service, gefyra, a request answered locally, clean-up.
+demo: venv
+	hack/demo.sh

@@ -1,0 +1,1 @@
+"""The orchestrator core: event bus, steps and plans, hook specifications, plugin manager."""

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes components and CoreDNS from their official Go modules into $BIN_DIR.
+# A second run finds the binaries cached and returns at once.
+source "$(dirname "$0")/common.sh"
+
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+
+if [[ -f "$BIN_DIR/.complete" ]]; then
+  log "binaries cached in $BIN_DIR"
+  exit 0
+fi
+command -v go >/dev/null || die "go is not installed: the Kubernetes components are built from source (install Go >= 1.22)"
+mkdir -p "$BIN_DIR"
+work="$CACHE_DIR/build"
+mkdir -p "$work/kube" "$work/coredns"
+export GOFLAGS=-mod=mod CGO_ENABLED=0
+
+build_kube() {
+  # Upstream's go.mod points every k8s.io/* staging module at ./staging: a wrapper module must pin
+  # each of them to the matching v0.x release instead. The list is read from upstream's go.mod.
+  cd "$work/kube"
+  local staging_version="v0.${KUBE_VERSION#v1.}"
+  go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" >/dev/null
+  local upstream_mod
+  upstream_mod="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$KUBE_VERSION.mod"
+  {
+    echo "module gefyra.dev/devcluster/kube"
+    echo "go 1.22"
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$upstream_mod" |
+      awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
+  } > go.mod
+  printf 'package tools\n\nimport (\n' > tools.go
+  for c in "${KUBE_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c" >> tools.go; done
+  printf ')\n' >> tools.go
+  sed -i '1i //go:build tools\n' tools.go
+  go mod tidy -e >/dev/null 2>&1 || true
+  local pkgs=()
+  for c in "${KUBE_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  local ldflags="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)"
+    ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  log "building Kubernetes $KUBE_VERSION (${KUBE_CMDS[*]}); the first time takes a while"
+  go build -trimpath -tags tools -ldflags "$ldflags" -o "$BIN_DIR/" "${pkgs[@]}"
+}
+
+build_coredns() {
+  # Only the plugins the cluster DNS and cargo use: a much smaller build than upstream's main.
+  cd "$work/coredns"
+  cp "$HACK_DIR/coredns_main.go" main.go
+  cat > go.mod <<MOD
+module gefyra.dev/devcluster/coredns
+go 1.22
+require github.com/coredns/coredns $COREDNS_VERSION
+MOD
+  go mod tidy >/dev/null
+  log "building CoreDNS $COREDNS_VERSION"
+  go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/coredns" .
+}
+
+start=$(date +%s)
+(build_kube)
+(build_coredns)
+touch "$BIN_DIR/.complete"
+log "built in $(( $(date +%s) - start ))s"

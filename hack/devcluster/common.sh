@@ -1,0 +1,87 @@
+# Shared settings of the development cluster scripts (sourced, not run).
+set -euo pipefail
+
+KUBE_VERSION="v1.30.14"        # last release line that runs on Debian bookworm's etcd 3.4
+COREDNS_VERSION="v1.12.1"
+CLUSTER_DOMAIN="cluster.local"
+POD_CIDR="10.244.0.0/16"
+NODE_POD_CIDR="10.244.0.0/24"  # what the controller-manager allocates to the only node
+SERVICE_CIDR="10.96.0.0/12"
+KUBE_API_SERVICE_IP="10.96.0.1"
+DNS_SERVICE_IP="10.96.0.10"
+NODE_NAME="gefyra-dev"
+API_PORT=6443
+PAUSE_IMAGE="registry.k8s.io/pause:3.9"
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HACK_DIR="$REPO_ROOT/hack/devcluster"
+# Binaries survive `make cluster-down` and fresh clones: building Kubernetes takes many minutes.
+CACHE_DIR="${GEFYRA_DEVCLUSTER_CACHE:-$HOME/.cache/gefyra-devcluster}"
+BIN_DIR="$CACHE_DIR/bin-$KUBE_VERSION-coredns-$COREDNS_VERSION"
+# Everything the running cluster owns; removed by `make cluster-down`.
+STATE_DIR="${GEFYRA_DEVCLUSTER_STATE:-/var/lib/gefyra-devcluster}"
+RUN_DIR="/run/gefyra-devcluster"
+LOG_DIR="$STATE_DIR/log"
+PKI_DIR="$STATE_DIR/pki"
+KUBECONFIG_OUT="$REPO_ROOT/.devcluster/kubeconfig"
+CONTAINERD_SOCK="$RUN_DIR/containerd.sock"
+CNI_BIN_DIR="/usr/lib/cni"
+FW_CHAIN="GEFYRA-DEVCLUSTER"
+
+export GOTOOLCHAIN=local
+export PATH="$BIN_DIR:$PATH"
+
+log() { printf '[devcluster] %s\n' "$*" >&2; }
+die() { printf '[devcluster] error: %s\n' "$*" >&2; exit 1; }
+
+node_ip() {
+  ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -1
+}
+
+# The node lives in its own network namespace: its iptables rules, bridge and routes vanish with
+# it, and the host's (and Docker's) firewall is touched by two rules only.
+NETNS="gefyra-dev"
+NODE_IP="10.250.0.2"
+HOST_SIDE_IP="10.250.0.1"
+NODE_NET="10.250.0.0/24"
+VETH_HOST="gfydev-host"
+VETH_NODE="gfydev-node"
+
+in_node() { nsenter --net="/run/netns/$NETNS" -- "$@"; }
+
+KUBECTL=("$BIN_DIR/kubectl" --kubeconfig "$STATE_DIR/admin.kubeconfig")
+
+# wait_for SECONDS WHAT CMD...: polls CMD until it succeeds, or fails naming WHAT.
+wait_for() {
+  local timeout=$1 what=$2; shift 2
+  local deadline=$(( $(date +%s) + timeout ))
+  until "$@" >/dev/null 2>&1; do
+    (( $(date +%s) < deadline )) || die "$what did not become ready within ${timeout}s (logs: $LOG_DIR)"
+    sleep 0.3
+  done
+}
+
+# start_daemon NAME CMD...: starts CMD detached (in the node's network namespace), pid in $RUN_DIR.
+start_daemon() {
+  local name=$1; shift
+  local pidfile="$RUN_DIR/$name.pid"
+  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    return 0
+  fi
+  setsid nsenter --net="/run/netns/$NETNS" -- "$@" >"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+}
+
+# Debian's docker client matches the daemon; a newer client elsewhere on PATH may lack buildx.
+docker() { if [[ -x /usr/bin/docker ]]; then /usr/bin/docker "$@"; else command docker "$@"; fi; }
+ctr_k8s() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
+
+# load_image IMAGE: copies an image from Docker into the cluster's containerd, unless that very
+# image (by Docker image id) was loaded before.
+load_image() {
+  local id marker="$STATE_DIR/images/${1//[\/:]/_}.id"
+  id=$(docker image inspect -f '{{.Id}}' "$1")
+  [[ -f $marker && "$(<"$marker")" == "$id" ]] && return 0
+  docker save "$1" | ctr_k8s images import - >/dev/null
+  mkdir -p "$(dirname "$marker")" && echo "$id" > "$marker"
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make cluster-down`: stops every process of the development cluster and removes its state,
+# network namespace, interfaces, mounts, cgroups and host firewall rules. Harmless when nothing
+# runs. The Docker daemon, the images in it and the binary cache stay.
+source "$(dirname "$0")/common.sh"
+
+# stop_daemon NAME: TERM, then KILL after 10 s, the process recorded in $RUN_DIR/NAME.pid.
+stop_daemon() {
+  local pidfile="$RUN_DIR/$1.pid" pid
+  [[ -f $pidfile ]] || return 0
+  pid=$(<"$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+# Every process of every pod sits below the kubepods cgroup (cgroupfs driver).
+kill_pod_processes() {
+  local procs
+  for _ in 1 2 3; do
+    procs=$(find /sys/fs/cgroup/pids/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null || true)
+    [[ -z $procs ]] && return 0
+    # shellcheck disable=SC2086
+    kill -KILL $procs 2>/dev/null || true
+    sleep 0.3
+  done
+}
+
+for d in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "$d"; done
+kill_pod_processes
+pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+stop_daemon containerd
+
+# Mounts: container root filesystems, volumes, shm; then the pods' network namespaces.
+findmnt -rn -o TARGET | grep -E "^($STATE_DIR|$RUN_DIR)/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+for ns in /run/netns/cni-*; do
+  [[ -e $ns ]] || continue
+  umount -l "$ns" 2>/dev/null || true
+  rm -f "$ns"
+done
+if [[ -e /run/netns/$NETNS ]]; then
+  ip netns del "$NETNS"
+fi
+ip link del "$VETH_HOST" 2>/dev/null || true
+
+iptables -D FORWARD -j "$FW_CHAIN" 2>/dev/null || true
+iptables -F "$FW_CHAIN" 2>/dev/null || true
+iptables -X "$FW_CHAIN" 2>/dev/null || true
+iptables -t nat -D POSTROUTING -s "$NODE_NET" ! -o "$VETH_HOST" -m comment --comment "$FW_CHAIN" -j MASQUERADE 2>/dev/null || true
+
+for hierarchy in /sys/fs/cgroup/*/; do
+  [[ -d $hierarchy/kubepods ]] && find "$hierarchy/kubepods" -depth -type d -exec rmdir {} + 2>/dev/null
+done
+true
+
+rm -rf "$STATE_DIR" "$RUN_DIR" "$KUBECONFIG_OUT"
+log "cluster removed"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make images`: builds every image of images/ (gefyra's own and the test workloads) into Docker as
+# gefyra/NAME:dev, and loads it into the development cluster, so that no pod ever pulls.
+# A directory with a go.mod gets its static Go binary built into the build context first.
+source "$(dirname "$0")/common.sh"
+
+TAG="${GEFYRA_IMAGE_TAG:-dev}"
+[[ -S $CONTAINERD_SOCK ]] || die "the development cluster is not running: run 'make cluster' first"
+"$HACK_DIR/base-images.sh"
+
+for dir in "$REPO_ROOT"/images/*/; do
+  name=$(basename "$dir")
+  [[ -f $dir/Dockerfile ]] || continue
+  context=$(mktemp -d)
+  cp -r "$dir"/. "$context"/
+  if [[ -f $dir/go.mod ]]; then
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$context/$name" .)
+  fi
+  if [[ -x $dir/prepare.sh ]]; then
+    "$dir/prepare.sh" "$context"
+  fi
+  log "image gefyra/$name:$TAG"
+  docker build -q --pull=false -t "gefyra/$name:$TAG" "$context" >/dev/null
+  rm -rf "$context"
+  load_image "gefyra/$name:$TAG"
+done

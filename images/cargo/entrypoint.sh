@@ -1,0 +1,31 @@
+#!/bin/sh
+# Brings up cargo from the files gefyra copies into /etc/gefyra before the container starts:
+#   wg0.conf   WireGuard peer configuration (wg setconf format; holds the private key)
+#   cargo.env  TUNNEL_ADDRESS, TUNNEL_MTU, CLUSTER_ROUTES (space separated CIDRs)
+#   Corefile   the DNS server's configuration
+set -eu
+. /etc/gefyra/cargo.env
+
+[ -c /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }
+WG_PROCESS_FOREGROUND=1 wireguard-go wg0 &
+wg_pid=$!
+i=0
+until [ -S /var/run/wireguard/wg0.sock ]; do
+  i=$((i + 1)); [ $i -lt 100 ] || { echo "wireguard-go did not start" >&2; exit 1; }
+  sleep 0.1
+done
+wg setconf wg0 /etc/gefyra/wg0.conf
+ip address add "$TUNNEL_ADDRESS" dev wg0
+ip link set wg0 mtu "$TUNNEL_MTU" up
+for route in $CLUSTER_ROUTES; do ip route replace "$route" dev wg0; done
+# Local containers' packets leave through the tunnel with cargo's one tunnel address.
+iptables -t nat -A POSTROUTING -o wg0 -j MASQUERADE
+
+coredns -conf /etc/gefyra/Corefile &
+dns_pid=$!
+echo "cargo: tunnel $TUNNEL_ADDRESS up, routes: $CLUSTER_ROUTES"
+trap 'kill $wg_pid $dns_pid 2>/dev/null' TERM INT
+# Either process ending ends cargo.
+while kill -0 $wg_pid 2>/dev/null && kill -0 $dns_pid 2>/dev/null; do sleep 1; done
+kill $wg_pid $dns_pid 2>/dev/null || true
+exit 1

@@ -1,0 +1,3 @@
+module gefyra.dev/images/testserver
+
+go 1.22
