@@ -4,17 +4,24 @@
 # runs. The Docker daemon, the images in it and the binary cache stay.
 source "$(dirname "$0")/common.sh"
 
-# stop_daemon NAME: TERM, then KILL after 10 s, the process recorded in $RUN_DIR/NAME.pid.
-stop_daemon() {
-  local pidfile="$RUN_DIR/$1.pid" pid
-  [[ -f $pidfile ]] || return 0
-  pid=$(<"$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
+# stop_daemons NAME...: TERM to all the processes recorded in $RUN_DIR/NAME.pid at once, then KILL
+# to those still running after 5 s (the state is about to be deleted anyway).
+stop_daemons() {
+  local pids=() name pid
+  for name in "$@"; do
+    [[ -f $RUN_DIR/$name.pid ]] || continue
+    pid=$(<"$RUN_DIR/$name.pid")
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    rm -f "$RUN_DIR/$name.pid"
+  done
+  local alive
+  for _ in $(seq 50); do
+    alive=()
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+    (( ${#alive[@]} )) || return 0
+    sleep 0.1
+  done
+  kill -KILL "${alive[@]}" 2>/dev/null || true
 }
 
 # Every process of every pod sits below the kubepods cgroup (cgroupfs driver).
@@ -29,10 +36,10 @@ kill_pod_processes() {
   done
 }
 
-for d in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "$d"; done
+stop_daemons kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
 kill_pod_processes
 pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
-stop_daemon containerd
+stop_daemons containerd
 
 # Mounts: container root filesystems, volumes, shm; then the pods' network namespaces.
 findmnt -rn -o TARGET | grep -E "^($STATE_DIR|$RUN_DIR)/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
@@ -45,6 +52,11 @@ if [[ -e /run/netns/$NETNS ]]; then
   ip netns del "$NETNS"
 fi
 ip link del "$VETH_HOST" 2>/dev/null || true
+# `ip netns add` bind-mounts /run/netns onto itself; undo that when nothing else uses it.
+if [[ -d /run/netns && -z "$(ls -A /run/netns)" ]]; then
+  umount /run/netns 2>/dev/null || true
+  rmdir /run/netns 2>/dev/null || true
+fi
 
 iptables -D FORWARD -j "$FW_CHAIN" 2>/dev/null || true
 iptables -F "$FW_CHAIN" 2>/dev/null || true
@@ -56,5 +68,5 @@ for hierarchy in /sys/fs/cgroup/*/; do
 done
 true
 
-rm -rf "$STATE_DIR" "$RUN_DIR" "$KUBECONFIG_OUT"
+rm -rf "$STATE_DIR" "$RUN_DIR" "$(dirname "$KUBECONFIG_OUT")"
 log "cluster removed"

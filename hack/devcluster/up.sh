@@ -15,7 +15,8 @@ ensure_docker() {
   wait_for 60 dockerd docker info
 }
 
-# render TEMPLATE OUT: replaces @VAR@ with the value of the shell variable VAR.
+# render TEMPLATE OUT: replaces @VAR@ with the value of the shell variable VAR. OUT is only
+# rewritten when its content changes (kube-proxy exits when its configuration file is touched).
 render() {
   local text
   text=$(<"$1")
@@ -23,6 +24,7 @@ render() {
   for var in $(grep -o '@[A-Z_]*@' "$1" | sort -u | tr -d @); do
     text=${text//@$var@/${!var}}
   done
+  [[ -f $2 && "$(<"$2")" == "$text" ]] && return 0
   printf '%s\n' "$text" > "$2"
 }
 
@@ -38,6 +40,14 @@ setup_netns() {
     in_node ip link set "$VETH_NODE" up
     in_node ip route add default via "$HOST_SIDE_IP"
   fi
+  # Cluster addresses that kube-proxy did not translate must fail here, never leave the machine.
+  local cidr chain rule
+  for cidr in "$SERVICE_CIDR" "$POD_CIDR"; do
+    for chain in FORWARD OUTPUT; do
+      rule=("$chain" -o "$VETH_NODE" -d "$cidr" -m conntrack ! --ctstate DNAT -j REJECT)
+      in_node iptables -C "${rule[@]}" 2>/dev/null || in_node iptables -A "${rule[@]}"
+    done
+  done
   # A fresh namespace forwards nothing, and kube-proxy needs bridged traffic to see iptables.
   in_node sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
   # The host forwards the node's traffic (Docker sets the FORWARD policy to DROP) and masquerades
@@ -132,3 +142,5 @@ start_node
 install_dns
 cp "$STATE_DIR/admin.kubeconfig" "$KUBECONFIG_OUT"
 log "cluster ready in $(( $(date +%s) - started ))s; kubeconfig: $KUBECONFIG_OUT"
+ln -sf "$BIN_DIR/kubectl" "$(dirname "$KUBECONFIG_OUT")/kubectl"
+echo "$NODE_IP" > "$(dirname "$KUBECONFIG_OUT")/node-ip"

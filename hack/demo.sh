@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make demo`: the tour of what gefyra does, on the development cluster, from a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+owned=0
+[[ -f .devcluster/kubeconfig ]] || owned=1
+cleanup() {
+  say "cleaning up"
+  .devcluster/kubectl --kubeconfig .devcluster/kubeconfig delete namespace demo --ignore-not-found >/dev/null 2>&1 || true
+  if (( owned )); then hack/devcluster/down.sh; fi
+}
+trap cleanup EXIT
+
+say "development cluster (first run builds Kubernetes from source: ~15 min; later runs: seconds)"
+hack/devcluster/up.sh
+hack/devcluster/images.sh
+export KUBECONFIG=$PWD/.devcluster/kubeconfig
+kubectl=.devcluster/kubectl
+
+say "sample service 'hello' (2 replicas) in namespace demo"
+$kubectl create namespace demo --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
+.venv/bin/python - <<'PY' | $kubectl apply -f -
+from tests.e2e.devcluster import client_pod, http_workload
+print(http_workload("hello", "demo", env={"MESSAGE": "the cluster"}))
+print("---")
+print(client_pod("caller", "demo"))
+PY
+$kubectl -n demo rollout status deploy/hello --timeout=120s
+$kubectl -n demo wait --for=condition=Ready pod/caller --timeout=60s
+
+say "a request from inside the cluster (pod 'caller' -> http://hello)"
+$kubectl -n demo exec caller -- testserver get http://hello/

@@ -1,0 +1,121 @@
+"""Access to the development cluster for end-to-end tests (see hack/devcluster/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DEVCLUSTER = Path(os.environ.get("GEFYRA_DEVCLUSTER_DIR", REPO / ".devcluster"))
+KUBECONFIG = DEVCLUSTER / "kubeconfig"
+KUBECTL = DEVCLUSTER / "kubectl"
+TEST_IMAGE = "gefyra/testserver:dev"
+
+
+def node_ip() -> str:
+    return (DEVCLUSTER / "node-ip").read_text().strip()
+
+
+def require_cluster() -> None:
+    if not KUBECONFIG.exists():
+        raise RuntimeError(f"no development cluster ({KUBECONFIG} missing): run 'make cluster images'")
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> str:
+    proc = subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def kubectl_json(*args: str) -> Any:
+    return json.loads(kubectl(*args, "-o", "json"))
+
+
+def apply(manifest: str) -> None:
+    kubectl("apply", "-f", "-", stdin=manifest)
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def eventually(fn: Any, timeout: float = 60, interval: float = 0.5) -> Any:
+    """Calls ``fn`` until it returns without raising; re-raises its last error after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except (AssertionError, subprocess.SubprocessError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
+def http_workload(name: str, namespace: str, replicas: int = 2, env: dict[str, str] | None = None) -> str:
+    """Manifest of a Deployment of the test server and a ClusterIP Service in front of it."""
+    env_lines = "".join(
+        f"\n        - {{name: {k}, value: {json.dumps(v)}}}" for k, v in (env or {}).items()
+    )
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: server
+        image: {TEST_IMAGE}
+        imagePullPolicy: Never
+        ports: [{{containerPort: 8080}}, {{containerPort: 9000}}, {{containerPort: 9001, protocol: UDP}}]
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}{env_lines}
+        readinessProbe:
+          httpGet: {{path: /healthz, port: 8080}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  selector: {{app: {name}}}
+  ports:
+  - {{name: http, port: 80, targetPort: 8080}}
+  - {{name: echo, port: 9000, targetPort: 9000}}
+"""
+
+
+def client_pod(name: str, namespace: str) -> str:
+    """Manifest of a long-running pod from which tests make requests (kubectl exec)."""
+    return f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: client
+    image: {TEST_IMAGE}
+    imagePullPolicy: Never
+    command: [sleep, infinity]
+"""
