@@ -1,4 +1,4 @@
-"""The hooks through which gefyra's backends are chosen and observed.
+"""The hooks through which gefyra's backends are chosen and observed (pluggy, project "gefyra").
 
 Backends are chosen in *synchronous* ``firstresult`` hooks that return a backend object or None
 (an ``async def`` hookimpl would return a coroutine, never None). The orchestrator then awaits
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from gefyra.core.bus import Event
     from gefyra.core.config import Settings
     from gefyra.core.runtime import ContainerRuntime
-    from gefyra.core.tunnel import TunnelBackend
 
 hookspec = pluggy.HookspecMarker("gefyra")
 
@@ -30,18 +29,6 @@ def gefyra_container_runtime(settings: Settings) -> ContainerRuntime | None:
     :return: a :class:`~gefyra.core.runtime.ContainerRuntime`, not yet connected.
 
     Called once per operation, before anything touches the engine. Stops at the first non-None
-    result.
-    """
-
-
-@hookspec(firstresult=True)
-def gefyra_tunnel(settings: Settings) -> TunnelBackend | None:
-    """Returns the tunnel backend: keys, cluster-side server and local client configuration.
-
-    :param settings: the resolved settings.
-    :return: a :class:`~gefyra.core.tunnel.TunnelBackend`.
-
-    Called once per operation that sets up or inspects the tunnel. Stops at the first non-None
     result.
     """
 

@@ -1,0 +1,246 @@
+"""The `gefyra` command line: kubectl-style flags over :mod:`gefyra.api`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from gefyra import __version__, errors
+from gefyra.core.bus import Event, EventKind
+from gefyra.core.config import Settings
+from gefyra.core.orchestrator import Orchestrator
+
+T = TypeVar("T")
+
+_SYMBOL = {EventKind.STEP_DONE: "✓", EventKind.STEP_SKIPPED: "=", EventKind.STEP_FAILED: "✗",
+           EventKind.STEP_UNDONE: "↺", EventKind.STEP_STARTED: "…", EventKind.PROGRESS: " "}
+
+
+def _show_progress(event: Event) -> None:
+    text = event.message
+    if event.kind is EventKind.STEP_SKIPPED:
+        text += " (already done)"
+    elif event.kind is EventKind.STEP_FAILED:
+        return  # the error itself is printed once, at the end
+    elif event.kind is EventKind.STEP_UNDONE:
+        text = f"undone: {text}"
+    click.echo(f"{_SYMBOL[event.kind]} {text}", err=True)
+
+
+def _execute(ctx: click.Context, operation: Callable[[Orchestrator], Awaitable[T]]) -> T:
+    """Runs an async operation with progress on stderr; errors become one line and an exit code."""
+    settings: Settings = ctx.obj["settings"]
+    orchestrator = Orchestrator(settings)
+    if not ctx.obj["quiet"]:
+        orchestrator.bus.subscribe(_show_progress)
+    try:
+        return anyio.run(operation, orchestrator)
+    except errors.GefyraError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted; what was begun has been undone", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line, the traceback only with -v
+        if ctx.obj["verbose"]:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc}; rerun with -v and report it", err=True)
+        sys.exit(70)
+
+
+def _emit(data: Any, output: str | None, human: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(data, indent=2) if output == "json" else human(data))
+
+
+output_option = click.option("-o", "--output", type=click.Choice(["json"]), help="Print data as JSON.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Path of the kubeconfig file.")
+@click.option("--context", help="The kubeconfig context to use.")
+@click.option("--runtime", type=click.Choice(["docker", "podman"]), envvar="GEFYRA_RUNTIME",
+              help="Container runtime (default: auto-detect).")
+@click.option("--client-id", envvar="GEFYRA_CLIENT_ID", help="This machine's name in the cluster.")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", help="Log format (stderr).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens in detail.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.version_option(__version__, "--version", prog_name="gefyra")
+@click.pass_context
+def main(ctx: click.Context, kubeconfig: str | None, context: str | None, runtime: str | None,
+         client_id: str | None, log_format: str, verbose: bool, quiet: bool) -> None:
+    """Run a local container as if it were a pod of a Kubernetes cluster."""
+    from gefyra import logs
+
+    logs.configure(log_format, verbose)
+    settings = Settings(kubeconfig=kubeconfig, context=context, runtime=runtime)
+    if client_id:
+        settings.client_id = client_id
+    ctx.obj = {"settings": settings, "quiet": quiet, "verbose": verbose}
+
+
+@main.command()
+@click.option("--host", help="Address at which this machine reaches the cluster's nodes (default: the API server's host).")
+@click.option("--port", type=int, default=31820, help="UDP NodePort of stowaway.")
+@click.option("--service-cidr", help="The cluster's Service range (default: discovered).")
+@click.option("--pod-cidr", "pod_cidrs", multiple=True, help="A pod range (default: from the nodes). Repeatable.")
+@click.option("--timeout", type=float, default=120, help="Seconds to wait for the cluster side.")
+@output_option
+@click.pass_context
+def up(ctx: click.Context, host: str | None, port: int, service_cidr: str | None, pod_cidrs: tuple[str, ...],
+       timeout: float, output: str | None) -> None:
+    """Connect this machine to the cluster (installs gefyra's cluster side if needed)."""
+    from gefyra import api
+
+    settings: Settings = ctx.obj["settings"]
+    settings.host, settings.port, settings.timeout = host, port, timeout
+    settings.service_cidr, settings.pod_cidrs = service_cidr, list(pod_cidrs)
+    result = _execute(ctx, lambda orch: api.up(orch.settings, orch))
+    _emit(result, output, lambda r: f"connected: client {r['client']} at {r['cluster']['client']['address']}")
+
+
+@main.command()
+@output_option
+@click.pass_context
+def down(ctx: click.Context, output: str | None) -> None:
+    """Remove everything gefyra made, locally and in the cluster."""
+    from gefyra import api
+
+    removed = _execute(ctx, lambda orch: api.down(orch.settings, orch))
+    _emit(removed, output, lambda r: "removed: " + ", ".join(r) if r else "nothing to remove")
+
+
+def _key_value(items: tuple[str, ...], flag: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=flag)
+        result[key] = value
+    return result
+
+
+def _ports(items: tuple[str, ...]) -> dict[str, int]:
+    result = {}
+    for item in items:
+        host, sep, container = item.partition(":")
+        if not sep or not host.isdigit() or not container.split("/")[0].isdigit():
+            raise click.BadParameter(f"{item!r} is not HOSTPORT:CONTAINERPORT", param_hint="-p")
+        result[container if "/" in container else f"{container}/tcp"] = int(host)
+    return result
+
+
+@main.command()
+@click.option("-i", "--image", required=True, help="Image of the local container.")
+@click.option("-N", "--name", required=True, help="Name of the local container.")
+@click.option("-n", "--namespace", default="default", help="The cluster namespace it acts in.")
+@click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE environment variable. Repeatable.")
+@click.option("--env-from", help="Copy the environment of deploy/NAME[/CONTAINER] (or pod/, sts/).")
+@click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER bind mount. Repeatable.")
+@click.option("-p", "--port", "ports", multiple=True, help="HOSTPORT:CONTAINERPORT to publish. Repeatable.")
+@click.option("--command", help="Command to run instead of the image's default (shell syntax).")
+@click.option("-d", "--detach", is_flag=True, help="Return once started instead of streaming the output.")
+@click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it stops.")
+@click.pass_context
+def run(ctx: click.Context, image: str, name: str, namespace: str, env: tuple[str, ...], env_from: str | None,
+        volumes: tuple[str, ...], ports: tuple[str, ...], command: str | None, detach: bool, auto_remove: bool) -> None:
+    """Run a local container inside the cluster's network."""
+    import shlex
+
+    from gefyra import api
+
+    request = api.RunRequest(image=image, name=name, namespace=namespace, env=_key_value(env, "-e"),
+                             env_from=env_from, volumes=list(volumes), ports=_ports(ports),
+                             command=shlex.split(command) if command else None, auto_remove=auto_remove)
+
+    async def operation(orch: Orchestrator) -> int:
+        info = await api.run(request, orch.settings, orch)
+        if detach:
+            click.echo(info.name)
+            return 0
+        async with orch.runtime() as runtime:
+            try:
+                async for line in runtime.follow_logs(info.name):
+                    click.echo(line, nl=False)
+                try:
+                    return await runtime.wait_container(info.name)
+                except errors.NotFoundError:  # --rm: already gone
+                    return 0
+            except BaseException:  # Ctrl-C stops (and removes) the container
+                with anyio.CancelScope(shield=True):
+                    await runtime.remove_container(info.name)
+                raise
+
+    sys.exit(_execute(ctx, operation))
+
+
+@main.command("list")
+@output_option
+@click.pass_context
+def list_(ctx: click.Context, output: str | None) -> None:
+    """List the local containers started with `gefyra run`."""
+    from gefyra import api
+
+    found = _execute(ctx, lambda orch: api.list_containers(orch.settings, orch))
+    _emit(found, output, lambda rows: "\n".join(
+        f"{r['name']:<24} {r['state']:<10} {r['namespace']:<16} {r['address']:<16} {r['image']}" for r in rows
+    ) or "no containers")
+
+
+@main.command()
+@output_option
+@click.pass_context
+def status(ctx: click.Context, output: str | None) -> None:
+    """Show what is installed and connected."""
+    from gefyra import api
+
+    result = _execute(ctx, lambda orch: api.status(orch.settings, orch))
+
+    def human(r: dict[str, Any]) -> str:
+        client = r["cluster"].get("client") or {}
+        cargo = r["cargo"] or {}
+        return "\n".join([
+            f"client:     {r['client']} ({'connected' if r['connected'] else 'not connected'})",
+            f"runtime:    {r['runtime']}",
+            f"cluster:    {r['cluster'].get('api')} (gefyra {'installed' if r['cluster']['installed'] else 'not installed'})",
+            f"tunnel:     {client.get('address') or '-'} {client.get('phase') or ''}",
+            f"cargo:      {cargo.get('state', '-')}",
+            f"containers: {len(r['containers'])}",
+        ])
+
+    _emit(result, output, human)
+
+
+@main.command()
+@output_option
+@click.pass_context
+def check(ctx: click.Context, output: str | None) -> None:
+    """Check the container engine, the cluster and the permissions gefyra needs."""
+    import dataclasses
+
+    from gefyra import api
+
+    results = _execute(ctx, lambda orch: api.check(orch.settings, orch))
+    _emit([dataclasses.asdict(r) for r in results], output,
+          lambda rows: "\n".join(f"{'✓' if r['ok'] else '✗'} {r['name']:<12} {r['detail']}" for r in rows))
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@main.command()
+def version() -> None:
+    """Print gefyra's version."""
+    click.echo(__version__)
+
+
+@main.command(hidden=True)
+def operator() -> None:
+    """Run the in-cluster operator (used by the stowaway pod)."""
+    from gefyra import logs, operator as op
+
+    logs.configure("json", verbose=True)
+    anyio.run(op.main)

@@ -1,0 +1,264 @@
+"""`up`: the plan that connects this machine to the cluster, and the helpers `down` shares.
+
+Steps, in order: cluster side (namespace, CRD, RBAC, stowaway + operator), client registration
+(a GefyraClient with this machine's public key; the operator answers with an address), the
+local container network, cargo, and a probe that proves traffic flows through the tunnel.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Any
+
+import anyio
+import structlog
+
+from gefyra import errors
+from gefyra.core import manifests, wireguard
+from gefyra.core.bus import Event, EventKind
+from gefyra.core.config import (
+    CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_MANAGED_BY, MANAGED_BY,
+    TUNNEL_SERVER_ADDRESS, Settings,
+)
+from gefyra.core.kube import Cluster, object_path
+from gefyra.core.orchestrator import Orchestrator
+from gefyra.core.runtime import ContainerRuntime, ContainerSpec
+from gefyra.core.steps import Step
+
+log = structlog.get_logger(__name__)
+
+STOWAWAY_KEY_SECRET = "gefyra-stowaway-key"
+LABEL_PUBLIC_KEY = "gefyra.dev/public-key"
+_CLIENTS_PATH = f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{GEFYRA_NAMESPACE}/gefyraclients"
+
+
+@dataclasses.dataclass
+class UpContext:
+    orchestrator: Orchestrator
+    cluster: Cluster
+    runtime: ContainerRuntime
+    keys: wireguard.KeyPair | None = None
+    address: str = ""
+    server_public_key: str = ""
+    routes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.orchestrator.settings
+
+    async def progress(self, step: str, message: str) -> None:
+        await self.orchestrator.bus.publish(Event(EventKind.PROGRESS, step, message))
+
+
+def client_doc(settings: Settings, public_key: str = "") -> dict[str, Any]:
+    return {
+        "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}", "kind": "GefyraClient",
+        "metadata": {"name": settings.client_id, "namespace": GEFYRA_NAMESPACE,
+                     "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CLIENT: settings.client_id}},
+        "spec": {"publicKey": public_key},
+    }
+
+
+async def get_client(cluster: Cluster, client_id: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = await cluster.request("GET", f"{_CLIENTS_PATH}/{client_id}")
+    except errors.NotFoundError:
+        return None
+    return found
+
+
+async def other_clients(cluster: Cluster, client_id: str) -> list[str]:
+    """Names of the other clients registered in the cluster (none if gefyra is not installed)."""
+    try:
+        listing = await cluster.request("GET", _CLIENTS_PATH)
+    except errors.NotFoundError:
+        return []
+    return [c["metadata"]["name"] for c in listing["items"] if c["metadata"]["name"] != client_id]
+
+
+async def remove_cluster_side(cluster: Cluster, settings: Settings, timeout: float) -> None:
+    """Deletes every object of the cluster side and waits until the namespace is gone."""
+    for doc in reversed(manifests.cluster_side(settings)):
+        await cluster.delete(doc)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": GEFYRA_NAMESPACE}}
+    try:
+        with anyio.fail_after(timeout):
+            while await cluster.exists(namespace):
+                await anyio.sleep(0.5)
+    except TimeoutError as exc:
+        raise errors.ReadinessTimeoutError(
+            f"namespace {GEFYRA_NAMESPACE} was not deleted within {timeout:.0f}s",
+            "see `kubectl get all -n gefyra`") from exc
+
+
+class ClusterSide(Step[UpContext]):
+    name = "cluster-side"
+    title = "install gefyra's cluster side (stowaway, operator)"
+
+    async def verify(self, ctx: UpContext) -> bool:
+        deploy = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "gefyra-stowaway", "namespace": GEFYRA_NAMESPACE}}
+        try:
+            found = await ctx.cluster.request("GET", object_path(deploy))
+        except errors.NotFoundError:
+            return False
+        images = {c["image"] for c in found["spec"]["template"]["spec"]["containers"]}
+        status = found.get("status", {})
+        return (images == {ctx.settings.image("stowaway"), ctx.settings.image("operator")}
+                and status.get("observedGeneration") == found["metadata"]["generation"]
+                and status.get("availableReplicas", 0) >= 1 and status.get("updatedReplicas", 0) >= 1)
+
+    async def apply(self, ctx: UpContext) -> None:
+        docs = manifests.cluster_side(ctx.settings)
+        for doc in docs:
+            await ctx.cluster.apply(doc)
+            if doc["kind"] == "Namespace":
+                await self._ensure_server_key(ctx)
+        await ctx.progress(self.name, "waiting for stowaway to become ready")
+        await self._wait_available(ctx)
+
+    async def _ensure_server_key(self, ctx: UpContext) -> None:
+        secret = {"apiVersion": "v1", "kind": "Secret",
+                  "metadata": {"name": STOWAWAY_KEY_SECRET, "namespace": GEFYRA_NAMESPACE,
+                               "labels": {LABEL_MANAGED_BY: MANAGED_BY}}}
+        if await ctx.cluster.exists(secret):
+            return
+        keys = wireguard.generate_keypair()
+        secret["data"] = {"private-key": base64.b64encode(keys.private.encode()).decode(),
+                          "public-key": base64.b64encode(keys.public.encode()).decode()}
+        await ctx.cluster.request("POST", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/secrets", secret)
+
+    async def _wait_available(self, ctx: UpContext) -> None:
+        try:
+            with anyio.fail_after(ctx.settings.timeout):
+                while not await self.verify(ctx):
+                    await anyio.sleep(0.5)
+        except TimeoutError as exc:
+            raise errors.ReadinessTimeoutError(
+                f"stowaway did not become ready within {ctx.settings.timeout:.0f}s",
+                "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?)",
+            ) from exc
+
+    async def undo(self, ctx: UpContext) -> None:
+        if not await other_clients(ctx.cluster, ctx.settings.client_id):
+            await remove_cluster_side(ctx.cluster, ctx.settings, ctx.settings.timeout)
+
+
+class RegisterClient(Step[UpContext]):
+    name = "client"
+    title = "register this machine as a tunnel client"
+
+    async def verify(self, ctx: UpContext) -> bool:
+        found = await get_client(ctx.cluster, ctx.settings.client_id)
+        cargo = await ctx.runtime.get_container(ctx.settings.cargo_name)
+        if not found or not cargo or not cargo.running:
+            return False
+        status = found.get("status") or {}
+        same_key = cargo.labels.get(LABEL_PUBLIC_KEY) == found["spec"]["publicKey"]
+        return same_key and status.get("phase") == "Active"
+
+    async def apply(self, ctx: UpContext) -> None:
+        ctx.keys = wireguard.generate_keypair()
+        await ctx.cluster.apply(client_doc(ctx.settings, ctx.keys.public))
+        await ctx.progress(self.name, "waiting for the operator to add this client to stowaway")
+        try:
+            with anyio.fail_after(30):
+                while True:
+                    found = await get_client(ctx.cluster, ctx.settings.client_id)
+                    status = (found or {}).get("status") or {}
+                    if status.get("phase") == "Active" and found and found["spec"]["publicKey"] == ctx.keys.public:
+                        ctx.address, ctx.server_public_key = status["address"], status["serverPublicKey"]
+                        return
+                    await anyio.sleep(0.2)
+        except TimeoutError as exc:
+            raise errors.ReadinessTimeoutError(
+                "the operator did not register this client within 30s",
+                "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`") from exc
+
+    async def undo(self, ctx: UpContext) -> None:
+        await ctx.cluster.delete(client_doc(ctx.settings))
+
+
+class LocalNetwork(Step[UpContext]):
+    name = "network"
+    title = "create the local container network"
+
+    async def verify(self, ctx: UpContext) -> bool:
+        return await ctx.runtime.get_network(ctx.settings.network_name) is not None
+
+    async def apply(self, ctx: UpContext) -> None:
+        await ctx.runtime.ensure_network(ctx.settings.network_name, ctx.settings.labels("network"))
+
+    async def undo(self, ctx: UpContext) -> None:
+        await ctx.runtime.remove_network(ctx.settings.network_name)
+
+
+class Cargo(Step[UpContext]):
+    name = "cargo"
+    title = "start cargo (local tunnel end and DNS)"
+
+    async def verify(self, ctx: UpContext) -> bool:
+        return ctx.keys is None  # registration was skipped: cargo runs with the registered key
+
+    async def apply(self, ctx: UpContext) -> None:
+        assert ctx.keys is not None
+        settings, runtime = ctx.settings, ctx.runtime
+        await runtime.remove_container(settings.cargo_name)  # a stale cargo with an old key
+        ctx.routes = [settings.service_cidr or await ctx.cluster.service_cidr(),
+                      *(settings.pod_cidrs or await ctx.cluster.pod_cidrs())]
+        endpoint = f"{settings.host or ctx.cluster.api_host}:{settings.port}"
+        dns_ip = await ctx.cluster.cluster_dns_ip()
+        labels = settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public}
+        await runtime.create_container(ContainerSpec(
+            name=settings.cargo_name, image=settings.image("cargo"), labels=labels,
+            network=settings.network_name, cap_add=["NET_ADMIN", "MKNOD"], devices=["/dev/net/tun"],
+        ))
+        env = (f"TUNNEL_ADDRESS={ctx.address}/32\nTUNNEL_MTU={settings.tunnel_mtu}\n"
+               f"CLUSTER_ROUTES='{' '.join([f'{TUNNEL_SERVER_ADDRESS}/32', *ctx.routes])}'\n")
+        await runtime.put_files(settings.cargo_name, "/etc/gefyra", {
+            "wg0.conf": wireguard.client_config(ctx.keys.private, ctx.server_public_key, endpoint,
+                                                [f"{TUNNEL_SERVER_ADDRESS}/32", *ctx.routes]).encode(),
+            "cargo.env": env.encode(),
+            "Corefile": ctx.orchestrator.dns_config(dns_ip, settings.cluster_domain).encode(),
+        })
+        await runtime.start_container(settings.cargo_name)
+
+    async def undo(self, ctx: UpContext) -> None:
+        await ctx.runtime.remove_container(ctx.settings.cargo_name)
+
+
+class TunnelProbe(Step[UpContext]):
+    name = "tunnel"
+    title = "check that traffic flows through the tunnel"
+
+    async def apply(self, ctx: UpContext) -> None:
+        api_ip = await kubernetes_service_ip(ctx.cluster)
+        probe = ["sh", "-c", f"ping -c1 -W1 {TUNNEL_SERVER_ADDRESS} >/dev/null && "
+                             f"timeout 2 bash -c '</dev/tcp/{api_ip}/443'"]
+        output = ""
+        try:
+            with anyio.fail_after(30):
+                while True:
+                    cargo = await ctx.runtime.get_container(ctx.settings.cargo_name)
+                    if cargo is None or not cargo.running:
+                        raise errors.GefyraError("cargo stopped right after its start",
+                                                 f"see `docker logs {ctx.settings.cargo_name}`")
+                    code, output = await ctx.runtime.exec(ctx.settings.cargo_name, probe)
+                    if code == 0:
+                        return
+                    await anyio.sleep(0.3)
+        except TimeoutError as exc:
+            raise errors.ReadinessTimeoutError(
+                f"no traffic through the tunnel to {ctx.settings.host or ctx.cluster.api_host}:"
+                f"{ctx.settings.port}/udp within 30s ({output.strip() or 'no answer'})",
+                "check that this address and UDP port reach the cluster's nodes (--host, --port)",
+            ) from exc
+
+
+async def kubernetes_service_ip(cluster: Cluster) -> str:
+    found = await cluster.request("GET", "/api/v1/namespaces/default/services/kubernetes")
+    return str(found["spec"]["clusterIP"])
+
+
+UP_PLAN: tuple[type[Step[UpContext]], ...] = (ClusterSide, RegisterClient, LocalNetwork, Cargo, TunnelProbe)

@@ -1,0 +1,198 @@
+"""The cluster connection: kubeconfig loading, error translation, and the few API calls gefyra
+makes. kubernetes_asyncio's ApiException never leaves this module untranslated."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlparse
+
+import aiohttp
+import anyio
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from gefyra import errors
+from gefyra.core.config import Settings
+
+#: (apiVersion, kind) -> (plural, namespaced) for every kind gefyra applies or deletes.
+_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "ServiceAccount"): ("serviceaccounts", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "Secret"): ("secrets", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("clusterroles", False),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
+    ("gefyra.dev/v1alpha1", "GefyraClient"): ("gefyraclients", True),
+}
+
+
+def object_path(doc: Mapping[str, Any]) -> str:
+    """The REST path of the object described by ``doc``."""
+    api_version, kind = doc["apiVersion"], doc["kind"]
+    plural, namespaced = _KINDS[(api_version, kind)]
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    meta = doc["metadata"]
+    ns = f"/namespaces/{meta['namespace']}" if namespaced else ""
+    return f"{prefix}{ns}/{plural}/{meta['name']}"
+
+
+def translate(exc: ApiException, what: str) -> errors.GefyraError:
+    """Maps an API error to a gefyra error about ``what``."""
+    try:
+        reason = json.loads(exc.body).get("message", exc.reason)
+    except (TypeError, ValueError):
+        reason = exc.reason
+    if exc.status == 401:
+        return errors.ConfigError(f"the cluster rejected the credentials for {what}: {reason}",
+                                  "check the kubeconfig and its context")
+    if exc.status == 403:
+        return errors.ConfigError(f"not allowed: {what}: {reason}",
+                                  "gefyra needs cluster-admin-like rights to install its cluster side")
+    if exc.status == 404:
+        return errors.NotFoundError(f"{what} not found")
+    if exc.status == 409:
+        return errors.ConflictError(f"{what}: {reason}")
+    return errors.GefyraError(f"the cluster refused {what}: {reason}")
+
+
+class Cluster:
+    """An open connection to the cluster of ``settings`` (kubeconfig and context)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._api: client.ApiClient | None = None
+
+    @property
+    def api(self) -> client.ApiClient:
+        assert self._api is not None, "cluster not connected"
+        return self._api
+
+    @property
+    def api_host(self) -> str:
+        return urlparse(self.api.configuration.host).hostname or ""
+
+    async def __aenter__(self) -> Self:
+        try:
+            self._api = await config.new_client_from_config(
+                config_file=self.settings.kubeconfig, context=self.settings.context, persist_config=False
+            )
+        except (ConfigException, OSError, ValueError, TypeError) as exc:
+            raise errors.ConfigError(
+                f"cannot load the kubeconfig {self.settings.kubeconfig or '(default)'}"
+                f"{' context ' + self.settings.context if self.settings.context else ''}: {exc}",
+                "pass --kubeconfig FILE and --context NAME of a reachable cluster",
+            ) from exc
+        try:
+            with anyio.fail_after(10):
+                await client.VersionApi(self._api).get_code()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            host = self._api.configuration.host
+            await self.close()
+            raise errors.ClusterUnreachableError(
+                f"the cluster at {host} does not answer ({type(exc).__name__})",
+                "check that it runs and that --kubeconfig/--context point at it",
+            ) from exc
+        except ApiException as exc:
+            await self.close()
+            raise translate(exc, "the version request") from exc
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    @asynccontextmanager
+    async def calling(self, what: str) -> AsyncIterator[None]:
+        """Translates API and connection errors raised inside the block."""
+        try:
+            yield
+        except ApiException as exc:
+            raise translate(exc, what) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise errors.ClusterUnreachableError(f"lost the cluster while doing {what}: {exc}") from exc
+
+    async def request(self, method: str, path: str, body: Any = None, *,
+                      query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
+        """A raw API request; returns the decoded JSON answer."""
+        async with self.calling(f"{method} {path}"):
+            response = await self.api.call_api(
+                path, method, query_params=query or [], header_params={
+                    "Content-Type": content_type, "Accept": "application/json"},
+                body=body, auth_settings=["BearerToken"], _preload_content=False,
+                _return_http_data_only=True,
+            )
+            data = await response.read()
+            if response.status >= 400:
+                failure = ApiException(status=response.status, reason=response.reason)
+                failure.body = data.decode(errors="replace")
+                raise failure
+        return json.loads(data) if data else None
+
+    async def apply(self, doc: Mapping[str, Any]) -> Any:
+        """Server-side apply of one object (field manager ``gefyra``, conflicts forced)."""
+        return await self.request("PATCH", object_path(doc), doc,
+                                  query=[("fieldManager", "gefyra"), ("force", "true")],
+                                  content_type="application/apply-patch+yaml")
+
+    async def delete(self, doc: Mapping[str, Any]) -> bool:
+        """Deletes one object (foreground); False if it did not exist."""
+        try:
+            await self.request("DELETE", object_path(doc), {"propagationPolicy": "Foreground"})
+        except errors.NotFoundError:
+            return False
+        return True
+
+    async def exists(self, doc: Mapping[str, Any]) -> bool:
+        try:
+            await self.request("GET", object_path(doc))
+        except errors.NotFoundError:
+            return False
+        return True
+
+    # Discovery of what the tunnel must route.
+
+    async def service_cidr(self) -> str:
+        """The Service range, from the API server's answer to a Service with an impossible
+        clusterIP (dry run: nothing is created). Works on every Kubernetes version."""
+        probe = {"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "gefyra-cidr-probe", "namespace": "default"},
+                 "spec": {"clusterIP": "1.1.1.1", "ports": [{"port": 443}]}}
+        try:
+            await client.CoreV1Api(self.api).create_namespaced_service("default", probe, dry_run="All")
+        except ApiException as exc:
+            match = re.search(r"valid IPs is ([0-9a-f.:/]+)", exc.body or "")
+            if match:
+                return match.group(1)
+            raise translate(exc, "the service range probe") from exc
+        raise errors.GefyraError("cannot find the cluster's Service range", "pass --service-cidr")
+
+    async def pod_cidrs(self) -> list[str]:
+        async with self.calling("listing nodes"):
+            nodes = await client.CoreV1Api(self.api).list_node()
+        cidrs: set[str] = set()
+        for node in nodes.items:
+            cidrs.update(node.spec.pod_cidrs or ([node.spec.pod_cidr] if node.spec.pod_cidr else []))
+        return sorted(c for c in cidrs if ipaddress.ip_network(c).version == 4)
+
+    async def cluster_dns_ip(self) -> str:
+        async with self.calling("reading kube-system/kube-dns"):
+            service = await client.CoreV1Api(self.api).read_namespaced_service("kube-dns", "kube-system")
+        return str(service.spec.cluster_ip)
+
+    async def namespace_exists(self, name: str) -> bool:
+        return await self.exists({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

@@ -1,0 +1,37 @@
+"""The cluster side's manifests (manifests/ in the source tree, packaged as gefyra/manifests)."""
+
+from __future__ import annotations
+
+import string
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gefyra.core.config import TUNNEL_SERVER_ADDRESS, Settings
+
+_FILES = ("crds.yaml", "gefyra.yaml")
+
+
+def _directory() -> Path:
+    packaged = Path(str(resources.files("gefyra"))) / "manifests"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "manifests"  # editable install / source tree
+
+
+def cluster_side(settings: Settings) -> list[dict[str, Any]]:
+    """All objects of the cluster side, rendered for ``settings``, in apply order."""
+    values = {
+        "stowaway_image": settings.image("stowaway"),
+        "operator_image": settings.image("operator"),
+        "tunnel_server_address": f"{TUNNEL_SERVER_ADDRESS}/16",
+        "tunnel_mtu": str(settings.tunnel_mtu),
+        "port": str(settings.port),
+    }
+    documents: list[dict[str, Any]] = []
+    for name in _FILES:
+        text = string.Template((_directory() / name).read_text()).substitute(values)
+        documents.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return documents

@@ -1,0 +1,138 @@
+"""The container runtime interface that the core uses; plugins implement it (Docker, Podman).
+
+A runtime object is returned by the ``gefyra_container_runtime`` hook, then used as an async
+context manager. Methods raise :mod:`gefyra.errors` exceptions only: the plugin translates its
+engine's errors at this edge.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+
+@dataclasses.dataclass
+class ContainerSpec:
+    name: str
+    image: str
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    network: str | None = None
+    #: e.g. ``container:NAME`` to join another container's network namespace.
+    network_mode: str | None = None
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    cap_add: list[str] = dataclasses.field(default_factory=list)
+    devices: list[str] = dataclasses.field(default_factory=list)
+    dns: list[str] = dataclasses.field(default_factory=list)
+    dns_search: list[str] = dataclasses.field(default_factory=list)
+    dns_options: list[str] = dataclasses.field(default_factory=list)
+    #: ``HOST_PATH:CONTAINER_PATH[:ro]`` bind mounts.
+    volumes: list[str] = dataclasses.field(default_factory=list)
+    #: container port (``"8080/tcp"``) -> host port.
+    ports: dict[str, int] = dataclasses.field(default_factory=dict)
+    auto_remove: bool = False
+
+
+@dataclasses.dataclass
+class ContainerInfo:
+    id: str
+    name: str
+    image: str
+    state: str  # created, running, exited, ...
+    labels: dict[str, str]
+    #: network name -> IPv4 address
+    addresses: dict[str, str]
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclasses.dataclass
+class NetworkInfo:
+    name: str
+    subnet: str
+    gateway: str
+    labels: dict[str, str]
+
+
+class ContainerRuntime(abc.ABC):
+    """One connection to a container engine."""
+
+    #: Name shown by ``status`` and ``check`` (``docker``, ``podman``).
+    name: str = "?"
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Opens the connection; raises EngineUnavailableError if the engine does not answer."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def version(self) -> str: ...
+
+    @abc.abstractmethod
+    async def image_exists(self, image: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def ensure_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:
+        """Creates the bridge network ``name`` unless it exists; returns it."""
+
+    @abc.abstractmethod
+    async def get_network(self, name: str) -> NetworkInfo | None: ...
+
+    @abc.abstractmethod
+    async def remove_network(self, name: str) -> None:
+        """Removes the network; no error if it does not exist."""
+
+    @abc.abstractmethod
+    async def create_container(self, spec: ContainerSpec) -> ContainerInfo:
+        """Creates (does not start) a container; ConflictError if the name is taken."""
+
+    @abc.abstractmethod
+    async def put_files(self, name: str, directory: str, files: Mapping[str, bytes]) -> None:
+        """Copies ``files`` (relative name -> content, mode 0600) into ``directory`` of a container."""
+
+    @abc.abstractmethod
+    async def start_container(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def get_container(self, name: str) -> ContainerInfo | None: ...
+
+    @abc.abstractmethod
+    async def list_containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """All containers (running or not) that carry every one of ``labels``."""
+
+    @abc.abstractmethod
+    async def remove_container(self, name: str) -> None:
+        """Stops and removes a container; no error if it does not exist."""
+
+    @abc.abstractmethod
+    async def exec(self, name: str, command: Sequence[str]) -> tuple[int, str]:
+        """Runs ``command`` in a running container; returns (exit code, stdout+stderr)."""
+
+    @abc.abstractmethod
+    async def run_to_completion(self, spec: ContainerSpec) -> tuple[int, str]:
+        """Runs a short-lived helper container, waits for it, removes it; (exit code, output)."""
+
+    @abc.abstractmethod
+    def follow_logs(self, name: str) -> AsyncIterator[str]:
+        """Yields the container's output lines until it stops."""
+
+    @abc.abstractmethod
+    async def wait_container(self, name: str) -> int:
+        """Waits until the container stops; returns its exit code."""

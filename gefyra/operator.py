@@ -1,0 +1,119 @@
+"""`gefyra operator`: runs beside stowaway and keeps the tunnel's peers equal to the GefyraClient
+objects. Level-based: every change (and every 10 s) it compares the wanted peers with
+``wg show`` and adds or removes the difference. Peers are changed on the running interface;
+stowaway is never restarted for a client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import os
+import subprocess
+
+import anyio
+import structlog
+from kubernetes_asyncio import client, config, watch
+
+from gefyra.core.config import CRD_GROUP, CRD_VERSION, TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS
+
+log = structlog.get_logger("gefyra.operator")
+
+_PLURAL = "gefyraclients"
+_INTERFACE = "wg0"
+
+
+async def _wg(*args: str) -> str:
+    result = await anyio.run_process(["wg", *args], check=True)
+    return result.stdout.decode()
+
+
+async def _current_peers() -> dict[str, str]:
+    """public key -> allowed IPs, as the running interface has them."""
+    peers = {}
+    for line in (await _wg("show", _INTERFACE, "allowed-ips")).splitlines():
+        key, _, ips = line.partition("\t")
+        peers[key] = ips.strip()
+    return peers
+
+
+def _allocate(taken: set[str]) -> str:
+    network = ipaddress.ip_network(TUNNEL_NETWORK)
+    for host in network.hosts():
+        address = str(host)
+        if address != TUNNEL_SERVER_ADDRESS and address not in taken:
+            return address
+    raise RuntimeError("the tunnel's address range is exhausted")
+
+
+class Operator:
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    async def _server_public_key(self) -> str:
+        secret = await self.core.read_namespaced_secret("gefyra-stowaway-key", self.namespace)
+        return base64.b64decode(secret.data["public-key"]).decode()
+
+    async def _patch_status(self, name: str, status: dict[str, str]) -> None:
+        await self.custom.patch_namespaced_custom_object_status(
+            CRD_GROUP, CRD_VERSION, self.namespace, _PLURAL, name, {"status": status},
+            _content_type="application/merge-patch+json")
+
+    async def sync(self) -> None:
+        listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, _PLURAL)
+        clients = sorted(listing["items"], key=lambda c: c["metadata"]["creationTimestamp"])
+        server_key = await self._server_public_key()
+        taken = {c.get("status", {}).get("address") for c in clients} - {None}
+        wanted: dict[str, str] = {}
+        for item in clients:
+            name, status = item["metadata"]["name"], item.get("status") or {}
+            address = status.get("address")
+            if not address:
+                address = _allocate(taken)  # type: ignore[arg-type]
+                taken.add(address)
+                await self._patch_status(name, {"address": address, "serverPublicKey": server_key, "phase": "Pending"})
+                log.info("address allocated", client=name, address=address)
+            wanted[item["spec"]["publicKey"]] = f"{address}/32"
+
+        current = await _current_peers()
+        for key in current.keys() - wanted.keys():
+            await _wg("set", _INTERFACE, "peer", key, "remove")
+            log.info("peer removed", public_key=key)
+        for key, ips in wanted.items():
+            if current.get(key) != ips:
+                await _wg("set", _INTERFACE, "peer", key, "allowed-ips", ips)
+                log.info("peer added", public_key=key, allowed_ips=ips)
+
+        for item in clients:
+            if (item.get("status") or {}).get("phase") != "Active":
+                await self._patch_status(item["metadata"]["name"], {"phase": "Active", "serverPublicKey": server_key})
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sync()
+                async with watch.Watch().stream(
+                    self.custom.list_namespaced_custom_object, CRD_GROUP, CRD_VERSION, self.namespace,
+                    _PLURAL, timeout_seconds=10,
+                ) as stream:
+                    async for event in stream:
+                        if event["type"] in ("ADDED", "DELETED") or not (event["object"].get("status") or {}).get("address"):
+                            break
+            except client.ApiException as exc:
+                log.warning("sync failed; retrying", status=exc.status, reason=exc.reason, body=exc.body)
+                await anyio.sleep(1)
+            except (subprocess.CalledProcessError, OSError, asyncio.TimeoutError) as exc:
+                log.warning("sync failed; retrying", error=str(exc))
+                await anyio.sleep(1)
+
+
+async def main() -> None:
+    config.load_incluster_config()
+    namespace = os.environ.get("GEFYRA_NAMESPACE", "gefyra")
+    while not os.path.exists(f"/var/run/wireguard/{_INTERFACE}.sock"):
+        await anyio.sleep(0.2)
+    async with client.ApiClient() as api:
+        log.info("operator started", namespace=namespace)
+        await Operator(api, namespace).run()

@@ -1,0 +1,230 @@
+"""The Docker container runtime, over the Docker Engine API (aiodocker)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from gefyra import errors
+from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec, NetworkInfo
+
+
+class DockerRuntime(ContainerRuntime):
+    name = "docker"
+
+    def __init__(self, url: str | None = None) -> None:
+        self._url = url
+        self._docker: aiodocker.Docker | None = None
+
+    @property
+    def _api(self) -> aiodocker.Docker:
+        assert self._docker is not None, "runtime not connected"
+        return self._docker
+
+    def _unavailable(self, exc: BaseException) -> errors.EngineUnavailableError:
+        where = self._url or "the default Docker socket"
+        return errors.EngineUnavailableError(
+            f"cannot reach {self.name} at {where} ({exc})",
+            f"start the {self.name} engine, or choose another with --runtime",
+        )
+
+    async def connect(self) -> None:
+        try:
+            self._docker = aiodocker.Docker(url=self._url)
+            await self._docker.version()
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError, ValueError) as exc:
+            await self.close()
+            raise self._unavailable(exc) from exc
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+    async def version(self) -> str:
+        info = await self._call(self._api.version())
+        return str(info.get("Version", "?"))
+
+    async def _call(self, awaitable: Any, *, what: str = "") -> Any:
+        """Awaits an aiodocker call, translating its errors into gefyra errors."""
+        try:
+            return await awaitable
+        except aiodocker.DockerError as exc:
+            message = exc.message if hasattr(exc, "message") else str(exc)
+            if exc.status == 404:
+                raise errors.NotFoundError(f"{what or 'object'} not found: {message}") from exc
+            if exc.status == 409:
+                raise errors.ConflictError(f"{what or 'object'} is in use: {message}",
+                                           "choose another name, or remove the existing one") from exc
+            raise errors.GefyraError(f"{self.name} refused: {message}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def image_exists(self, image: str) -> bool:
+        try:
+            await self._call(self._api.images.inspect(image), what=f"image {image}")
+        except errors.NotFoundError:
+            return False
+        return True
+
+    # Networks
+
+    async def get_network(self, name: str) -> NetworkInfo | None:
+        try:
+            net = await self._call(self._api.networks.get(name), what=f"network {name}")
+            data = await self._call(net.show())
+        except errors.NotFoundError:
+            return None
+        config = (data.get("IPAM", {}).get("Config") or [{}])[0]
+        return NetworkInfo(name=data["Name"], subnet=config.get("Subnet", ""),
+                           gateway=config.get("Gateway", ""), labels=data.get("Labels") or {})
+
+    async def ensure_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:
+        existing = await self.get_network(name)
+        if existing is not None:
+            return existing
+        await self._call(self._api.networks.create(self._network_config(name, labels)), what=f"network {name}")
+        created = await self.get_network(name)
+        assert created is not None
+        return created
+
+    def _network_config(self, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+        return {"Name": name, "Driver": "bridge", "Labels": dict(labels), "CheckDuplicate": True}
+
+    async def remove_network(self, name: str) -> None:
+        try:
+            net = await self._call(self._api.networks.get(name), what=f"network {name}")
+            await self._call(net.delete(), what=f"network {name}")
+        except errors.NotFoundError:
+            pass
+
+    # Containers
+
+    def _container_config(self, spec: ContainerSpec) -> dict[str, Any]:
+        host: dict[str, Any] = {
+            "CapAdd": spec.cap_add,
+            "Devices": [{"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"} for d in spec.devices],
+            "Dns": spec.dns,
+            "DnsSearch": spec.dns_search,
+            "DnsOptions": spec.dns_options,
+            "Binds": spec.volumes,
+            "AutoRemove": spec.auto_remove,
+            "PortBindings": {port: [{"HostPort": str(host_port)}] for port, host_port in spec.ports.items()},
+        }
+        if spec.network_mode:
+            host["NetworkMode"] = spec.network_mode
+        elif spec.network:
+            host["NetworkMode"] = spec.network
+        config: dict[str, Any] = {
+            "Image": spec.image,
+            "Labels": spec.labels,
+            "Env": [f"{k}={v}" for k, v in spec.env.items()],
+            "HostConfig": host,
+            "ExposedPorts": {port: {} for port in spec.ports},
+        }
+        if spec.command is not None:
+            config["Cmd"] = spec.command
+        if spec.entrypoint is not None:
+            config["Entrypoint"] = spec.entrypoint
+        return config
+
+    async def create_container(self, spec: ContainerSpec) -> ContainerInfo:
+        if not await self.image_exists(spec.image):
+            raise errors.NotFoundError(f"image {spec.image} is not in {self.name}",
+                                       f"build or pull it first ({self.name} images lists what is there)")
+        await self._call(self._api.containers.create(self._container_config(spec), name=spec.name),
+                         what=f"container name {spec.name}")
+        info = await self.get_container(spec.name)
+        assert info is not None
+        return info
+
+    async def put_files(self, name: str, directory: str, files: Mapping[str, bytes]) -> None:
+        base = directory.strip("/")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            folder = tarfile.TarInfo(base)
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o700
+            tar.addfile(folder)
+            for file_name, content in files.items():
+                entry = tarfile.TarInfo(f"{base}/{file_name}")
+                entry.size, entry.mode = len(content), 0o600
+                tar.addfile(entry, io.BytesIO(content))
+        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        await self._call(container.put_archive("/", buffer.getvalue()), what=f"container {name}")
+
+    async def start_container(self, name: str) -> None:
+        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        await self._call(container.start(), what=f"container {name}")
+
+    @staticmethod
+    def _info(data: dict[str, Any]) -> ContainerInfo:
+        networks = data.get("NetworkSettings", {}).get("Networks") or {}
+        return ContainerInfo(
+            id=data["Id"],
+            name=data["Name"].lstrip("/"),
+            image=data["Config"]["Image"],
+            state=data["State"]["Status"],
+            labels=data["Config"].get("Labels") or {},
+            addresses={net: cfg.get("IPAddress", "") for net, cfg in networks.items()},
+        )
+
+    async def get_container(self, name: str) -> ContainerInfo | None:
+        try:
+            container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        except errors.NotFoundError:
+            return None
+        return self._info(container._container)
+
+    async def list_containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
+        found = await self._call(self._api.containers.list(all=True, filters=filters))
+        infos = []
+        for container in found:
+            info = await self.get_container(container.id)
+            if info is not None:
+                infos.append(info)
+        return infos
+
+    async def remove_container(self, name: str) -> None:
+        try:
+            container = await self._call(self._api.containers.get(name), what=f"container {name}")
+            await self._call(container.delete(force=True, v=True), what=f"container {name}")
+        except errors.NotFoundError:
+            pass
+
+    async def exec(self, name: str, command: Sequence[str]) -> tuple[int, str]:
+        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        execution = await self._call(container.exec(list(command), stdout=True, stderr=True))
+        chunks: list[bytes] = []
+        async with execution.start(detach=False) as stream:
+            while (message := await stream.read_out()) is not None:
+                chunks.append(message.data)
+        result = await self._call(execution.inspect())
+        return int(result.get("ExitCode") or 0), b"".join(chunks).decode(errors="replace")
+
+    async def run_to_completion(self, spec: ContainerSpec) -> tuple[int, str]:
+        await self.create_container(spec)
+        try:
+            await self.start_container(spec.name)
+            code = await self.wait_container(spec.name)
+            container = await self._call(self._api.containers.get(spec.name))
+            lines = await self._call(container.log(stdout=True, stderr=True))
+            return code, "".join(lines)
+        finally:
+            await self.remove_container(spec.name)
+
+    async def follow_logs(self, name: str) -> AsyncIterator[str]:
+        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        async for line in container.log(stdout=True, stderr=True, follow=True):
+            yield line
+
+    async def wait_container(self, name: str) -> int:
+        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        result = await self._call(container.wait())
+        return int(result.get("StatusCode", 1))
