@@ -53,4 +53,4 @@ class EventBus:
                 if inspect.isawaitable(result):
                     await result
             except Exception:  # noqa: BLE001 - an observer must not break the operation
-                log.exception("event subscriber failed", subscriber=repr(subscriber), event=event.kind.value)
+                log.exception("event subscriber failed", subscriber=repr(subscriber), event_kind=event.kind.value)

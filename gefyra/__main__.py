@@ -1,0 +1,3 @@
+from gefyra.cli import main
+
+main()
