@@ -7,7 +7,8 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 owned=0
 [[ -f .devcluster/kubeconfig ]] || owned=1
 cleanup() {
-  say "cleaning up"
+  say "cleaning up: gefyra down removes everything gefyra made"
+  .venv/bin/gefyra down || true
   .devcluster/kubectl --kubeconfig .devcluster/kubeconfig delete namespace demo --ignore-not-found >/dev/null 2>&1 || true
   if (( owned )); then hack/devcluster/down.sh; fi
 }
@@ -32,3 +33,20 @@ $kubectl -n demo wait --for=condition=Ready pod/caller --timeout=60s
 
 say "a request from inside the cluster (pod 'caller' -> http://hello)"
 $kubectl -n demo exec caller -- testserver get http://hello/
+
+say "gefyra up: connect this machine to the cluster"
+.venv/bin/gefyra up
+
+say "gefyra run: a local container that lives in namespace demo"
+.venv/bin/gefyra run -i gefyra/testserver:dev -N hello-local -n demo -d --env-from deploy/hello -e MESSAGE="my laptop"
+.venv/bin/gefyra list
+
+say "from the local container, cluster names resolve like in a pod: http://hello"
+docker exec hello-local testserver get http://hello/
+say "...and by FQDN"
+docker exec hello-local testserver get http://hello.demo.svc.cluster.local/
+say "its environment came from deploy/hello (MESSAGE overridden with -e)"
+docker exec hello-local sh -c 'env | grep -E "^(MESSAGE|HELLO_SERVICE_HOST)="'
+
+say "status"
+.venv/bin/gefyra status
