@@ -11,14 +11,16 @@ import dataclasses
 from typing import Any
 
 from gefyra import __version__, errors
-from gefyra.core import connect
+from gefyra.core import bridging, connect
+from gefyra.core.bridging import BridgeRequest
 from gefyra.core.config import GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_ROLE, Settings
 from gefyra.core.kube import Cluster
 from gefyra.core.localrun import LABEL_NAMESPACE, RunRequest, start_local
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.runtime import ContainerInfo
 
-__all__ = ["RunRequest", "check", "down", "list_containers", "run", "status", "up", "version"]
+__all__ = ["BridgeRequest", "RunRequest", "bridge", "check", "down", "list_bridges", "list_containers", "run",
+           "status", "unbridge", "up", "version"]
 
 
 def _orchestrator(settings: Settings | None, orchestrator: Orchestrator | None) -> Orchestrator:
@@ -41,6 +43,9 @@ async def down(settings: Settings | None = None, orchestrator: Orchestrator | No
     s = orch.settings
     removed: list[str] = []
     async with orch.connected() as (cluster, runtime):
+        # Bridges first: the workloads get their original containers back before anything else goes.
+        mine = [b["metadata"]["name"] for b in await bridging.list_bridges(cluster, s.client_id)]
+        removed += [f"bridge {name}" for name in await bridging.unbridge(s, cluster, runtime, mine)]
         for container in await runtime.list_containers({LABEL_CLIENT: s.client_id}):
             await runtime.remove_container(container.name)
             removed.append(f"container {container.name}")
@@ -61,6 +66,41 @@ async def run(request: RunRequest, settings: Settings | None = None,
     orch = _orchestrator(settings, orchestrator)
     async with orch.connected() as (cluster, runtime):
         return await start_local(orch.settings, cluster, runtime, request)
+
+
+async def bridge(request: BridgeRequest, settings: Settings | None = None,
+                 orchestrator: Orchestrator | None = None) -> dict[str, Any]:
+    """Sends the traffic of ``request.target``'s ports to the local container ``request.local``."""
+    orch = _orchestrator(settings, orchestrator)
+    async with orch.connected() as (cluster, runtime):
+        return await bridging.bridge(orch.settings, cluster, runtime, request)
+
+
+async def unbridge(names: list[str] | None = None, settings: Settings | None = None,
+                   orchestrator: Orchestrator | None = None) -> list[str]:
+    """Removes bridges (by bridge or local container name; all of this client's if ``names`` is
+    None) and waits until the workloads have their original containers back."""
+    orch = _orchestrator(settings, orchestrator)
+    async with orch.connected() as (cluster, runtime):
+        mine = await bridging.list_bridges(cluster, orch.settings.client_id)
+        chosen = [b["metadata"]["name"] for b in mine
+                  if names is None or b["metadata"]["name"] in names or b["spec"]["localContainer"] in names]
+        if names and not chosen:
+            raise errors.NotFoundError(f"no bridge named {', '.join(names)}", "`gefyra list` shows the bridges")
+        return await bridging.unbridge(orch.settings, cluster, runtime, chosen)
+
+
+async def list_bridges(settings: Settings | None = None, orchestrator: Orchestrator | None = None) -> list[dict[str, Any]]:
+    """This client's bridges with their state."""
+    orch = _orchestrator(settings, orchestrator)
+    async with Cluster(orch.settings) as cluster:
+        found = await bridging.list_bridges(cluster, orch.settings.client_id)
+    return [{"name": b["metadata"]["name"], "local": b["spec"]["localContainer"],
+             "target": "{kind}/{name}/{container}".format(**b["spec"]["target"]),
+             "namespace": b["spec"]["target"]["namespace"],
+             "ports": {str(p["remote"]): p["local"] for p in b["spec"]["ports"]},
+             "phase": (b.get("status") or {}).get("phase", "Pending"),
+             "pods": (b.get("status") or {}).get("pods", [])} for b in found]
 
 
 async def list_containers(settings: Settings | None = None,
@@ -99,6 +139,7 @@ async def status(settings: Settings | None = None, orchestrator: Orchestrator | 
         result["connected"] = bool(registered and cargo and cargo.running
                                    and (registered.get("status") or {}).get("phase") == "Active")
     result["containers"] = await list_containers(s, orch)
+    result["bridges"] = await list_bridges(s, orch) if result["cluster"]["installed"] else []
     return result
 
 

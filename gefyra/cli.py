@@ -178,16 +178,65 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: tuple[st
     sys.exit(_execute(ctx, operation))
 
 
+@main.command()
+@click.option("-N", "--name", "local", required=True, help="The local container (started with `gefyra run`).")
+@click.option("-n", "--namespace", default="default", help="Namespace of the target.")
+@click.option("--target", required=True, help="deploy/NAME[/CONTAINER], pod/NAME[/CONTAINER] or sts/NAME[/CONTAINER].")
+@click.option("-p", "--port", "ports", multiple=True, required=True, help="REMOTE:LOCAL container ports. Repeatable.")
+@click.option("--timeout", type=float, default=60, help="Seconds to wait until the bridge carries traffic.")
+@click.option("--no-wait", is_flag=True, help="Return once the bridge is requested.")
+@output_option
+@click.pass_context
+def bridge(ctx: click.Context, local: str, namespace: str, target: str, ports: tuple[str, ...], timeout: float,
+           no_wait: bool, output: str | None) -> None:
+    """Send the traffic of a workload's ports in the cluster to a local container."""
+    from gefyra import api
+
+    mapping = {}
+    for item in ports:
+        remote, sep, local_port = item.partition(":")
+        if not sep or not remote.isdigit() or not local_port.isdigit():
+            raise click.BadParameter(f"{item!r} is not REMOTE:LOCAL", param_hint="-p")
+        mapping[int(remote)] = int(local_port)
+    request = api.BridgeRequest(local=local, target=target, ports=mapping, namespace=namespace,
+                                wait=not no_wait, timeout=timeout)
+    result = _execute(ctx, lambda orch: api.bridge(request, orch.settings, orch))
+    _emit(result, output, lambda r: f"bridged {r['namespace']}/{r['target']} -> {local} (bridge {r['name']})")
+
+
+@main.command()
+@click.option("-N", "--name", "names", multiple=True, help="Bridge or local container name. Repeatable.")
+@click.option("--all", "all_", is_flag=True, help="Remove all of this client's bridges.")
+@click.pass_context
+def unbridge(ctx: click.Context, names: tuple[str, ...], all_: bool) -> None:
+    """Give bridged workloads their original containers back."""
+    from gefyra import api
+
+    if bool(names) == all_:
+        raise click.UsageError("name the bridges with -N, or pass --all")
+    removed = _execute(ctx, lambda orch: api.unbridge(None if all_ else list(names), orch.settings, orch))
+    click.echo("unbridged: " + ", ".join(removed) if removed else "no bridges")
+
+
 @main.command("list")
 @output_option
 @click.pass_context
 def list_(ctx: click.Context, output: str | None) -> None:
-    """List the local containers started with `gefyra run`."""
+    """List the local containers started with `gefyra run`, and the bridges."""
     from gefyra import api
 
-    found = _execute(ctx, lambda orch: api.list_containers(orch.settings, orch))
-    _emit(found, output, lambda rows: "\n".join(
-        f"{r['name']:<24} {r['state']:<10} {r['namespace']:<16} {r['address']:<16} {r['image']}" for r in rows
+    async def both(orch: Orchestrator) -> dict[str, Any]:
+        containers = await api.list_containers(orch.settings, orch)
+        try:
+            bridges = await api.list_bridges(orch.settings, orch)
+        except errors.GefyraError:
+            bridges = []
+        return {"containers": containers, "bridges": bridges}
+
+    found = _execute(ctx, both)
+    _emit(found, output, lambda r: "\n".join(
+        [f"{c['name']:<24} {c['state']:<10} {c['namespace']:<16} {c['address']:<16} {c['image']}" for c in r["containers"]]
+        + [f"bridge {b['name']}: {b['namespace']}/{b['target']} -> {b['local']} {b['ports']} {b['phase']}" for b in r["bridges"]]
     ) or "no containers")
 
 
@@ -210,6 +259,7 @@ def status(ctx: click.Context, output: str | None) -> None:
             f"tunnel:     {client.get('address') or '-'} {client.get('phase') or ''}",
             f"cargo:      {cargo.get('state', '-')}",
             f"containers: {len(r['containers'])}",
+            f"bridges:    {len(r.get('bridges', []))}",
         ])
 
     _emit(result, output, human)

@@ -32,6 +32,7 @@ _KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
     ("gefyra.dev/v1alpha1", "GefyraClient"): ("gefyraclients", True),
+    ("gefyra.dev/v1alpha1", "GefyraBridge"): ("gefyrabridges", True),
 }
 
 

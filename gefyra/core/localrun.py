@@ -13,6 +13,7 @@ from gefyra import errors
 from gefyra.core.config import Settings
 from gefyra.core.kube import Cluster
 from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
+from gefyra.core.workloads import live_pods, parse_workload
 
 log = structlog.get_logger(__name__)
 
@@ -32,27 +33,10 @@ class RunRequest:
     auto_remove: bool = False
 
 
-def parse_workload(ref: str) -> tuple[str, str, str | None]:
-    """``deploy/NAME[/CONTAINER]`` (also ``pod/``, ``sts/``) -> (kind, name, container)."""
-    parts = ref.split("/")
-    kinds = {"deploy": "deployment", "deployment": "deployment", "pod": "pod", "po": "pod",
-             "sts": "statefulset", "statefulset": "statefulset"}
-    if len(parts) not in (2, 3) or parts[0] not in kinds or not parts[1]:
-        raise errors.UsageError(f"cannot read the workload {ref!r}",
-                                "write it as deploy/NAME[/CONTAINER], pod/NAME[/CONTAINER] or sts/NAME[/CONTAINER]")
-    return kinds[parts[0]], parts[1], parts[2] if len(parts) == 3 else None
-
-
 async def _workload_pod(cluster: Cluster, namespace: str, kind: str, name: str) -> client.V1Pod:
-    core, apps = client.CoreV1Api(cluster.api), client.AppsV1Api(cluster.api)
     async with cluster.calling(f"{kind} {name} in namespace {namespace}"):
-        if kind == "pod":
-            return await core.read_namespaced_pod(name, namespace)
-        reader = apps.read_namespaced_deployment if kind == "deployment" else apps.read_namespaced_stateful_set
-        workload = await reader(name, namespace)
-        selector = ",".join(f"{k}={v}" for k, v in (workload.spec.selector.match_labels or {}).items())
-        pods = await core.list_namespaced_pod(namespace, label_selector=selector)
-    running = [p for p in pods.items if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        pods = await live_pods(cluster.api, namespace, kind, name)
+    running = [p for p in pods if p.status.phase == "Running"]
     if not running:
         raise errors.NotFoundError(f"{kind} {name} in namespace {namespace} has no running pod",
                                    "wait until it runs, or choose another workload")

@@ -26,6 +26,7 @@ def cluster_side(settings: Settings) -> list[dict[str, Any]]:
     values = {
         "stowaway_image": settings.image("stowaway"),
         "operator_image": settings.image("operator"),
+        "carrier_image": settings.image("carrier"),
         "tunnel_server_address": f"{TUNNEL_SERVER_ADDRESS}/16",
         "tunnel_mtu": str(settings.tunnel_mtu),
         "port": str(settings.port),

@@ -118,7 +118,7 @@ def test_local_container_resolves_and_reaches_like_a_pod(workloads: tuple[str, s
     assert local("testserver", "get", f"http://api.{ns_b}.svc.cluster.local/").startswith("hello from api-")
     pod_ip = kubectl("-n", ns_b, "get", "pods", "-l", "app=api", "-o", "jsonpath={.items[0].status.podIP}")
     assert local("testserver", "get", f"http://{pod_ip}:8080/").startswith("hello from api-")
-    listed = json.loads(ok("list", "-o", "json").stdout)
+    listed = json.loads(ok("list", "-o", "json").stdout)["containers"]
     assert [(c["name"], c["namespace"], c["state"]) for c in listed] == [("gfy-local", ns_a, "running")]
 
 

@@ -1,19 +1,15 @@
-"""`gefyra operator`: runs beside stowaway and keeps the tunnel's peers equal to the GefyraClient
-objects. Level-based: every change (and every 10 s) it compares the wanted peers with
-``wg show`` and adds or removes the difference. Peers are changed on the running interface;
-stowaway is never restarted for a client."""
+"""The tunnel's peers follow the GefyraClient objects. Level-based: each round compares the
+wanted peers with ``wg show`` and adds or removes the difference. Peers are changed on the running
+interface; stowaway is never restarted for a client."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ipaddress
-import os
-import subprocess
 
 import anyio
 import structlog
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client
 
 from gefyra.core.config import CRD_GROUP, CRD_VERSION, TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS
 
@@ -46,7 +42,7 @@ def _allocate(taken: set[str]) -> str:
     raise RuntimeError("the tunnel's address range is exhausted")
 
 
-class Operator:
+class Peers:
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
         self.namespace = namespace
         self.custom = client.CustomObjectsApi(api)
@@ -61,7 +57,8 @@ class Operator:
             CRD_GROUP, CRD_VERSION, self.namespace, _PLURAL, name, {"status": status},
             _content_type="application/merge-patch+json")
 
-    async def sync(self) -> None:
+    async def sync(self) -> dict[str, str]:
+        """One round; returns the active clients' tunnel addresses by client name."""
         listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, _PLURAL)
         clients = sorted(listing["items"], key=lambda c: c["metadata"]["creationTimestamp"])
         server_key = await self._server_public_key()
@@ -89,31 +86,4 @@ class Operator:
         for item in clients:
             if (item.get("status") or {}).get("phase") != "Active":
                 await self._patch_status(item["metadata"]["name"], {"phase": "Active", "serverPublicKey": server_key})
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.sync()
-                async with watch.Watch().stream(
-                    self.custom.list_namespaced_custom_object, CRD_GROUP, CRD_VERSION, self.namespace,
-                    _PLURAL, timeout_seconds=10,
-                ) as stream:
-                    async for event in stream:
-                        if event["type"] in ("ADDED", "DELETED") or not (event["object"].get("status") or {}).get("address"):
-                            break
-            except client.ApiException as exc:
-                log.warning("sync failed; retrying", status=exc.status, reason=exc.reason, body=exc.body)
-                await anyio.sleep(1)
-            except (subprocess.CalledProcessError, OSError, asyncio.TimeoutError) as exc:
-                log.warning("sync failed; retrying", error=str(exc))
-                await anyio.sleep(1)
-
-
-async def main() -> None:
-    config.load_incluster_config()
-    namespace = os.environ.get("GEFYRA_NAMESPACE", "gefyra")
-    while not os.path.exists(f"/var/run/wireguard/{_INTERFACE}.sock"):
-        await anyio.sleep(0.2)
-    async with client.ApiClient() as api:
-        log.info("operator started", namespace=namespace)
-        await Operator(api, namespace).run()
+        return {c["metadata"]["name"]: wanted[c["spec"]["publicKey"]].removesuffix("/32") for c in clients}

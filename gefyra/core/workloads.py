@@ -1,0 +1,45 @@
+"""Workload references (``deploy/NAME[/CONTAINER]``, ``pod/...``, ``sts/...``) and their pods.
+Used by the CLI side (`run --env-from`, `bridge`) and by the operator alike."""
+
+from __future__ import annotations
+
+from kubernetes_asyncio import client
+
+from gefyra import errors
+
+_KINDS = {"deploy": "deployment", "deployment": "deployment", "pod": "pod", "po": "pod",
+          "sts": "statefulset", "statefulset": "statefulset"}
+
+
+def parse_workload(ref: str) -> tuple[str, str, str | None]:
+    """``deploy/NAME[/CONTAINER]`` (also ``pod/``, ``sts/``) -> (kind, name, container or None)."""
+    parts = ref.split("/")
+    if len(parts) not in (2, 3) or parts[0] not in _KINDS or not parts[1] or (len(parts) == 3 and not parts[2]):
+        raise errors.UsageError(f"cannot read the workload {ref!r}",
+                                "write it as deploy/NAME[/CONTAINER], pod/NAME[/CONTAINER] or sts/NAME[/CONTAINER]")
+    return _KINDS[parts[0]], parts[1], parts[2] if len(parts) == 3 else None
+
+
+async def pod_spec_and_selector(api: client.ApiClient, namespace: str, kind: str, name: str
+                                ) -> tuple[client.V1PodSpec, str | None]:
+    """The pod spec of the workload and the label selector of its pods (None for a bare pod).
+    Raises the kubernetes_asyncio ApiException (404) if the workload does not exist."""
+    if kind == "pod":
+        pod = await client.CoreV1Api(api).read_namespaced_pod(name, namespace)
+        return pod.spec, None
+    apps = client.AppsV1Api(api)
+    reader = apps.read_namespaced_deployment if kind == "deployment" else apps.read_namespaced_stateful_set
+    workload = await reader(name, namespace)
+    selector = ",".join(f"{k}={v}" for k, v in (workload.spec.selector.match_labels or {}).items())
+    return workload.spec.template.spec, selector
+
+
+async def live_pods(api: client.ApiClient, namespace: str, kind: str, name: str) -> list[client.V1Pod]:
+    """The workload's pods that are not being deleted."""
+    core = client.CoreV1Api(api)
+    if kind == "pod":
+        pods = [await core.read_namespaced_pod(name, namespace)]
+    else:
+        _, selector = await pod_spec_and_selector(api, namespace, kind, name)
+        pods = (await core.list_namespaced_pod(namespace, label_selector=selector)).items
+    return [p for p in pods if not p.metadata.deletion_timestamp]
