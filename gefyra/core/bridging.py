@@ -17,7 +17,7 @@ from gefyra import errors
 from gefyra.core.config import CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_MANAGED_BY, MANAGED_BY, Settings
 from gefyra.core.kube import Cluster
 from gefyra.core.runtime import ContainerRuntime
-from gefyra.core.workloads import parse_workload, pod_spec_and_selector
+from gefyra.core.workloads import live_pods, parse_workload, pod_spec_and_selector
 
 log = structlog.get_logger(__name__)
 
@@ -186,7 +186,7 @@ async def _prove_arrival(settings: Settings, runtime: ContainerRuntime, cluster:
 async def unbridge(settings: Settings, cluster: Cluster, runtime: ContainerRuntime, names: list[str],
                    *, wait: bool = True, timeout: float = 60.0) -> list[str]:
     """Deletes the bridges ``names``; with ``wait`` returns once the operator restored their pods."""
-    removed = []
+    removed: list[tuple[str, dict[str, Any]]] = []
     for name in names:
         try:
             found = await cluster.request("GET", f"{BRIDGES_PATH}/{name}")
@@ -194,18 +194,33 @@ async def unbridge(settings: Settings, cluster: Cluster, runtime: ContainerRunti
             continue
         await cluster.request("DELETE", f"{BRIDGES_PATH}/{name}")
         await _unsteer(settings, runtime, list(((found.get("status") or {}).get("proxyPorts") or {}).values()))
-        removed.append(name)
+        removed.append((name, found["spec"]["target"]))
     if wait:
         try:
             with anyio.fail_after(timeout):
-                for name in removed:
-                    while True:
-                        try:
-                            await cluster.request("GET", f"{BRIDGES_PATH}/{name}")
-                        except errors.NotFoundError:
-                            break
+                for name, target in removed:
+                    while not await _restored(cluster, name, target, settings.image("carrier")):
                         await anyio.sleep(0.3)
         except TimeoutError as exc:
             raise errors.ReadinessTimeoutError(f"the bridged pods were not restored within {timeout:.0f}s",
                                                "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`") from exc
-    return removed
+    return [name for name, _ in removed]
+
+
+async def _restored(cluster: Cluster, name: str, target: dict[str, str], carrier_image: str) -> bool:
+    """True once the bridge object is gone and every pod of the target runs its original
+    container again, Ready."""
+    try:
+        await cluster.request("GET", f"{BRIDGES_PATH}/{name}")
+        return False
+    except errors.NotFoundError:
+        pass
+    try:
+        pods = await live_pods(cluster.api, target["namespace"], target["kind"], target["name"])
+    except client.ApiException:
+        return True  # the workload itself is gone: nothing to restore
+    for pod in pods:
+        status = next((s for s in pod.status.container_statuses or [] if s.name == target["container"]), None)
+        if status is None or not status.ready or (status.image or "").endswith(carrier_image):
+            return False
+    return True

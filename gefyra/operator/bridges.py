@@ -149,7 +149,7 @@ class Bridges:
         """Writes carrier's forwarding rules and reloads it; False while carrier is not running yet."""
         statuses = {s.name: s for s in pod.status.container_statuses or []}
         state = statuses.get(container)
-        if state is None or state.state.running is None or "carrier" not in (state.image or ""):
+        if state is None or state.state.running is None or not (state.image or "").endswith(self.carrier_image):
             return False
         script = ('mkdir -p /etc/gefyra-carrier/http && printf %s "$1" > /etc/gefyra-carrier/ports/gefyra.conf && '
                   'printf %s "$2" > /etc/gefyra-carrier/http/gefyra.conf && '

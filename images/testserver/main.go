@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -30,6 +32,8 @@ func main() {
 		err = send("tcp", args)
 	case "udp-send":
 		err = send("udp", args)
+	case "latency":
+		err = latency(args)
 	default:
 		usage()
 	}
@@ -44,7 +48,8 @@ func usage() {
   testserver serve [--http :8080] [--tcp :9000] [--udp :9001]
   testserver get URL [--timeout 5s]
   testserver tcp-send ADDR LINE
-  testserver udp-send ADDR MESSAGE`)
+  testserver udp-send ADDR MESSAGE
+  testserver latency URL COUNT     (prints p50 and p99 in ms, one new connection per request)`)
 	os.Exit(2)
 }
 
@@ -171,5 +176,31 @@ func send(network string, args []string) error {
 		return err
 	}
 	fmt.Println(strings.TrimRight(string(buf[:n]), "\n"))
+	return nil
+}
+
+func latency(args []string) error {
+	if len(args) != 2 {
+		usage()
+	}
+	count, err := strconv.Atoi(args[1])
+	if err != nil || count < 1 {
+		return fmt.Errorf("COUNT must be a positive number")
+	}
+	client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	samples := make([]float64, 0, count)
+	for i := 0; i < count; i++ {
+		start := time.Now()
+		resp, err := client.Get(args[0])
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		samples = append(samples, float64(time.Since(start).Microseconds())/1000)
+	}
+	sort.Float64s(samples)
+	pick := func(q float64) float64 { return samples[int(q*float64(len(samples)-1))] }
+	fmt.Printf("p50=%.3f p99=%.3f\n", pick(0.5), pick(0.99))
 	return nil
 }

@@ -67,21 +67,14 @@ def eventually(fn: Any, timeout: float = 60, interval: float = 0.5) -> Any:
             time.sleep(interval)
 
 
-def http_workload(name: str, namespace: str, replicas: int = 2, env: dict[str, str] | None = None) -> str:
-    """Manifest of a Deployment of the test server and a ClusterIP Service in front of it."""
+def http_workload(name: str, namespace: str, replicas: int = 2, env: dict[str, str] | None = None,
+                  kind: str = "deployment") -> str:
+    """Manifest of the test server as a Deployment, StatefulSet or bare Pod ("deployment",
+    "statefulset", "pod"), with a ClusterIP Service in front of it (http 80 -> 8080, echo 9000)."""
     env_lines = "".join(
         f"\n        - {{name: {k}, value: {json.dumps(v)}}}" for k, v in (env or {}).items()
     )
-    return f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}, namespace: {namespace}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
+    pod_spec = f"""
       terminationGracePeriodSeconds: 1
       containers:
       - name: server
@@ -92,8 +85,29 @@ spec:
         - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}{env_lines}
         readinessProbe:
           httpGet: {{path: /healthz, port: 8080}}
-          periodSeconds: 1
----
+          periodSeconds: 1"""
+    if kind == "pod":
+        workload = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {namespace}, labels: {{app: {name}}}}}
+spec:{pod_spec.replace(chr(10) + "  ", chr(10))}
+"""
+    else:
+        api_kind = {"deployment": "Deployment", "statefulset": "StatefulSet"}[kind]
+        extra = f"\n  serviceName: {name}" if kind == "statefulset" else ""
+        workload = f"""
+apiVersion: apps/v1
+kind: {api_kind}
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  replicas: {replicas}{extra}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:{pod_spec}
+"""
+    return workload + f"""---
 apiVersion: v1
 kind: Service
 metadata: {{name: {name}, namespace: {namespace}}}

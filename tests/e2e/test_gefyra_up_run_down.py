@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,34 +16,12 @@ from typing import Any
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, docker, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import TEST_IMAGE, docker, kubectl, kubectl_json, unique
+from tests.e2e.gefyra_cli import gefyra, ok, snapshot
 
 pytestmark = pytest.mark.e2e
 
 TIMINGS: dict[str, float] = {}
-
-
-def gefyra(*args: str, env: dict[str, str] | None = None, kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "gefyra", "--kubeconfig", kubeconfig or str(KUBECONFIG), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
-
-
-def ok(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    result = gefyra(*args, **kwargs)
-    assert result.returncode == 0, f"gefyra {' '.join(args)}: {result.stderr}"
-    return result
-
-
-def snapshot() -> dict[str, list[str]]:
-    """Everything gefyra could leave behind, in the cluster and in the engine."""
-    cluster: dict[str, list[str]] = {}
-    for kind in ("namespaces", "customresourcedefinitions", "clusterroles", "clusterrolebindings"):
-        cluster[kind] = sorted(i["metadata"]["name"] for i in kubectl_json("get", kind)["items"]
-                               if not i["metadata"]["name"].startswith(("gfy-test-", "devcl-", "demo")))
-    containers = docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
-    networks = docker("network", "ls", "--format", "{{.Name}}").stdout.split()
-    return cluster | {"containers": sorted(containers), "networks": sorted(networks)}
 
 
 def stowaway_pod() -> tuple[str, int]:
