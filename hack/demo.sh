@@ -48,5 +48,15 @@ docker exec hello-local testserver get http://hello.demo.svc.cluster.local/
 say "its environment came from deploy/hello (MESSAGE overridden with -e)"
 docker exec hello-local sh -c 'env | grep -E "^(MESSAGE|HELLO_SERVICE_HOST)="'
 
+say "gefyra bridge: deploy/hello's traffic now goes to the local container"
+.venv/bin/gefyra bridge -N hello-local -n demo --target deploy/hello -p 8080:8080
+say "a request from inside the cluster (pod 'caller' -> http://hello), answered locally"
+for _ in 1 2 3; do $kubectl -n demo exec caller -- testserver get http://hello/; done
+
 say "status"
 .venv/bin/gefyra status
+.venv/bin/gefyra list
+
+say "gefyra unbridge: the cluster's own pods answer again, exactly as before"
+.venv/bin/gefyra unbridge --all
+$kubectl -n demo exec caller -- testserver get http://hello/
