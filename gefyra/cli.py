@@ -63,8 +63,8 @@ output_option = click.option("-o", "--output", type=click.Choice(["json"]), help
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--kubeconfig", envvar="KUBECONFIG", help="Path of the kubeconfig file.")
 @click.option("--context", help="The kubeconfig context to use.")
-@click.option("--runtime", type=click.Choice(["docker", "podman"]), envvar="GEFYRA_RUNTIME",
-              help="Container runtime (default: auto-detect).")
+@click.option("--runtime", envvar="GEFYRA_RUNTIME", metavar="NAME",
+              help="Container runtime: docker, podman, or one a plugin provides (default: auto-detect).")
 @click.option("--client-id", envvar="GEFYRA_CLIENT_ID", help="This machine's name in the cluster.")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", help="Log format (stderr).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens in detail.")

@@ -116,6 +116,9 @@ async def bridge(settings: Settings, cluster: Cluster, runtime: ContainerRuntime
             found = await _wait_for(cluster, bname, lambda b: (b.get("status") or {}).get("phase") == "Active",
                                     request.timeout, "the target's pods were not bridged")
             await _prove_arrival(settings, runtime, cluster, found, proxy)
+            with anyio.move_on_after(request.timeout):
+                while not await _serving(cluster, request.namespace, found["status"]["pods"]):
+                    await anyio.sleep(0.3)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await unbridge(settings, cluster, runtime, [bname], wait=True)
@@ -223,4 +226,16 @@ async def _restored(cluster: Cluster, name: str, target: dict[str, str], carrier
         status = next((s for s in pod.status.container_statuses or [] if s.name == target["container"]), None)
         if status is None or not status.ready or (status.image or "").endswith(carrier_image):
             return False
+    return await _serving(cluster, target["namespace"], [p.metadata.name for p in pods])
+
+
+async def _serving(cluster: Cluster, namespace: str, pod_names: list[str]) -> bool:
+    """True once every Service endpoint of these pods is ready again (a restarted container
+    drops out of its Services until then)."""
+    slices = await client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice(namespace)
+    for endpoint_slice in slices.items:
+        for endpoint in endpoint_slice.endpoints or []:
+            ref = endpoint.target_ref
+            if ref is not None and ref.name in pod_names and not (endpoint.conditions and endpoint.conditions.ready):
+                return False
     return True

@@ -11,7 +11,10 @@ import pluggy
 
 from gefyra.core import hookspecs
 
+#: Among ``trylast`` implementations pluggy asks the earlier registered first: Podman comes before
+#: Docker so that it can claim auto-detection when only Podman's socket exists.
 DEFAULT_PLUGINS: tuple[str, ...] = (
+    "gefyra.plugins.podman",
     "gefyra.plugins.docker",
     "gefyra.plugins.coredns",
 )

@@ -85,3 +85,15 @@ load_image() {
   docker save "$1" | ctr_k8s images import - >/dev/null
   mkdir -p "$(dirname "$marker")" && echo "$id" > "$marker"
 }
+
+# load_into_podman IMAGE: the same for Podman's storage (named localhost/IMAGE there).
+load_into_podman() {
+  local id marker="$STATE_DIR/images/podman-${1//[\/:]/_}.id"
+  id=$(docker image inspect -f '{{.Id}}' "$1")
+  [[ -f $marker && "$(<"$marker")" == "$id" ]] && return 0
+  docker save "$1" | podman load -q >/dev/null
+  mkdir -p "$(dirname "$marker")" && echo "$id" > "$marker"
+}
+
+PODMAN_SOCKET="/run/podman/podman.sock"
+export CONTAINERS_CONF="$HACK_DIR/containers.conf"

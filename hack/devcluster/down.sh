@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make cluster-down`: stops every process of the development cluster and removes its state,
 # network namespace, interfaces, mounts, cgroups and host firewall rules. Harmless when nothing
-# runs. The Docker daemon, the images in it and the binary cache stay.
+# runs. The Docker daemon, the images in Docker and Podman, and the binary cache stay.
 source "$(dirname "$0")/common.sh"
 
 # stop_daemons NAME...: TERM to all the processes recorded in $RUN_DIR/NAME.pid at once, then KILL
@@ -39,7 +39,8 @@ kill_pod_processes() {
 stop_daemons kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
 kill_pod_processes
 pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
-stop_daemons containerd
+stop_daemons containerd podman
+rm -f "$PODMAN_SOCKET"
 
 # Mounts: container root filesystems, volumes, shm; then the pods' network namespaces.
 findmnt -rn -o TARGET | grep -E "^($STATE_DIR|$RUN_DIR)/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true

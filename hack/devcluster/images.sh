@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make images`: builds every image of images/ (gefyra's own and the test workloads) into Docker as
-# gefyra/NAME:dev, and loads it into the development cluster, so that no pod ever pulls.
+# gefyra/NAME:dev, and loads it into the development cluster (so that no pod ever pulls) and into
+# Podman (for gefyra's Podman runtime).
 # A directory with a go.mod gets its static Go binary built into the build context first.
 source "$(dirname "$0")/common.sh"
 
@@ -23,4 +24,5 @@ for dir in "$REPO_ROOT"/images/*/; do
   docker build -q --pull=false -t "gefyra/$name:$TAG" "$context" >/dev/null
   rm -rf "$context"
   load_image "gefyra/$name:$TAG"
+  load_into_podman "gefyra/$name:$TAG"
 done

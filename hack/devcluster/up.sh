@@ -132,6 +132,7 @@ dns_answers() {
 }
 
 ensure_docker
+"$HACK_DIR/podman.sh"
 "$HACK_DIR/pki.sh"
 "$HACK_DIR/base-images.sh"
 setup_netns

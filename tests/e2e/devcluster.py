@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEVCLUSTER = Path(os.environ.get("GEFYRA_DEVCLUSTER_DIR", REPO / ".devcluster"))
 KUBECONFIG = DEVCLUSTER / "kubeconfig"
 KUBECTL = DEVCLUSTER / "kubectl"
+# Podman's CLI needs the ulimit setting of this machine (see hack/devcluster/containers.conf).
+os.environ.setdefault("CONTAINERS_CONF", str(REPO / "hack" / "devcluster" / "containers.conf"))
 TEST_IMAGE = "gefyra/testserver:dev"
 
 
@@ -44,10 +46,12 @@ def apply(manifest: str) -> None:
     kubectl("apply", "-f", "-", stdin=manifest)
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+def engine(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The CLI of the container engine under test (GEFYRA_RUNTIME: docker or podman)."""
+    binary = os.environ.get("GEFYRA_RUNTIME") or "docker"
+    proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr.strip()}")
+        raise AssertionError(f"{binary} {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc
 
 

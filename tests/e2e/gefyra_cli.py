@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.e2e.devcluster import KUBECONFIG, docker, kubectl_json
+from tests.e2e.devcluster import KUBECONFIG, engine, kubectl_json
 
 #: Namespaces that tests create and delete themselves (not gefyra's business).
 TEST_NAMESPACE_PREFIXES = ("gfy-test-", "devcl-", "demo")
@@ -31,8 +31,8 @@ def snapshot() -> dict[str, list[str]]:
     for kind in ("namespaces", "customresourcedefinitions", "clusterroles", "clusterrolebindings"):
         cluster[kind] = sorted(i["metadata"]["name"] for i in kubectl_json("get", kind)["items"]
                                if not i["metadata"]["name"].startswith(TEST_NAMESPACE_PREFIXES))
-    containers = docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
-    networks = docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    containers = engine("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    networks = engine("network", "ls", "--format", "{{.Name}}").stdout.split()
     return cluster | {"containers": sorted(containers), "networks": sorted(networks)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -71,7 +72,8 @@ spec:
     node = devcluster.node_ip()
 
     def send(mode: str, port: str) -> str:
-        out = devcluster.docker("run", "--rm", devcluster.TEST_IMAGE, mode, f"{node}:{port}", "ping").stdout
+        out = subprocess.run(["docker", "run", "--rm", devcluster.TEST_IMAGE, mode, f"{node}:{port}", "ping"],
+                             capture_output=True, text=True, timeout=60).stdout
         assert "echo: ping" in out, out
         return out
 

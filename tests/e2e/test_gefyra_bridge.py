@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import TEST_IMAGE, docker, eventually, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import TEST_IMAGE, engine, eventually, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ MEASURED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def baseline() -> dict[str, list[str]]:
+def baseline(runtime: str) -> dict[str, list[str]]:
     gefyra("down")
     return snapshot()
 
@@ -92,13 +92,14 @@ def test_tcp_echo_bridged_while_probes_keep_the_pod_ready(ns: str) -> None:
     deploy(ns, "echo", replicas=1)
     ok("bridge", "-N", "gfy-br-local", "-n", ns, "--target", "deploy/echo/server", "-p", "9000:9000")
     try:
-        assert call(ns, "tcp-send", "echo:9000", "ping") == "LOCAL echo: ping\n"
+        # kube-proxy may take a moment to put the restarted pod back behind the Service.
+        assert eventually(lambda: call(ns, "tcp-send", "echo:9000", "ping"), timeout=10) == "LOCAL echo: ping\n"
         # Port 8080 is not bridged: carrier answers its readiness probe itself.
         time.sleep(3)
         assert kubectl("-n", ns, "get", "deploy", "echo", "-o", "jsonpath={.status.readyReplicas}") == "1"
     finally:
         ok("unbridge", "--all")
-    assert call(ns, "tcp-send", "echo:9000", "ping").startswith("echo-")
+    assert eventually(lambda: call(ns, "tcp-send", "echo:9000", "ping"), timeout=10).startswith("echo-")
 
 
 def test_deleted_pod_is_replaced_by_a_bridged_one(ns: str) -> None:
@@ -123,10 +124,10 @@ def test_pod_and_statefulset_targets(ns: str, kind: str, ref: str) -> None:
     deploy(ns, name, kind=kind, replicas=1)
     ok("bridge", "-N", "gfy-br-local", "-n", ns, "--target", ref.format(name=name), "-p", "8080:8080")
     try:
-        assert call(ns, "get", f"http://{name}/").startswith("hello from LOCAL")
+        assert eventually(lambda: call(ns, "get", f"http://{name}/"), timeout=10).startswith("hello from LOCAL")
     finally:
         ok("unbridge", "--all")
-    assert call(ns, "get", f"http://{name}/").startswith(f"hello from {name}")
+    assert eventually(lambda: call(ns, "get", f"http://{name}/"), timeout=10).startswith(f"hello from {name}")
 
 
 @pytest.mark.parametrize(("case", "exit_code", "fragment"), [
@@ -139,7 +140,7 @@ def test_pod_and_statefulset_targets(ns: str, kind: str, ref: str) -> None:
 ])
 def test_bad_bridge_requests_change_nothing(ns: str, case: str, exit_code: int, fragment: str) -> None:
     outsider = "gfy-br-outsider"
-    docker("run", "-d", "--name", outsider, TEST_IMAGE, check=False)
+    engine("run", "-d", "--name", outsider, TEST_IMAGE, check=False)
     args = {
         "unknown target": ["--target", "deploy/nope", "-p", "8080:8080"],
         "unknown container": ["--target", "deploy/web/nope", "-p", "8080:8080"],
@@ -162,7 +163,7 @@ def test_bad_bridge_requests_change_nothing(ns: str, case: str, exit_code: int, 
         assert json.loads(ok("list", "-o", "json").stdout)["bridges"] == bridges
     finally:
         ok("unbridge", "--all")
-        docker("rm", "-f", outsider, check=False)
+        engine("rm", "-f", outsider, check=False)
 
 
 def test_down_with_active_bridges_restores_workloads_and_leaves_no_trace(ns: str, baseline: dict[str, list[str]]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import TEST_IMAGE, docker, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import TEST_IMAGE, engine, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ def stowaway_pod() -> tuple[str, int]:
 
 
 @pytest.fixture(scope="module")
-def baseline() -> dict[str, list[str]]:
+def baseline(runtime: str) -> dict[str, list[str]]:
     gefyra("down")  # a leftover from an interrupted run must not count
     return snapshot()
 
@@ -52,20 +52,20 @@ def workloads() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def local(workloads: tuple[str, str]) -> Iterator[Callable[..., str]]:
+def local(runtime: str, workloads: tuple[str, str]) -> Iterator[Callable[..., str]]:
     """A container started by `gefyra run` in namespace A; returns a function that runs in it."""
     ns_a, _ = workloads
     started = time.monotonic()
     ok("run", "-i", TEST_IMAGE, "-N", "gfy-local", "-n", ns_a, "-d", "--env-from", "deploy/web", "-e", "EXTRA=1")
 
     def in_local(*command: str, check: bool = True) -> str:
-        result = docker("exec", "gfy-local", *command, check=check)
+        result = engine("exec", "gfy-local", *command, check=check)
         return result.stdout
 
     devcluster.eventually(lambda: in_local("testserver", "get", "http://web/"), timeout=30)
     TIMINGS["run to first answer"] = time.monotonic() - started
     yield in_local
-    docker("rm", "-f", "gfy-local", check=False)
+    engine("rm", "-f", "gfy-local", check=False)
 
 
 def test_up_from_nothing_and_again_changes_nothing(baseline: dict[str, list[str]]) -> None:
@@ -113,7 +113,7 @@ def test_local_container_reaches_the_host_directly(local: Callable[..., str]) ->
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        info = json.loads(docker("inspect", "gfy-local").stdout)[0]
+        info = json.loads(engine("inspect", "gfy-local").stdout)[0]
         network = next(iter(info["NetworkSettings"]["Networks"].values()))
         answer = local("testserver", "get", f"http://{network['Gateway']}:{server.server_address[1]}/")
     finally:
@@ -159,11 +159,11 @@ current-context: nowhere
     ("unreachable cluster", 4, "does not answer"),
     ("bad kubeconfig", 3, "cannot load the kubeconfig"),
     ("unknown context", 3, "cannot load the kubeconfig"),
-    ("engine missing", 5, "cannot reach docker"),
+    ("engine missing", 5, "cannot reach "),
     ("unknown namespace", 8, "namespace nope-"),
     ("unknown workload", 8, "deployment nope"),
     ("malformed workload", 2, "cannot read the workload"),
-    ("image missing", 8, "image gefyra/does-not-exist:1 is not in docker"),
+    ("image missing", 8, "image gefyra/does-not-exist:1 is not in "),
     ("name in use", 7, "already exists"),
 ])
 def test_bad_input_gets_one_clear_line_and_changes_nothing(
@@ -177,7 +177,8 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(
         "unreachable cluster": (["up"], {"kubeconfig": str(unreachable)}),
         "bad kubeconfig": (["up"], {"kubeconfig": str(tmp_path / "missing.yaml")}),
         "unknown context": (["--context", "nope", "up"], {}),
-        "engine missing": (["up"], {"env": {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}}),
+        "engine missing": (["up"], {"env": {"DOCKER_HOST": "unix:///nonexistent/docker.sock",
+                                            "GEFYRA_PODMAN_SOCKET": "/nonexistent/podman.sock"}}),
         "unknown namespace": (["run", "-i", TEST_IMAGE, "-N", "gfy-bad", "-n", unique("nope"), "-d"], {}),
         "unknown workload": ([*base, "--env-from", "deploy/nope"], {}),
         "malformed workload": ([*base, "--env-from", "nope"], {}),

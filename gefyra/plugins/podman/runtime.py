@@ -1,0 +1,18 @@
+"""Podman speaks the Docker Engine API (v1.41) on its service socket; what differs lives here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gefyra.plugins.docker.runtime import DockerRuntime
+
+
+class PodmanRuntime(DockerRuntime):
+    name = "podman"
+
+    def __init__(self, socket: Path) -> None:
+        super().__init__(url=f"unix://{socket}")
+
+    async def image_exists(self, image: str) -> bool:
+        # Images loaded from an archive are named localhost/NAME: accept either spelling.
+        return await super().image_exists(image) or await super().image_exists(f"localhost/{image}")

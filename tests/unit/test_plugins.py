@@ -1,0 +1,86 @@
+"""Choosing the container runtime: built-in Docker and Podman, auto-detection, third-party plugins."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import gefyra.plugins.docker as docker_plugin
+from gefyra.core.config import Settings
+from gefyra.core.orchestrator import Orchestrator
+from gefyra.plugins.docker import DockerRuntime
+from gefyra.plugins.podman import PodmanRuntime
+
+
+@pytest.fixture
+def podman_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A listening unix socket where Podman's would be, and no Docker socket."""
+    path = tmp_path / "podman.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    monkeypatch.setenv("GEFYRA_PODMAN_SOCKET", str(path))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(docker_plugin, "DOCKER_SOCKET", tmp_path / "no-docker.sock")
+    yield path
+    server.close()
+
+
+def test_podman_is_chosen_by_name() -> None:
+    assert isinstance(Orchestrator(Settings(runtime="podman")).runtime(), PodmanRuntime)
+    assert type(Orchestrator(Settings(runtime="docker")).runtime()) is DockerRuntime
+
+
+def test_podman_is_detected_when_only_its_socket_exists(podman_socket: Path) -> None:
+    runtime = Orchestrator(Settings(runtime=None)).runtime()
+    assert isinstance(runtime, PodmanRuntime) and runtime._url == f"unix://{podman_socket}"
+
+
+def test_docker_wins_when_both_are_there(podman_socket: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    assert type(Orchestrator(Settings(runtime=None)).runtime()) is DockerRuntime
+
+
+def test_third_party_runtime_plugin_is_found_through_the_entry_point_group(tmp_path: Path) -> None:
+    package = tmp_path / "src"
+    (package / "tiny_runtime").mkdir(parents=True)
+    (package / "tiny_runtime" / "__init__.py").write_text(textwrap.dedent('''
+        from gefyra import hookimpl
+        from gefyra.plugins.docker import DockerRuntime
+
+        class TinyRuntime(DockerRuntime):
+            name = "tiny"
+
+        @hookimpl
+        def gefyra_container_runtime(settings):
+            return TinyRuntime() if settings.runtime == "tiny" else None
+    '''))
+    (package / "pyproject.toml").write_text(textwrap.dedent('''
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "tiny-runtime"
+        version = "1.0"
+        [project.entry-points.gefyra]
+        tiny = "tiny_runtime"
+    '''))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(package)], check=True)
+    probe = "from gefyra.core.orchestrator import Orchestrator; from gefyra.core.config import Settings; " \
+            "print(Orchestrator(Settings(runtime='tiny')).runtime().name)"
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "tiny"
+    # Without the package, the name is unknown: one clear line.
+    env.pop("PYTHONPATH")
+    cli = subprocess.run([sys.executable, "-m", "gefyra", "--runtime", "tiny", "list"], capture_output=True,
+                         text=True, env=env)
+    assert cli.returncode == 2 and "no plugin provides the container runtime 'tiny'" in cli.stderr
