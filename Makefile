@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-unit test-e2e cluster cluster-down images venv lint
+.PHONY: demo test test-unit cluster cluster-down images podman venv bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -21,6 +21,13 @@ cluster-down:
 
 images: cluster
 	hack/devcluster/images.sh
+
+podman:
+	hack/devcluster/podman.sh
+
+## Benchmarks (bench/): figures against baselines of the same run -> bench/results.json, RESULTS.md, results.png
+bench: venv images
+	$(PY) bench/run.py
 
 ## The whole suite against the development cluster; brings it up (and down again) if needed.
 test: venv

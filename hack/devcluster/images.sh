@@ -6,6 +6,7 @@
 source "$(dirname "$0")/common.sh"
 
 TAG="${GEFYRA_IMAGE_TAG:-dev}"
+LOCAL_IMAGES=(cargo testserver)
 [[ -S $CONTAINERD_SOCK ]] || die "the development cluster is not running: run 'make cluster' first"
 "$HACK_DIR/base-images.sh"
 
@@ -24,5 +25,6 @@ for dir in "$REPO_ROOT"/images/*/; do
   docker build -q --pull=false -t "gefyra/$name:$TAG" "$context" >/dev/null
   rm -rf "$context"
   load_image "gefyra/$name:$TAG"
-  load_into_podman "gefyra/$name:$TAG"
+  # Podman runs only what runs on the developer's machine.
+  if [[ " ${LOCAL_IMAGES[*]} " == *" $name "* ]]; then load_into_podman "gefyra/$name:$TAG"; fi
 done

@@ -45,6 +45,13 @@ def deploy(ns: str, name: str, kind: str = "deployment", replicas: int = 2) -> N
         kubectl("-n", ns, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=90s")
     else:
         kubectl("-n", ns, "rollout", "status", f"{ 'deploy' if kind == 'deployment' else 'sts'}/{name}", "--timeout=90s")
+    # kube-proxy puts ready pods behind the Service a moment after they are Ready.
+    expected = 1 if kind == "pod" else replicas
+
+    def all_serve() -> None:
+        assert len(answers(ns, f"http://{name}/", 4 * expected)) == expected
+
+    eventually(all_serve, timeout=20)
 
 
 def call(ns: str, *command: str) -> str:

@@ -1,6 +1,6 @@
 """Built-in plugin: Podman, through its Docker-compatible API socket. Chosen with
 ``--runtime podman`` (or GEFYRA_RUNTIME=podman), or automatically when Podman's socket is there
-and Docker's is not. Socket: GEFYRA_PODMAN_SOCKET, else the rootless, then the rootful default."""
+and Docker's is not. Socket: GEFYRA_PODMAN_SOCKET if set, else the rootless, then the rootful default."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ __all__ = ["PodmanRuntime", "podman_socket"]
 
 
 def _candidates() -> list[Path]:
+    if os.environ.get("GEFYRA_PODMAN_SOCKET"):  # named explicitly: nothing else is tried
+        return [Path(os.environ["GEFYRA_PODMAN_SOCKET"].removeprefix("unix://"))]
     found = []
-    if os.environ.get("GEFYRA_PODMAN_SOCKET"):
-        found.append(Path(os.environ["GEFYRA_PODMAN_SOCKET"].removeprefix("unix://")))
     if os.environ.get("XDG_RUNTIME_DIR"):
         found.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "podman" / "podman.sock")
     found.append(Path("/run/podman/podman.sock"))

@@ -1,0 +1,294 @@
+"""gefyra's benchmarks on the development cluster: every figure next to a baseline measured in the
+same run, reported as a ratio (or a difference), never asserted. Writes bench/results.json,
+bench/RESULTS.md and bench/results.png.
+
+    python bench/run.py [--quick] [--reps N]
+
+--quick: one repetition, three clients, targets not judged, files in bench/.work/ (the test suite
+runs it so that the benchmarks keep working).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.e2e import devcluster  # noqa: E402
+from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
+
+RESULTS = REPO / "bench"
+NS = "gfy-bench"
+LOCAL = "gfy-bench-local"
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"  # Debian's client builds
+GEFYRA = [sys.executable, "-m", "gefyra", "--kubeconfig", str(devcluster.KUBECONFIG), "-q"]
+
+
+@dataclasses.dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline: float | None
+    target: str
+    ratio: float | None = None
+    delta: float | None = None
+    meets_target: bool | None = None
+    p10: float | None = None
+    p90: float | None = None
+
+
+def sh(*command: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def gefyra(*args: str, env: dict[str, str] | None = None) -> str:
+    return sh(*GEFYRA, *args, env=env)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def until(fn: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not fn():
+        if time.monotonic() > deadline:
+            raise TimeoutError(fn)
+        time.sleep(0.05)
+
+
+def stats(samples: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return statistics.median(ordered), pick(0.1), pick(0.9)
+
+
+def ratio_figure(name: str, samples: list[float], baseline: list[float], limit: float, unit: str = "s") -> Figure:
+    value, p10, p90 = stats(samples)
+    base = statistics.median(baseline)
+    ratio = value / base
+    return Figure(name, round(value, 3), unit, round(base, 3), f"<= {limit}x baseline", ratio=round(ratio, 2),
+                  meets_target=ratio <= limit, p10=round(p10, 3), p90=round(p90, 3))
+
+
+def delta_figure(name: str, value: float, baseline: float, limit: float, unit: str = "ms") -> Figure:
+    delta = value - baseline
+    return Figure(name, round(value, 3), unit, round(baseline, 3), f"<= +{limit} {unit}", delta=round(delta, 3),
+                  meets_target=delta <= limit)
+
+
+def answers(url: str) -> str:
+    return sh(str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--",
+              "testserver", "get", url, check=False)
+
+
+def latency(where: list[str], url: str, count: int) -> tuple[float, float]:
+    out = sh(*where, "testserver", "latency", url, str(count))
+    fields = dict(part.split("=") for part in out.split())
+    return float(fields["p50"]), float(fields["p99"])
+
+
+def container_rss_mib(exec_prefix: list[str]) -> float:
+    """Sum of VmRSS of every process in a container (the measuring shell left out)."""
+    script = 'for f in /proc/[0-9]*/status; do [ "${f#/proc/}" = "$$/status" ] || grep VmRSS "$f"; done 2>/dev/null'
+    out = sh(*exec_prefix, "sh", "-c", script)
+    return sum(int(line.split()[1]) for line in out.splitlines()) / 1024
+
+
+def setup() -> None:
+    kubectl("create", "namespace", NS, check=False)
+    devcluster.apply(devcluster.http_workload("web", NS, replicas=1))
+    devcluster.apply(devcluster.client_pod("caller", NS))
+    kubectl("-n", NS, "rollout", "status", "deploy/web", "--timeout=120s")
+    kubectl("-n", NS, "wait", "--for=condition=Ready", "pod/caller", "--timeout=60s")
+    # Same content, another image id: the pod's status then names the image it really runs.
+    subprocess.run(f"echo 'FROM {TEST_IMAGE}' | {DOCKER} build -q --pull=false --label gefyra.bench=1 "
+                   f"-t gefyra/testserver:bench - >/dev/null", shell=True, check=True)
+    subprocess.run(f"{DOCKER} save gefyra/testserver:bench | ctr --address /run/gefyra-devcluster/containerd.sock "
+                   f"-n k8s.io images import - >/dev/null", shell=True, check=True)
+
+
+def trivial_pod_ready() -> float:
+    manifest = devcluster.client_pod("trivial", NS)
+    seconds = timed(lambda: (devcluster.apply(manifest),
+                             kubectl("-n", NS, "wait", "--for=condition=Ready", "pod/trivial", "--timeout=60s")))
+    kubectl("-n", NS, "delete", "pod", "trivial", "--grace-period=0", "--force", check=False)
+    return seconds
+
+
+def patch_pod_image_ready(image: str) -> float:
+    pod = kubectl("-n", NS, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}")
+
+    def patch_and_wait() -> None:
+        kubectl("-n", NS, "patch", "pod", pod, "-p", json.dumps({"spec": {"containers": [{"name": "server", "image": image}]}}))
+        until(lambda: kubectl("-n", NS, "get", "pod", pod, "-o",
+                              "jsonpath={.status.containerStatuses[0].image} {.status.containerStatuses[0].ready}")
+              .endswith(f"{image} true"))
+
+    return timed(patch_and_wait)
+
+
+def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
+    figures: list[Figure] = []
+    gefyra("down")
+    setup()
+
+    # up from nothing / up again
+    cold, again, pods = [], [], []
+    for _ in range(reps):
+        pods.append(trivial_pod_ready())
+        gefyra("down")
+        cold.append(timed(lambda: gefyra("up")))
+        again.append(timed(lambda: gefyra("up")))
+    figures.append(ratio_figure("up from nothing", cold, pods, 3))
+    figures.append(ratio_figure("up when already up", again, cold, 0.2))
+
+    # run to the first answer from a cluster Service
+    runs, plain = [], []
+    for _ in range(reps):
+        sh("docker", "rm", "-f", LOCAL, check=False)
+
+        def run_and_answer() -> None:
+            gefyra("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", NS, "-d", "-e", "MESSAGE=LOCAL")
+            until(lambda: sh("docker", "exec", LOCAL, "testserver", "get", "http://web/", check=False) != "")
+
+        runs.append(timed(run_and_answer))
+        plain.append(timed(lambda: sh("docker", "run", "--rm", "--entrypoint", "echo", TEST_IMAGE, "first output")))
+    figures.append(ratio_figure("run to first answer from a cluster Service", runs, plain, 1.5))
+
+    # bridge / unbridge against patching one pod's image
+    bridges, unbridges, patches = [], [], []
+    for _ in range(reps):
+        patches.append(patch_pod_image_ready("gefyra/testserver:bench"))
+        patches.append(patch_pod_image_ready(TEST_IMAGE))
+        bridges.append(timed(lambda: (gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080"),
+                                      until(lambda: answers("http://web/").startswith("hello from LOCAL")))))
+        unbridges.append(timed(lambda: (gefyra("unbridge", "--all"),
+                                        until(lambda: answers("http://web/").startswith("hello from web-")))))
+    figures.append(ratio_figure("bridge to first request answered locally", bridges, patches, 2))
+    figures.append(ratio_figure("unbridge to the original answering again", unbridges, patches, 2))
+
+    # latencies
+    count = "50" if quick else "500"
+    caller = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--"]
+    orig = latency(caller, "http://web/", int(count))
+    gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080")
+    until(lambda: answers("http://web/").startswith("hello from LOCAL"))
+    bridged = latency(caller, "http://web/", int(count))
+    carrier_pod = kubectl("-n", NS, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}")
+    rss_carrier = container_rss_mib([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS,
+                                     "exec", carrier_pod, "-c", "server", "--"])
+    gefyra("unbridge", "--all")
+    until(lambda: answers("http://web/").startswith("hello from web-"))
+    figures.append(delta_figure("request latency through a bridge, p50", bridged[0], orig[0], 1.5))
+    figures.append(delta_figure("request latency through a bridge, p99", bridged[1], orig[1], 5))
+    local_p50, _ = latency(["docker", "exec", LOCAL], "http://web/", int(count))
+    pod_p50, _ = latency(caller, "http://web/", int(count))
+    figures.append(delta_figure("local container -> cluster Service, p50", local_p50, pod_p50, 1.5))
+
+    # memory
+    stowaway = kubectl("-n", "gefyra", "get", "pods", "-o", "jsonpath={.items[0].metadata.name}")
+    kexec = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", "gefyra", "exec", stowaway]
+    settings_cargo = json.loads(gefyra("status", "-o", "json"))["cargo"]["name"]
+    for name, prefix, limit in (("cargo", ["docker", "exec", settings_cargo], 40), ("stowaway", [*kexec, "-c", "stowaway", "--"], 60),
+                                ("carrier", None, 15), ("operator", [*kexec, "-c", "operator", "--"], 120)):
+        rss = rss_carrier if prefix is None else container_rss_mib(prefix)
+        figures.append(Figure(f"resident memory of {name}", round(rss, 1), "MiB", None, f"<= {limit} MiB",
+                              meets_target=rss <= limit))
+
+    # many clients on one stowaway; a joining one must not disturb the others
+    extra = [f"bench-{i}" for i in range(1, clients)]
+    for client_id in extra[:-1]:
+        gefyra("up", env={"GEFYRA_CLIENT_ID": client_id})
+    pinger = subprocess.Popen(["docker", "exec", settings_cargo, "ping", "-q", "-i", "0.05", "-w", "8", "198.18.0.1"],
+                              stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    gefyra("up", env={"GEFYRA_CLIENT_ID": extra[-1]})
+    out, _ = pinger.communicate(timeout=30)
+    received = next(int(part.split()[0]) for part in out.split(",") if "received" in part)
+    sent = int(out.split("packets transmitted")[0].split()[-1])
+    figures.append(Figure(f"packets of a connected client lost while client {1 + len(extra)} joins", sent - received,
+                          "packets", None, "0", meets_target=sent == received))
+    for client_id in extra:
+        gefyra("down", env={"GEFYRA_CLIENT_ID": client_id})
+
+    # CLI start
+    versions = [timed(lambda: gefyra("version")) for _ in range(reps * 2)]
+    helps = [timed(lambda: sh(*GEFYRA, "--help")) for _ in range(reps * 2)]
+    python = [timed(lambda: sh(sys.executable, "-c", "pass")) for _ in range(reps * 2)]
+    figures.append(ratio_figure("gefyra version wall time", versions, python, 8))
+    figures.append(ratio_figure("gefyra --help wall time", helps, python, 8))
+
+    gefyra("down")
+    kubectl("delete", "namespace", NS, "--wait=false", check=False)
+    return figures
+
+
+def write(figures: list[Figure], quick: bool, out: Path) -> None:
+    rows = [dataclasses.asdict(f) for f in figures]
+    if quick:
+        for row in rows:
+            row["meets_target"] = None  # one repetition says nothing about a target
+    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| figure | value | baseline | ratio / delta | target | met |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        base = "-" if r["baseline"] is None else f"{r['baseline']} {r['unit']}"
+        rel = f"{r['ratio']}x" if r["ratio"] is not None else (f"{r['delta']:+} {r['unit']}" if r["delta"] is not None else "-")
+        met = {True: "yes", False: "**no**", None: "-"}[r["meets_target"]]
+        lines.append(f"| {r['name']} | {r['value']} {r['unit']} | {base} | {rel} | {r['target']} | {met} |")
+    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    _chart(rows, out)
+
+
+def _chart(rows: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["ratio"] is not None]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.barh([r["name"] for r in shown], [r["ratio"] for r in shown],
+            color=["tab:green" if r["meets_target"] is not False else "tab:red" for r in shown])
+    for i, r in enumerate(shown):
+        limit = float(r["target"].split()[1].rstrip("x"))
+        ax.plot([limit, limit], [i - 0.4, i + 0.4], color="black", linewidth=2)
+    ax.set_xlabel("ratio to the baseline measured in the same run (black: target)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(out / "results.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="where the three files go (default: bench/, or bench/.work/ with --quick)")
+    args = parser.parse_args()
+    reps, clients = (1, 3) if args.quick else (args.reps, 21)
+    out = args.out or (RESULTS / ".work" if args.quick else RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = bench(reps, clients, args.quick)
+    write(figures, args.quick, out)
+    print((out / "RESULTS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
