@@ -89,15 +89,17 @@ def main(ctx: click.Context, kubeconfig: str | None, context: str | None, runtim
 @click.option("--service-cidr", help="The cluster's Service range (default: discovered).")
 @click.option("--pod-cidr", "pod_cidrs", multiple=True, help="A pod range (default: from the nodes). Repeatable.")
 @click.option("--timeout", type=float, default=120, help="Seconds to wait for the cluster side.")
+@click.option("--client-timeout", type=click.IntRange(min=10), default=60,
+              help="Seconds of silence after which the cluster drops a client and its bridges (set at install).")
 @output_option
 @click.pass_context
 def up(ctx: click.Context, host: str | None, port: int, service_cidr: str | None, pod_cidrs: tuple[str, ...],
-       timeout: float, output: str | None) -> None:
+       timeout: float, client_timeout: int, output: str | None) -> None:
     """Connect this machine to the cluster (installs gefyra's cluster side if needed)."""
     from gefyra import api
 
     settings: Settings = ctx.obj["settings"]
-    settings.host, settings.port, settings.timeout = host, port, timeout
+    settings.host, settings.port, settings.timeout, settings.client_timeout = host, port, timeout, client_timeout
     settings.service_cidr, settings.pod_cidrs = service_cidr, list(pod_cidrs)
     result = _execute(ctx, lambda orch: api.up(orch.settings, orch))
     _emit(result, output, lambda r: f"connected: client {r['client']} at {r['cluster']['client']['address']}")

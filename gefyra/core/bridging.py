@@ -17,6 +17,7 @@ from gefyra import errors
 from gefyra.core.config import CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_MANAGED_BY, MANAGED_BY, Settings
 from gefyra.core.kube import Cluster
 from gefyra.core.runtime import ContainerRuntime
+from gefyra.core.waiting import wait_until
 from gefyra.core.workloads import live_pods, parse_workload, pod_spec_and_selector
 
 log = structlog.get_logger(__name__)
@@ -116,9 +117,10 @@ async def bridge(settings: Settings, cluster: Cluster, runtime: ContainerRuntime
             found = await _wait_for(cluster, bname, lambda b: (b.get("status") or {}).get("phase") == "Active",
                                     request.timeout, "the target's pods were not bridged")
             await _prove_arrival(settings, runtime, cluster, found, proxy)
-            with anyio.move_on_after(request.timeout):
-                while not await _serving(cluster, request.namespace, found["status"]["pods"]):
-                    await anyio.sleep(0.3)
+            pods = found["status"]["pods"]
+            await wait_until(lambda: _serving(cluster, request.namespace, pods), request.timeout,
+                             errors.ReadinessTimeoutError("the bridged pods did not get back behind their Services",
+                                                          "check the target's readiness probes"))
     except BaseException:
         with anyio.CancelScope(shield=True):
             await unbridge(settings, cluster, runtime, [bname], wait=True)
@@ -199,14 +201,12 @@ async def unbridge(settings: Settings, cluster: Cluster, runtime: ContainerRunti
         await _unsteer(settings, runtime, list(((found.get("status") or {}).get("proxyPorts") or {}).values()))
         removed.append((name, found["spec"]["target"]))
     if wait:
-        try:
-            with anyio.fail_after(timeout):
-                for name, target in removed:
-                    while not await _restored(cluster, name, target, settings.image("carrier")):
-                        await anyio.sleep(0.3)
-        except TimeoutError as exc:
-            raise errors.ReadinessTimeoutError(f"the bridged pods were not restored within {timeout:.0f}s",
-                                               "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`") from exc
+        async def all_restored() -> bool:
+            return all([await _restored(cluster, name, target, settings.image("carrier")) for name, target in removed])
+
+        await wait_until(all_restored, timeout, errors.ReadinessTimeoutError(
+            f"the bridged pods were not restored within {timeout:.0f}s",
+            "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`"))
     return [name for name, _ in removed]
 
 

@@ -46,6 +46,8 @@ class Settings:
     service_cidr: str | None = None
     pod_cidrs: list[str] = dataclasses.field(default_factory=list)
     tunnel_mtu: int = 1340
+    #: Seconds after which the operator treats a silent client as gone (and removes its bridges).
+    client_timeout: int = 60
     timeout: float = 120.0
 
     def image(self, component: str) -> str:

@@ -21,10 +21,11 @@ from gefyra.core.config import (
     CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_MANAGED_BY, MANAGED_BY,
     TUNNEL_SERVER_ADDRESS, Settings,
 )
-from gefyra.core.kube import Cluster, object_path
+from gefyra.core.kube import Cluster
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.runtime import ContainerRuntime, ContainerSpec
 from gefyra.core.steps import Step
+from gefyra.core.waiting import wait_until
 
 log = structlog.get_logger(__name__)
 
@@ -78,18 +79,17 @@ async def other_clients(cluster: Cluster, client_id: str) -> list[str]:
 
 
 async def remove_cluster_side(cluster: Cluster, settings: Settings, timeout: float) -> None:
-    """Deletes every object of the cluster side and waits until the namespace is gone."""
-    for doc in reversed(manifests.cluster_side(settings)):
+    """Deletes every object of the cluster side and waits until all of them are gone (a CRD or
+    namespace that is still terminating would swallow the next `up`)."""
+    docs = manifests.cluster_side(settings)
+    for doc in reversed(docs):
         await cluster.delete(doc)
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": GEFYRA_NAMESPACE}}
-    try:
-        with anyio.fail_after(timeout):
-            while await cluster.exists(namespace):
-                await anyio.sleep(0.5)
-    except TimeoutError as exc:
-        raise errors.ReadinessTimeoutError(
-            f"namespace {GEFYRA_NAMESPACE} was not deleted within {timeout:.0f}s",
-            "see `kubectl get all -n gefyra`") from exc
+
+    async def all_gone() -> bool:
+        return not any([await cluster.exists(doc) for doc in docs])
+
+    await wait_until(all_gone, timeout, errors.ReadinessTimeoutError(
+        f"gefyra's cluster side was not deleted within {timeout:.0f}s", "see `kubectl get all -n gefyra`"), 0.5)
 
 
 class ClusterSide(Step[UpContext]):
@@ -97,12 +97,15 @@ class ClusterSide(Step[UpContext]):
     title = "install gefyra's cluster side (stowaway, operator)"
 
     async def verify(self, ctx: UpContext) -> bool:
-        deploy = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": {"name": "gefyra-stowaway", "namespace": GEFYRA_NAMESPACE}}
-        try:
-            found = await ctx.cluster.request("GET", object_path(deploy))
-        except errors.NotFoundError:
-            return False
+        """Every object is there (none terminating) and stowaway runs the wanted images."""
+        found: dict[str, Any] | None = None
+        for doc in manifests.cluster_side(ctx.settings):
+            current = await ctx.cluster.get(doc)
+            if current is None or current["metadata"].get("deletionTimestamp"):
+                return False
+            if doc["kind"] == "Deployment":
+                found = current
+        assert found is not None
         images = {c["image"] for c in found["spec"]["template"]["spec"]["containers"]}
         status = found.get("status", {})
         return (images == {ctx.settings.image("stowaway"), ctx.settings.image("operator")}
@@ -111,6 +114,15 @@ class ClusterSide(Step[UpContext]):
 
     async def apply(self, ctx: UpContext) -> None:
         docs = manifests.cluster_side(ctx.settings)
+
+        async def none_terminating() -> bool:
+            found = [await ctx.cluster.get(doc) for doc in docs]
+            return not any(f and f["metadata"].get("deletionTimestamp") for f in found)
+
+        if not await none_terminating():
+            await ctx.progress(self.name, "waiting for a previous removal to finish")
+        await wait_until(none_terminating, ctx.settings.timeout, errors.ReadinessTimeoutError(
+            "gefyra's cluster side is still being removed", "wait for `gefyra down` to finish, then retry"), 0.5)
         for doc in docs:
             await ctx.cluster.apply(doc)
             if doc["kind"] == "Namespace":
@@ -130,15 +142,9 @@ class ClusterSide(Step[UpContext]):
         await ctx.cluster.request("POST", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/secrets", secret)
 
     async def _wait_available(self, ctx: UpContext) -> None:
-        try:
-            with anyio.fail_after(ctx.settings.timeout):
-                while not await self.verify(ctx):
-                    await anyio.sleep(0.5)
-        except TimeoutError as exc:
-            raise errors.ReadinessTimeoutError(
-                f"stowaway did not become ready within {ctx.settings.timeout:.0f}s",
-                "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?)",
-            ) from exc
+        await wait_until(lambda: self.verify(ctx), ctx.settings.timeout, errors.ReadinessTimeoutError(
+            f"stowaway did not become ready within {ctx.settings.timeout:.0f}s",
+            "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?)"), 0.5)
 
     async def undo(self, ctx: UpContext) -> None:
         if not await other_clients(ctx.cluster, ctx.settings.client_id):

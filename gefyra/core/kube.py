@@ -158,12 +158,16 @@ class Cluster:
             return False
         return True
 
-    async def exists(self, doc: Mapping[str, Any]) -> bool:
+    async def get(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The object described by ``doc`` as the cluster has it, or None."""
         try:
-            await self.request("GET", object_path(doc))
+            found: dict[str, Any] = await self.request("GET", object_path(doc))
         except errors.NotFoundError:
-            return False
-        return True
+            return None
+        return found
+
+    async def exists(self, doc: Mapping[str, Any]) -> bool:
+        return await self.get(doc) is not None
 
     # Discovery of what the tunnel must route.
 

@@ -30,6 +30,7 @@ def cluster_side(settings: Settings) -> list[dict[str, Any]]:
         "tunnel_server_address": f"{TUNNEL_SERVER_ADDRESS}/16",
         "tunnel_mtu": str(settings.tunnel_mtu),
         "port": str(settings.port),
+        "client_timeout": str(settings.client_timeout),
     }
     documents: list[dict[str, Any]] = []
     for name in _FILES:

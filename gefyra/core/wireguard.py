@@ -39,5 +39,5 @@ def client_config(private_key: str, server_public_key: str, endpoint: str, allow
         f"PublicKey = {server_public_key}\n"
         f"Endpoint = {endpoint}\n"
         f"AllowedIPs = {', '.join(allowed_ips)}\n"
-        "PersistentKeepalive = 20\n"
+        "PersistentKeepalive = 5\n"  # also the operator's sign that the client lives
     )

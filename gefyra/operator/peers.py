@@ -1,11 +1,16 @@
 """The tunnel's peers follow the GefyraClient objects. Level-based: each round compares the
 wanted peers with ``wg show`` and adds or removes the difference. Peers are changed on the running
-interface; stowaway is never restarted for a client."""
+interface; stowaway is never restarted for a client.
+
+A client whose peer has received nothing (not even its keepalives) for GEFYRA_CLIENT_TIMEOUT
+seconds is gone: its GefyraClient is deleted, and with it its peer and its bridges."""
 
 from __future__ import annotations
 
 import base64
 import ipaddress
+import os
+import time
 
 import anyio
 import structlog
@@ -47,6 +52,21 @@ class Peers:
         self.namespace = namespace
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.timeout = float(os.environ.get("GEFYRA_CLIENT_TIMEOUT", "60"))
+        #: public key -> (received bytes, when that number last changed)
+        self._received: dict[str, tuple[int, float]] = {}
+
+    async def _silent_keys(self) -> set[str]:
+        """Peers that have received nothing for longer than the timeout."""
+        now, silent = time.monotonic(), set()
+        for line in (await _wg("show", _INTERFACE, "transfer")).splitlines():
+            key, received = line.split("\t")[0], int(line.split("\t")[1])
+            last = self._received.get(key)
+            if last is None or last[0] != received:
+                self._received[key] = (received, now)
+            elif now - last[1] > self.timeout:
+                silent.add(key)
+        return silent
 
     async def _server_public_key(self) -> str:
         secret = await self.core.read_namespaced_secret("gefyra-stowaway-key", self.namespace)
@@ -83,7 +103,14 @@ class Peers:
                 await _wg("set", _INTERFACE, "peer", key, "allowed-ips", ips)
                 log.info("peer added", public_key=key, allowed_ips=ips)
 
-        for item in clients:
-            if (item.get("status") or {}).get("phase") != "Active":
+        silent = await self._silent_keys()
+        for item in list(clients):
+            if item["spec"]["publicKey"] in silent:
+                log.info("client silent; removing it", client=item["metadata"]["name"], timeout=self.timeout)
+                await self.custom.delete_namespaced_custom_object(
+                    CRD_GROUP, CRD_VERSION, self.namespace, _PLURAL, item["metadata"]["name"])
+                clients.remove(item)
+                self._received.pop(item["spec"]["publicKey"], None)
+            elif (item.get("status") or {}).get("phase") != "Active":
                 await self._patch_status(item["metadata"]["name"], {"phase": "Active", "serverPublicKey": server_key})
         return {c["metadata"]["name"]: wanted[c["spec"]["publicKey"]].removesuffix("/32") for c in clients}

@@ -173,6 +173,29 @@ def test_bad_bridge_requests_change_nothing(ns: str, case: str, exit_code: int, 
         engine("rm", "-f", outsider, check=False)
 
 
+def test_vanished_client_loses_its_bridges(ns: str, runtime: str) -> None:
+    """A client that stops answering (its cargo is gone, no `down`) is removed by the operator after
+    --client-timeout, and its bridged workloads get their original containers back."""
+    specs = pod_specs(ns, "web")
+    ok("down")
+    ok("up", "--client-timeout", "15")
+    ok("run", "-i", TEST_IMAGE, "-N", "gfy-br-local", "-n", ns, "-d", "-e", "MESSAGE=LOCAL")
+    ok("bridge", "-N", "gfy-br-local", "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
+    assert answers(ns, "http://web/", 5) == {"LOCAL"}
+    cargo = json.loads(ok("status", "-o", "json").stdout)["cargo"]["name"]
+    engine("rm", "-f", cargo)
+
+    def restored() -> None:
+        assert answers(ns, "http://web/", 6) == set(specs)
+
+    eventually(restored, timeout=90, interval=2)
+    assert pod_specs(ns, "web") == specs
+    assert json.loads(ok("status", "-o", "json").stdout)["cluster"]["client"] is None
+    ok("down")  # the local leftovers of the vanished client
+    ok("up")
+    ok("run", "-i", TEST_IMAGE, "-N", "gfy-br-local", "-n", ns, "-d", "-e", "MESSAGE=LOCAL")
+
+
 def test_down_with_active_bridges_restores_workloads_and_leaves_no_trace(ns: str, baseline: dict[str, list[str]]) -> None:
     specs = pod_specs(ns, "web")
     ok("bridge", "-N", "gfy-br-local", "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
