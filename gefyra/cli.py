@@ -1,27 +1,31 @@
-"""The `gefyra` command line: kubectl-style flags over :mod:`gefyra.api`."""
+"""The `gefyra` command line: kubectl-style flags over :mod:`gefyra.api`.
+
+The orchestrator, the API and their clients (kubernetes_asyncio, aiodocker) are imported inside
+the commands that need them: `gefyra version` and `--help` start several times faster that way."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import click
 
 from gefyra import __version__, errors
-from gefyra.core.bus import Event, EventKind
 from gefyra.core.config import Settings
-from gefyra.core.orchestrator import Orchestrator
+
+if TYPE_CHECKING:
+    from gefyra.core.bus import Event
+    from gefyra.core.orchestrator import Orchestrator
 
 T = TypeVar("T")
 
-_SYMBOL = {EventKind.STEP_DONE: "✓", EventKind.STEP_SKIPPED: "=", EventKind.STEP_FAILED: "✗",
-           EventKind.STEP_UNDONE: "↺", EventKind.STEP_STARTED: "…", EventKind.PROGRESS: " "}
-
-
 def _show_progress(event: Event) -> None:
+    from gefyra.core.bus import EventKind
+
+    symbols = {EventKind.STEP_DONE: "✓", EventKind.STEP_SKIPPED: "=", EventKind.STEP_FAILED: "✗",
+               EventKind.STEP_UNDONE: "↺", EventKind.STEP_STARTED: "…", EventKind.PROGRESS: " "}
     text = event.message
     if event.kind is EventKind.STEP_SKIPPED:
         text += " (already done)"
@@ -29,11 +33,17 @@ def _show_progress(event: Event) -> None:
         return  # the error itself is printed once, at the end
     elif event.kind is EventKind.STEP_UNDONE:
         text = f"undone: {text}"
-    click.echo(f"{_SYMBOL[event.kind]} {text}", err=True)
+    click.echo(f"{symbols[event.kind]} {text}", err=True)
 
 
 def _execute(ctx: click.Context, operation: Callable[[Orchestrator], Awaitable[T]]) -> T:
     """Runs an async operation with progress on stderr; errors become one line and an exit code."""
+    import anyio
+
+    from gefyra import logs
+    from gefyra.core.orchestrator import Orchestrator
+
+    logs.configure(ctx.obj["log_format"], ctx.obj["verbose"])
     settings: Settings = ctx.obj["settings"]
     orchestrator = Orchestrator(settings)
     if not ctx.obj["quiet"]:
@@ -74,13 +84,10 @@ output_option = click.option("-o", "--output", type=click.Choice(["json"]), help
 def main(ctx: click.Context, kubeconfig: str | None, context: str | None, runtime: str | None,
          client_id: str | None, log_format: str, verbose: bool, quiet: bool) -> None:
     """Run a local container as if it were a pod of a Kubernetes cluster."""
-    from gefyra import logs
-
-    logs.configure(log_format, verbose)
     settings = Settings(kubeconfig=kubeconfig, context=context, runtime=runtime)
     if client_id:
         settings.client_id = client_id
-    ctx.obj = {"settings": settings, "quiet": quiet, "verbose": verbose}
+    ctx.obj = {"settings": settings, "quiet": quiet, "verbose": verbose, "log_format": log_format}
 
 
 @main.command()
@@ -158,6 +165,8 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: tuple[st
     request = api.RunRequest(image=image, name=name, namespace=namespace, env=_key_value(env, "-e"),
                              env_from=env_from, volumes=list(volumes), ports=_ports(ports),
                              command=shlex.split(command) if command else None, auto_remove=auto_remove)
+
+    import anyio
 
     async def operation(orch: Orchestrator) -> int:
         info = await api.run(request, orch.settings, orch)
@@ -292,6 +301,8 @@ def version() -> None:
 @main.command(hidden=True)
 def operator() -> None:
     """Run the in-cluster operator (used by the stowaway pod)."""
+    import anyio
+
     from gefyra import logs, operator as op
 
     logs.configure("json", verbose=True)

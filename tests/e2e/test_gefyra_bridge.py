@@ -60,7 +60,7 @@ def call(ns: str, *command: str) -> str:
 
 def pod_specs(ns: str, app: str) -> dict[str, Any]:
     pods = kubectl_json("-n", ns, "get", "pods", "-l", f"app={app}")["items"]
-    return {p["metadata"]["name"]: p["spec"] for p in pods}
+    return {p["metadata"]["name"]: p["spec"] for p in pods if not p["metadata"].get("deletionTimestamp")}
 
 
 def answers(ns: str, url: str, count: int) -> set[str]:
@@ -109,7 +109,7 @@ def test_tcp_echo_bridged_while_probes_keep_the_pod_ready(ns: str) -> None:
     assert eventually(lambda: call(ns, "tcp-send", "echo:9000", "ping"), timeout=10).startswith("echo-")
 
 
-def test_deleted_pod_is_replaced_by_a_bridged_one(ns: str) -> None:
+def test_replaced_and_added_pods_are_bridged(ns: str) -> None:
     ok("bridge", "-N", "gfy-br-local", "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
     try:
         victim = sorted(pod_specs(ns, "web"))[0]
@@ -121,8 +121,19 @@ def test_deleted_pod_is_replaced_by_a_bridged_one(ns: str) -> None:
 
         eventually(rebridged, timeout=30)
         assert answers(ns, "http://web/", 20) == {"LOCAL"}
+
+        # Scaling up: the new replica is bridged too.
+        kubectl("-n", ns, "scale", "deploy/web", "--replicas=3")
+
+        def three_bridged() -> None:
+            assert len(json.loads(ok("list", "-o", "json").stdout)["bridges"][0]["pods"]) == 3
+
+        eventually(three_bridged, timeout=30)
+        assert answers(ns, "http://web/", 20) == {"LOCAL"}
     finally:
         ok("unbridge", "--all")
+        kubectl("-n", ns, "scale", "deploy/web", "--replicas=2")
+        kubectl("-n", ns, "rollout", "status", "deploy/web", "--timeout=60s")
 
 
 @pytest.mark.parametrize(("kind", "ref"), [("pod", "pod/{name}"), ("statefulset", "sts/{name}/server")])
