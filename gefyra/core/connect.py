@@ -42,7 +42,6 @@ class UpContext:
     keys: wireguard.KeyPair | None = None
     address: str = ""
     server_public_key: str = ""
-    routes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -211,8 +210,8 @@ class Cargo(Step[UpContext]):
         assert ctx.keys is not None
         settings, runtime = ctx.settings, ctx.runtime
         await runtime.remove_container(settings.cargo_name)  # a stale cargo with an old key
-        ctx.routes = [settings.service_cidr or await ctx.cluster.service_cidr(),
-                      *(settings.pod_cidrs or await ctx.cluster.pod_cidrs())]
+        routes = [f"{TUNNEL_SERVER_ADDRESS}/32", settings.service_cidr or await ctx.cluster.service_cidr(),
+                  *(settings.pod_cidrs or await ctx.cluster.pod_cidrs())]
         endpoint = f"{settings.host or ctx.cluster.api_host}:{settings.port}"
         dns_ip = await ctx.cluster.cluster_dns_ip()
         labels = settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public}
@@ -221,10 +220,9 @@ class Cargo(Step[UpContext]):
             network=settings.network_name, cap_add=["NET_ADMIN", "MKNOD"], devices=["/dev/net/tun"],
         ))
         env = (f"TUNNEL_ADDRESS={ctx.address}/32\nTUNNEL_MTU={settings.tunnel_mtu}\n"
-               f"CLUSTER_ROUTES='{' '.join([f'{TUNNEL_SERVER_ADDRESS}/32', *ctx.routes])}'\n")
+               f"CLUSTER_ROUTES='{' '.join(routes)}'\n")
         await runtime.put_files(settings.cargo_name, "/etc/gefyra", {
-            "wg0.conf": wireguard.client_config(ctx.keys.private, ctx.server_public_key, endpoint,
-                                                [f"{TUNNEL_SERVER_ADDRESS}/32", *ctx.routes]).encode(),
+            "wg0.conf": wireguard.client_config(ctx.keys.private, ctx.server_public_key, endpoint, routes).encode(),
             "cargo.env": env.encode(),
             "Corefile": ctx.orchestrator.dns_config(dns_ip, settings.cluster_domain).encode(),
         })
@@ -249,7 +247,7 @@ class TunnelProbe(Step[UpContext]):
                     cargo = await ctx.runtime.get_container(ctx.settings.cargo_name)
                     if cargo is None or not cargo.running:
                         raise errors.GefyraError("cargo stopped right after its start",
-                                                 f"see `docker logs {ctx.settings.cargo_name}`")
+                                                 f"see `{ctx.runtime.name} logs {ctx.settings.cargo_name}`")
                     code, output = await ctx.runtime.exec(ctx.settings.cargo_name, probe)
                     if code == 0:
                         return
