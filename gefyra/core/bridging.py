@@ -16,6 +16,7 @@ from kubernetes_asyncio import client
 from gefyra import errors
 from gefyra.core.config import CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_MANAGED_BY, MANAGED_BY, Settings
 from gefyra.core.kube import Cluster
+from gefyra.core.localrun import running_cargo
 from gefyra.core.runtime import ContainerRuntime
 from gefyra.core.waiting import wait_until
 from gefyra.core.workloads import live_pods, parse_workload, pod_spec_and_selector
@@ -52,10 +53,7 @@ async def list_bridges(cluster: Cluster, client_id: str | None = None) -> list[d
 async def _validate(settings: Settings, cluster: Cluster, runtime: ContainerRuntime, request: BridgeRequest
                     ) -> tuple[str, str, str, str]:
     """Checks everything before anything changes; returns (kind, name, container, local address)."""
-    cargo = await runtime.get_container(settings.cargo_name)
-    if cargo is None or not cargo.running:
-        raise errors.NotConnectedError("gefyra is not connected to a cluster (cargo is not running)",
-                                       "run `gefyra up` first")
+    await running_cargo(settings, runtime)
     local = await runtime.get_container(request.local)
     if local is None or not local.running:
         raise errors.NotFoundError(f"local container {request.local} is not running",
@@ -130,16 +128,13 @@ async def bridge(settings: Settings, cluster: Cluster, runtime: ContainerRuntime
 
 
 async def _wait_for(cluster: Cluster, name: str, condition: Any, timeout: float, what: str) -> dict[str, Any]:
-    try:
-        with anyio.fail_after(timeout):
-            while True:
-                found: dict[str, Any] = await cluster.request("GET", f"{BRIDGES_PATH}/{name}")
-                if condition(found):
-                    return found
-                await anyio.sleep(0.3)
-    except TimeoutError as exc:
-        raise errors.ReadinessTimeoutError(f"{what} within {timeout:.0f}s",
-                                           "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`") from exc
+    """The bridge object, once ``condition`` holds for it."""
+    async def satisfied() -> dict[str, Any] | None:
+        found: dict[str, Any] = await cluster.request("GET", f"{BRIDGES_PATH}/{name}")
+        return found if condition(found) else None
+
+    return await wait_until(satisfied, timeout, errors.ReadinessTimeoutError(
+        f"{what} within {timeout:.0f}s", "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`"))
 
 
 async def _steer(settings: Settings, runtime: ContainerRuntime, forwards: dict[int, tuple[str, int]]) -> None:

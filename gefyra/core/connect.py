@@ -167,19 +167,18 @@ class RegisterClient(Step[UpContext]):
         ctx.keys = wireguard.generate_keypair()
         await ctx.cluster.apply(client_doc(ctx.settings, ctx.keys.public))
         await ctx.progress(self.name, "waiting for the operator to add this client to stowaway")
-        try:
-            with anyio.fail_after(30):
-                while True:
-                    found = await get_client(ctx.cluster, ctx.settings.client_id)
-                    status = (found or {}).get("status") or {}
-                    if status.get("phase") == "Active" and found and found["spec"]["publicKey"] == ctx.keys.public:
-                        ctx.address, ctx.server_public_key = status["address"], status["serverPublicKey"]
-                        return
-                    await anyio.sleep(0.2)
-        except TimeoutError as exc:
-            raise errors.ReadinessTimeoutError(
-                "the operator did not register this client within 30s",
-                "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`") from exc
+        keys = ctx.keys
+
+        async def active_status() -> dict[str, Any] | None:
+            found = await get_client(ctx.cluster, ctx.settings.client_id)
+            status = (found or {}).get("status") or {}
+            mine = found is not None and found["spec"]["publicKey"] == keys.public
+            return status if mine and status.get("phase") == "Active" else None
+
+        status = await wait_until(active_status, 30, errors.ReadinessTimeoutError(
+            "the operator did not register this client within 30s",
+            "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`"), 0.2)
+        ctx.address, ctx.server_public_key = status["address"], status["serverPublicKey"]
 
     async def undo(self, ctx: UpContext) -> None:
         await ctx.cluster.delete(client_doc(ctx.settings))

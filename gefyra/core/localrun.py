@@ -64,13 +64,19 @@ async def workload_env(cluster: Cluster, namespace: str, ref: str) -> dict[str, 
     return env
 
 
-async def start_local(settings: Settings, cluster: Cluster, runtime: ContainerRuntime, request: RunRequest) -> ContainerInfo:
-    """Creates and starts the container, then routes the cluster's ranges through cargo.
-    On any failure the container is removed again."""
+async def running_cargo(settings: Settings, runtime: ContainerRuntime) -> ContainerInfo:
+    """This client's cargo; NotConnectedError unless it runs (`run` and `bridge` need it)."""
     cargo = await runtime.get_container(settings.cargo_name)
     if cargo is None or not cargo.running:
         raise errors.NotConnectedError("gefyra is not connected to a cluster (cargo is not running)",
                                        "run `gefyra up` first")
+    return cargo
+
+
+async def start_local(settings: Settings, cluster: Cluster, runtime: ContainerRuntime, request: RunRequest) -> ContainerInfo:
+    """Creates and starts the container, then routes the cluster's ranges through cargo.
+    On any failure the container is removed again."""
+    cargo = await running_cargo(settings, runtime)
     if not await cluster.namespace_exists(request.namespace):
         raise errors.NotFoundError(f"namespace {request.namespace} does not exist in the cluster",
                                    "pass an existing one with -n")

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 
 from gefyra import errors
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float, failure: errors.GefyraError,
-                     interval: float = 0.3) -> None:
-    """Polls ``condition`` until it is true; raises ``failure`` after ``timeout`` seconds."""
+T = TypeVar("T")
+
+
+async def wait_until(condition: Callable[[], Awaitable[T]], timeout: float, failure: errors.GefyraError,
+                     interval: float = 0.3) -> T:
+    """Polls ``condition`` until it returns something true, and returns that; raises ``failure``
+    after ``timeout`` seconds."""
     try:
         with anyio.fail_after(timeout):
-            while not await condition():
+            while not (result := await condition()):
                 await anyio.sleep(interval)
+            return result
     except TimeoutError as exc:
         raise failure from exc
