@@ -17,7 +17,7 @@ from gefyra.core.config import GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_ROLE, Setti
 from gefyra.core.kube import Cluster
 from gefyra.core.localrun import LABEL_NAMESPACE, RunRequest, start_local
 from gefyra.core.orchestrator import Orchestrator
-from gefyra.core.runtime import ContainerInfo
+from gefyra.core.runtime import ContainerInfo, ContainerRuntime
 
 __all__ = ["BridgeRequest", "RunRequest", "bridge", "check", "down", "list_bridges", "list_containers", "run",
            "status", "unbridge", "up", "version"]
@@ -33,7 +33,7 @@ async def up(settings: Settings | None = None, orchestrator: Orchestrator | None
     async with orch.connected() as (cluster, runtime):
         ctx = connect.UpContext(orch, cluster, runtime)
         await orch.run_plan([step() for step in connect.UP_PLAN], ctx)
-    return await status(orch.settings, orch)
+        return await _status(orch.settings, cluster, runtime)
 
 
 async def down(settings: Settings | None = None, orchestrator: Orchestrator | None = None) -> list[str]:
@@ -94,7 +94,11 @@ async def list_bridges(settings: Settings | None = None, orchestrator: Orchestra
     """This client's bridges with their state."""
     orch = _orchestrator(settings, orchestrator)
     async with Cluster(orch.settings) as cluster:
-        found = await bridging.list_bridges(cluster, orch.settings.client_id)
+        return await _list_bridges(orch.settings, cluster)
+
+
+async def _list_bridges(settings: Settings, cluster: Cluster) -> list[dict[str, Any]]:
+    found = await bridging.list_bridges(cluster, settings.client_id)
     return [{"name": b["metadata"]["name"], "local": b["spec"]["localContainer"],
              "target": "{kind}/{name}/{container}".format(**b["spec"]["target"]),
              "namespace": b["spec"]["target"]["namespace"],
@@ -108,38 +112,44 @@ async def list_containers(settings: Settings | None = None,
     """The local containers started with ``run`` for this client."""
     orch = _orchestrator(settings, orchestrator)
     async with orch.runtime() as runtime:
-        found = await runtime.list_containers({LABEL_CLIENT: orch.settings.client_id, LABEL_ROLE: "run"})
+        return await _list_containers(orch.settings, runtime)
+
+
+async def _list_containers(settings: Settings, runtime: ContainerRuntime) -> list[dict[str, str]]:
+    found = await runtime.list_containers({LABEL_CLIENT: settings.client_id, LABEL_ROLE: "run"})
     return [{"name": c.name, "image": c.image, "state": c.state,
              "namespace": c.labels.get(LABEL_NAMESPACE, ""),
-             "address": c.addresses.get(orch.settings.network_name, "")} for c in found]
+             "address": c.addresses.get(settings.network_name, "")} for c in found]
 
 
 async def status(settings: Settings | None = None, orchestrator: Orchestrator | None = None) -> dict[str, Any]:
     """What is installed and running: cluster side, client, tunnel, containers. No secrets."""
     orch = _orchestrator(settings, orchestrator)
-    s = orch.settings
-    result: dict[str, Any] = {"client": s.client_id, "runtime": None, "connected": False,
-                              "cluster": {"installed": False}, "cargo": None, "containers": []}
     async with orch.connected() as (cluster, runtime):
-        result["runtime"] = runtime.name
-        result["cluster"] = {"api": cluster.api.configuration.host,
-                             "installed": await cluster.namespace_exists(GEFYRA_NAMESPACE)}
-        registered = await connect.get_client(cluster, s.client_id) if result["cluster"]["installed"] else None
-        result["cluster"]["client"] = (
-            {"address": registered.get("status", {}).get("address"), "phase": registered.get("status", {}).get("phase")}
-            if registered else None)
-        cargo = await runtime.get_container(s.cargo_name)
-        if cargo is not None:
-            handshake = None
-            if cargo.running:
-                code, out = await runtime.exec(s.cargo_name, ["wg", "show", "wg0", "latest-handshakes"])
-                fields = out.split()
-                handshake = int(fields[1]) if code == 0 and len(fields) == 2 and fields[1].isdigit() else None
-            result["cargo"] = {"name": cargo.name, "state": cargo.state, "latest_handshake": handshake}
-        result["connected"] = bool(registered and cargo and cargo.running
-                                   and (registered.get("status") or {}).get("phase") == "Active")
-    result["containers"] = await list_containers(s, orch)
-    result["bridges"] = await list_bridges(s, orch) if result["cluster"]["installed"] else []
+        return await _status(orch.settings, cluster, runtime)
+
+
+async def _status(s: Settings, cluster: Cluster, runtime: ContainerRuntime) -> dict[str, Any]:
+    result: dict[str, Any] = {"client": s.client_id, "runtime": runtime.name, "connected": False,
+                              "cluster": {"api": cluster.api.configuration.host,
+                                          "installed": await cluster.namespace_exists(GEFYRA_NAMESPACE)}}
+    registered = await connect.get_client(cluster, s.client_id) if result["cluster"]["installed"] else None
+    result["cluster"]["client"] = (
+        {"address": registered.get("status", {}).get("address"), "phase": registered.get("status", {}).get("phase")}
+        if registered else None)
+    result["cargo"] = None
+    cargo = await runtime.get_container(s.cargo_name)
+    if cargo is not None:
+        handshake = None
+        if cargo.running:
+            code, out = await runtime.exec(s.cargo_name, ["wg", "show", "wg0", "latest-handshakes"])
+            fields = out.split()
+            handshake = int(fields[1]) if code == 0 and len(fields) == 2 and fields[1].isdigit() else None
+        result["cargo"] = {"name": cargo.name, "state": cargo.state, "latest_handshake": handshake}
+    result["connected"] = bool(registered and cargo and cargo.running
+                               and (registered.get("status") or {}).get("phase") == "Active")
+    result["containers"] = await _list_containers(s, runtime)
+    result["bridges"] = await _list_bridges(s, cluster) if result["cluster"]["installed"] else []
     return result
 
 

@@ -301,9 +301,11 @@ def version() -> None:
 @main.command(hidden=True)
 def operator() -> None:
     """Run the in-cluster operator (used by the stowaway pod)."""
+    import logging
+
     import anyio
 
     from gefyra import logs, operator as op
 
-    logs.configure("json", verbose=True)
+    logs.configure("json", level=logging.INFO)
     anyio.run(op.main)

@@ -9,8 +9,13 @@ import sys
 import structlog
 
 
-def configure(log_format: str = "console", verbose: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING
+#: Libraries whose debug output includes whole API responses, Secrets among them: never below INFO.
+_CHATTY_LIBRARIES = ("kubernetes_asyncio", "aiodocker", "aiohttp")
+
+
+def configure(log_format: str = "console", verbose: bool = False, level: int | None = None) -> None:
+    """``level`` overrides the one ``verbose`` picks (DEBUG, else WARNING)."""
+    level = level if level is not None else logging.DEBUG if verbose else logging.WARNING
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -27,3 +32,5 @@ def configure(log_format: str = "console", verbose: bool = False) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))

@@ -2,7 +2,9 @@
 
 Steps, in order: cluster side (namespace, CRD, RBAC, stowaway + operator), client registration
 (a GefyraClient with this machine's public key; the operator answers with an address), the
-local container network, cargo, and a probe that proves traffic flows through the tunnel.
+local container network, stowaway's readiness, cargo, and a probe that proves traffic flows
+through the tunnel. The cluster side is applied without waiting for it: registration and the
+local network go ahead while stowaway's pod starts, and only cargo waits for it to be reachable.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ log = structlog.get_logger(__name__)
 
 STOWAWAY_KEY_SECRET = "gefyra-stowaway-key"
 LABEL_PUBLIC_KEY = "gefyra.dev/public-key"
+#: On cargo: the ranges it routes into the tunnel (space separated), for `run` to route to cargo.
+LABEL_ROUTES = "gefyra.dev/cluster-routes"
 _CLIENTS_PATH = f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{GEFYRA_NAMESPACE}/gefyraclients"
 
 
@@ -91,25 +95,28 @@ async def remove_cluster_side(cluster: Cluster, settings: Settings, timeout: flo
         f"gefyra's cluster side was not deleted within {timeout:.0f}s", "see `kubectl get all -n gefyra`"), 0.5)
 
 
+def _stowaway_ready(settings: Settings, deployment: dict[str, Any]) -> bool:
+    """The stowaway Deployment runs the wanted images and has a ready pod of its current spec."""
+    images = {c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
+    status = deployment.get("status", {})
+    return (images == {settings.image("stowaway"), settings.image("operator")}
+            and status.get("observedGeneration") == deployment["metadata"]["generation"]
+            and status.get("availableReplicas", 0) >= 1 and status.get("updatedReplicas", 0) >= 1)
+
+
 class ClusterSide(Step[UpContext]):
     name = "cluster-side"
     title = "install gefyra's cluster side (stowaway, operator)"
 
     async def verify(self, ctx: UpContext) -> bool:
         """Every object is there (none terminating) and stowaway runs the wanted images."""
-        found: dict[str, Any] | None = None
         for doc in manifests.cluster_side(ctx.settings):
             current = await ctx.cluster.get(doc)
             if current is None or current["metadata"].get("deletionTimestamp"):
                 return False
-            if doc["kind"] == "Deployment":
-                found = current
-        assert found is not None
-        images = {c["image"] for c in found["spec"]["template"]["spec"]["containers"]}
-        status = found.get("status", {})
-        return (images == {ctx.settings.image("stowaway"), ctx.settings.image("operator")}
-                and status.get("observedGeneration") == found["metadata"]["generation"]
-                and status.get("availableReplicas", 0) >= 1 and status.get("updatedReplicas", 0) >= 1)
+            if doc["kind"] == "Deployment" and not _stowaway_ready(ctx.settings, current):
+                return False
+        return True
 
     async def apply(self, ctx: UpContext) -> None:
         docs = manifests.cluster_side(ctx.settings)
@@ -126,8 +133,6 @@ class ClusterSide(Step[UpContext]):
             await ctx.cluster.apply(doc)
             if doc["kind"] == "Namespace":
                 await self._ensure_server_key(ctx)
-        await ctx.progress(self.name, "waiting for stowaway to become ready")
-        await self._wait_available(ctx)
 
     async def _ensure_server_key(self, ctx: UpContext) -> None:
         secret = {"apiVersion": "v1", "kind": "Secret",
@@ -139,11 +144,6 @@ class ClusterSide(Step[UpContext]):
         secret["data"] = {"private-key": base64.b64encode(keys.private.encode()).decode(),
                           "public-key": base64.b64encode(keys.public.encode()).decode()}
         await ctx.cluster.request("POST", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/secrets", secret)
-
-    async def _wait_available(self, ctx: UpContext) -> None:
-        await wait_until(lambda: self.verify(ctx), ctx.settings.timeout, errors.ReadinessTimeoutError(
-            f"stowaway did not become ready within {ctx.settings.timeout:.0f}s",
-            "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?)"), 0.5)
 
     async def undo(self, ctx: UpContext) -> None:
         if not await other_clients(ctx.cluster, ctx.settings.client_id):
@@ -175,9 +175,11 @@ class RegisterClient(Step[UpContext]):
             mine = found is not None and found["spec"]["publicKey"] == keys.public
             return status if mine and status.get("phase") == "Active" else None
 
-        status = await wait_until(active_status, 30, errors.ReadinessTimeoutError(
-            "the operator did not register this client within 30s",
-            "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`"), 0.2)
+        timeout = ctx.settings.timeout
+        status = await wait_until(active_status, timeout, errors.ReadinessTimeoutError(
+            f"the operator did not register this client within {timeout:.0f}s",
+            "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?) "
+            "and `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`"), 0.1)
         ctx.address, ctx.server_public_key = status["address"], status["serverPublicKey"]
 
     async def undo(self, ctx: UpContext) -> None:
@@ -198,6 +200,24 @@ class LocalNetwork(Step[UpContext]):
         await ctx.runtime.remove_network(ctx.settings.network_name)
 
 
+class StowawayReady(Step[UpContext]):
+    """Cargo's first handshake must find stowaway behind its NodePort: a lost one is retried only
+    after WireGuard's 5 s rekey timeout."""
+
+    name = "stowaway"
+    title = "wait until stowaway is ready"
+
+    async def verify(self, ctx: UpContext) -> bool:
+        deployment = next(d for d in manifests.cluster_side(ctx.settings) if d["kind"] == "Deployment")
+        current = await ctx.cluster.get(deployment)
+        return current is not None and _stowaway_ready(ctx.settings, current)
+
+    async def apply(self, ctx: UpContext) -> None:
+        await wait_until(lambda: self.verify(ctx), ctx.settings.timeout, errors.ReadinessTimeoutError(
+            f"stowaway did not become ready within {ctx.settings.timeout:.0f}s",
+            "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?)"), 0.2)
+
+
 class Cargo(Step[UpContext]):
     name = "cargo"
     title = "start cargo (local tunnel end and DNS)"
@@ -213,7 +233,7 @@ class Cargo(Step[UpContext]):
                   *(settings.pod_cidrs or await ctx.cluster.pod_cidrs())]
         endpoint = f"{settings.host or ctx.cluster.api_host}:{settings.port}"
         dns_ip = await ctx.cluster.cluster_dns_ip()
-        labels = settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public}
+        labels = settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes)}
         await runtime.create_container(ContainerSpec(
             name=settings.cargo_name, image=settings.image("cargo"), labels=labels,
             network=settings.network_name, cap_add=["NET_ADMIN", "MKNOD"], devices=["/dev/net/tun"],
@@ -232,12 +252,20 @@ class Cargo(Step[UpContext]):
 
 
 class TunnelProbe(Step[UpContext]):
+    """Pings stowaway through the tunnel and opens a TCP connection to the API server's Service.
+
+    A handshake whose first packet was lost (stowaway's NodePort not yet in kube-proxy's rules) is
+    retried by WireGuard only after 5 s; while no handshake has happened, each failed probe loads
+    the peer anew, and the fresh peer starts another handshake at once."""
+
     name = "tunnel"
     title = "check that traffic flows through the tunnel"
 
     async def apply(self, ctx: UpContext) -> None:
         api_ip = await kubernetes_service_ip(ctx.cluster)
-        probe = ["sh", "-c", f"ping -c1 -W1 {TUNNEL_SERVER_ADDRESS} >/dev/null && "
+        probe = ["sh", "-c", f"ping -c1 -W1 {TUNNEL_SERVER_ADDRESS} >/dev/null || {{ "
+                             "[ \"$(wg show wg0 latest-handshakes | cut -f2)\" != 0 ] || "
+                             "wg setconf wg0 /etc/gefyra/wg0.conf; exit 1; } && "
                              f"timeout 2 bash -c '</dev/tcp/{api_ip}/443'"]
         output = ""
         try:
@@ -264,4 +292,5 @@ async def kubernetes_service_ip(cluster: Cluster) -> str:
     return str(found["spec"]["clusterIP"])
 
 
-UP_PLAN: tuple[type[Step[UpContext]], ...] = (ClusterSide, RegisterClient, LocalNetwork, Cargo, TunnelProbe)
+UP_PLAN: tuple[type[Step[UpContext]], ...] = (ClusterSide, RegisterClient, LocalNetwork, StowawayReady, Cargo,
+                                               TunnelProbe)

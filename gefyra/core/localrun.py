@@ -11,6 +11,7 @@ from kubernetes_asyncio.stream import WsApiClient
 
 from gefyra import errors
 from gefyra.core.config import Settings
+from gefyra.core.connect import LABEL_ROUTES
 from gefyra.core.kube import Cluster
 from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
 from gefyra.core.workloads import live_pods, parse_workload
@@ -97,7 +98,7 @@ async def start_local(settings: Settings, cluster: Cluster, runtime: ContainerRu
     await runtime.create_container(spec)
     try:
         await runtime.start_container(request.name)
-        await _route_through_cargo(settings, runtime, request.name, cargo_ip)
+        await _route_through_cargo(settings, runtime, request.name, cargo)
     except BaseException:
         await runtime.remove_container(request.name)
         raise
@@ -106,11 +107,14 @@ async def start_local(settings: Settings, cluster: Cluster, runtime: ContainerRu
     return info
 
 
-async def _route_through_cargo(settings: Settings, runtime: ContainerRuntime, name: str, cargo_ip: str) -> None:
+async def _route_through_cargo(settings: Settings, runtime: ContainerRuntime, name: str, cargo: ContainerInfo) -> None:
     """A short-lived helper in the container's network namespace adds the routes (the container
     itself gets no extra capability)."""
-    _, routes_text = await runtime.exec(settings.cargo_name, ["sh", "-c", ". /etc/gefyra/cargo.env; echo $CLUSTER_ROUTES"])
-    routes = routes_text.split()
+    cargo_ip = cargo.addresses.get(settings.network_name, "")
+    routes = cargo.labels.get(LABEL_ROUTES, "").split()
+    if not routes:
+        raise errors.NotConnectedError(f"cargo ({cargo.name}) does not say which ranges it routes",
+                                       "run `gefyra down`, then `gefyra up`")
     script = " && ".join(f"ip route replace {shlex.quote(r)} via {shlex.quote(cargo_ip)}" for r in routes)
     code, output = await runtime.run_to_completion(ContainerSpec(
         name=f"{name}-gefyra-route", image=settings.image("cargo"), network_mode=f"container:{name}",

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes components and CoreDNS from their official Go modules into $BIN_DIR.
+# Builds the Kubernetes components and the cluster's CoreDNS from their official Go modules into
+# $BIN_DIR, and the binaries of gefyra's images (wireguard-go, cargo's CoreDNS) into $IMAGE_BIN_DIR.
 # A second run finds the binaries cached and returns at once.
 source "$(dirname "$0")/common.sh"
 
 KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
-if [[ -f "$BIN_DIR/.complete" ]]; then
-  log "binaries cached in $BIN_DIR"
+if [[ -f "$BIN_DIR/.complete" && -f "$IMAGE_BIN_DIR/.complete" ]]; then
+  log "binaries cached in $CACHE_DIR"
   exit 0
 fi
 command -v go >/dev/null || die "go is not installed: the Kubernetes components are built from source (install Go >= 1.22)"
 mkdir -p "$BIN_DIR"
 work="$CACHE_DIR/build"
-mkdir -p "$work/kube" "$work/coredns"
+mkdir -p "$work/kube" "$work/coredns" "$work/wireguard-go" "$IMAGE_BIN_DIR"
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 
 build_kube() {
@@ -46,22 +47,46 @@ build_kube() {
   go build -trimpath -tags tools -ldflags "$ldflags" -o "$BIN_DIR/" "${pkgs[@]}"
 }
 
-build_coredns() {
-  # Only the plugins the cluster DNS and cargo use: a much smaller build than upstream's main.
+build_coredns() {  # OUTPUT PLUGIN...
+  # Only the plugins named: much smaller than upstream's main. Directive order stays upstream's
+  # (core/dnsserver); unlisted plugins are simply not compiled in.
+  local output=$1; shift
   cd "$work/coredns"
-  cp "$HACK_DIR/coredns_main.go" main.go
-  cat > go.mod <<MOD
-module gefyra.dev/devcluster/coredns
-go 1.22
-require github.com/coredns/coredns $COREDNS_VERSION
-MOD
+  {
+    printf 'package main\n\nimport (\n\t_ "github.com/coredns/coredns/core/dnsserver"\n'
+    printf '\t"github.com/coredns/coredns/coremain"\n'
+    for plugin in "$@"; do printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$plugin"; done
+    printf ')\n\nfunc main() { coremain.Run() }\n'
+  } > main.go
+  printf 'module gefyra.dev/devcluster/coredns\ngo 1.22\nrequire github.com/coredns/coredns %s\n' \
+    "$COREDNS_VERSION" > go.mod
   go mod tidy >/dev/null
-  log "building CoreDNS $COREDNS_VERSION"
-  go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/coredns" .
+  log "building CoreDNS $COREDNS_VERSION ($*)"
+  go build -trimpath -ldflags "-s -w" -o "$output" .
+}
+
+build_wireguard_go() {
+  cd "$work/wireguard-go"
+  printf 'module gefyra.dev/devcluster/wireguard-go\ngo 1.22\nrequire golang.zx2c4.com/wireguard %s\n' \
+    "$WIREGUARD_GO_VERSION" > go.mod
+  printf '//go:build tools\n\npackage tools\n\nimport _ "golang.zx2c4.com/wireguard"\n' > tools.go
+  go mod tidy -e >/dev/null 2>&1 || true
+  log "building wireguard-go $WIREGUARD_GO_VERSION"
+  go build -trimpath -tags tools -ldflags "-s -w" -o "$IMAGE_BIN_DIR/wireguard-go" golang.zx2c4.com/wireguard
 }
 
 start=$(date +%s)
-(build_kube)
-(build_coredns)
-touch "$BIN_DIR/.complete"
+# The cluster DNS add-on; cargo's DNS server needs no kubernetes plugin (client-go would triple its
+# size and its resident memory).
+COMMON_PLUGINS=(cache errors forward hosts loadbalance log reload rewrite template)
+if [[ ! -f "$BIN_DIR/.complete" ]]; then
+  (build_kube)
+  (build_coredns "$BIN_DIR/coredns" "${COMMON_PLUGINS[@]}" health kubernetes loop ready)
+  touch "$BIN_DIR/.complete"
+fi
+if [[ ! -f "$IMAGE_BIN_DIR/.complete" ]]; then
+  (build_wireguard_go)
+  (build_coredns "$IMAGE_BIN_DIR/coredns" "${COMMON_PLUGINS[@]}")
+  touch "$IMAGE_BIN_DIR/.complete"
+fi
 log "built in $(( $(date +%s) - start ))s"

@@ -3,6 +3,9 @@ set -euo pipefail
 
 KUBE_VERSION="v1.30.14"        # last release line that runs on Debian bookworm's etcd 3.4
 COREDNS_VERSION="v1.12.1"
+# wireguard-go 0.0.20250522 for cargo and stowaway (Debian bookworm ships 0.0.20220316: a third of the
+# throughput)
+WIREGUARD_GO_VERSION="v0.0.0-20260522210424-ecfc5a8d5446"
 CLUSTER_DOMAIN="cluster.local"
 POD_CIDR="10.244.0.0/16"
 NODE_POD_CIDR="10.244.0.0/24"  # what the controller-manager allocates to the only node
@@ -18,6 +21,8 @@ HACK_DIR="$REPO_ROOT/hack/devcluster"
 # Binaries survive `make cluster-down` and fresh clones: building Kubernetes takes many minutes.
 CACHE_DIR="${GEFYRA_DEVCLUSTER_CACHE:-$HOME/.cache/gefyra-devcluster}"
 BIN_DIR="$CACHE_DIR/bin-$KUBE_VERSION-coredns-$COREDNS_VERSION"
+# The binaries gefyra's own images carry (wireguard-go, cargo's CoreDNS).
+IMAGE_BIN_DIR="$CACHE_DIR/images-coredns-$COREDNS_VERSION-wireguard-go-$WIREGUARD_GO_VERSION"
 # Everything the running cluster owns; removed by `make cluster-down`.
 STATE_DIR="${GEFYRA_DEVCLUSTER_STATE:-/var/lib/gefyra-devcluster}"
 RUN_DIR="/run/gefyra-devcluster"

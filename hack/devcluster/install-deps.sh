@@ -5,7 +5,7 @@ source "$(dirname "$0")/common.sh"
 # command -> package
 declare -A NEED=(
   [dockerd]=docker.io [containerd]=containerd [runc]=runc [iptables]=iptables
-  [debootstrap]=debootstrap [wg]=wireguard-tools [wireguard-go]=wireguard-go [etcd]=etcd-server
+  [debootstrap]=debootstrap [wg]=wireguard-tools [iperf3]=iperf3 [etcd]=etcd-server
   [openssl]=openssl [conntrack]=conntrack [ip]=iproute2 [curl]=curl [dig]=bind9-dnsutils
   [gcc]=gcc [nsenter]=util-linux [podman]=podman
 )

@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# Puts the CoreDNS binary of the development cluster's build (same pinned version) into CONTEXT.
+# Puts the wireguard-go and CoreDNS binaries built for gefyra's images (pinned versions) into CONTEXT.
 source "$(dirname "$0")/../../hack/devcluster/common.sh"
-cp "$BIN_DIR/coredns" "$1/coredns"
+cp "$IMAGE_BIN_DIR/coredns" "$IMAGE_BIN_DIR/wireguard-go" "$1/"

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Puts the wireguard-go binary built for gefyra's images (pinned version) into CONTEXT.
+source "$(dirname "$0")/../../hack/devcluster/common.sh"
+cp "$IMAGE_BIN_DIR/wireguard-go" "$1/"
