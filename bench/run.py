@@ -25,6 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gefyra.core.config import Settings  # noqa: E402
 from tests.e2e import devcluster  # noqa: E402
 from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
 
@@ -110,6 +111,18 @@ def container_rss_mib(exec_prefix: list[str]) -> float:
     script = 'for f in /proc/[0-9]*/status; do [ "${f#/proc/}" = "$$/status" ] || grep VmRSS "$f"; done 2>/dev/null'
     out = sh(*exec_prefix, "sh", "-c", script)
     return sum(int(line.split()[1]) for line in out.splitlines()) / 1024
+
+
+def iperf_mbits(client: list[str], server_ip: str, seconds: int) -> float:
+    """TCP throughput from an iperf3 client (run by ``client``) to an iperf3 server that is just
+    starting, in Mbit/s."""
+    for _ in range(50):
+        result = subprocess.run([*client, "iperf3", "-c", server_ip, "-t", str(seconds), "-J"],
+                                capture_output=True, text=True, timeout=seconds + 60)
+        if result.returncode == 0:
+            return float(json.loads(result.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
+        time.sleep(0.1)
+    raise RuntimeError(f"iperf3 from {' '.join(client)}: {result.stdout.strip()} {result.stderr.strip()}")
 
 
 def setup() -> None:
@@ -230,6 +243,22 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
         rss = rss_carrier if prefix is None else container_rss_mib(prefix)
         figures.append(Figure(f"resident memory of {name}", round(rss, 1), "MiB", None, f"<= {limit} MiB",
                               meets_target=rss <= limit))
+
+    # throughput: local container -> cluster pod through the tunnel, against raw wireguard-go
+    # between two network namespaces (same binary, same MTU), measured in turns
+    seconds = 2 if quick else 5
+    pod_ip = kubectl("-n", NS, "get", "pod", "caller", "-o", "jsonpath={.status.podIP}")
+    mtu = Settings().tunnel_mtu
+    tunnel, raw = [], []
+    for _ in range(reps):
+        sh(*caller, "iperf3", "-s", "-1", "-D")
+        tunnel.append(iperf_mbits(["docker", "exec", LOCAL], pod_ip, seconds))
+        raw.append(float(sh("bash", str(RESULTS / "wireguard_netns.sh"), str(mtu), str(seconds))) / 1e6)
+    value, p10, p90 = stats(tunnel)
+    base = statistics.median(raw)
+    figures.append(Figure("throughput local container -> cluster pod", round(value, 1), "Mbit/s", round(base, 1),
+                          ">= 0.8x baseline", ratio=round(value / base, 2), meets_target=value / base >= 0.8,
+                          p10=round(p10, 1), p90=round(p90, 1)))
 
     # many clients on one stowaway; a joining one must not disturb the others
     extra = [f"bench-{i}" for i in range(1, clients)]

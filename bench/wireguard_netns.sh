@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The throughput baseline: raw wireguard-go (the binary cargo and stowaway run) between two network
 # namespaces joined by a veth pair, same MTU as gefyra's tunnel, iperf3 TCP from one end to the
-# other. Prints iperf3's received bits per second. Leaves nothing behind.
+# other. Prints iperf3's received bits per second. Leaves nothing behind. wireguard-go runs with
+# the scheduler setting cargo and stowaway use (GOMAXPROCS=1 unless set).
 #
 #   bench/wireguard_netns.sh MTU SECONDS
 source "$(dirname "$0")/../hack/devcluster/common.sh"
@@ -9,6 +10,7 @@ source "$(dirname "$0")/../hack/devcluster/common.sh"
 MTU="${1:?usage: $0 MTU SECONDS}"
 SECONDS_TO_RUN="${2:?usage: $0 MTU SECONDS}"
 A=gfy-bench-a B=gfy-bench-b
+export GOMAXPROCS="${GOMAXPROCS:-1}"
 
 cleanup() {
   for ns in $A $B; do
