@@ -255,34 +255,41 @@ class TunnelProbe(Step[UpContext]):
     """Pings stowaway through the tunnel and opens a TCP connection to the API server's Service.
 
     A handshake whose first packet was lost (stowaway's NodePort not yet in kube-proxy's rules) is
-    retried by WireGuard only after 5 s; while no handshake has happened, each failed probe loads
-    the peer anew, and the fresh peer starts another handshake at once."""
+    retried by WireGuard only after 5 s. While no handshake has happened, the peer is loaded anew,
+    and the fresh peer starts another handshake at once: after 0.25 s, then after twice as long
+    each time (up to 5 s), so that a slow link still has time to complete one."""
 
     name = "tunnel"
     title = "check that traffic flows through the tunnel"
+    TIMEOUT = 30.0
 
     async def apply(self, ctx: UpContext) -> None:
         api_ip = await kubernetes_service_ip(ctx.cluster)
-        probe = ["sh", "-c", f"ping -c1 -W1 {TUNNEL_SERVER_ADDRESS} >/dev/null || {{ "
-                             "[ \"$(wg show wg0 latest-handshakes | cut -f2)\" != 0 ] || "
-                             "wg setconf wg0 /etc/gefyra/wg0.conf; exit 1; } && "
+        probe = ["sh", "-c", f"ping -c1 -W0.5 {TUNNEL_SERVER_ADDRESS} >/dev/null && "
                              f"timeout 2 bash -c '</dev/tcp/{api_ip}/443'"]
+        kick = ["sh", "-c", "[ \"$(wg show wg0 latest-handshakes | cut -f2)\" != 0 ] || "
+                            "wg setconf wg0 /etc/gefyra/wg0.conf"]
+        runtime, cargo_name = ctx.runtime, ctx.settings.cargo_name
         output = ""
         try:
-            with anyio.fail_after(30):
+            with anyio.fail_after(self.TIMEOUT):
+                last_kick, kick_after = anyio.current_time(), 0.25
                 while True:
-                    cargo = await ctx.runtime.get_container(ctx.settings.cargo_name)
+                    cargo = await runtime.get_container(cargo_name)
                     if cargo is None or not cargo.running:
                         raise errors.GefyraError("cargo stopped right after its start",
-                                                 f"see `{ctx.runtime.name} logs {ctx.settings.cargo_name}`")
-                    code, output = await ctx.runtime.exec(ctx.settings.cargo_name, probe)
+                                                 f"see `{runtime.name} logs {cargo_name}`")
+                    code, output = await runtime.exec(cargo_name, probe)
                     if code == 0:
                         return
-                    await anyio.sleep(0.3)
+                    if anyio.current_time() - last_kick >= kick_after:
+                        await runtime.exec(cargo_name, kick)
+                        last_kick, kick_after = anyio.current_time(), min(kick_after * 2, 5.0)
+                    await anyio.sleep(0.1)
         except TimeoutError as exc:
             raise errors.ReadinessTimeoutError(
                 f"no traffic through the tunnel to {ctx.settings.host or ctx.cluster.api_host}:"
-                f"{ctx.settings.port}/udp within 30s ({output.strip() or 'no answer'})",
+                f"{ctx.settings.port}/udp within {self.TIMEOUT:.0f}s ({output.strip() or 'no answer'})",
                 "check that this address and UDP port reach the cluster's nodes (--host, --port)",
             ) from exc
 
