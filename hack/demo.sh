@@ -30,6 +30,15 @@ print(client_pod("caller", "demo"))
 PY
 $kubectl -n demo rollout status deploy/hello --timeout=120s
 $kubectl -n demo wait --for=condition=Ready pod/caller --timeout=60s
+# kube-proxy puts Ready pods behind their Service a moment later (its sync period is 1 s).
+service_answers() {
+  for _ in $(seq 60); do
+    $kubectl -n demo exec caller -- testserver get http://hello/ >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "the Service hello did not answer within 30 s" >&2; return 1
+}
+service_answers
 
 say "a request from inside the cluster (pod 'caller' -> http://hello)"
 $kubectl -n demo exec caller -- testserver get http://hello/
@@ -59,4 +68,5 @@ say "status"
 
 say "gefyra unbridge: the cluster's own pods answer again, exactly as before"
 .venv/bin/gefyra unbridge --all
+service_answers
 $kubectl -n demo exec caller -- testserver get http://hello/
