@@ -84,6 +84,10 @@ async def start_local(settings: Settings, cluster: Cluster, runtime: ContainerRu
     if await runtime.get_container(request.name) is not None:
         raise errors.ConflictError(f"a container named {request.name} already exists",
                                    "choose another name with -N, or remove it first")
+    routes = cargo.labels.get(LABEL_ROUTES, "").split()
+    if not routes:
+        raise errors.NotConnectedError(f"cargo ({cargo.name}) does not say which ranges it routes",
+                                       "run `gefyra down`, then `gefyra up`")
     env = await workload_env(cluster, request.namespace, request.env_from) if request.env_from else {}
     env.update(request.env)
     cargo_ip = cargo.addresses.get(settings.network_name, "")
@@ -98,7 +102,7 @@ async def start_local(settings: Settings, cluster: Cluster, runtime: ContainerRu
     await runtime.create_container(spec)
     try:
         await runtime.start_container(request.name)
-        await _route_through_cargo(settings, runtime, request.name, cargo)
+        await _route_through_cargo(settings, runtime, request.name, cargo_ip, routes)
     except BaseException:
         await runtime.remove_container(request.name)
         raise
@@ -107,14 +111,10 @@ async def start_local(settings: Settings, cluster: Cluster, runtime: ContainerRu
     return info
 
 
-async def _route_through_cargo(settings: Settings, runtime: ContainerRuntime, name: str, cargo: ContainerInfo) -> None:
+async def _route_through_cargo(settings: Settings, runtime: ContainerRuntime, name: str, cargo_ip: str,
+                               routes: list[str]) -> None:
     """A short-lived helper in the container's network namespace adds the routes (the container
     itself gets no extra capability)."""
-    cargo_ip = cargo.addresses.get(settings.network_name, "")
-    routes = cargo.labels.get(LABEL_ROUTES, "").split()
-    if not routes:
-        raise errors.NotConnectedError(f"cargo ({cargo.name}) does not say which ranges it routes",
-                                       "run `gefyra down`, then `gefyra up`")
     script = " && ".join(f"ip route replace {shlex.quote(r)} via {shlex.quote(cargo_ip)}" for r in routes)
     code, output = await runtime.run_to_completion(ContainerSpec(
         name=f"{name}-gefyra-route", image=settings.image("cargo"), network_mode=f"container:{name}",
