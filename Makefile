@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-unit cluster cluster-down images podman venv bench
+.PHONY: demo test test-unit lint cluster cluster-down images podman venv bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -29,8 +29,13 @@ podman:
 bench: venv images
 	$(PY) bench/run.py
 
+## Static checks: ruff over the code, tests and benchmarks; mypy --strict over the package.
+lint: venv
+	$(VENV)/bin/ruff check gefyra tests bench
+	$(VENV)/bin/mypy --strict gefyra
+
 ## The whole suite against the development cluster; brings it up (and down again) if needed.
-test: venv
+test: venv lint
 	hack/test.sh
 
 test-unit: venv

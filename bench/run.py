@@ -246,7 +246,8 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
     stowaway = kubectl("-n", "gefyra", "get", "pods", "-o", "jsonpath={.items[0].metadata.name}")
     kexec = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", "gefyra", "exec", stowaway]
     settings_cargo = json.loads(gefyra("status", "-o", "json"))["cargo"]["name"]
-    for name, prefix, limit in (("cargo", ["docker", "exec", settings_cargo], 40), ("stowaway", [*kexec, "-c", "stowaway", "--"], 60),
+    for name, prefix, limit in (("cargo", ["docker", "exec", settings_cargo], 40),
+                                ("stowaway", [*kexec, "-c", "stowaway", "--"], 60),
                                 ("carrier", None, 15), ("operator", [*kexec, "-c", "operator", "--"], 120)):
         rss = rss_carrier if prefix is None else container_rss_mib(prefix)
         figures.append(Figure(f"resident memory of {name}", round(rss, 1), "MiB", None, f"<= {limit} MiB",

@@ -1,14 +1,87 @@
 """gefyra: run a local container as if it were a pod of a Kubernetes cluster.
 
-Plugins write ``from gefyra import hookimpl``; embedding programs use :mod:`gefyra.api`.
+Embedding programs write ``async with Gefyra(Settings(...)) as g: await g.up()``; plugins write
+``from gefyra import hookimpl``. The classes that need the cluster and engine clients are imported
+on first use, so that ``import gefyra`` (and ``gefyra version``) stays fast.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import pluggy
+
+from gefyra.core.config import Settings
+from gefyra.errors import (
+    ClusterUnreachableError,
+    ConfigError,
+    ConflictError,
+    EngineUnavailableError,
+    GefyraError,
+    NotConnectedError,
+    NotFoundError,
+    ReadinessTimeoutError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from gefyra._gefyra import Gefyra
+    from gefyra.core.bridging import BridgeRequest
+    from gefyra.core.localrun import RunRequest
+    from gefyra.core.results import (
+        BridgeInfo,
+        CargoInfo,
+        CheckResult,
+        ClientInfo,
+        ClusterInfo,
+        Condition,
+        LocalContainer,
+        Status,
+    )
 
 __version__ = "0.1.0.dev0"
 
 hookimpl = pluggy.HookimplMarker("gefyra")
 
-__all__ = ["__version__", "hookimpl"]
+_LAZY = {
+    "Gefyra": "gefyra._gefyra",
+    "BridgeRequest": "gefyra.core.bridging",
+    "RunRequest": "gefyra.core.localrun",
+    **{name: "gefyra.core.results" for name in (
+        "BridgeInfo", "CargoInfo", "CheckResult", "ClientInfo", "ClusterInfo", "Condition", "LocalContainer",
+        "Status")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gefyra' has no attribute {name!r}")
+
+
+__all__ = [
+    "BridgeInfo",
+    "BridgeRequest",
+    "CargoInfo",
+    "CheckResult",
+    "ClientInfo",
+    "ClusterInfo",
+    "ClusterUnreachableError",
+    "Condition",
+    "ConfigError",
+    "ConflictError",
+    "EngineUnavailableError",
+    "Gefyra",
+    "GefyraError",
+    "LocalContainer",
+    "NotConnectedError",
+    "NotFoundError",
+    "ReadinessTimeoutError",
+    "RunRequest",
+    "Settings",
+    "Status",
+    "UsageError",
+    "__version__",
+    "hookimpl",
+]

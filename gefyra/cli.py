@@ -1,4 +1,4 @@
-"""The `gefyra` command line: kubectl-style flags over :mod:`gefyra.api`.
+"""The `gefyra` command line: kubectl-style flags over :class:`gefyra.Gefyra`.
 
 The orchestrator, the API and their clients (kubernetes_asyncio, aiodocker) are imported inside
 the commands that need them: `gefyra version` and `--help` start several times faster that way."""
@@ -16,8 +16,8 @@ from gefyra import __version__, errors
 from gefyra.core.config import Settings
 
 if TYPE_CHECKING:
+    from gefyra._gefyra import Gefyra
     from gefyra.core.bus import Event
-    from gefyra.core.orchestrator import Orchestrator
 
 T = TypeVar("T")
 
@@ -26,6 +26,8 @@ def _show_progress(event: Event) -> None:
 
     symbols = {EventKind.STEP_DONE: "✓", EventKind.STEP_SKIPPED: "=", EventKind.STEP_FAILED: "✗",
                EventKind.STEP_UNDONE: "↺", EventKind.STEP_STARTED: "…", EventKind.PROGRESS: " "}
+    if event.kind not in symbols:
+        return  # facts connect the steps; they are not news for the user
     text = event.message
     if event.kind is EventKind.STEP_SKIPPED:
         text += " (already done)"
@@ -36,20 +38,24 @@ def _show_progress(event: Event) -> None:
     click.echo(f"{symbols[event.kind]} {text}", err=True)
 
 
-def _execute(ctx: click.Context, operation: Callable[[Orchestrator], Awaitable[T]]) -> T:
+def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]]) -> T:
     """Runs an async operation with progress on stderr; errors become one line and an exit code."""
     import anyio
 
     from gefyra import logs
-    from gefyra.core.orchestrator import Orchestrator
+    from gefyra._gefyra import Gefyra
 
     logs.configure(ctx.obj["log_format"], ctx.obj["verbose"])
     settings: Settings = ctx.obj["settings"]
-    orchestrator = Orchestrator(settings)
-    if not ctx.obj["quiet"]:
-        orchestrator.bus.subscribe(_show_progress)
+
+    async def main() -> T:
+        async with Gefyra(settings) as g:
+            if not ctx.obj["quiet"]:
+                g.bus.subscribe(_show_progress)
+            return await operation(g)
+
     try:
-        return anyio.run(operation, orchestrator)
+        return anyio.run(main)
     except errors.GefyraError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -63,8 +69,21 @@ def _execute(ctx: click.Context, operation: Callable[[Orchestrator], Awaitable[T
         sys.exit(70)
 
 
+def _plain(data: Any) -> Any:
+    """Dataclasses (and lists of them) as plain data, for JSON."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return dataclasses.asdict(data)
+    if isinstance(data, (list, tuple)):
+        return [_plain(d) for d in data]
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    return data
+
+
 def _emit(data: Any, output: str | None, human: Callable[[Any], str]) -> None:
-    click.echo(json.dumps(data, indent=2) if output == "json" else human(data))
+    click.echo(json.dumps(_plain(data), indent=2) if output == "json" else human(data))
 
 
 output_option = click.option("-o", "--output", type=click.Choice(["json"]), help="Print data as JSON.")
@@ -103,13 +122,11 @@ def main(ctx: click.Context, kubeconfig: str | None, context: str | None, runtim
 def up(ctx: click.Context, host: str | None, port: int, service_cidr: str | None, pod_cidrs: tuple[str, ...],
        timeout: float, client_timeout: int, output: str | None) -> None:
     """Connect this machine to the cluster (installs gefyra's cluster side if needed)."""
-    from gefyra import api
-
     settings: Settings = ctx.obj["settings"]
     settings.host, settings.port, settings.timeout, settings.client_timeout = host, port, timeout, client_timeout
     settings.service_cidr, settings.pod_cidrs = service_cidr, list(pod_cidrs)
-    result = _execute(ctx, lambda orch: api.up(orch.settings, orch))
-    _emit(result, output, lambda r: f"connected: client {r['client']} at {r['cluster']['client']['address']}")
+    result = _execute(ctx, lambda g: g.up())
+    _emit(result, output, lambda r: f"connected: client {r.client} at {r.cluster.client.address if r.cluster.client else '?'}")
 
 
 @main.command()
@@ -117,9 +134,7 @@ def up(ctx: click.Context, host: str | None, port: int, service_cidr: str | None
 @click.pass_context
 def down(ctx: click.Context, output: str | None) -> None:
     """Remove everything gefyra made, locally and in the cluster."""
-    from gefyra import api
-
-    removed = _execute(ctx, lambda orch: api.down(orch.settings, orch))
+    removed = _execute(ctx, lambda g: g.down())
     _emit(removed, output, lambda r: "removed: " + ", ".join(r) if r else "nothing to remove")
 
 
@@ -160,31 +175,31 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: tuple[st
     """Run a local container inside the cluster's network."""
     import shlex
 
-    from gefyra import api
+    from gefyra.core.localrun import RunRequest
 
-    request = api.RunRequest(image=image, name=name, namespace=namespace, env=_key_value(env, "-e"),
+    request = RunRequest(image=image, name=name, namespace=namespace, env=_key_value(env, "-e"),
                              env_from=env_from, volumes=list(volumes), ports=_ports(ports),
                              command=shlex.split(command) if command else None, auto_remove=auto_remove)
 
     import anyio
 
-    async def operation(orch: Orchestrator) -> int:
-        info = await api.run(request, orch.settings, orch)
+    async def operation(g: Gefyra) -> int:
+        info = await g.run(request)
         if detach:
             click.echo(info.name)
             return 0
-        async with orch.runtime() as runtime:
+        runtime = await g.orchestrator.engine()
+        try:
+            async for line in runtime.follow_logs(info.name):
+                click.echo(line, nl=False)
             try:
-                async for line in runtime.follow_logs(info.name):
-                    click.echo(line, nl=False)
-                try:
-                    return await runtime.wait_container(info.name)
-                except errors.NotFoundError:  # --rm: already gone
-                    return 0
-            except BaseException:  # Ctrl-C stops (and removes) the container
-                with anyio.CancelScope(shield=True):
-                    await runtime.remove_container(info.name)
-                raise
+                return await runtime.wait_container(info.name)
+            except errors.NotFoundError:  # --rm: already gone
+                return 0
+        except BaseException:  # Ctrl-C stops (and removes) the container
+            with anyio.CancelScope(shield=True):
+                await runtime.remove_container(info.name)
+            raise
 
     sys.exit(_execute(ctx, operation))
 
@@ -194,14 +209,16 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: tuple[st
 @click.option("-n", "--namespace", default="default", help="Namespace of the target.")
 @click.option("--target", required=True, help="deploy/NAME[/CONTAINER], pod/NAME[/CONTAINER] or sts/NAME[/CONTAINER].")
 @click.option("-p", "--port", "ports", multiple=True, required=True, help="REMOTE:LOCAL container ports. Repeatable.")
+@click.option("--interceptor", metavar="NAME",
+              help="What takes the target container's place (default: nginx), or one a plugin provides.")
 @click.option("--timeout", type=float, default=60, help="Seconds to wait until the bridge carries traffic.")
 @click.option("--no-wait", is_flag=True, help="Return once the bridge is requested.")
 @output_option
 @click.pass_context
-def bridge(ctx: click.Context, local: str, namespace: str, target: str, ports: tuple[str, ...], timeout: float,
-           no_wait: bool, output: str | None) -> None:
+def bridge(ctx: click.Context, local: str, namespace: str, target: str, ports: tuple[str, ...], interceptor: str | None,
+           timeout: float, no_wait: bool, output: str | None) -> None:
     """Send the traffic of a workload's ports in the cluster to a local container."""
-    from gefyra import api
+    from gefyra.core.bridging import BridgeRequest
 
     mapping = {}
     for item in ports:
@@ -209,10 +226,10 @@ def bridge(ctx: click.Context, local: str, namespace: str, target: str, ports: t
         if not sep or not remote.isdigit() or not local_port.isdigit():
             raise click.BadParameter(f"{item!r} is not REMOTE:LOCAL", param_hint="-p")
         mapping[int(remote)] = int(local_port)
-    request = api.BridgeRequest(local=local, target=target, ports=mapping, namespace=namespace,
-                                wait=not no_wait, timeout=timeout)
-    result = _execute(ctx, lambda orch: api.bridge(request, orch.settings, orch))
-    _emit(result, output, lambda r: f"bridged {r['namespace']}/{r['target']} -> {local} (bridge {r['name']})")
+    request = BridgeRequest(local=local, target=target, ports=mapping, namespace=namespace,
+                            interceptor=interceptor, wait=not no_wait, timeout=timeout)
+    result = _execute(ctx, lambda g: g.bridge(request))
+    _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name})")
 
 
 @main.command()
@@ -221,11 +238,9 @@ def bridge(ctx: click.Context, local: str, namespace: str, target: str, ports: t
 @click.pass_context
 def unbridge(ctx: click.Context, names: tuple[str, ...], all_: bool) -> None:
     """Give bridged workloads their original containers back."""
-    from gefyra import api
-
     if bool(names) == all_:
         raise click.UsageError("name the bridges with -N, or pass --all")
-    removed = _execute(ctx, lambda orch: api.unbridge(None if all_ else list(names), orch.settings, orch))
+    removed = _execute(ctx, lambda g: g.unbridge(None if all_ else list(names)))
     click.echo("unbridged: " + ", ".join(removed) if removed else "no bridges")
 
 
@@ -234,20 +249,19 @@ def unbridge(ctx: click.Context, names: tuple[str, ...], all_: bool) -> None:
 @click.pass_context
 def list_(ctx: click.Context, output: str | None) -> None:
     """List the local containers started with `gefyra run`, and the bridges."""
-    from gefyra import api
-
-    async def both(orch: Orchestrator) -> dict[str, Any]:
-        containers = await api.list_containers(orch.settings, orch)
+    async def both(g: Gefyra) -> dict[str, Any]:
+        containers = await g.containers()
         try:
-            bridges = await api.list_bridges(orch.settings, orch)
+            bridges = await g.bridges()
         except errors.GefyraError:
             bridges = []
         return {"containers": containers, "bridges": bridges}
 
     found = _execute(ctx, both)
     _emit(found, output, lambda r: "\n".join(
-        [f"{c['name']:<24} {c['state']:<10} {c['namespace']:<16} {c['address']:<16} {c['image']}" for c in r["containers"]]
-        + [f"bridge {b['name']}: {b['namespace']}/{b['target']} -> {b['local']} {b['ports']} {b['phase']}" for b in r["bridges"]]
+        [f"{c.name:<24} {c.state:<10} {c.namespace:<16} {c.address:<16} {c.image}" for c in r["containers"]]
+        + [f"bridge {b.name}: {b.namespace}/{b.target} -> {b.local} "
+           f"{', '.join(f'{k}:{v}' for k, v in b.ports.items())} {b.phase}" for b in r["bridges"]]
     ) or "no containers")
 
 
@@ -256,21 +270,20 @@ def list_(ctx: click.Context, output: str | None) -> None:
 @click.pass_context
 def status(ctx: click.Context, output: str | None) -> None:
     """Show what is installed and connected."""
-    from gefyra import api
+    from gefyra.core.results import Status
 
-    result = _execute(ctx, lambda orch: api.status(orch.settings, orch))
+    result = _execute(ctx, lambda g: g.status())
 
-    def human(r: dict[str, Any]) -> str:
-        client = r["cluster"].get("client") or {}
-        cargo = r["cargo"] or {}
+    def human(r: Status) -> str:
+        client = r.cluster.client
         return "\n".join([
-            f"client:     {r['client']} ({'connected' if r['connected'] else 'not connected'})",
-            f"runtime:    {r['runtime']}",
-            f"cluster:    {r['cluster'].get('api')} (gefyra {'installed' if r['cluster']['installed'] else 'not installed'})",
-            f"tunnel:     {client.get('address') or '-'} {client.get('phase') or ''}",
-            f"cargo:      {cargo.get('state', '-')}",
-            f"containers: {len(r['containers'])}",
-            f"bridges:    {len(r.get('bridges', []))}",
+            f"client:     {r.client} ({'connected' if r.connected else 'not connected'})",
+            f"runtime:    {r.runtime}",
+            f"cluster:    {r.cluster.api} (gefyra {'installed' if r.cluster.installed else 'not installed'})",
+            f"tunnel:     {(client.address if client else None) or '-'} {(client.phase if client else None) or ''}",
+            f"cargo:      {r.cargo.state if r.cargo else '-'}",
+            f"containers: {len(r.containers)}",
+            f"bridges:    {len(r.bridges)}",
         ])
 
     _emit(result, output, human)
@@ -281,13 +294,8 @@ def status(ctx: click.Context, output: str | None) -> None:
 @click.pass_context
 def check(ctx: click.Context, output: str | None) -> None:
     """Check the container engine, the cluster and the permissions gefyra needs."""
-    import dataclasses
-
-    from gefyra import api
-
-    results = _execute(ctx, lambda orch: api.check(orch.settings, orch))
-    _emit([dataclasses.asdict(r) for r in results], output,
-          lambda rows: "\n".join(f"{'✓' if r['ok'] else '✗'} {r['name']:<12} {r['detail']}" for r in rows))
+    results = _execute(ctx, lambda g: g.check())
+    _emit(results, output, lambda rows: "\n".join(f"{'✓' if r.ok else '✗'} {r.name:<12} {r.detail}" for r in rows))
     if not all(r.ok for r in results):
         sys.exit(1)
 
@@ -305,7 +313,8 @@ def operator() -> None:
 
     import anyio
 
-    from gefyra import logs, operator as op
+    from gefyra import logs
+    from gefyra import operator as op
 
     logs.configure("json", level=logging.INFO)
     anyio.run(op.main)

@@ -8,7 +8,6 @@ import sys
 
 import structlog
 
-
 #: Libraries whose debug output includes whole API responses, Secrets among them: never below INFO.
 _CHATTY_LIBRARIES = ("kubernetes_asyncio", "aiodocker", "aiohttp")
 
@@ -32,5 +31,5 @@ def configure(log_format: str = "console", verbose: bool = False, level: int | N
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for name in _CHATTY_LIBRARIES:
-        logging.getLogger(name).setLevel(max(level, logging.INFO))
+    for name in _CHATTY_LIBRARIES:  # their warnings repeat what gefyra's one error line says better
+        logging.getLogger(name).setLevel(logging.INFO if level <= logging.DEBUG else logging.ERROR)

@@ -1,7 +1,9 @@
-"""An async event bus: steps publish what they do; the CLI, structlog and plugins listen.
+"""An async event bus: it connects the steps of a plan and tells everyone what they do.
 
-Subscribers are awaited in order of subscription. A subscriber that raises is logged and
-skipped: observers must never break the operation they observe.
+Steps publish their progress and, when done, the facts they provide (``FACT`` events); the plan
+runner listens for facts to start the steps that need them; the CLI, structlog and plugins listen
+for the rest. Subscribers are awaited in order of subscription. A subscriber that raises is logged
+and skipped: observers must never break the operation they observe.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class EventKind(enum.Enum):
     STEP_FAILED = "step.failed"
     STEP_UNDONE = "step.undone"
     PROGRESS = "progress"  # a long step tells how far it got
+    FACT = "fact"  # a step provides a fact (``message`` names it) that other steps may need
 
 
 @dataclasses.dataclass(frozen=True)

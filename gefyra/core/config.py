@@ -7,20 +7,7 @@ import os
 import re
 import socket
 
-#: Every object gefyra creates carries this label (and LABEL_CLIENT), so that `down` finds it.
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "gefyra"
-LABEL_CLIENT = "gefyra.dev/client"
-LABEL_ROLE = "gefyra.dev/role"
-
-GEFYRA_NAMESPACE = "gefyra"
-CRD_GROUP = "gefyra.dev"
-CRD_VERSION = "v1alpha1"
-
-#: The tunnel's own range: stowaway is .1, each client gets one address. RFC 2544's benchmarking
-#: range, chosen because local and cluster networks practically never use it.
-TUNNEL_NETWORK = "198.18.0.0/16"
-TUNNEL_SERVER_ADDRESS = "198.18.0.1"
+from gefyra.core.names import LABEL_CLIENT, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY
 
 
 def _default_client_id() -> str:
@@ -32,8 +19,10 @@ def _default_client_id() -> str:
 class Settings:
     kubeconfig: str | None = None
     context: str | None = None
-    #: ``docker``, ``podman`` or None (auto-detect).
+    #: The container runtime's name (a built-in one or a plugin's), None to auto-detect.
     runtime: str | None = dataclasses.field(default_factory=lambda: os.environ.get("GEFYRA_RUNTIME") or None)
+    #: The tunnel backend's name, None for the default.
+    tunnel: str | None = dataclasses.field(default_factory=lambda: os.environ.get("GEFYRA_TUNNEL") or None)
     client_id: str = dataclasses.field(default_factory=lambda: os.environ.get("GEFYRA_CLIENT_ID") or _default_client_id())
     #: Address and UDP port at which this machine reaches stowaway; the host defaults to the API
     #: server's host.
@@ -59,6 +48,7 @@ class Settings:
 
     @property
     def cargo_name(self) -> str:
+        """The container of the tunnel's local end (and cargo's DNS server)."""
         return f"gefyra-cargo-{self.client_id}"
 
     def labels(self, role: str) -> dict[str, str]:

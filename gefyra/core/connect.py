@@ -1,10 +1,18 @@
-"""`up`: the plan that connects this machine to the cluster, and the helpers `down` shares.
+"""`up` and `down`: the plans that connect this machine to the cluster and remove it again.
 
-Steps, in order: cluster side (namespace, CRD, RBAC, stowaway + operator), client registration
-(a GefyraClient with this machine's public key; the operator answers with an address), the
-local container network, stowaway's readiness, cargo, and a probe that proves traffic flows
-through the tunnel. The cluster side is applied without waiting for it: registration and the
-local network go ahead while stowaway's pod starts, and only cargo waits for it to be reachable.
+`up`'s steps and the facts they provide (other steps, a plugin's too, may need them):
+
+    cluster-side  -> "cluster-side"   namespace, CRDs, RBAC, stowaway + operator (not waited for)
+    client        -> "client"         a GefyraClient with this machine's public key; the operator
+                                      answers with an address (needs "cluster-side")
+    network       -> "network"        the local container network
+    local-image   -> "local-image"    the tunnel's local-end image is in the engine
+    server-end    -> "server-end"     stowaway is ready (needs "cluster-side")
+    local-end     -> "local-end"      cargo: tunnel end and DNS (needs all four above)
+    tunnel        -> "tunnel"         traffic flows through the tunnel (needs "local-end")
+
+`down`'s: "bridges-removed", then "containers-removed" and "client-removed", then
+"network-removed" and "cluster-side-removed".
 """
 
 from __future__ import annotations
@@ -13,43 +21,53 @@ import base64
 import dataclasses
 from typing import Any
 
-import anyio
 import structlog
 
 from gefyra import errors
-from gefyra.core import manifests, wireguard
+from gefyra.core import bridging, manifests
 from gefyra.core.bus import Event, EventKind
-from gefyra.core.config import (
-    CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_MANAGED_BY, MANAGED_BY,
-    TUNNEL_SERVER_ADDRESS, Settings,
-)
+from gefyra.core.config import Settings
 from gefyra.core.kube import Cluster
+from gefyra.core.names import (
+    CLIENTS_PATH,
+    GEFYRA_NAMESPACE,
+    LABEL_CLIENT,
+    LABEL_MANAGED_BY,
+    LABEL_PUBLIC_KEY,
+    LABEL_ROUTES,
+    MANAGED_BY,
+    STOWAWAY_KEY_SECRET,
+    TUNNEL_SERVER_ADDRESS,
+)
 from gefyra.core.orchestrator import Orchestrator
-from gefyra.core.runtime import ContainerRuntime, ContainerSpec
+from gefyra.core.runtime import ContainerRuntime
 from gefyra.core.steps import Step
+from gefyra.core.tunnel import KeyPair, LocalEnd, Tunnel
 from gefyra.core.waiting import wait_until
 
 log = structlog.get_logger(__name__)
 
-STOWAWAY_KEY_SECRET = "gefyra-stowaway-key"
-LABEL_PUBLIC_KEY = "gefyra.dev/public-key"
-#: On cargo: the ranges it routes into the tunnel (space separated), for `run` to route to cargo.
-LABEL_ROUTES = "gefyra.dev/cluster-routes"
-_CLIENTS_PATH = f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{GEFYRA_NAMESPACE}/gefyraclients"
-
 
 @dataclasses.dataclass
-class UpContext:
+class Context:
+    """What every step of `up` and `down` works with."""
+
     orchestrator: Orchestrator
     cluster: Cluster
     runtime: ContainerRuntime
-    keys: wireguard.KeyPair | None = None
+    keys: KeyPair | None = None
     address: str = ""
     server_public_key: str = ""
+    #: What `down` removed, for the user.
+    removed: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
         return self.orchestrator.settings
+
+    @property
+    def tunnel(self) -> Tunnel:
+        return self.orchestrator.tunnel()
 
     async def progress(self, step: str, message: str) -> None:
         await self.orchestrator.bus.publish(Event(EventKind.PROGRESS, step, message))
@@ -57,7 +75,7 @@ class UpContext:
 
 def client_doc(settings: Settings, public_key: str = "") -> dict[str, Any]:
     return {
-        "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}", "kind": "GefyraClient",
+        "apiVersion": "gefyra.dev/v1alpha1", "kind": "GefyraClient",
         "metadata": {"name": settings.client_id, "namespace": GEFYRA_NAMESPACE,
                      "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CLIENT: settings.client_id}},
         "spec": {"publicKey": public_key},
@@ -66,7 +84,7 @@ def client_doc(settings: Settings, public_key: str = "") -> dict[str, Any]:
 
 async def get_client(cluster: Cluster, client_id: str) -> dict[str, Any] | None:
     try:
-        found: dict[str, Any] = await cluster.request("GET", f"{_CLIENTS_PATH}/{client_id}")
+        found: dict[str, Any] = await cluster.request("GET", f"{CLIENTS_PATH}/{client_id}")
     except errors.NotFoundError:
         return None
     return found
@@ -75,7 +93,7 @@ async def get_client(cluster: Cluster, client_id: str) -> dict[str, Any] | None:
 async def other_clients(cluster: Cluster, client_id: str) -> list[str]:
     """Names of the other clients registered in the cluster (none if gefyra is not installed)."""
     try:
-        listing = await cluster.request("GET", _CLIENTS_PATH)
+        listing = await cluster.request("GET", CLIENTS_PATH)
     except errors.NotFoundError:
         return []
     return [c["metadata"]["name"] for c in listing["items"] if c["metadata"]["name"] != client_id]
@@ -104,11 +122,16 @@ def _stowaway_ready(settings: Settings, deployment: dict[str, Any]) -> bool:
             and status.get("availableReplicas", 0) >= 1 and status.get("updatedReplicas", 0) >= 1)
 
 
-class ClusterSide(Step[UpContext]):
+def _stowaway_doc(settings: Settings) -> dict[str, Any]:
+    return next(d for d in manifests.cluster_side(settings) if d["kind"] == "Deployment")
+
+
+class ClusterSide(Step[Context]):
     name = "cluster-side"
     title = "install gefyra's cluster side (stowaway, operator)"
+    provides = frozenset({"cluster-side"})
 
-    async def verify(self, ctx: UpContext) -> bool:
+    async def verify(self, ctx: Context) -> bool:
         """Every object is there (none terminating) and stowaway runs the wanted images."""
         for doc in manifests.cluster_side(ctx.settings):
             current = await ctx.cluster.get(doc)
@@ -118,7 +141,7 @@ class ClusterSide(Step[UpContext]):
                 return False
         return True
 
-    async def apply(self, ctx: UpContext) -> None:
+    async def apply(self, ctx: Context) -> None:
         docs = manifests.cluster_side(ctx.settings)
 
         async def none_terminating() -> bool:
@@ -134,27 +157,29 @@ class ClusterSide(Step[UpContext]):
             if doc["kind"] == "Namespace":
                 await self._ensure_server_key(ctx)
 
-    async def _ensure_server_key(self, ctx: UpContext) -> None:
+    async def _ensure_server_key(self, ctx: Context) -> None:
         secret = {"apiVersion": "v1", "kind": "Secret",
                   "metadata": {"name": STOWAWAY_KEY_SECRET, "namespace": GEFYRA_NAMESPACE,
                                "labels": {LABEL_MANAGED_BY: MANAGED_BY}}}
         if await ctx.cluster.exists(secret):
             return
-        keys = wireguard.generate_keypair()
+        keys = ctx.tunnel.generate_keys()
         secret["data"] = {"private-key": base64.b64encode(keys.private.encode()).decode(),
                           "public-key": base64.b64encode(keys.public.encode()).decode()}
         await ctx.cluster.request("POST", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/secrets", secret)
 
-    async def undo(self, ctx: UpContext) -> None:
+    async def undo(self, ctx: Context) -> None:
         if not await other_clients(ctx.cluster, ctx.settings.client_id):
             await remove_cluster_side(ctx.cluster, ctx.settings, ctx.settings.timeout)
 
 
-class RegisterClient(Step[UpContext]):
+class RegisterClient(Step[Context]):
     name = "client"
     title = "register this machine as a tunnel client"
+    needs = frozenset({"cluster-side"})
+    provides = frozenset({"client"})
 
-    async def verify(self, ctx: UpContext) -> bool:
+    async def verify(self, ctx: Context) -> bool:
         found = await get_client(ctx.cluster, ctx.settings.client_id)
         cargo = await ctx.runtime.get_container(ctx.settings.cargo_name)
         if not found or not cargo or not cargo.running:
@@ -163,15 +188,14 @@ class RegisterClient(Step[UpContext]):
         same_key = cargo.labels.get(LABEL_PUBLIC_KEY) == found["spec"]["publicKey"]
         return same_key and status.get("phase") == "Active"
 
-    async def apply(self, ctx: UpContext) -> None:
-        ctx.keys = wireguard.generate_keypair()
-        await ctx.cluster.apply(client_doc(ctx.settings, ctx.keys.public))
+    async def apply(self, ctx: Context) -> None:
+        keys = ctx.keys = ctx.tunnel.generate_keys()
+        await ctx.cluster.apply(client_doc(ctx.settings, keys.public))
         await ctx.progress(self.name, "waiting for the operator to add this client to stowaway")
-        keys = ctx.keys
 
         async def active_status() -> dict[str, Any] | None:
             found = await get_client(ctx.cluster, ctx.settings.client_id)
-            status = (found or {}).get("status") or {}
+            status: dict[str, Any] = (found or {}).get("status") or {}
             mine = found is not None and found["spec"]["publicKey"] == keys.public
             return status if mine and status.get("phase") == "Active" else None
 
@@ -182,116 +206,96 @@ class RegisterClient(Step[UpContext]):
             "and `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`"), 0.1)
         ctx.address, ctx.server_public_key = status["address"], status["serverPublicKey"]
 
-    async def undo(self, ctx: UpContext) -> None:
+    async def undo(self, ctx: Context) -> None:
         await ctx.cluster.delete(client_doc(ctx.settings))
 
 
-class LocalNetwork(Step[UpContext]):
+class LocalNetwork(Step[Context]):
     name = "network"
     title = "create the local container network"
+    provides = frozenset({"network"})
 
-    async def verify(self, ctx: UpContext) -> bool:
+    async def verify(self, ctx: Context) -> bool:
         return await ctx.runtime.get_network(ctx.settings.network_name) is not None
 
-    async def apply(self, ctx: UpContext) -> None:
+    async def apply(self, ctx: Context) -> None:
         await ctx.runtime.ensure_network(ctx.settings.network_name, ctx.settings.labels("network"))
 
-    async def undo(self, ctx: UpContext) -> None:
+    async def undo(self, ctx: Context) -> None:
         await ctx.runtime.remove_network(ctx.settings.network_name)
 
 
-class StowawayReady(Step[UpContext]):
-    """Cargo's first handshake must find stowaway behind its NodePort: a lost one is retried only
-    after WireGuard's 5 s rekey timeout."""
+class LocalImage(Step[Context]):
+    name = "local-image"
+    title = "check the tunnel's local image"
+    provides = frozenset({"local-image"})
 
-    name = "stowaway"
+    async def apply(self, ctx: Context) -> None:
+        image = ctx.tunnel.local_image(ctx.settings)
+        if not await ctx.runtime.image_exists(image):
+            raise errors.NotFoundError(f"image {image} is not in {ctx.runtime.name}",
+                                       f"build or pull it first ({ctx.runtime.name} images lists what is there)")
+
+
+class ServerEnd(Step[Context]):
+    """The local end's first handshake must find stowaway behind its NodePort: a lost one costs
+    seconds."""
+
+    name = "server-end"
     title = "wait until stowaway is ready"
+    needs = frozenset({"cluster-side"})
+    provides = frozenset({"server-end"})
 
-    async def verify(self, ctx: UpContext) -> bool:
-        deployment = next(d for d in manifests.cluster_side(ctx.settings) if d["kind"] == "Deployment")
-        current = await ctx.cluster.get(deployment)
+    async def verify(self, ctx: Context) -> bool:
+        current = await ctx.cluster.get(_stowaway_doc(ctx.settings))
         return current is not None and _stowaway_ready(ctx.settings, current)
 
-    async def apply(self, ctx: UpContext) -> None:
+    async def apply(self, ctx: Context) -> None:
         await wait_until(lambda: self.verify(ctx), ctx.settings.timeout, errors.ReadinessTimeoutError(
             f"stowaway did not become ready within {ctx.settings.timeout:.0f}s",
             "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?)"), 0.2)
 
 
-class Cargo(Step[UpContext]):
-    name = "cargo"
+class LocalEndStep(Step[Context]):
+    name = "local-end"
     title = "start cargo (local tunnel end and DNS)"
+    needs = frozenset({"client", "network", "server-end", "local-image"})
+    provides = frozenset({"local-end"})
 
-    async def verify(self, ctx: UpContext) -> bool:
+    async def verify(self, ctx: Context) -> bool:
         return ctx.keys is None  # registration was skipped: cargo runs with the registered key
 
-    async def apply(self, ctx: UpContext) -> None:
-        assert ctx.keys is not None
-        settings, runtime = ctx.settings, ctx.runtime
-        await runtime.remove_container(settings.cargo_name)  # a stale cargo with an old key
+    async def apply(self, ctx: Context) -> None:
+        assert ctx.keys is not None, "the client step sets the keys"
+        settings, tunnel = ctx.settings, ctx.tunnel
         routes = [f"{TUNNEL_SERVER_ADDRESS}/32", settings.service_cidr or await ctx.cluster.service_cidr(),
                   *(settings.pod_cidrs or await ctx.cluster.pod_cidrs())]
-        endpoint = f"{settings.host or ctx.cluster.api_host}:{settings.port}"
-        dns_ip = await ctx.cluster.cluster_dns_ip()
-        labels = settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes)}
-        await runtime.create_container(ContainerSpec(
-            name=settings.cargo_name, image=settings.image("cargo"), labels=labels,
-            network=settings.network_name, cap_add=["NET_ADMIN", "MKNOD"], devices=["/dev/net/tun"],
-        ))
-        env = (f"TUNNEL_ADDRESS={ctx.address}/32\nTUNNEL_MTU={settings.tunnel_mtu}\n"
-               f"CLUSTER_ROUTES='{' '.join(routes)}'\n")
-        await runtime.put_files(settings.cargo_name, "/etc/gefyra", {
-            "wg0.conf": wireguard.client_config(ctx.keys.private, ctx.server_public_key, endpoint, routes).encode(),
-            "cargo.env": env.encode(),
-            "Corefile": ctx.orchestrator.dns_config(dns_ip, settings.cluster_domain).encode(),
-        })
-        await runtime.start_container(settings.cargo_name)
+        dns = ctx.orchestrator.dns().setup(tunnel.dns_dir, await ctx.cluster.cluster_dns_ip(), settings.cluster_domain)
+        await tunnel.start_local_end(ctx.runtime, settings, LocalEnd(
+            name=settings.cargo_name, network=settings.network_name,
+            labels=settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes)},
+            keys=ctx.keys, address=ctx.address, server_public_key=ctx.server_public_key,
+            endpoint=f"{settings.host or ctx.cluster.api_host}:{settings.port}", routes=routes,
+            mtu=settings.tunnel_mtu, dns=dns))
 
-    async def undo(self, ctx: UpContext) -> None:
+    async def undo(self, ctx: Context) -> None:
         await ctx.runtime.remove_container(ctx.settings.cargo_name)
 
 
-class TunnelProbe(Step[UpContext]):
-    """Pings stowaway through the tunnel and opens a TCP connection to the API server's Service.
-
-    A handshake whose first packet was lost (stowaway's NodePort not yet in kube-proxy's rules) is
-    retried by WireGuard only after 5 s. While no handshake has happened, the peer is loaded anew,
-    and the fresh peer starts another handshake at once: after 0.25 s, then after twice as long
-    each time (up to 5 s), so that a slow link still has time to complete one."""
-
+class TunnelProbe(Step[Context]):
     name = "tunnel"
     title = "check that traffic flows through the tunnel"
+    needs = frozenset({"local-end"})
+    provides = frozenset({"tunnel"})
     TIMEOUT = 30.0
 
-    async def apply(self, ctx: UpContext) -> None:
+    async def apply(self, ctx: Context) -> None:
         api_ip = await kubernetes_service_ip(ctx.cluster)
-        probe = ["sh", "-c", f"ping -c1 -W0.5 {TUNNEL_SERVER_ADDRESS} >/dev/null && "
-                             f"timeout 2 bash -c '</dev/tcp/{api_ip}/443'"]
-        kick = ["sh", "-c", "[ \"$(wg show wg0 latest-handshakes | cut -f2)\" != 0 ] || "
-                            "wg setconf wg0 /etc/gefyra/wg0.conf"]
-        runtime, cargo_name = ctx.runtime, ctx.settings.cargo_name
-        output = ""
         try:
-            with anyio.fail_after(self.TIMEOUT):
-                last_kick, kick_after = anyio.current_time(), 0.25
-                while True:
-                    cargo = await runtime.get_container(cargo_name)
-                    if cargo is None or not cargo.running:
-                        raise errors.GefyraError("cargo stopped right after its start",
-                                                 f"see `{runtime.name} logs {cargo_name}`")
-                    code, output = await runtime.exec(cargo_name, probe)
-                    if code == 0:
-                        return
-                    if anyio.current_time() - last_kick >= kick_after:
-                        await runtime.exec(cargo_name, kick)
-                        last_kick, kick_after = anyio.current_time(), min(kick_after * 2, 5.0)
-                    await anyio.sleep(0.1)
-        except TimeoutError as exc:
-            raise errors.ReadinessTimeoutError(
-                f"no traffic through the tunnel to {ctx.settings.host or ctx.cluster.api_host}:"
-                f"{ctx.settings.port}/udp within {self.TIMEOUT:.0f}s ({output.strip() or 'no answer'})",
-                "check that this address and UDP port reach the cluster's nodes (--host, --port)",
-            ) from exc
+            await ctx.tunnel.wait_connected(ctx.runtime, ctx.settings.cargo_name, (api_ip, 443), self.TIMEOUT)
+        except errors.ReadinessTimeoutError as exc:
+            endpoint = f"{ctx.settings.host or ctx.cluster.api_host}:{ctx.settings.port}/udp"
+            raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {endpoint})", exc.hint) from exc
 
 
 async def kubernetes_service_ip(cluster: Cluster) -> str:
@@ -299,5 +303,84 @@ async def kubernetes_service_ip(cluster: Cluster) -> str:
     return str(found["spec"]["clusterIP"])
 
 
-UP_PLAN: tuple[type[Step[UpContext]], ...] = (ClusterSide, RegisterClient, LocalNetwork, StowawayReady, Cargo,
-                                               TunnelProbe)
+def up_plan() -> list[Step[Context]]:
+    return [ClusterSide(), RegisterClient(), LocalNetwork(), LocalImage(), ServerEnd(), LocalEndStep(), TunnelProbe()]
+
+
+# down
+
+
+class RemoveBridges(Step[Context]):
+    name = "bridges"
+    title = "remove this client's bridges (workloads get their containers back)"
+    provides = frozenset({"bridges-removed"})
+
+    async def verify(self, ctx: Context) -> bool:
+        return not await bridging.list_bridges(ctx.cluster, ctx.settings.client_id)
+
+    async def apply(self, ctx: Context) -> None:
+        mine = [b["metadata"]["name"] for b in await bridging.list_bridges(ctx.cluster, ctx.settings.client_id)]
+        removed = await bridging.remove_bridges(ctx.orchestrator, ctx.cluster, ctx.runtime, mine)
+        ctx.removed += [f"bridge {name}" for name in removed]
+
+
+class RemoveContainers(Step[Context]):
+    name = "containers"
+    title = "remove the local containers (cargo and those of `run`)"
+    needs = frozenset({"bridges-removed"})
+    provides = frozenset({"containers-removed"})
+
+    async def verify(self, ctx: Context) -> bool:
+        return not await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id})
+
+    async def apply(self, ctx: Context) -> None:
+        for container in await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id}):
+            await ctx.runtime.remove_container(container.name)
+            ctx.removed.append(f"container {container.name}")
+
+
+class RemoveNetwork(Step[Context]):
+    name = "network"
+    title = "remove the local container network"
+    needs = frozenset({"containers-removed"})
+    provides = frozenset({"network-removed"})
+
+    async def verify(self, ctx: Context) -> bool:
+        return await ctx.runtime.get_network(ctx.settings.network_name) is None
+
+    async def apply(self, ctx: Context) -> None:
+        await ctx.runtime.remove_network(ctx.settings.network_name)
+        ctx.removed.append(f"network {ctx.settings.network_name}")
+
+
+class Deregister(Step[Context]):
+    name = "client"
+    title = "deregister this machine"
+    needs = frozenset({"bridges-removed"})
+    provides = frozenset({"client-removed"})
+
+    async def verify(self, ctx: Context) -> bool:
+        return await get_client(ctx.cluster, ctx.settings.client_id) is None
+
+    async def apply(self, ctx: Context) -> None:
+        if await ctx.cluster.delete(client_doc(ctx.settings)):
+            ctx.removed.append(f"client {ctx.settings.client_id}")
+
+
+class RemoveClusterSide(Step[Context]):
+    name = "cluster-side"
+    title = "remove gefyra's cluster side (no other client is left)"
+    needs = frozenset({"client-removed"})
+    provides = frozenset({"cluster-side-removed"})
+
+    async def verify(self, ctx: Context) -> bool:
+        return (not await ctx.cluster.namespace_exists(GEFYRA_NAMESPACE)
+                or bool(await other_clients(ctx.cluster, ctx.settings.client_id)))
+
+    async def apply(self, ctx: Context) -> None:
+        await remove_cluster_side(ctx.cluster, ctx.settings, ctx.settings.timeout)
+        ctx.removed.append("cluster side")
+
+
+def down_plan() -> list[Step[Context]]:
+    return [RemoveBridges(), RemoveContainers(), RemoveNetwork(), Deregister(), RemoveClusterSide()]

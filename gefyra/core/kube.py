@@ -17,9 +17,11 @@ import anyio
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
+from kubernetes_asyncio.stream import WsApiClient
 
 from gefyra import errors
 from gefyra.core.config import Settings
+from gefyra.core.names import CRD_GROUP, CRD_VERSION
 
 #: (apiVersion, kind) -> (plural, namespaced) for every kind gefyra applies or deletes.
 _KINDS: dict[tuple[str, str], tuple[str, bool]] = {
@@ -46,11 +48,62 @@ def object_path(doc: Mapping[str, Any]) -> str:
     return f"{prefix}{ns}/{plural}/{meta['name']}"
 
 
+#: Seconds one API request or exec may take (kubernetes_asyncio's default is no limit at all).
+REQUEST_TIMEOUT = 30
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+
+
+async def request(api: client.ApiClient, method: str, path: str, body: Any = None, *,
+                  query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
+    """A raw API request; returns the decoded JSON answer. Raises ApiException (and aiohttp's
+    errors, TimeoutError) untranslated: :class:`Cluster` translates them for the client, the
+    operator retries them."""
+    with anyio.fail_after(REQUEST_TIMEOUT):
+        response = await api.call_api(
+            path, method, query_params=query or [], header_params={"Content-Type": content_type,
+                                                                   "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+        )
+        data = await response.read()
+    if response.status >= 400:
+        failure = ApiException(status=response.status, reason=response.reason)
+        failure.body = data.decode(errors="replace")
+        raise failure
+    return json.loads(data) if data else None
+
+
+def pod_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/pods/{name}"
+
+
+def custom_path(namespace: str, plural: str, name: str, subresource: str = "") -> str:
+    """The path of one of gefyra's custom objects (or of its ``status`` subresource)."""
+    return f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{namespace}/{plural}/{name}" + (
+        f"/{subresource}" if subresource else "")
+
+
+async def exec_in_pod(api: client.ApiClient, namespace: str, pod: str, container: str, command: list[str]) -> str:
+    """Runs ``command`` in a container of a pod; returns its output (stdout and stderr)."""
+    async with WsApiClient(configuration=api.configuration) as ws:
+        with anyio.fail_after(REQUEST_TIMEOUT):
+            output = await client.CoreV1Api(ws).connect_get_namespaced_pod_exec(
+                pod, namespace, container=container,
+                command=command,  # type: ignore[arg-type]  # the client's hint says str; it takes a list
+                stderr=True, stdin=False, stdout=True, tty=False)
+    return str(output)
+
+
+def _body(exc: ApiException) -> str:
+    body = exc.body or ""
+    return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+
+
 def translate(exc: ApiException, what: str) -> errors.GefyraError:
     """Maps an API error to a gefyra error about ``what``."""
     try:
-        reason = json.loads(exc.body).get("message", exc.reason)
-    except (TypeError, ValueError):
+        reason = json.loads(_body(exc)).get("message", exc.reason)
+    except (TypeError, ValueError, AttributeError):
         reason = exc.reason
     if exc.status == 401:
         return errors.ConfigError(f"the cluster rejected the credentials for {what}: {reason}",
@@ -79,7 +132,7 @@ class Cluster:
 
     @property
     def api_host(self) -> str:
-        return urlparse(self.api.configuration.host).hostname or ""
+        return urlparse(str(self.api.configuration.host)).hostname or ""
 
     async def __aenter__(self) -> Self:
         try:
@@ -124,25 +177,14 @@ class Cluster:
             yield
         except ApiException as exc:
             raise translate(exc, what) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise errors.ClusterUnreachableError(f"lost the cluster while doing {what}: {exc}") from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise errors.ClusterUnreachableError(f"lost the cluster while doing {what}: {exc or type(exc).__name__}") from exc
 
     async def request(self, method: str, path: str, body: Any = None, *,
                       query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
         """A raw API request; returns the decoded JSON answer."""
         async with self.calling(f"{method} {path}"):
-            response = await self.api.call_api(
-                path, method, query_params=query or [], header_params={
-                    "Content-Type": content_type, "Accept": "application/json"},
-                body=body, auth_settings=["BearerToken"], _preload_content=False,
-                _return_http_data_only=True,
-            )
-            data = await response.read()
-            if response.status >= 400:
-                failure = ApiException(status=response.status, reason=response.reason)
-                failure.body = data.decode(errors="replace")
-                raise failure
-        return json.loads(data) if data else None
+            return await request(self.api, method, path, body, query=query, content_type=content_type)
 
     async def apply(self, doc: Mapping[str, Any]) -> Any:
         """Server-side apply of one object (field manager ``gefyra``, conflicts forced)."""
@@ -178,9 +220,9 @@ class Cluster:
                  "metadata": {"name": "gefyra-cidr-probe", "namespace": "default"},
                  "spec": {"clusterIP": "1.1.1.1", "ports": [{"port": 443}]}}
         try:
-            await client.CoreV1Api(self.api).create_namespaced_service("default", probe, dry_run="All")
+            await request(self.api, "POST", "/api/v1/namespaces/default/services", probe, query=[("dryRun", "All")])
         except ApiException as exc:
-            match = re.search(r"valid IPs is ([0-9a-f.:/]+)", exc.body or "")
+            match = re.search(r"valid IPs is ([0-9a-f.:/]+)", _body(exc))
             if match:
                 return match.group(1)
             raise translate(exc, "the service range probe") from exc

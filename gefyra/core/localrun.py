@@ -1,24 +1,26 @@
-"""`run`: a local container on gefyra's network that resolves and routes like a pod."""
+"""`run`: a local container on gefyra's network that resolves and routes like a pod, as a plan.
+
+Facts: "cargo" (the local end runs, with its routes), "namespace", "name-free", "env" (the
+environment, from a workload if asked), then "created", "started", "routed".
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import shlex
 
 import structlog
 from kubernetes_asyncio import client
-from kubernetes_asyncio.stream import WsApiClient
 
 from gefyra import errors
 from gefyra.core.config import Settings
-from gefyra.core.connect import LABEL_ROUTES
-from gefyra.core.kube import Cluster
+from gefyra.core.kube import Cluster, exec_in_pod
+from gefyra.core.names import LABEL_NAMESPACE, LABEL_ROUTES
+from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
+from gefyra.core.steps import Step
 from gefyra.core.workloads import live_pods, parse_workload
 
 log = structlog.get_logger(__name__)
-
-LABEL_NAMESPACE = "gefyra.dev/namespace"
 
 
 @dataclasses.dataclass
@@ -52,13 +54,10 @@ async def workload_env(cluster: Cluster, namespace: str, ref: str) -> dict[str, 
     container = container or names[0]
     if container not in names:
         raise errors.NotFoundError(f"{kind} {name} has no container {container!r}", f"its containers: {', '.join(names)}")
-    async with WsApiClient(configuration=cluster.api.configuration) as ws:
-        async with cluster.calling(f"reading the environment of {ref}"):
-            output = await client.CoreV1Api(ws).connect_get_namespaced_pod_exec(
-                pod.metadata.name, namespace, container=container, command=["env"],
-                stderr=True, stdin=False, stdout=True, tty=False)
+    async with cluster.calling(f"reading the environment of {ref}"):
+        output = await exec_in_pod(cluster.api, namespace, pod.metadata.name, container, ["env"])
     env = {}
-    for line in str(output).splitlines():
+    for line in output.splitlines():
         key, sep, value = line.partition("=")
         if sep and key not in ("HOSTNAME", "HOME", "PATH"):
             env[key] = value
@@ -74,51 +73,114 @@ async def running_cargo(settings: Settings, runtime: ContainerRuntime) -> Contai
     return cargo
 
 
-async def start_local(settings: Settings, cluster: Cluster, runtime: ContainerRuntime, request: RunRequest) -> ContainerInfo:
-    """Creates and starts the container, then routes the cluster's ranges through cargo.
-    On any failure the container is removed again."""
-    cargo = await running_cargo(settings, runtime)
-    if not await cluster.namespace_exists(request.namespace):
-        raise errors.NotFoundError(f"namespace {request.namespace} does not exist in the cluster",
-                                   "pass an existing one with -n")
-    if await runtime.get_container(request.name) is not None:
-        raise errors.ConflictError(f"a container named {request.name} already exists",
-                                   "choose another name with -N, or remove it first")
-    routes = cargo.labels.get(LABEL_ROUTES, "").split()
-    if not routes:
-        raise errors.NotConnectedError(f"cargo ({cargo.name}) does not say which ranges it routes",
-                                       "run `gefyra down`, then `gefyra up`")
-    env = await workload_env(cluster, request.namespace, request.env_from) if request.env_from else {}
-    env.update(request.env)
-    cargo_ip = cargo.addresses.get(settings.network_name, "")
-    domain = settings.cluster_domain
-    spec = ContainerSpec(
-        name=request.name, image=request.image, network=settings.network_name,
-        labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace},
-        env=env, command=request.command, volumes=request.volumes, ports=request.ports,
-        dns=[cargo_ip], dns_search=[f"{request.namespace}.svc.{domain}", f"svc.{domain}", domain],
-        dns_options=["ndots:5"], auto_remove=request.auto_remove,
-    )
-    await runtime.create_container(spec)
-    try:
-        await runtime.start_container(request.name)
-        await _route_through_cargo(settings, runtime, request.name, cargo_ip, routes)
-    except BaseException:
-        await runtime.remove_container(request.name)
-        raise
-    info = await runtime.get_container(request.name)
-    assert info is not None
-    return info
+@dataclasses.dataclass
+class Context:
+    orchestrator: Orchestrator
+    cluster: Cluster
+    runtime: ContainerRuntime
+    request: RunRequest
+    cargo_ip: str = ""
+    routes: list[str] = dataclasses.field(default_factory=list)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    info: ContainerInfo | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.orchestrator.settings
 
 
-async def _route_through_cargo(settings: Settings, runtime: ContainerRuntime, name: str, cargo_ip: str,
-                               routes: list[str]) -> None:
-    """A short-lived helper in the container's network namespace adds the routes (the container
-    itself gets no extra capability)."""
-    script = " && ".join(f"ip route replace {shlex.quote(r)} via {shlex.quote(cargo_ip)}" for r in routes)
-    code, output = await runtime.run_to_completion(ContainerSpec(
-        name=f"{name}-gefyra-route", image=settings.image("cargo"), network_mode=f"container:{name}",
-        cap_add=["NET_ADMIN"], entrypoint=["sh", "-c"], command=[script], labels=settings.labels("helper"),
-    ))
-    if code != 0:
-        raise errors.GefyraError(f"cannot route the cluster's ranges in {name}: {output.strip()}")
+class CheckCargo(Step[Context]):
+    name = "cargo"
+    title = "check the tunnel's local end"
+    provides = frozenset({"cargo"})
+
+    async def apply(self, ctx: Context) -> None:
+        cargo = await running_cargo(ctx.settings, ctx.runtime)
+        ctx.routes = cargo.labels.get(LABEL_ROUTES, "").split()
+        if not ctx.routes:
+            raise errors.NotConnectedError(f"cargo ({cargo.name}) does not say which ranges it routes",
+                                           "run `gefyra down`, then `gefyra up`")
+        ctx.cargo_ip = cargo.addresses.get(ctx.settings.network_name, "")
+
+
+class CheckNamespace(Step[Context]):
+    name = "namespace"
+    title = "check the namespace"
+    provides = frozenset({"namespace"})
+
+    async def apply(self, ctx: Context) -> None:
+        if not await ctx.cluster.namespace_exists(ctx.request.namespace):
+            raise errors.NotFoundError(f"namespace {ctx.request.namespace} does not exist in the cluster",
+                                       "pass an existing one with -n")
+
+
+class CheckName(Step[Context]):
+    name = "name"
+    title = "check the container name"
+    provides = frozenset({"name-free"})
+
+    async def apply(self, ctx: Context) -> None:
+        if await ctx.runtime.get_container(ctx.request.name) is not None:
+            raise errors.ConflictError(f"a container named {ctx.request.name} already exists",
+                                       "choose another name with -N, or remove it first")
+
+
+class Environment(Step[Context]):
+    name = "env"
+    title = "read the environment of the workload"
+    provides = frozenset({"env"})
+
+    async def verify(self, ctx: Context) -> bool:
+        ctx.env = dict(ctx.request.env)
+        return ctx.request.env_from is None
+
+    async def apply(self, ctx: Context) -> None:
+        assert ctx.request.env_from is not None
+        ctx.env = await workload_env(ctx.cluster, ctx.request.namespace, ctx.request.env_from) | ctx.request.env
+
+
+class CreateContainer(Step[Context]):
+    name = "create"
+    title = "create the container"
+    needs = frozenset({"cargo", "namespace", "name-free", "env"})
+    provides = frozenset({"created"})
+
+    async def apply(self, ctx: Context) -> None:
+        request, settings = ctx.request, ctx.settings
+        domain = settings.cluster_domain
+        await ctx.runtime.create_container(ContainerSpec(
+            name=request.name, image=request.image, network=settings.network_name,
+            labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace},
+            env=ctx.env, command=request.command, volumes=request.volumes, ports=request.ports,
+            dns=[ctx.cargo_ip], dns_search=[f"{request.namespace}.svc.{domain}", f"svc.{domain}", domain],
+            dns_options=["ndots:5"], auto_remove=request.auto_remove,
+        ))
+
+    async def undo(self, ctx: Context) -> None:
+        await ctx.runtime.remove_container(ctx.request.name)
+
+
+class StartContainer(Step[Context]):
+    name = "start"
+    title = "start the container"
+    needs = frozenset({"created"})
+    provides = frozenset({"started"})
+
+    async def apply(self, ctx: Context) -> None:
+        await ctx.runtime.start_container(ctx.request.name)
+
+
+class RouteContainer(Step[Context]):
+    name = "route"
+    title = "route the cluster's ranges through cargo"
+    needs = frozenset({"started"})
+    provides = frozenset({"routed"})
+
+    async def apply(self, ctx: Context) -> None:
+        await ctx.orchestrator.tunnel().route_container(ctx.runtime, ctx.settings, ctx.request.name, ctx.cargo_ip,
+                                                        ctx.routes)
+
+
+def run_plan() -> list[Step[Context]]:
+    return [CheckCargo(), CheckNamespace(), CheckName(), Environment(), CreateContainer(), StartContainer(),
+            RouteContainer()]

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from gefyra.core.config import TUNNEL_SERVER_ADDRESS, Settings
+from gefyra.core.config import Settings
+from gefyra.core.names import TUNNEL_SERVER_ADDRESS
 
 _FILES = ("crds.yaml", "gefyra.yaml")
 
@@ -26,7 +27,8 @@ def cluster_side(settings: Settings) -> list[dict[str, Any]]:
     values = {
         "stowaway_image": settings.image("stowaway"),
         "operator_image": settings.image("operator"),
-        "carrier_image": settings.image("carrier"),
+        "image_prefix": settings.image_prefix,
+        "image_tag": settings.image_tag,
         "tunnel_server_address": f"{TUNNEL_SERVER_ADDRESS}/16",
         "tunnel_mtu": str(settings.tunnel_mtu),
         "port": str(settings.port),

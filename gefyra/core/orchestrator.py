@@ -1,12 +1,12 @@
-"""The orchestrator: one per operation or embedding program. It owns the plugin manager, the
-event bus and the settings, opens the cluster and the container runtime, and runs plans."""
+"""The orchestrator: one per embedding program (or CLI command). It owns the settings, the plugin
+manager and the event bus, chooses the backends through the hooks, keeps the cluster and engine
+connections open across operations, and runs plans (the built-in steps plus the plugins')."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
-from types import ModuleType
-from typing import TypeVar
+from collections.abc import Iterable, Sequence
+from types import ModuleType, TracebackType
+from typing import Any, Self, TypeVar
 
 import pluggy
 import structlog
@@ -14,10 +14,13 @@ import structlog
 from gefyra import errors
 from gefyra.core.bus import Event, EventBus
 from gefyra.core.config import Settings
+from gefyra.core.dns import Dns
+from gefyra.core.interceptor import Interceptor
 from gefyra.core.kube import Cluster
 from gefyra.core.plugins import make_plugin_manager
 from gefyra.core.runtime import ContainerRuntime
-from gefyra.core.steps import Step, run_plan
+from gefyra.core.steps import PlanResult, Step, run_plan
+from gefyra.core.tunnel import Tunnel
 
 log = structlog.get_logger(__name__)
 C = TypeVar("C")
@@ -25,35 +28,90 @@ C = TypeVar("C")
 
 class Orchestrator:
     def __init__(self, settings: Settings | None = None, *, plugins: Iterable[object | ModuleType] = (),
-                 bus: EventBus | None = None) -> None:
+                 bus: EventBus | None = None, entry_points: bool = True) -> None:
         self.settings = settings or Settings()
-        self.pm: pluggy.PluginManager = make_plugin_manager(plugins)
+        self.pm: pluggy.PluginManager = make_plugin_manager(plugins, entry_points=entry_points)
         self.bus = bus or EventBus()
         self.bus.subscribe(self._to_plugins)
+        self._cluster: Cluster | None = None
+        self._engine: ContainerRuntime | None = None
+        self._tunnel: Tunnel | None = None
 
     def _to_plugins(self, event: Event) -> None:
         self.pm.hook.gefyra_event(event=event)
 
+    # Backends, chosen by the plugins.
+
     def runtime(self) -> ContainerRuntime:
-        """The container runtime chosen by the plugins (not yet connected)."""
+        """A new container runtime object as the plugins choose it (not yet connected)."""
         runtime: ContainerRuntime | None = self.pm.hook.gefyra_container_runtime(settings=self.settings)
         if runtime is None:
             raise errors.UsageError(f"no plugin provides the container runtime {self.settings.runtime!r}",
-                                    "use --runtime docker or podman, or install the plugin that provides it")
+                                    "choose another with --runtime, or install the plugin that provides it")
         return runtime
 
-    def dns_config(self, cluster_dns_ip: str, cluster_domain: str) -> str:
-        text: str | None = self.pm.hook.gefyra_dns_config(
-            settings=self.settings, cluster_dns_ip=cluster_dns_ip, cluster_domain=cluster_domain)
-        if text is None:
-            raise errors.UsageError("no plugin provides cargo's DNS configuration")
-        return text
+    def tunnel(self) -> Tunnel:
+        if self._tunnel is None:
+            found: Tunnel | None = self.pm.hook.gefyra_tunnel(settings=self.settings)
+            if found is None:
+                raise errors.UsageError(f"no plugin provides the tunnel {self.settings.tunnel or '(default)'!r}",
+                                        "install the plugin that provides it, or leave --tunnel out")
+            self._tunnel = found
+        return self._tunnel
 
-    @asynccontextmanager
-    async def connected(self) -> AsyncIterator[tuple[Cluster, ContainerRuntime]]:
-        """The cluster and the runtime, both open, closed again on exit."""
-        async with self.runtime() as runtime, Cluster(self.settings) as cluster:
-            yield cluster, runtime
+    def dns(self) -> Dns:
+        found: Dns | None = self.pm.hook.gefyra_dns(settings=self.settings)
+        if found is None:
+            raise errors.UsageError("no plugin provides cargo's DNS server")
+        return found
 
-    async def run_plan(self, steps: Sequence[Step[C]], ctx: C) -> None:
-        await run_plan(steps, ctx, self.bus)
+    def interceptor(self, name: str | None = None) -> Interceptor:
+        """The interceptor called ``name`` (None: the default one)."""
+        found: Interceptor | None = self.pm.hook.gefyra_interceptor(settings=self.settings, name=name)
+        if found is None:
+            raise errors.UsageError(f"no plugin provides the interceptor {name!r}",
+                                    "leave --interceptor out for the default, or install the plugin that provides it")
+        return found
+
+    # Connections, opened on first use and kept until close().
+
+    async def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = await Cluster(self.settings).__aenter__()
+        return self._cluster
+
+    async def engine(self) -> ContainerRuntime:
+        if self._engine is None:
+            self._engine = await self.runtime().__aenter__()
+        return self._engine
+
+    async def both(self) -> tuple[Cluster, ContainerRuntime]:
+        """The cluster, then the engine: with both broken, the kubeconfig's error is the one reported."""
+        return await self.cluster(), await self.engine()
+
+    async def close(self) -> None:
+        cluster, engine, self._cluster, self._engine = self._cluster, self._engine, None, None
+        if cluster is not None:
+            await cluster.close()
+        if engine is not None:
+            await engine.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # Plans.
+
+    def plan(self, operation: str, steps: Sequence[Step[Any]]) -> list[Step[Any]]:
+        """The built-in ``steps`` of ``operation`` plus the steps plugins add to it."""
+        extra = [s for found in self.pm.hook.gefyra_plan_steps(operation=operation, settings=self.settings)
+                 if found for s in found]
+        return [*steps, *extra]
+
+    async def run_plan(self, operation: str, steps: Sequence[Step[C]], ctx: C, facts: Iterable[str] = ()) -> PlanResult:
+        """Runs the plan of ``operation`` (``steps`` and the plugins' own) on the bus."""
+        log.debug("plan", operation=operation, steps=[s.name for s in steps])
+        return await run_plan(self.plan(operation, steps), ctx, self.bus, facts)

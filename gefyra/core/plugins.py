@@ -10,21 +10,14 @@ from types import ModuleType
 import pluggy
 
 from gefyra.core import hookspecs
-
-#: Among ``trylast`` implementations pluggy asks the earlier registered first: Podman comes before
-#: Docker so that it can claim auto-detection when only Podman's socket exists.
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "gefyra.plugins.podman",
-    "gefyra.plugins.docker",
-    "gefyra.plugins.coredns",
-)
+from gefyra.plugins import BUILTIN_PLUGINS
 
 
 def make_plugin_manager(extra: Iterable[object | ModuleType] = (), *, entry_points: bool = True) -> pluggy.PluginManager:
     """A new plugin manager (one per orchestrator, so that embedders and tests stay isolated)."""
     pm = pluggy.PluginManager("gefyra")
     pm.add_hookspecs(hookspecs)
-    for name in DEFAULT_PLUGINS:
+    for name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(name), name=name)
     if entry_points:
         pm.load_setuptools_entrypoints("gefyra")

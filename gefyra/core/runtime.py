@@ -1,4 +1,4 @@
-"""The container runtime interface that the core uses; plugins implement it (Docker, Podman).
+"""The container runtime interface that the core uses; plugins implement it (gefyra.plugins).
 
 A runtime object is returned by the ``gefyra_container_runtime`` hook, then used as an async
 context manager. Methods raise :mod:`gefyra.errors` exceptions only: the plugin translates its
@@ -63,7 +63,7 @@ class NetworkInfo:
 class ContainerRuntime(abc.ABC):
     """One connection to a container engine."""
 
-    #: Name shown by ``status`` and ``check`` (``docker``, ``podman``).
+    #: Name shown by ``status`` and ``check``, and chosen with ``--runtime``.
     name: str = "?"
 
     async def __aenter__(self) -> Self:

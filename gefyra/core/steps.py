@@ -1,15 +1,20 @@
 """Steps and plans: the unit of work of every gefyra operation.
 
 A step is idempotent and has three parts: ``verify`` (is it already in place?), ``apply`` and
-``undo``. :func:`run_plan` runs steps in order, skips those that verify as done, and when one
-fails (or the operation is cancelled) undoes, in reverse and shielded from cancellation, the
-steps that *this* run applied, so that an error never leaves half a setup behind.
+``undo``. It declares the facts it ``needs`` and the facts it ``provides``. :func:`run_plan` starts
+every step of a plan at once; each waits until the facts it needs have been published on the bus,
+then verifies or applies, then publishes what it provides, so steps that do not depend on each
+other run concurrently. When one fails (or the operation is cancelled), the others are cancelled
+and the steps that *this* run applied are undone, newest first and shielded from cancellation, so
+that an error never leaves half a setup behind.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import dataclasses
+import enum
+from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
 import anyio
@@ -22,13 +27,26 @@ log = structlog.get_logger(__name__)
 C = TypeVar("C")
 
 
+class StepState(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"  # verify() found it already in place
+    FAILED = "failed"
+    UNDONE = "undone"
+
+
 class Step(abc.ABC, Generic[C]):
     """One idempotent piece of an operation, working on a shared context object ``C``."""
 
-    #: Short machine name, used in events and logs.
+    #: Short machine name, used in events and logs; unique within a plan.
     name: str = "step"
     #: What the user sees while the step runs.
     title: str = ""
+    #: Facts that must have been published before the step starts.
+    needs: frozenset[str] = frozenset()
+    #: Facts the step publishes once it is done (or found done).
+    provides: frozenset[str] = frozenset()
 
     async def verify(self, ctx: C) -> bool:
         """True if the step's effect is already in place (then ``apply`` is skipped)."""
@@ -42,32 +60,99 @@ class Step(abc.ABC, Generic[C]):
         """Removes what ``apply`` brought about. Must tolerate a half-applied state."""
 
 
-async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus) -> None:
-    """Runs ``steps`` in order; on failure or cancellation undoes the applied ones in reverse."""
-    applied: list[Step[C]] = []
-    try:
-        for step in steps:
+class PlanError(ValueError):
+    """A plan whose steps can never all start (a need nobody provides, a cycle, a name twice)."""
+
+
+@dataclasses.dataclass
+class PlanResult:
+    """The state each step of a finished plan ended in, by step name, in plan order."""
+
+    states: dict[str, StepState]
+
+
+def check_plan(steps: Sequence[Step[C]], facts: Iterable[str] = ()) -> None:
+    """Raises PlanError unless every step can start: each need is provided by an earlier-startable
+    step or given in ``facts``."""
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise PlanError(f"step names repeat in the plan: {names}")
+    known, pending = set(facts), list(steps)
+    while pending:
+        startable = [s for s in pending if s.needs <= known]
+        if not startable:
+            missing = {f"{s.name} needs {sorted(s.needs - known)}" for s in pending}
+            raise PlanError(f"steps that can never start: {'; '.join(sorted(missing))}")
+        for step in startable:
+            known |= step.provides
+            pending.remove(step)
+
+
+async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus, facts: Iterable[str] = ()) -> PlanResult:
+    """Runs ``steps`` as their needs allow; on failure or cancellation undoes the applied ones.
+    ``facts`` are given from the start. Raises the first step's error after the undo."""
+    facts = tuple(facts)
+    check_plan(steps, facts)
+    states = {s.name: StepState.PENDING for s in steps}
+    published: dict[str, anyio.Event] = {need: anyio.Event() for s in steps for need in s.needs}
+    for fact in facts:
+        published.setdefault(fact, anyio.Event()).set()
+
+    def on_fact(event: Event) -> None:
+        if event.kind is EventKind.FACT and event.message in published:
+            published[event.message].set()
+
+    applied: list[Step[C]] = []  # in the order their apply began
+    failure: list[tuple[Step[C], Exception]] = []
+
+    async def run_one(step: Step[C], scope: anyio.CancelScope) -> None:
+        try:
+            for need in sorted(step.needs):
+                await published[need].wait()
             if await step.verify(ctx):
+                states[step.name] = StepState.SKIPPED
                 await bus.publish(Event(EventKind.STEP_SKIPPED, step.name, step.title))
-                continue
-            await bus.publish(Event(EventKind.STEP_STARTED, step.name, step.title))
-            applied.append(step)  # undo must also run for a step that failed half-way
-            await step.apply(ctx)
-            await bus.publish(Event(EventKind.STEP_DONE, step.name, step.title))
-    except BaseException as exc:
+            else:
+                states[step.name] = StepState.RUNNING
+                applied.append(step)  # undo must also run for a step that failed half-way
+                await bus.publish(Event(EventKind.STEP_STARTED, step.name, step.title))
+                await step.apply(ctx)
+                states[step.name] = StepState.DONE
+                await bus.publish(Event(EventKind.STEP_DONE, step.name, step.title))
+            for fact in sorted(step.provides):
+                await bus.publish(Event(EventKind.FACT, step.name, fact))
+        except Exception as exc:  # noqa: BLE001 - the first failure stops the plan; raised after the undo
+            states[step.name] = StepState.FAILED
+            failure.append((step, exc))
+            scope.cancel()
+
+    unsubscribe = bus.subscribe(on_fact)
+    try:
+        async with anyio.create_task_group() as tg:
+            for step in steps:
+                tg.start_soon(run_one, step, tg.cancel_scope)
+    except BaseException:
         with anyio.CancelScope(shield=True):
-            failed = applied[-1].name if applied else "?"
-            await bus.publish(Event(EventKind.STEP_FAILED, failed, str(exc)))
-            await undo_steps(applied, ctx, bus)
+            await _undo(applied, ctx, bus, states)
         raise
+    finally:
+        unsubscribe()
+    if failure:
+        step, exc = failure[0]
+        with anyio.CancelScope(shield=True):
+            await bus.publish(Event(EventKind.STEP_FAILED, step.name, str(exc)))
+            await _undo(applied, ctx, bus, states)
+        raise exc
+    return PlanResult(states)
 
 
-async def undo_steps(steps: Sequence[Step[C]], ctx: C, bus: EventBus) -> None:
-    """Undoes ``steps`` in reverse order; an undo that fails is logged and the rest still run."""
+async def _undo(steps: Sequence[Step[C]], ctx: C, bus: EventBus, states: dict[str, StepState]) -> None:
+    """Undoes ``steps`` newest first; an undo that fails is logged and the rest still run."""
     for step in reversed(steps):
         try:
             await step.undo(ctx)
         except Exception as exc:  # noqa: BLE001 - keep undoing the rest
             log.warning("undo failed", step=step.name, error=str(exc))
             continue
+        states[step.name] = StepState.UNDONE
         await bus.publish(Event(EventKind.STEP_UNDONE, step.name, step.title))

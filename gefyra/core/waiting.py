@@ -9,11 +9,10 @@ import anyio
 
 from gefyra import errors
 
-
 T = TypeVar("T")
 
 
-async def wait_until(condition: Callable[[], Awaitable[T]], timeout: float, failure: errors.GefyraError,
+async def wait_until(condition: Callable[[], Awaitable[T | None]], timeout: float, failure: errors.GefyraError,
                      interval: float = 0.3) -> T:
     """Polls ``condition`` until it returns something true, and returns that; raises ``failure``
     after ``timeout`` seconds."""

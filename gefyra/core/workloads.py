@@ -20,6 +20,16 @@ def parse_workload(ref: str) -> tuple[str, str, str | None]:
     return _KINDS[parts[0]], parts[1], parts[2] if len(parts) == 3 else None
 
 
+def undeclared_port(container: client.V1Container, ports: list[int]) -> str | None:
+    """Why ``container`` cannot be bridged on ``ports`` (one it does not declare), or None."""
+    declared = {p.container_port for p in container.ports or []}
+    unknown = sorted(set(ports) - declared)
+    if unknown:
+        return (f"container {container.name} declares no port {unknown[0]} "
+                f"(its ports: {', '.join(map(str, sorted(declared))) or 'none'})")
+    return None
+
+
 async def pod_spec_and_selector(api: client.ApiClient, namespace: str, kind: str, name: str
                                 ) -> tuple[client.V1PodSpec, str | None]:
     """The pod spec of the workload and the label selector of its pods (None for a bare pod).
@@ -41,5 +51,5 @@ async def live_pods(api: client.ApiClient, namespace: str, kind: str, name: str)
         pods = [await core.read_namespaced_pod(name, namespace)]
     else:
         _, selector = await pod_spec_and_selector(api, namespace, kind, name)
-        pods = (await core.list_namespaced_pod(namespace, label_selector=selector)).items
+        pods = (await core.list_namespaced_pod(namespace, label_selector=selector or "")).items
     return [p for p in pods if not p.metadata.deletion_timestamp]

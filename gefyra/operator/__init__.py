@@ -2,26 +2,33 @@
 resources: tunnel peers (GefyraClient) and bridges (GefyraBridge). State lives in those objects,
 so a restarted operator simply carries on.
 
-Rounds are level-based: one runs every INTERVAL seconds (pods come and go without telling us), and
-at once when a watch sees a GefyraClient or GefyraBridge change (a new client waits for its peer)."""
+It is an embedder like any other: it builds the same plugin manager as the client (built-in
+plugins and those installed in its image through the ``gefyra`` entry-point group) and reaches
+the tunnel's server end and the interceptors only through the tunnel and interceptor plugins.
+
+Rounds are level-based: one runs every INTERVAL seconds (BUSY_INTERVAL while a bridge is on its
+way: pods come and go without telling us), and at once when a watch sees a GefyraClient or
+GefyraBridge change (a new client waits for its peer)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 
 import anyio
 import structlog
 from kubernetes_asyncio import client, config, watch
 
-from gefyra.core.config import CRD_GROUP, CRD_VERSION
+from gefyra.core.config import Settings
+from gefyra.core.names import BRIDGES, CLIENTS, CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE
+from gefyra.core.orchestrator import Orchestrator
 from gefyra.operator.bridges import Bridges
-from gefyra.operator.peers import Peers
+from gefyra.operator.clients import Clients
 
 log = structlog.get_logger("gefyra.operator")
 
-#: Seconds between two reconciliation rounds.
+#: Seconds between two reconciliation rounds, and while a bridge is being made or removed.
 INTERVAL = 1.0
+BUSY_INTERVAL = 0.25
 #: Seconds after which a watch is opened anew (the API server ends watches on its own too).
 WATCH_SECONDS = 300
 
@@ -48,29 +55,31 @@ async def _watch(custom: client.CustomObjectsApi, namespace: str, plural: str, w
                 async for _ in stream.stream(custom.list_namespaced_custom_object, CRD_GROUP, CRD_VERSION,
                                              namespace, plural, timeout_seconds=WATCH_SECONDS):
                     wakeup.set()
-        except (client.ApiException, OSError, TimeoutError) as exc:
-            log.warning("watch failed; reopening", plural=plural, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure of a watch: open it again
+            log.warning("watch failed; reopening", plural=plural, error=f"{type(exc).__name__}: {exc}")
             await anyio.sleep(INTERVAL)
 
 
 async def main() -> None:
-    config.load_incluster_config()
-    namespace = os.environ.get("GEFYRA_NAMESPACE", "gefyra")
-    while not os.path.exists("/var/run/wireguard/wg0.sock"):
-        await anyio.sleep(0.2)
+    config.load_incluster_config()  # type: ignore[no-untyped-call]
+    namespace = os.environ.get("GEFYRA_NAMESPACE", GEFYRA_NAMESPACE)
+    orchestrator = Orchestrator(Settings())
+    server = orchestrator.tunnel().server()
+    await server.wait_ready()
     async with client.ApiClient() as api:
-        peers = Peers(api, namespace)
-        bridges = Bridges(api, namespace, os.environ["GEFYRA_CARRIER_IMAGE"], os.environ["POD_IP"])
+        clients = Clients(api, namespace, server)
+        bridges = Bridges(api, namespace, orchestrator, server, os.environ["POD_IP"])
         wakeup = _Wakeup()
-        log.info("operator started", namespace=namespace)
+        log.info("operator started", namespace=namespace, tunnel=orchestrator.tunnel().name,
+                 plugins=sorted(n for n, _ in orchestrator.pm.list_name_plugin()))
         async with anyio.create_task_group() as tg:
-            for plural in ("gefyraclients", "gefyrabridges"):
+            for plural in (CLIENTS, BRIDGES):
                 tg.start_soon(_watch, client.CustomObjectsApi(api), namespace, plural, wakeup)
             while True:
                 try:
-                    await bridges.sync(await peers.sync())
+                    await bridges.sync(await clients.sync())
                 except client.ApiException as exc:
-                    log.warning("round failed; retrying", status=exc.status, reason=exc.reason, body=exc.body)
-                except (subprocess.CalledProcessError, OSError) as exc:
-                    log.warning("round failed; retrying", error=str(exc))
-                await wakeup.wait(INTERVAL)
+                    log.warning("round failed; retrying", status=exc.status, reason=exc.reason)
+                except Exception as exc:  # noqa: BLE001 - the next round tries again
+                    log.warning("round failed; retrying", error=f"{type(exc).__name__}: {exc}")
+                await wakeup.wait(BUSY_INTERVAL if bridges.busy else INTERVAL)

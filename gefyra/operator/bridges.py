@@ -1,70 +1,48 @@
-"""Bridges follow the GefyraBridge objects. Each round, for every bridge:
+"""Bridges follow the GefyraBridge objects. Each round, for every bridge, on its own (one bridge's
+failure is logged and retried in the next round; the others go on):
 
-- its ports get stowaway ports (status.proxyPorts), and stowaway DNATs each of them into the
-  tunnel, to the client's address (iptables chain GEFYRA-BRIDGES in the pod's namespace);
-- every live pod of the target gets the target container's image swapped, in place, for carrier
-  (the original image is kept in an annotation), and carrier is told where to forward;
-- a bridge that is being deleted, or whose client is gone, gets its pods' images restored first,
-  and only then loses its finalizer.
-
-Level-based and idempotent: a replaced or added pod is bridged in the next round.
+- the target is checked with the bridge's interceptor (the workload and its container exist, the
+  interceptor can take its place for these ports); if not, the bridge gets condition Invalid with
+  the reason, and nothing else happens;
+- its ports get stowaway ports (status.proxyPorts), which the tunnel's server end forwards to the
+  client's tunnel address;
+- every live pod of the target is taken over by the interceptor, which is then told where to
+  forward; condition Ready once every pod forwards and is back behind its Services;
+- a bridge that is being deleted, or whose client is gone, is Restoring until every pod runs its
+  own container again (Restored); only then does it lose its finalizer.
 """
 
 from __future__ import annotations
 
-import hashlib
+import datetime
 from typing import Any
 
-import anyio
 import structlog
 from kubernetes_asyncio import client
-from kubernetes_asyncio.stream import WsApiClient
 
-from gefyra.core.config import CRD_GROUP, CRD_VERSION
-from gefyra.core.workloads import live_pods, pod_spec_and_selector
+from gefyra import errors
+from gefyra.core import kube
+from gefyra.core.interceptor import Forward, Interceptor
+from gefyra.core.names import (
+    BRIDGE_FINALIZER,
+    BRIDGES,
+    CRD_GROUP,
+    CRD_VERSION,
+    INVALID,
+    PROXY_PORTS,
+    READY,
+    RESTORED,
+    RESTORING,
+)
+from gefyra.core.orchestrator import Orchestrator
+from gefyra.core.tunnel import TunnelServer
+from gefyra.core.workloads import live_pods, pod_spec_and_selector, undeclared_port
 
 log = structlog.get_logger("gefyra.operator")
 
-PLURAL = "gefyrabridges"
-FINALIZER = "gefyra.dev/restore-pods"
-ANN_BRIDGE = "gefyra.dev/bridge"
-ANN_ORIGINAL = "gefyra.dev/original-image"
-ANN_CONFIG = "gefyra.dev/carrier-config"
-CHAIN = "GEFYRA-BRIDGES"
-PROXY_PORTS = range(20000, 30000)
-_STRATEGIC = "application/strategic-merge-patch+json"
-_MERGE = "application/merge-patch+json"
 
-
-def carrier_config(ports: dict[int, int], stowaway_ip: str, probes: dict[int, str]) -> tuple[str, str]:
-    """(stream config, http config) for carrier: each bridged port forwards to its stowaway port;
-    probe ports that are not bridged are answered by carrier itself (HTTP 200, or a bare accept)."""
-    stream = "".join(f"server {{ listen {remote}; proxy_pass {stowaway_ip}:{proxy}; }}\n"
-                     for remote, proxy in sorted(ports.items()))
-    http = ""
-    for port, kind in sorted(probes.items()):
-        if port in ports:
-            continue
-        if kind == "http":
-            http += f"server {{ listen {port}; location / {{ return 200 'ok'; }} }}\n"
-        else:
-            stream += f"server {{ listen {port}; return ''; }}\n"
-    return stream, http
-
-
-def probe_ports(container: client.V1Container) -> dict[int, str]:
-    """Port -> "http" or "tcp" for the container's httpGet and tcpSocket probes (numeric ports)."""
-    found: dict[int, str] = {}
-    named = {p.name: p.container_port for p in container.ports or [] if p.name}
-    for probe in (container.liveness_probe, container.readiness_probe, container.startup_probe):
-        if probe is None:
-            continue
-        action, kind = (probe.http_get, "http") if probe.http_get else (probe.tcp_socket, "tcp")
-        if action is not None:
-            port = action.port if isinstance(action.port, int) else named.get(action.port)
-            if isinstance(port, int):
-                found[port] = kind
-    return found
+class InvalidBridge(Exception):
+    """The bridge cannot be made as it is; the message is the reason, for its Invalid condition."""
 
 
 def _allocate(used: set[int]) -> int:
@@ -72,129 +50,201 @@ def _allocate(used: set[int]) -> int:
         if port not in used:
             used.add(port)
             return port
-    raise RuntimeError("no free stowaway port for a bridge")
+    raise InvalidBridge("no free stowaway port is left for a bridge")
+
+
+def conditions_with(current: list[dict[str, Any]], kind: str, status: bool, reason: str,
+                    message: str = "") -> list[dict[str, Any]]:
+    """``current`` with condition ``kind`` set; its transition time changes only with its status."""
+    value = "True" if status else "False"
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result, found = [], False
+    for c in current:
+        if c.get("type") == kind:
+            found = True
+            when = c.get("lastTransitionTime", now) if c.get("status") == value else now
+            c = {"type": kind, "status": value, "reason": reason, "message": message, "lastTransitionTime": when}
+        result.append(c)
+    if not found:
+        result.append({"type": kind, "status": value, "reason": reason, "message": message, "lastTransitionTime": now})
+    return result
+
+
+def _ports(spec: dict[str, Any]) -> list[int]:
+    ports = spec.get("ports")
+    if not isinstance(ports, list) or not ports:
+        raise InvalidBridge("spec.ports names no port")
+    found = []
+    for p in ports:
+        remote = p.get("remote") if isinstance(p, dict) else None
+        if not isinstance(remote, int) or not 1 <= remote <= 65535:
+            raise InvalidBridge(f"spec.ports has a remote port that is not 1-65535: {remote!r}")
+        found.append(remote)
+    return found
 
 
 class Bridges:
-    def __init__(self, api: client.ApiClient, namespace: str, carrier_image: str, stowaway_ip: str) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, orchestrator: Orchestrator, server: TunnelServer,
+                 stowaway_ip: str) -> None:
         self.api = api
         self.namespace = namespace
-        self.carrier_image = carrier_image
+        self.orchestrator = orchestrator
+        self.server = server
         self.stowaway_ip = stowaway_ip
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        #: True after a round in which some bridge was on its way (the next round comes sooner).
+        self.busy = False
 
     async def _patch(self, name: str, body: dict[str, Any], *, status: bool = False) -> None:
-        patch = (self.custom.patch_namespaced_custom_object_status if status
-                 else self.custom.patch_namespaced_custom_object)
-        await patch(CRD_GROUP, CRD_VERSION, self.namespace, PLURAL, name, body, _content_type=_MERGE)
+        path = kube.custom_path(self.namespace, BRIDGES, name, "status" if status else "")
+        await kube.request(self.api, "PATCH", path, body, content_type=kube.MERGE_PATCH)
+
+    async def _set_status(self, bridge: dict[str, Any], **changes: Any) -> None:
+        """Patches the status fields that differ from what the object has."""
+        status = bridge.get("status") or {}
+        diff = {k: v for k, v in changes.items() if status.get(k) != v}
+        if diff:
+            await self._patch(bridge["metadata"]["name"], {"status": diff}, status=True)
+            status.update(diff)
+            bridge["status"] = status
 
     async def sync(self, client_addresses: dict[str, str]) -> None:
-        listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, PLURAL)
+        listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES)
         bridges = listing["items"]
         used = {p for b in bridges for p in ((b.get("status") or {}).get("proxyPorts") or {}).values()}
         rules: list[tuple[int, str]] = []
+        busy = False
         for bridge in bridges:
-            name, spec = bridge["metadata"]["name"], bridge["spec"]
-            address = client_addresses.get(spec["client"])
-            if bridge["metadata"].get("deletionTimestamp") or address is None:
-                await self._retire(bridge, orphaned=address is None)
-                continue
-            if FINALIZER not in (bridge["metadata"].get("finalizers") or []):
-                await self._patch(name, {"metadata": {"finalizers": [FINALIZER]}})
-            proxy = (bridge.get("status") or {}).get("proxyPorts") or {}
-            if not proxy:
-                proxy = {str(p["remote"]): _allocate(used) for p in spec["ports"]}
-                await self._patch(name, {"status": {"proxyPorts": proxy, "phase": "Pending"}}, status=True)
-            rules.extend((port, address) for port in proxy.values())
+            name = bridge["metadata"]["name"]
             try:
-                await self._bridge_pods(bridge, {int(k): v for k, v in proxy.items()})
-            except client.ApiException as exc:
-                log.warning("bridging failed; retrying", bridge=name, status=exc.status, reason=exc.reason)
-        await self._sync_rules(rules)
+                ready = await self._reconcile(bridge, client_addresses, used, rules)
+            except InvalidBridge as exc:
+                ready = True  # nothing more will happen until the object changes
+                await self._invalid(bridge, str(exc))
+            except Exception as exc:  # noqa: BLE001 - one bridge must not stop the others
+                ready = False
+                log.warning("bridge failed; retrying", bridge=name, error=f"{type(exc).__name__}: {exc}")
+            busy = busy or not ready
+        self.busy = busy
+        await self.server.forward(rules)
 
-    async def _bridge_pods(self, bridge: dict[str, Any], proxy: dict[int, int]) -> None:
+    async def _invalid(self, bridge: dict[str, Any], reason: str) -> None:
+        status = bridge.get("status") or {}
+        conditions = conditions_with(status.get("conditions") or [], INVALID, True, "TargetRefused", reason)
+        conditions = conditions_with(conditions, READY, False, "Invalid", reason)
+        if status.get("phase") != "Invalid" or status.get("message") != reason:
+            log.warning("bridge invalid", bridge=bridge["metadata"]["name"], reason=reason)
+        await self._set_status(bridge, phase="Invalid", message=reason, conditions=conditions)
+
+    def _interceptor(self, spec: dict[str, Any]) -> Interceptor:
+        name = spec.get("interceptor") or None
+        try:
+            return self.orchestrator.interceptor(name)
+        except errors.GefyraError as exc:
+            raise InvalidBridge(f"no plugin in the operator provides the interceptor {name!r}") from exc
+
+    async def _reconcile(self, bridge: dict[str, Any], addresses: dict[str, str], used: set[int],
+                         rules: list[tuple[int, str]]) -> bool:
+        """One bridge; True once it is in its wanted state."""
+        name, spec = bridge["metadata"]["name"], bridge["spec"]
+        address = addresses.get(spec.get("client", ""))
+        if bridge["metadata"].get("deletionTimestamp") or address is None:
+            return await self._retire(bridge, orphaned=address is None)
+        interceptor = self._interceptor(spec)
+        target = spec["target"]
+        ports = _ports(spec)
+        try:
+            pod_spec, _ = await pod_spec_and_selector(self.api, target["namespace"], target["kind"], target["name"])
+        except client.ApiException as exc:
+            if exc.status == 404:
+                raise InvalidBridge(f"{target['kind']} {target['name']} does not exist in namespace "
+                                    f"{target['namespace']}") from exc
+            raise
+        template = next((c for c in pod_spec.containers if c.name == target["container"]), None)
+        if template is None:
+            raise InvalidBridge(f"{target['kind']}/{target['name']} has no container {target['container']!r} "
+                                f"(its containers: {', '.join(c.name for c in pod_spec.containers)})")
+        reason = undeclared_port(template, ports) or interceptor.validate(template, ports)
+        if reason:
+            raise InvalidBridge(reason)
+
+        if BRIDGE_FINALIZER not in (bridge["metadata"].get("finalizers") or []):
+            await self._patch(name, {"metadata": {"finalizers": [BRIDGE_FINALIZER]}})
+        proxy = {int(k): int(v) for k, v in ((bridge.get("status") or {}).get("proxyPorts") or {}).items()}
+        if not proxy:
+            proxy = {p: _allocate(used) for p in ports}
+            await self._set_status(bridge, proxyPorts={str(k): v for k, v in proxy.items()}, phase="Pending")
+        rules.extend((port, address) for port in proxy.values())
+        forwards = [Forward(remote, self.stowaway_ip, port) for remote, port in sorted(proxy.items())]
+
+        ready: list[str] = []
+        pods = await live_pods(self.api, target["namespace"], target["kind"], target["name"])
+        for pod in pods:
+            container = target["container"]
+            if interceptor.bridge_of(pod, container) != name:
+                await interceptor.take_over(self.api, pod, container, name)
+            elif (await interceptor.configure(self.api, pod, container, template, forwards)
+                  and _container_ready(pod, container)):
+                ready.append(pod.metadata.name)
+        all_ready = bool(pods) and len(ready) == len(pods) and await self._serving(target["namespace"], ready)
+        conditions = (bridge.get("status") or {}).get("conditions") or []
+        conditions = conditions_with(conditions, INVALID, False, "TargetAccepted")
+        conditions = conditions_with(conditions, READY, all_ready, "Forwarding" if all_ready else "TakingOver",
+                                     f"{len(ready)} of {len(pods)} pods forward to the client")
+        await self._set_status(bridge, pods=sorted(ready), phase="Active" if all_ready else "Pending", message="",
+                               conditions=conditions)
+        return all_ready
+
+    async def _serving(self, namespace: str, pod_names: list[str]) -> bool:
+        """True once every Service endpoint of these pods is ready (a restarted container drops out
+        of its Services until then)."""
+        slices = await client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice(namespace)
+        for endpoint_slice in slices.items:
+            for endpoint in endpoint_slice.endpoints or []:
+                ref = endpoint.target_ref
+                if ref is not None and ref.name in pod_names and not (endpoint.conditions and endpoint.conditions.ready):
+                    return False
+        return True
+
+    async def _retire(self, bridge: dict[str, Any], *, orphaned: bool) -> bool:
+        """Restores the pods the bridge took over; once every pod of the target runs its own
+        container again (Ready and serving), lets the object go. True when done."""
         name, spec = bridge["metadata"]["name"], bridge["spec"]
         target = spec["target"]
-        ns, container_name = target["namespace"], target["container"]
-        pod_spec, _ = await pod_spec_and_selector(self.api, ns, target["kind"], target["name"])
-        template = next(c for c in pod_spec.containers if c.name == container_name)
-        stream, http = carrier_config(proxy, self.stowaway_ip, probe_ports(template))
-        digest = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
-        ready: list[str] = []
-        for pod in await live_pods(self.api, ns, target["kind"], target["name"]):
-            pod_name = pod.metadata.name
-            annotations = pod.metadata.annotations or {}
-            current = next(c for c in pod.spec.containers if c.name == container_name)
-            if current.image != self.carrier_image:
-                await self.core.patch_namespaced_pod(pod_name, ns, {
-                    "metadata": {"annotations": {ANN_BRIDGE: name, ANN_ORIGINAL: current.image}},
-                    "spec": {"containers": [{"name": container_name, "image": self.carrier_image}]},
-                }, _content_type=_STRATEGIC)
-                log.info("carrier swapped in", bridge=name, pod=pod_name)
-                continue
-            if annotations.get(ANN_CONFIG) != digest:
-                if await self._configure_carrier(pod, container_name, stream, http):
-                    await self.core.patch_namespaced_pod(pod_name, ns, {
-                        "metadata": {"annotations": {ANN_CONFIG: digest}}}, _content_type=_STRATEGIC)
-                    log.info("carrier configured", bridge=name, pod=pod_name)
-                continue
-            ready.append(pod_name)
-        status = bridge.get("status") or {}
-        phase = "Active" if ready else "Pending"
-        if status.get("pods") != sorted(ready) or status.get("phase") != phase:
-            await self._patch(name, {"status": {"pods": sorted(ready), "phase": phase}}, status=True)
-
-    async def _configure_carrier(self, pod: client.V1Pod, container: str, stream: str, http: str) -> bool:
-        """Writes carrier's forwarding rules and reloads it; False while carrier is not running yet."""
-        statuses = {s.name: s for s in pod.status.container_statuses or []}
-        state = statuses.get(container)
-        if state is None or state.state.running is None or not (state.image or "").endswith(self.carrier_image):
-            return False
-        script = ('mkdir -p /etc/gefyra-carrier/http && printf %s "$1" > /etc/gefyra-carrier/ports/gefyra.conf && '
-                  'printf %s "$2" > /etc/gefyra-carrier/http/gefyra.conf && '
-                  'nginx -c /etc/gefyra-carrier/nginx.conf -s reload && echo GEFYRA-CONFIGURED')
-        async with WsApiClient(configuration=self.api.configuration) as ws:
-            output = await client.CoreV1Api(ws).connect_get_namespaced_pod_exec(
-                pod.metadata.name, pod.metadata.namespace, container=container,
-                command=["sh", "-c", script, "sh", stream, http], stderr=True, stdout=True, stdin=False, tty=False)
-        return "GEFYRA-CONFIGURED" in str(output)
-
-    async def _retire(self, bridge: dict[str, Any], *, orphaned: bool) -> None:
-        """Restores the original images of the bridge's pods, then lets the object go."""
-        name, target = bridge["metadata"]["name"], bridge["spec"]["target"]
-        pods = (await self.core.list_namespaced_pod(target["namespace"])).items
-        for pod in pods:
-            annotations = pod.metadata.annotations or {}
-            if annotations.get(ANN_BRIDGE) != name or pod.metadata.deletion_timestamp:
-                continue
-            await self.core.patch_namespaced_pod(pod.metadata.name, target["namespace"], {
-                "metadata": {"annotations": {ANN_BRIDGE: None, ANN_ORIGINAL: None, ANN_CONFIG: None}},
-                "spec": {"containers": [{"name": target["container"], "image": annotations[ANN_ORIGINAL]}]},
-            }, _content_type=_STRATEGIC)
-            log.info("original image restored", bridge=name, pod=pod.metadata.name)
+        restored = True
+        try:
+            interceptor = self._interceptor(spec)
+        except InvalidBridge:
+            interceptor = None  # it never took anything over
+        if interceptor is not None and bridge["metadata"].get("finalizers"):
+            conditions = conditions_with((bridge.get("status") or {}).get("conditions") or [], RESTORING, True,
+                                         "Unbridged" if not orphaned else "ClientGone")
+            await self._set_status(bridge, phase="Restoring", conditions=conditions)
+            for pod in (await self.core.list_namespaced_pod(target["namespace"])).items:
+                if interceptor.bridge_of(pod, target["container"]) == name and not pod.metadata.deletion_timestamp:
+                    await interceptor.restore(self.api, pod, target["container"])
+            try:
+                pods = await live_pods(self.api, target["namespace"], target["kind"], target["name"])
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                pods = []  # the workload itself is gone: nothing to restore
+            restored = (all(not interceptor.is_active(p, target["container"]) and _container_ready(p, target["container"])
+                            for p in pods)
+                        and await self._serving(target["namespace"], [p.metadata.name for p in pods]))
+            if not restored:
+                return False
+            conditions = conditions_with(conditions, RESTORED, True, "Restored", "every pod runs its own container")
+            await self._set_status(bridge, phase="Restored", conditions=conditions)
         if bridge["metadata"].get("finalizers"):
             await self._patch(name, {"metadata": {"finalizers": None}})
         if orphaned and not bridge["metadata"].get("deletionTimestamp"):
             log.info("client gone; removing its bridge", bridge=name)
-            await self.custom.delete_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, PLURAL, name)
+            await self.custom.delete_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES, name)
+        return restored
 
-    async def _sync_rules(self, rules: list[tuple[int, str]]) -> None:
-        """stowaway port -> client address:same port, for TCP, in one chain rebuilt when it differs."""
-        wanted = sorted(f"-A {CHAIN} -p tcp -m tcp --dport {port} -j DNAT --to-destination {address}:{port}"
-                        for port, address in rules)
-        current = await anyio.run_process(["iptables", "-t", "nat", "-S", CHAIN], check=False)
-        if current.returncode != 0:
-            await anyio.run_process(["iptables", "-t", "nat", "-N", CHAIN])
-            await anyio.run_process(["iptables", "-t", "nat", "-A", "PREROUTING", "-j", CHAIN])
-            # Replies must come back through stowaway: traffic into the tunnel leaves as stowaway.
-            await anyio.run_process(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wg0", "-j", "MASQUERADE"])
-            have: list[str] = []
-        else:
-            have = sorted(line for line in current.stdout.decode().splitlines() if line.startswith("-A"))
-        if have == wanted:
-            return
-        await anyio.run_process(["iptables", "-t", "nat", "-F", CHAIN])
-        for rule in wanted:
-            await anyio.run_process(["iptables", "-t", "nat", *rule.split()])
-        log.info("bridge ports routed", rules=len(wanted))
+
+def _container_ready(pod: client.V1Pod, container: str) -> bool:
+    state = next((s for s in pod.status.container_statuses or [] if s.name == container), None)
+    return bool(state is not None and state.ready)

@@ -6,6 +6,9 @@
 source "$(dirname "$0")/common.sh"
 
 TAG="${GEFYRA_IMAGE_TAG:-dev}"
+# The development cluster's operator carries the tests' third-party plugin (an interceptor that is
+# used only by bridges that name it), as a user's own operator image would carry theirs.
+export GEFYRA_OPERATOR_PLUGINS="${GEFYRA_OPERATOR_PLUGINS-$REPO_ROOT/tests/plugins/recording_interceptor}"
 LOCAL_IMAGES=(cargo testserver)
 [[ -S $CONTAINERD_SOCK ]] || die "the development cluster is not running: run 'make cluster' first"
 "$HACK_DIR/base-images.sh"

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Brings up cargo from the files gefyra copies into /etc/gefyra before the container starts:
 #   wg0.conf   WireGuard peer configuration (wg setconf format; holds the private key)
-#   cargo.env  TUNNEL_ADDRESS, TUNNEL_MTU, CLUSTER_ROUTES (space separated CIDRs)
-#   Corefile   the DNS server's configuration
+#   cargo.env  TUNNEL_ADDRESS, TUNNEL_MTU, CLUSTER_ROUTES (space separated CIDRs), DNS_COMMAND
+#              (the DNS server's command line); every value is quoted for the shell
+#   dns/       the DNS server's files (gefyra's DNS plugin chooses the server: CoreDNS by default)
 set -eu
 . /etc/gefyra/cargo.env
 
@@ -24,7 +25,7 @@ for route in $CLUSTER_ROUTES; do ip route replace "$route" dev wg0; done
 # Local containers' packets leave through the tunnel with cargo's one tunnel address.
 iptables -t nat -A POSTROUTING -o wg0 -j MASQUERADE
 
-coredns -conf /etc/gefyra/Corefile &
+(eval "exec $DNS_COMMAND") &
 dns_pid=$!
 echo "cargo: tunnel $TUNNEL_ADDRESS up, routes: $CLUSTER_ROUTES"
 trap 'kill $wg_pid $dns_pid 2>/dev/null' TERM INT

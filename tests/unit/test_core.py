@@ -14,7 +14,7 @@ from gefyra.core import hookspecs
 from gefyra.core.bus import Event, EventBus, EventKind
 from gefyra.core.config import Settings
 from gefyra.core.orchestrator import Orchestrator
-from gefyra.core.steps import Step, run_plan
+from gefyra.core.steps import PlanError, Step, StepState, check_plan, run_plan
 from gefyra.plugins.docker import DockerRuntime
 
 pytestmark = pytest.mark.anyio
@@ -26,8 +26,10 @@ def anyio_backend() -> str:
 
 
 class Recorder(Step[list[str]]):
-    def __init__(self, name: str, *, done: bool = False, fails: bool = False) -> None:
+    def __init__(self, name: str, *, needs: str = "", done: bool = False, fails: bool = False) -> None:
         self.name, self.title, self.done, self.fails = name, name, done, fails
+        self.needs = frozenset(needs.split())
+        self.provides = frozenset({name})
 
     async def verify(self, ctx: list[str]) -> bool:
         return self.done
@@ -59,22 +61,48 @@ async def test_bus_delivers_to_sync_and_async_subscribers_and_survives_a_broken_
     assert seen == [("sync", "one"), ("async", "one"), ("sync", "two")]
 
 
-async def test_plan_skips_verified_steps_and_applies_the_rest_in_order() -> None:
+async def test_steps_start_when_the_facts_they_need_are_published_and_skipped_ones_still_provide() -> None:
     ctx: list[str] = []
-    events: list[tuple[EventKind, str]] = []
+    events: list[tuple[EventKind, str, str]] = []
     bus = EventBus()
-    bus.subscribe(lambda e: events.append((e.kind, e.step)))
-    await run_plan([Recorder("a", done=True), Recorder("b"), Recorder("c")], ctx, bus)
+    bus.subscribe(lambda e: events.append((e.kind, e.step, e.message)))
+    # Listed in reverse: only the facts on the bus order them.
+    result = await run_plan([Recorder("c", needs="b"), Recorder("b", needs="a"), Recorder("a", done=True)], ctx, bus)
     assert ctx == ["apply b", "apply c"]
-    assert (EventKind.STEP_SKIPPED, "a") in events and (EventKind.STEP_DONE, "c") in events
+    assert result.states == {"c": StepState.DONE, "b": StepState.DONE, "a": StepState.SKIPPED}
+    facts = [e[2] for e in events if e[0] is EventKind.FACT]
+    assert facts == ["a", "b", "c"]
+    assert events.index((EventKind.FACT, "a", "a")) < events.index((EventKind.STEP_STARTED, "b", "b"))
 
 
-async def test_failing_step_undoes_what_this_run_applied_in_reverse() -> None:
+async def test_independent_steps_run_concurrently() -> None:
+    first, second = anyio.Event(), anyio.Event()
+
+    class Meets(Recorder):
+        def __init__(self, name: str, mine: anyio.Event, other: anyio.Event) -> None:
+            super().__init__(name)
+            self.mine, self.other = mine, other
+
+        async def apply(self, ctx: list[str]) -> None:
+            self.mine.set()
+            await self.other.wait()  # never returns if the steps ran one after the other
+            ctx.append(self.name)
+
     ctx: list[str] = []
-    steps = [Recorder("pre", done=True), Recorder("a"), Recorder("b"), Recorder("c", fails=True), Recorder("d")]
-    with pytest.raises(errors.ReadinessTimeoutError):
+    with anyio.fail_after(5):
+        await run_plan([Meets("x", first, second), Meets("y", second, first), Recorder("z", needs="x y")], ctx,
+                       EventBus())
+    assert sorted(ctx[:2]) == ["x", "y"] and ctx[2] == "apply z"
+
+
+async def test_failing_step_undoes_what_this_run_applied_newest_first() -> None:
+    ctx: list[str] = []
+    steps = [Recorder("pre", done=True), Recorder("a", needs="pre"), Recorder("b", needs="a"),
+             Recorder("c", needs="b", fails=True), Recorder("d", needs="c")]
+    with pytest.raises(errors.ReadinessTimeoutError, match="c failed"):
         await run_plan(steps, ctx, EventBus())
-    # "pre" was already in place before the run: it stays; "c" failed half-way: it is undone too.
+    # "pre" was already in place before the run: it stays; "c" failed half-way: it is undone too;
+    # "d" never started.
     assert ctx == ["apply a", "apply b", "apply c", "undo c", "undo b", "undo a"]
 
 
@@ -87,8 +115,32 @@ async def test_cancellation_undoes_applied_steps() -> None:
             await anyio.sleep_forever()
 
     with anyio.move_on_after(0.1):
-        await run_plan([Recorder("a"), Hangs("hangs")], ctx, EventBus())
+        await run_plan([Recorder("a"), Hangs("hangs", needs="a")], ctx, EventBus())
     assert ctx == ["apply a", "apply hangs", "undo hangs", "undo a"]
+
+
+async def test_a_plan_whose_steps_can_never_start_is_refused_before_anything_runs() -> None:
+    ctx: list[str] = []
+    with pytest.raises(PlanError, match="b needs .'nothing'."):
+        await run_plan([Recorder("a"), Recorder("b", needs="nothing")], ctx, EventBus())
+    with pytest.raises(PlanError, match="never start"):
+        check_plan([Recorder("a", needs="b"), Recorder("b", needs="a")])
+    with pytest.raises(PlanError, match="repeat"):
+        check_plan([Recorder("a"), Recorder("a")])
+    assert ctx == []
+
+
+async def test_a_plugin_adds_a_step_to_an_operation_through_the_hook() -> None:
+    class Plugin:
+        @hookimpl
+        def gefyra_plan_steps(self, operation: str, settings: Settings) -> list[Step[list[str]]] | None:
+            return [Recorder("extra", needs="a")] if operation == "up" else None
+
+    orchestrator = Orchestrator(plugins=[Plugin()], entry_points=False)
+    assert [s.name for s in orchestrator.plan("down", [Recorder("a")])] == ["a"]
+    ctx: list[str] = []
+    await orchestrator.run_plan("up", [Recorder("a")], ctx)
+    assert ctx == ["apply a", "apply extra"]
 
 
 def test_docker_is_the_default_runtime_and_a_plugin_can_replace_it() -> None:
@@ -121,10 +173,16 @@ def test_event_hook_sees_every_published_event() -> None:
     assert seen == ["x"]
 
 
-def test_default_dns_config_sends_the_cluster_domain_to_the_cluster_dns() -> None:
-    corefile = Orchestrator().dns_config("10.96.0.10", "cluster.local")
+def test_default_dns_sends_the_cluster_domain_to_the_cluster_dns() -> None:
+    setup = Orchestrator().dns().setup("/etc/gefyra/dns", "10.96.0.10", "cluster.local")
+    corefile = setup.files["Corefile"].decode()
     assert "cluster.local:53 in-addr.arpa:53 {\n    forward . 10.96.0.10" in corefile
     assert "forward . /etc/resolv.conf" in corefile
+    assert setup.command == ("coredns", "-conf", "/etc/gefyra/dns/Corefile")
+    with pytest.raises(errors.UsageError):
+        Orchestrator().dns().setup("/d", "10.96.0.10", "cluster.local\n}\nevil {")
+    with pytest.raises(errors.UsageError):
+        Orchestrator().dns().setup("/d", "10.96.0.10; rm", "cluster.local")
 
 
 def test_every_hookspec_is_documented() -> None:

@@ -38,6 +38,9 @@ class DockerRuntime(ContainerRuntime):
         try:
             self._docker = aiodocker.Docker(url=self._url)
             await self._docker.version()
+        except AssertionError as exc:  # aiodocker asserts when it finds no socket, context or DOCKER_HOST
+            await self.close()
+            raise self._unavailable(RuntimeError("no engine socket found")) from exc
         except (aiodocker.DockerError, aiohttp.ClientError, OSError, ValueError) as exc:
             await self.close()
             raise self._unavailable(exc) from exc
@@ -59,12 +62,15 @@ class DockerRuntime(ContainerRuntime):
             message = exc.message if hasattr(exc, "message") else str(exc)
             if exc.status == 404:
                 raise errors.NotFoundError(f"{what or 'object'} not found: {message}") from exc
-            if exc.status == 409:
+            if self._is_conflict(exc.status, message):
                 raise errors.ConflictError(f"{what or 'object'} is in use: {message}",
                                            "choose another name, or remove the existing one") from exc
             raise errors.GefyraError(f"{self.name} refused: {message}") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self._unavailable(exc) from exc
+
+    def _is_conflict(self, status: int, message: str) -> bool:
+        return status == 409
 
     async def image_exists(self, image: str) -> bool:
         try:

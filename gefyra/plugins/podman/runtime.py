@@ -13,6 +13,10 @@ class PodmanRuntime(DockerRuntime):
     def __init__(self, socket: Path) -> None:
         super().__init__(url=f"unix://{socket}")
 
+    def _is_conflict(self, status: int, message: str) -> bool:
+        # Podman answers a name that is taken with 500 "... is already in use", not with 409.
+        return status == 409 or "already in use" in message
+
     async def image_exists(self, image: str) -> bool:
         # Images loaded from an archive are named localhost/NAME: accept either spelling.
         return await super().image_exists(image) or await super().image_exists(f"localhost/{image}")

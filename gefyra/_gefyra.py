@@ -1,0 +1,176 @@
+"""The `Gefyra` class: gefyra's operations for asyncio programs, over one orchestrator whose
+cluster and engine connections stay open from the first call that needs them until the end of
+``async with``. The CLI and :mod:`gefyra.api` are thin layers over it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType, TracebackType
+from typing import Self
+
+from gefyra import errors
+from gefyra.core import bridging, connect, localrun
+from gefyra.core.bridging import BridgeRequest
+from gefyra.core.bus import EventBus
+from gefyra.core.config import Settings
+from gefyra.core.kube import Cluster
+from gefyra.core.localrun import RunRequest
+from gefyra.core.names import BRIDGES_PATH, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE
+from gefyra.core.orchestrator import Orchestrator
+from gefyra.core.results import (
+    BridgeInfo,
+    CargoInfo,
+    CheckResult,
+    ClientInfo,
+    ClusterInfo,
+    LocalContainer,
+    Status,
+)
+from gefyra.core.runtime import ContainerInfo, ContainerRuntime
+
+
+class Gefyra:
+    """``async with Gefyra(settings) as g: await g.up(); await g.run(RunRequest(...))``.
+
+    ``plugins`` are registered beside the built-in and entry-point plugins (for embedders and
+    tests); ``bus`` lets the caller subscribe to the events of every operation."""
+
+    def __init__(self, settings: Settings | None = None, *, plugins: Iterable[object | ModuleType] = (),
+                 bus: EventBus | None = None, entry_points: bool = True) -> None:
+        self.orchestrator = Orchestrator(settings, plugins=plugins, bus=bus, entry_points=entry_points)
+
+    @property
+    def settings(self) -> Settings:
+        return self.orchestrator.settings
+
+    @property
+    def bus(self) -> EventBus:
+        return self.orchestrator.bus
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the cluster and engine connections (``async with`` does it)."""
+        await self.orchestrator.close()
+
+    async def up(self) -> Status:
+        """Connects this machine to the cluster; idempotent. Returns the status afterwards."""
+        cluster, runtime = await self.orchestrator.both()
+        await self.orchestrator.run_plan("up", connect.up_plan(), connect.Context(self.orchestrator, cluster, runtime))
+        return await self._status(cluster, runtime)
+
+    async def down(self) -> list[str]:
+        """Removes what gefyra made for this client, locally and in the cluster (the whole cluster
+        side when no other client is left). Harmless when nothing is there. Returns what it removed."""
+        cluster, runtime = await self.orchestrator.both()
+        ctx = connect.Context(self.orchestrator, cluster, runtime)
+        await self.orchestrator.run_plan("down", connect.down_plan(), ctx)
+        return ctx.removed
+
+    async def run(self, request: RunRequest) -> LocalContainer:
+        """Starts a local container that behaves like a pod of ``request.namespace``."""
+        cluster, runtime = await self.orchestrator.both()
+        await self.orchestrator.run_plan("run", localrun.run_plan(),
+                                         localrun.Context(self.orchestrator, cluster, runtime, request))
+        info = await runtime.get_container(request.name)
+        if info is None:  # --rm and a command that ended at once
+            return LocalContainer(request.name, request.image, "removed", request.namespace, "")
+        return self._local(info)
+
+    async def bridge(self, request: BridgeRequest) -> BridgeInfo:
+        """Sends the traffic of ``request.target``'s ports to the local container ``request.local``."""
+        cluster, runtime = await self.orchestrator.both()
+        ctx = bridging.Context(self.orchestrator, cluster, runtime, request,
+                               self.orchestrator.interceptor(request.interceptor))
+        await self.orchestrator.run_plan("bridge", bridging.bridge_plan(request), ctx)
+        return BridgeInfo.of(ctx.found or await cluster.request("GET", f"{BRIDGES_PATH}/{ctx.name}"))
+
+    async def unbridge(self, names: list[str] | None = None) -> list[str]:
+        """Removes bridges (by bridge or local container name; all of this client's if ``names`` is
+        None) and waits until the workloads have their original containers back."""
+        cluster, runtime = await self.orchestrator.both()
+        mine = await bridging.list_bridges(cluster, self.settings.client_id)
+        chosen = [b["metadata"]["name"] for b in mine
+                  if names is None or b["metadata"]["name"] in names or b["spec"].get("localContainer") in names]
+        if names and not chosen:
+            raise errors.NotFoundError(f"no bridge named {', '.join(names)}", "`gefyra list` shows the bridges")
+        ctx = bridging.UnbridgeContext(self.orchestrator, cluster, runtime)
+        await self.orchestrator.run_plan("unbridge", [bridging.RemoveBridge(name) for name in chosen], ctx)
+        return ctx.removed
+
+    async def bridges(self) -> list[BridgeInfo]:
+        """This client's bridges with their state."""
+        cluster = await self.orchestrator.cluster()
+        return [BridgeInfo.of(b) for b in await bridging.list_bridges(cluster, self.settings.client_id)]
+
+    async def containers(self) -> list[LocalContainer]:
+        """The local containers started with ``run`` for this client."""
+        runtime = await self.orchestrator.engine()
+        found = await runtime.list_containers({LABEL_CLIENT: self.settings.client_id, LABEL_ROLE: "run"})
+        return [self._local(c) for c in found]
+
+    def _local(self, info: ContainerInfo) -> LocalContainer:
+        return LocalContainer(name=info.name, image=info.image, state=info.state,
+                              namespace=info.labels.get(LABEL_NAMESPACE, ""),
+                              address=info.addresses.get(self.settings.network_name, ""))
+
+    async def status(self) -> Status:
+        """What is installed and running: cluster side, client, tunnel, containers. No secrets."""
+        return await self._status(*await self.orchestrator.both())
+
+    async def _status(self, cluster: Cluster, runtime: ContainerRuntime) -> Status:
+        s = self.settings
+        installed = await cluster.namespace_exists(GEFYRA_NAMESPACE)
+        registered = await connect.get_client(cluster, s.client_id) if installed else None
+        registered_status = (registered or {}).get("status") or {}
+        cargo_info = None
+        cargo = await runtime.get_container(s.cargo_name)
+        if cargo is not None:
+            handshake = await self.orchestrator.tunnel().latest_handshake(runtime, s.cargo_name) if cargo.running else None
+            cargo_info = CargoInfo(cargo.name, cargo.state, handshake)
+        return Status(
+            client=s.client_id, runtime=runtime.name,
+            connected=bool(registered and cargo and cargo.running and registered_status.get("phase") == "Active"),
+            cluster=ClusterInfo(api=str(cluster.api.configuration.host), installed=installed,
+                                client=ClientInfo(registered_status.get("address"), registered_status.get("phase"))
+                                if registered else None),
+            cargo=cargo_info, containers=await self.containers(),
+            bridges=await self.bridges() if installed else [])
+
+    async def check(self) -> list[CheckResult]:
+        """Checks the prerequisites; each result says what is fine or what to do."""
+        s = self.settings
+        results: list[CheckResult] = []
+        try:
+            runtime = await self.orchestrator.engine()
+            results.append(CheckResult("engine", True, f"{runtime.name} {await runtime.version()}"))
+            tunnel = self.orchestrator.tunnel()
+            image = tunnel.local_image(s)
+            present = await runtime.image_exists(image)
+            results.append(CheckResult("tunnel", present, f"{tunnel.name}: local end image {image}" if present
+                                       else f"image {image} is missing locally: build or pull it"))
+        except errors.GefyraError as exc:
+            results.append(CheckResult("engine", False, str(exc)))
+        try:
+            cluster = await self.orchestrator.cluster()
+            results.append(CheckResult("cluster", True, str(cluster.api.configuration.host)))
+            review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                      "spec": {"resourceAttributes": {"group": "apiextensions.k8s.io", "verb": "create",
+                                                      "resource": "customresourcedefinitions"}}}
+            answer = await cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
+            allowed = bool(answer.get("status", {}).get("allowed"))
+            results.append(CheckResult("permissions", allowed, "may install gefyra's cluster side" if allowed
+                                       else "this identity may not create CRDs: ask for cluster-admin rights"))
+            host = s.host or cluster.api_host
+            results.append(CheckResult("endpoint", bool(host), f"{host}:{s.port}/udp"))
+        except errors.GefyraError as exc:
+            results.append(CheckResult("cluster", False, str(exc)))
+        return results
+
+
+__all__ = ["BridgeRequest", "Gefyra", "RunRequest"]

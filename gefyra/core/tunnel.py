@@ -1,0 +1,139 @@
+"""The tunnel backend interface: how this machine and the cluster are joined.
+
+Two ends. The *local end* ("cargo") is a container on gefyra's container network: it carries the
+cluster's ranges into the tunnel, answers DNS (the :mod:`~gefyra.core.dns` backend runs inside it)
+and steers bridged ports that arrive from the cluster to local containers. The *server end* runs
+in the cluster beside the operator, which drives it through :class:`TunnelServer`: one peer per
+client (its public key and one tunnel address), and port forwards from the server into the tunnel
+for bridges. Chosen by the ``gefyra_tunnel`` hook; every method raises :mod:`gefyra.errors` only.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from gefyra.core.config import Settings
+from gefyra.core.dns import DnsSetup
+from gefyra.core.runtime import ContainerRuntime
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyPair:
+    """A tunnel key pair, both halves as text. The private half is never printed."""
+
+    private: str
+    public: str
+
+    def __repr__(self) -> str:
+        return f"KeyPair(public={self.public!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalEnd:
+    """Everything the local end needs to start."""
+
+    name: str
+    network: str
+    labels: Mapping[str, str]
+    keys: KeyPair
+    #: This client's one address in the tunnel, and the server end's public key and endpoint
+    #: (``HOST:PORT``), as the operator handed them out.
+    address: str
+    server_public_key: str
+    endpoint: str
+    #: The cluster ranges that go into the tunnel.
+    routes: Sequence[str]
+    mtu: int
+    dns: DnsSetup
+
+
+class Tunnel(abc.ABC):
+    """Client side of a tunnel backend; :meth:`server` gives the cluster side."""
+
+    #: Name shown by ``status`` and chosen with ``--tunnel``.
+    name: str = "?"
+    #: Where the DNS server's files go in the local end.
+    dns_dir: str = "/etc/gefyra/dns"
+
+    @abc.abstractmethod
+    def generate_keys(self) -> KeyPair:
+        """A fresh key pair (for a client, or for the server end when the cluster side is installed)."""
+
+    @abc.abstractmethod
+    def local_image(self, settings: Settings) -> str:
+        """The image of the local end; it also holds the DNS server's program and the helper tools."""
+
+    @abc.abstractmethod
+    async def start_local_end(self, runtime: ContainerRuntime, settings: Settings, end: LocalEnd) -> None:
+        """Creates and starts the local end (a stale container of the same name is replaced)."""
+
+    @abc.abstractmethod
+    async def wait_connected(self, runtime: ContainerRuntime, name: str, probe: tuple[str, int],
+                             timeout: float) -> None:
+        """Returns once traffic flows through the tunnel from the local end ``name``: the server end
+        answers and a TCP connection to ``probe`` (address, port in the cluster) opens.
+        ReadinessTimeoutError after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    async def latest_handshake(self, runtime: ContainerRuntime, name: str) -> int | None:
+        """Unix time of the last sign of life from the server end, None if never or unknown."""
+
+    @abc.abstractmethod
+    async def route_container(self, runtime: ContainerRuntime, settings: Settings, container: str, via: str,
+                              routes: Sequence[str]) -> None:
+        """Routes ``routes`` of a local container through the local end at address ``via``,
+        without giving that container any capability."""
+
+    @abc.abstractmethod
+    async def steer(self, runtime: ContainerRuntime, name: str, forwards: Mapping[int, tuple[str, int]]) -> None:
+        """In the local end ``name``: connections arriving through the tunnel at port P go to
+        ``forwards[P]`` (a local container's address and port). Replaces earlier steering of P."""
+
+    @abc.abstractmethod
+    async def unsteer(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> None:
+        """Undoes :meth:`steer` for ``ports``; harmless when nothing is steered or the end is gone."""
+
+    @abc.abstractmethod
+    async def steered_arrivals(self, runtime: ContainerRuntime, name: str, ports: Sequence[int],
+                               knock: Sequence[tuple[str, int]]) -> int:
+        """Opens a connection from the local end to each ``knock`` target (through the tunnel), then
+        returns how many of the steered ``ports`` have passed at least one connection."""
+
+    @abc.abstractmethod
+    def server(self) -> TunnelServer:
+        """The cluster side of this backend (used by the operator, in the server end's pod)."""
+
+
+class TunnelServer(abc.ABC):
+    """The server end's control, used by the operator. Peers and forwards change on the running
+    server: it is never restarted for a client or a bridge."""
+
+    @abc.abstractmethod
+    def is_public_key(self, text: str) -> bool:
+        """True if ``text`` is a well-formed public key of this backend (checked before any use)."""
+
+    @abc.abstractmethod
+    async def wait_ready(self) -> None:
+        """Returns once the server end accepts peers."""
+
+    @abc.abstractmethod
+    async def peers(self) -> dict[str, str]:
+        """Public key -> tunnel address of every peer the server has now."""
+
+    @abc.abstractmethod
+    async def set_peer(self, public_key: str, address: str) -> None:
+        """Adds the peer, or gives it ``address``."""
+
+    @abc.abstractmethod
+    async def remove_peer(self, public_key: str) -> None: ...
+
+    @abc.abstractmethod
+    async def received(self) -> dict[str, int]:
+        """Public key -> bytes received from that peer so far (keepalives included)."""
+
+    @abc.abstractmethod
+    async def forward(self, rules: Sequence[tuple[int, str]]) -> None:
+        """Sets the server's forwards into the tunnel to exactly ``rules``: (port, client address),
+        TCP arriving at the server's port goes to the same port of that client."""

@@ -1,0 +1,125 @@
+"""carrier: the pod keeps its spec, IP and other containers; only the bridged container's image is
+swapped for carrier's, and carrier's nginx gets its forwarding rules through an exec and a reload.
+The original image is kept in an annotation of the pod, so that it can be put back exactly."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from kubernetes_asyncio import client
+
+from gefyra.core import kube
+from gefyra.core.interceptor import Forward, Interceptor
+
+log = structlog.get_logger("gefyra.operator")
+
+ANN_BRIDGE = "gefyra.dev/bridge"
+ANN_ORIGINAL = "gefyra.dev/original-image"
+ANN_CONFIG = "gefyra.dev/carrier-config"
+
+
+def carrier_config(forwards: Sequence[Forward], probes: dict[int, str]) -> tuple[str, str]:
+    """(stream config, http config) for carrier: each bridged port forwards to its host and port;
+    probe ports that are not bridged are answered by carrier itself (HTTP 200, or a bare accept)."""
+    ports = {f.port for f in forwards}
+    stream = "".join(f"server {{ listen {int(f.port)}; proxy_pass {f.host}:{int(f.host_port)}; }}\n"
+                     for f in sorted(forwards, key=lambda f: f.port))
+    http = ""
+    for port, kind in sorted(probes.items()):
+        if port in ports:
+            continue
+        if kind == "http":
+            http += f"server {{ listen {port}; location / {{ return 200 'ok'; }} }}\n"
+        else:
+            stream += f"server {{ listen {port}; return ''; }}\n"
+    return stream, http
+
+
+def probe_ports(container: client.V1Container) -> dict[int, str]:
+    """Port -> "http" or "tcp" for the container's httpGet and tcpSocket probes (numeric ports)."""
+    found: dict[int, str] = {}
+    named = {p.name: p.container_port for p in container.ports or [] if p.name}
+    for probe in (container.liveness_probe, container.readiness_probe, container.startup_probe):
+        if probe is None:
+            continue
+        action, kind = (probe.http_get, "http") if probe.http_get else (probe.tcp_socket, "tcp")
+        if action is not None:
+            port = action.port if isinstance(action.port, int) else named.get(action.port)
+            if isinstance(port, int):
+                found[port] = kind
+    return found
+
+
+async def _patch(api: client.ApiClient, pod: client.V1Pod, body: dict[str, Any]) -> None:
+    await kube.request(api, "PATCH", kube.pod_path(pod.metadata.namespace, pod.metadata.name), body,
+                       content_type=kube.STRATEGIC_PATCH)
+
+
+def _container(pod: client.V1Pod, name: str) -> client.V1Container | None:
+    return next((c for c in pod.spec.containers if c.name == name), None)
+
+
+class NginxInterceptor(Interceptor):
+    name = "nginx"
+
+    def __init__(self, image: str) -> None:
+        self.image = image
+
+    def validate(self, container: client.V1Container, ports: Sequence[int]) -> str | None:
+        if container.command:
+            return (f"container {container.name} sets its own command; carrier can only replace containers "
+                    "that use their image's entrypoint")
+        for probe in (container.liveness_probe, container.readiness_probe, container.startup_probe):
+            if probe is not None and probe._exec is not None:  # "exec" is a keyword: the client names it _exec
+                return f"container {container.name} has an exec probe, which carrier cannot answer"
+        return None
+
+    def bridge_of(self, pod: client.V1Pod, container: str) -> str | None:
+        bridge: str | None = (pod.metadata.annotations or {}).get(ANN_BRIDGE)
+        return bridge
+
+    def is_active(self, pod: client.V1Pod, container: str) -> bool:
+        state = next((s for s in pod.status.container_statuses or [] if s.name == container), None)
+        return (state is not None and state.state.running is not None
+                and (state.image or "").endswith(self.image))
+
+    async def take_over(self, api: client.ApiClient, pod: client.V1Pod, container: str, bridge: str) -> None:
+        current = _container(pod, container)
+        if current is None or current.image == self.image:
+            return
+        await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: bridge, ANN_ORIGINAL: current.image}},
+                                "spec": {"containers": [{"name": container, "image": self.image}]}})
+        log.info("carrier swapped in", bridge=bridge, pod=pod.metadata.name)
+
+    async def configure(self, api: client.ApiClient, pod: client.V1Pod, container: str,
+                        template: client.V1Container, forwards: Sequence[Forward]) -> bool:
+        stream, http = carrier_config(forwards, probe_ports(template))
+        digest = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
+        if (pod.metadata.annotations or {}).get(ANN_CONFIG) == digest:
+            return True
+        if not self.is_active(pod, container):
+            return False
+        script = ('mkdir -p /etc/gefyra-carrier/http && printf %s "$1" > /etc/gefyra-carrier/ports/gefyra.conf && '
+                  'printf %s "$2" > /etc/gefyra-carrier/http/gefyra.conf && '
+                  'nginx -c /etc/gefyra-carrier/nginx.conf -s reload && echo GEFYRA-CONFIGURED')
+        try:
+            output = await kube.exec_in_pod(api, pod.metadata.namespace, pod.metadata.name, container,
+                                            ["sh", "-c", script, "sh", stream, http])
+        except TimeoutError:
+            return False  # the next round tries again
+        if "GEFYRA-CONFIGURED" not in output:
+            return False
+        await _patch(api, pod, {"metadata": {"annotations": {ANN_CONFIG: digest}}})
+        log.info("carrier configured", pod=pod.metadata.name)
+        return True
+
+    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> None:
+        original = (pod.metadata.annotations or {}).get(ANN_ORIGINAL)
+        if original is None:
+            return
+        await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: None, ANN_ORIGINAL: None, ANN_CONFIG: None}},
+                                "spec": {"containers": [{"name": container, "image": original}]}})
+        log.info("original image restored", pod=pod.metadata.name)

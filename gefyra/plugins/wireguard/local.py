@@ -1,0 +1,199 @@
+"""The WireGuard tunnel's local end, cargo: wireguard-go, the routes of the cluster's ranges, source
+NAT to this client's one tunnel address, the DNS server, and the DNAT rules that steer bridged
+ports to local containers. Every value that goes into a command or a file is checked first."""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from collections.abc import Mapping, Sequence
+
+import anyio
+
+from gefyra import errors
+from gefyra.core.config import Settings
+from gefyra.core.names import TUNNEL_SERVER_ADDRESS
+from gefyra.core.runtime import ContainerRuntime, ContainerSpec
+from gefyra.core.tunnel import KeyPair, LocalEnd, Tunnel
+from gefyra.plugins.wireguard import keys
+from gefyra.plugins.wireguard.server import WireGuardServer
+
+#: cargo's chain of DNAT rules for bridged ports (nat table, entered from PREROUTING on wg0).
+STEER_CHAIN = "GEFYRA-BRIDGES"
+_CONFIG_DIR = "/etc/gefyra"
+#: A lost first handshake is retried by WireGuard only after 5 s; the probe loads the peer anew
+#: (which starts a handshake at once) after this long, then after twice as long each time.
+_FIRST_KICK = 0.25
+_MAX_KICK = 5.0
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError as exc:
+        raise errors.UsageError(f"{text!r} is not an IP address") from exc
+
+
+def _network(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError as exc:
+        raise errors.UsageError(f"{text!r} is not an address range (CIDR)") from exc
+
+
+def _port(value: int) -> int:
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise errors.UsageError(f"{value!r} is not a port (1-65535)")
+    return value
+
+
+def _endpoint(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host or any(c.isspace() or c in "#\\=" for c in host):
+        raise errors.UsageError(f"{text!r} is not a tunnel endpoint HOST:PORT")
+    return f"{host}:{_port(int(port))}"
+
+
+def peer_config(private_key: str, server_public_key: str, endpoint: str, allowed_ips: Sequence[str]) -> str:
+    """The ``wg setconf`` file of a client: one peer, the server, for the given ranges."""
+    for key in (private_key, server_public_key):
+        if not keys.is_key(key):
+            raise errors.GefyraError("the tunnel got a malformed WireGuard key", "run `gefyra down`, then `gefyra up`")
+    return (
+        "[Interface]\n"
+        f"PrivateKey = {private_key}\n\n"
+        "[Peer]\n"
+        f"PublicKey = {server_public_key}\n"
+        f"Endpoint = {_endpoint(endpoint)}\n"
+        f"AllowedIPs = {', '.join(_network(r) for r in allowed_ips)}\n"
+        "PersistentKeepalive = 5\n"  # also the operator's sign that the client lives
+    )
+
+
+def _env_file(values: Mapping[str, str]) -> bytes:
+    """A file that cargo's entrypoint sources: every value quoted for the shell."""
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()).encode()
+
+
+class WireGuardTunnel(Tunnel):
+    name = "wireguard"
+    dns_dir = f"{_CONFIG_DIR}/dns"
+
+    def generate_keys(self) -> KeyPair:
+        return keys.generate_keypair()
+
+    def local_image(self, settings: Settings) -> str:
+        return settings.image("cargo")
+
+    def server(self) -> WireGuardServer:
+        return WireGuardServer()
+
+    async def start_local_end(self, runtime: ContainerRuntime, settings: Settings, end: LocalEnd) -> None:
+        await runtime.remove_container(end.name)  # a stale cargo with an old key
+        wg_conf = peer_config(end.keys.private, end.server_public_key, end.endpoint, end.routes)
+        env = _env_file({
+            "TUNNEL_ADDRESS": f"{_address(end.address)}/32",
+            "TUNNEL_MTU": str(int(end.mtu)),
+            "CLUSTER_ROUTES": " ".join(_network(r) for r in end.routes),
+            "DNS_COMMAND": shlex.join(end.dns.command),
+        })
+        await runtime.create_container(ContainerSpec(
+            name=end.name, image=self.local_image(settings), labels=dict(end.labels), network=end.network,
+            # wireguard-go makes its tun device (MKNOD when no /dev/net/tun is passed) and sets
+            # routes and NAT in cargo's own network namespace (NET_ADMIN); nothing more.
+            cap_add=["NET_ADMIN", "MKNOD"], devices=["/dev/net/tun"],
+        ))
+        await runtime.put_files(end.name, _CONFIG_DIR, {"wg0.conf": wg_conf.encode(), "cargo.env": env})
+        await runtime.put_files(end.name, self.dns_dir, end.dns.files)
+        await runtime.start_container(end.name)
+
+    async def wait_connected(self, runtime: ContainerRuntime, name: str, probe: tuple[str, int],
+                             timeout: float) -> None:
+        """Pings the server end through the tunnel and opens a TCP connection to ``probe``. While no
+        handshake has happened the peer is loaded anew (see _FIRST_KICK): a first handshake lost
+        before the server's NodePort works would otherwise wait WireGuard's 5 s."""
+        ip, port = _address(probe[0]), _port(probe[1])
+        check = ["sh", "-c", f"ping -c1 -W0.5 {TUNNEL_SERVER_ADDRESS} >/dev/null && "
+                             f"timeout 2 bash -c '</dev/tcp/{ip}/{port}'"]
+        kick = ["sh", "-c", "[ \"$(wg show wg0 latest-handshakes | cut -f2)\" != 0 ] || "
+                            f"wg setconf wg0 {_CONFIG_DIR}/wg0.conf"]
+        output = ""
+        try:
+            with anyio.fail_after(timeout):
+                last_kick, kick_after = anyio.current_time(), _FIRST_KICK
+                while True:
+                    cargo = await runtime.get_container(name)
+                    if cargo is None or not cargo.running:
+                        raise errors.GefyraError("cargo stopped right after its start",
+                                                 f"see `{runtime.name} logs {name}`")
+                    code, output = await runtime.exec(name, check)
+                    if code == 0:
+                        return
+                    if anyio.current_time() - last_kick >= kick_after:
+                        await runtime.exec(name, kick)
+                        last_kick, kick_after = anyio.current_time(), min(kick_after * 2, _MAX_KICK)
+                    await anyio.sleep(0.1)
+        except TimeoutError as exc:
+            raise errors.ReadinessTimeoutError(
+                f"no traffic through the tunnel within {timeout:.0f}s ({output.strip() or 'no answer'})",
+                "check that the tunnel endpoint (--host, --port) reaches the cluster's nodes over UDP",
+            ) from exc
+
+    async def latest_handshake(self, runtime: ContainerRuntime, name: str) -> int | None:
+        code, out = await runtime.exec(name, ["wg", "show", "wg0", "latest-handshakes"])
+        fields = out.split()
+        valid = code == 0 and len(fields) == 2 and fields[1].isdigit()
+        return int(fields[1]) or None if valid else None  # wg shows 0 until the first handshake
+
+    async def route_container(self, runtime: ContainerRuntime, settings: Settings, container: str, via: str,
+                              routes: Sequence[str]) -> None:
+        """A short-lived helper in the container's network namespace adds the routes (the container
+        itself gets no extra capability)."""
+        gateway = _address(via)
+        script = " && ".join(f"ip route replace {_network(r)} via {gateway}" for r in routes)
+        code, output = await runtime.run_to_completion(ContainerSpec(
+            name=f"{container}-gefyra-route", image=self.local_image(settings), network_mode=f"container:{container}",
+            cap_add=["NET_ADMIN"], entrypoint=["sh", "-c"], command=[script], labels=settings.labels("helper"),
+        ))
+        if code != 0:
+            raise errors.GefyraError(f"cannot route the cluster's ranges in {container}: {output.strip()}")
+
+    async def steer(self, runtime: ContainerRuntime, name: str, forwards: Mapping[int, tuple[str, int]]) -> None:
+        lines = [f"iptables -t nat -N {STEER_CHAIN} 2>/dev/null || true",
+                 f"iptables -t nat -C PREROUTING -i wg0 -j {STEER_CHAIN} 2>/dev/null || "
+                 f"iptables -t nat -A PREROUTING -i wg0 -j {STEER_CHAIN}",
+                 "iptables -t nat -C POSTROUTING -o eth0 -m conntrack --ctstate DNAT -j MASQUERADE 2>/dev/null || "
+                 "iptables -t nat -A POSTROUTING -o eth0 -m conntrack --ctstate DNAT -j MASQUERADE"]
+        lines += [_delete_rules(_port(p)) for p in forwards]
+        for port, (address, local_port) in forwards.items():
+            lines.append(f"iptables -t nat -A {STEER_CHAIN} -p tcp --dport {_port(port)} -j DNAT --to-destination "
+                         f"{_address(address)}:{_port(local_port)} -m comment --comment gefyra-bridge-{port}")
+        code, output = await runtime.exec(name, ["sh", "-c", " && ".join(lines)])
+        if code != 0:
+            raise errors.GefyraError(f"cannot steer bridged ports in cargo: {output.strip()}")
+
+    async def unsteer(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> None:
+        script = "; ".join(_delete_rules(_port(p)) for p in ports)
+        cargo = await runtime.get_container(name)
+        if script and cargo is not None and cargo.running:
+            await runtime.exec(name, ["sh", "-c", script])
+
+    async def steered_arrivals(self, runtime: ContainerRuntime, name: str, ports: Sequence[int],
+                               knock: Sequence[tuple[str, int]]) -> int:
+        connects = " ; ".join(f"timeout 2 bash -c '</dev/tcp/{_address(ip)}/{_port(p)}' 2>/dev/null"
+                              for ip, p in knock)
+        if connects:
+            await runtime.exec(name, ["sh", "-c", connects])
+        _, listing = await runtime.exec(name, ["iptables", "-t", "nat", "-L", STEER_CHAIN, "-v", "-x", "-n"])
+        counted = set()
+        for line in listing.splitlines():
+            fields = line.split()
+            if fields and fields[0].isdigit() and int(fields[0]) > 0:
+                counted |= {p for p in ports if f"gefyra-bridge-{p} " in line + " "}
+        return len(counted)
+
+
+def _delete_rules(port: int) -> str:
+    """Shell text that deletes every steering rule of ``port`` (an int: nothing to quote)."""
+    return (f"iptables -t nat -S {STEER_CHAIN} 2>/dev/null | grep -- '--comment gefyra-bridge-{port} ' | "
+            "sed 's/^-A/-D/' | while read -r rule; do eval iptables -t nat $rule; done")

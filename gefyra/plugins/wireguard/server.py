@@ -1,0 +1,98 @@
+"""The WireGuard tunnel's server end, stowaway, as the operator drives it from the same pod: peers
+over wireguard-go's UAPI socket (`wg set`, the interface is never restarted), and forwards of
+stowaway ports into the tunnel (iptables, in the pod's own network namespace). Commands get
+argument lists only, and every key and address is checked before it is used."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from collections.abc import Sequence
+
+import anyio
+import structlog
+
+from gefyra import errors
+from gefyra.core.tunnel import TunnelServer
+from gefyra.plugins.wireguard import keys
+
+log = structlog.get_logger("gefyra.operator")
+
+INTERFACE = "wg0"
+SOCKET = f"/var/run/wireguard/{INTERFACE}.sock"
+#: stowaway's chain of DNAT rules, from its ports to the clients' tunnel addresses.
+FORWARD_CHAIN = "GEFYRA-BRIDGES"
+#: Seconds a `wg` or `iptables` call may take.
+_CALL_TIMEOUT = 10
+
+
+async def _run(*command: str) -> str:
+    try:
+        with anyio.fail_after(_CALL_TIMEOUT):
+            result = await anyio.run_process(list(command), check=True)
+    except (subprocess.CalledProcessError, OSError, TimeoutError) as exc:
+        detail = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) else exc
+        raise errors.GefyraError(f"{command[0]} {command[1]} failed in stowaway: {detail or type(exc).__name__}") from exc
+    return result.stdout.decode()
+
+
+def _checked(public_key: str, address: str | None = None) -> None:
+    if not keys.is_key(public_key):
+        raise errors.UsageError(f"{public_key[:60]!r} is not a WireGuard public key")
+    if address is not None and ipaddress.ip_address(address).version != 4:
+        raise errors.UsageError(f"{address!r} is not an IPv4 address")
+
+
+class WireGuardServer(TunnelServer):
+    def is_public_key(self, text: str) -> bool:
+        return keys.is_key(text)
+
+    async def wait_ready(self) -> None:
+        while not await anyio.Path(SOCKET).exists():
+            await anyio.sleep(0.2)
+
+    async def peers(self) -> dict[str, str]:
+        found = {}
+        for line in (await _run("wg", "show", INTERFACE, "allowed-ips")).splitlines():
+            key, _, ips = line.partition("\t")
+            found[key] = ips.strip().removesuffix("/32")
+        return found
+
+    async def set_peer(self, public_key: str, address: str) -> None:
+        _checked(public_key, address)
+        await _run("wg", "set", INTERFACE, "peer", public_key, "allowed-ips", f"{address}/32")
+        log.info("peer added", public_key=public_key, address=address)
+
+    async def remove_peer(self, public_key: str) -> None:
+        _checked(public_key)
+        await _run("wg", "set", INTERFACE, "peer", public_key, "remove")
+        log.info("peer removed", public_key=public_key)
+
+    async def received(self) -> dict[str, int]:
+        found = {}
+        for line in (await _run("wg", "show", INTERFACE, "transfer")).splitlines():
+            fields = line.split("\t")
+            if len(fields) >= 2 and fields[1].isdigit():
+                found[fields[0]] = int(fields[1])
+        return found
+
+    async def forward(self, rules: Sequence[tuple[int, str]]) -> None:
+        """One chain, rebuilt when it differs from ``rules``."""
+        wanted = sorted(["-A", FORWARD_CHAIN, "-p", "tcp", "-m", "tcp", "--dport", str(int(port)), "-j", "DNAT",
+                         "--to-destination", f"{ipaddress.ip_address(address)}:{int(port)}"]
+                        for port, address in rules)
+        try:
+            current = await _run("iptables", "-t", "nat", "-S", FORWARD_CHAIN)
+        except errors.GefyraError:
+            await _run("iptables", "-t", "nat", "-N", FORWARD_CHAIN)
+            await _run("iptables", "-t", "nat", "-A", "PREROUTING", "-j", FORWARD_CHAIN)
+            # Replies must come back through stowaway: traffic into the tunnel leaves as stowaway.
+            await _run("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", INTERFACE, "-j", "MASQUERADE")
+            current = ""
+        have = sorted(line.split() for line in current.splitlines() if line.startswith("-A"))
+        if have == wanted:
+            return
+        await _run("iptables", "-t", "nat", "-F", FORWARD_CHAIN)
+        for rule in wanted:
+            await _run("iptables", "-t", "nat", *rule)
+        log.info("bridge ports routed", rules=len(wanted))
