@@ -41,7 +41,8 @@ class Interceptor(abc.ABC):
 
     @abc.abstractmethod
     def is_active(self, pod: client.V1Pod, container: str) -> bool:
-        """True when the *running* container (not only the pod's spec) is the interceptor."""
+        """True when the *running* container (not only the pod's spec) is the interceptor. Not from
+        the image name in the pod's status: a node that has one image under two tags reports either."""
 
     @abc.abstractmethod
     async def take_over(self, api: client.ApiClient, pod: client.V1Pod, container: str, bridge: str) -> None:
@@ -54,5 +55,7 @@ class Interceptor(abc.ABC):
         True once it does (False while it is not running yet)."""
 
     @abc.abstractmethod
-    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> None:
-        """Gives ``pod`` back exactly the container that :meth:`take_over` replaced."""
+    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> bool:
+        """Gives ``pod`` back exactly the container that :meth:`take_over` replaced; called each
+        round until it returns True: once that container runs again and is ready, and nothing of
+        the interceptor is left on the pod (from then on :meth:`bridge_of` is None)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
@@ -93,13 +94,14 @@ async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus, facts: Itera
     ``facts`` are given from the start. Raises the first step's error after the undo."""
     facts = tuple(facts)
     check_plan(steps, facts)
+    plan = {"plan": uuid.uuid4().hex}  # facts count only within their plan: plans may share a bus
     states = {s.name: StepState.PENDING for s in steps}
     published: dict[str, anyio.Event] = {need: anyio.Event() for s in steps for need in s.needs}
     for fact in facts:
         published.setdefault(fact, anyio.Event()).set()
 
     def on_fact(event: Event) -> None:
-        if event.kind is EventKind.FACT and event.message in published:
+        if event.kind is EventKind.FACT and event.data.get("plan") == plan["plan"] and event.message in published:
             published[event.message].set()
 
     applied: list[Step[C]] = []  # in the order their apply began
@@ -120,7 +122,7 @@ async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus, facts: Itera
                 states[step.name] = StepState.DONE
                 await bus.publish(Event(EventKind.STEP_DONE, step.name, step.title))
             for fact in sorted(step.provides):
-                await bus.publish(Event(EventKind.FACT, step.name, fact))
+                await bus.publish(Event(EventKind.FACT, step.name, fact, plan))
         except Exception as exc:  # noqa: BLE001 - the first failure stops the plan; raised after the undo
             states[step.name] = StepState.FAILED
             failure.append((step, exc))

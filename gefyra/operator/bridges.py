@@ -221,18 +221,10 @@ class Bridges:
             conditions = conditions_with((bridge.get("status") or {}).get("conditions") or [], RESTORING, True,
                                          "Unbridged" if not orphaned else "ClientGone")
             await self._set_status(bridge, phase="Restoring", conditions=conditions)
-            for pod in (await self.core.list_namespaced_pod(target["namespace"])).items:
-                if interceptor.bridge_of(pod, target["container"]) == name and not pod.metadata.deletion_timestamp:
-                    await interceptor.restore(self.api, pod, target["container"])
-            try:
-                pods = await live_pods(self.api, target["namespace"], target["kind"], target["name"])
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
-                pods = []  # the workload itself is gone: nothing to restore
-            restored = (all(not interceptor.is_active(p, target["container"]) and _container_ready(p, target["container"])
-                            for p in pods)
-                        and await self._serving(target["namespace"], [p.metadata.name for p in pods]))
+            pods = [p for p in (await self.core.list_namespaced_pod(target["namespace"])).items
+                    if interceptor.bridge_of(p, target["container"]) == name and not p.metadata.deletion_timestamp]
+            done = [await interceptor.restore(self.api, pod, target["container"]) for pod in pods]
+            restored = all(done) and await self._serving(target["namespace"], [p.metadata.name for p in pods])
             if not restored:
                 return False
             conditions = conditions_with(conditions, RESTORED, True, "Restored", "every pod runs its own container")

@@ -48,14 +48,16 @@ class InterceptorContract:
         current = await core.read_namespaced_pod(name, namespace)
         assert await interceptor.configure(api, current, "server", template, forwards)  # idempotent
 
-        await interceptor.restore(api, current, "server")
+        assert not await interceptor.restore(api, current, "server")  # the original is not back yet
 
         async def restored() -> bool:
-            now = await core.read_namespaced_pod(name, namespace)
-            statuses = {s.name: s for s in now.status.container_statuses or []}
-            return not interceptor.is_active(now, "server") and bool(statuses["server"].ready)
+            return await interceptor.restore(api, await core.read_namespaced_pod(name, namespace), "server")
 
         await _eventually(restored)
+        now = await core.read_namespaced_pod(name, namespace)
+        state = next(s for s in now.status.container_statuses if s.name == "server")
+        assert state.ready and not interceptor.is_active(now, "server")
         after = await core.read_namespaced_pod(name, namespace)
         assert interceptor.bridge_of(after, "server") is None
+        assert not [k for k in after.metadata.annotations or {} if k not in (pod.metadata.annotations or {})]
         assert api.sanitize_for_serialization(after.spec.containers) == api.sanitize_for_serialization(pod.spec.containers)

@@ -119,6 +119,26 @@ async def test_cancellation_undoes_applied_steps() -> None:
     assert ctx == ["apply a", "apply hangs", "undo hangs", "undo a"]
 
 
+async def test_two_plans_on_one_bus_do_not_take_each_others_facts() -> None:
+    bus, first, second = EventBus(), [], []
+    gate = anyio.Event()
+
+    class Waits(Recorder):
+        async def apply(self, ctx: list[str]) -> None:
+            await gate.wait()
+            await super().apply(ctx)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_plan, [Waits("a"), Recorder("b", needs="a")], first, bus)
+        await anyio.sleep(0.05)
+        # The same fact name, published by another plan, must not start "b" of the first.
+        await run_plan([Recorder("a")], second, bus)
+        await anyio.sleep(0.05)
+        assert first == []
+        gate.set()
+    assert first == ["apply a", "apply b"] and second == ["apply a"]
+
+
 async def test_a_plan_whose_steps_can_never_start_is_refused_before_anything_runs() -> None:
     ctx: list[str] = []
     with pytest.raises(PlanError, match="b needs .'nothing'."):

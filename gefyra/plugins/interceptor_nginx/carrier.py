@@ -1,6 +1,11 @@
 """carrier: the pod keeps its spec, IP and other containers; only the bridged container's image is
 swapped for carrier's, and carrier's nginx gets its forwarding rules through an exec and a reload.
-The original image is kept in an annotation of the pod, so that it can be put back exactly."""
+The original image is kept in an annotation of the pod, so that it can be put back exactly.
+
+Which container runs is told by container IDs, never by the image name in the pod's status: a node
+that holds one image under two tags reports either tag (measured: spec ``gefyra/carrier:dev``,
+status ``docker.io/gefyra/carrier:before``). The ID of the container that was replaced is kept while
+carrier is on its way in, and carrier's own while the original is on its way back."""
 
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ log = structlog.get_logger("gefyra.operator")
 ANN_BRIDGE = "gefyra.dev/bridge"
 ANN_ORIGINAL = "gefyra.dev/original-image"
 ANN_CONFIG = "gefyra.dev/carrier-config"
+#: The container that carrier replaces (taking over), and carrier's container (restoring).
+ANN_REPLACED = "gefyra.dev/replaced-container"
+ANN_RESTORING = "gefyra.dev/restoring-from"
 
 
 def carrier_config(forwards: Sequence[Forward], probes: dict[int, str]) -> tuple[str, str]:
@@ -62,6 +70,16 @@ def _container(pod: client.V1Pod, name: str) -> client.V1Container | None:
     return next((c for c in pod.spec.containers if c.name == name), None)
 
 
+def _status(pod: client.V1Pod, name: str) -> client.V1ContainerStatus | None:
+    return next((s for s in pod.status.container_statuses or [] if s.name == name), None)
+
+
+def _running_id(pod: client.V1Pod, name: str) -> str:
+    """The ID of the container ``name`` if it runs now, else ""."""
+    state = _status(pod, name)
+    return str(state.container_id or "") if state is not None and state.state.running is not None else ""
+
+
 class NginxInterceptor(Interceptor):
     name = "nginx"
 
@@ -82,15 +100,19 @@ class NginxInterceptor(Interceptor):
         return bridge
 
     def is_active(self, pod: client.V1Pod, container: str) -> bool:
-        state = next((s for s in pod.status.container_statuses or [] if s.name == container), None)
-        return (state is not None and state.state.running is not None
-                and (state.image or "").endswith(self.image))
+        annotations = pod.metadata.annotations or {}
+        spec = _container(pod, container)
+        running = _running_id(pod, container)
+        return (spec is not None and spec.image == self.image and ANN_REPLACED in annotations
+                and bool(running) and running != annotations[ANN_REPLACED])
 
     async def take_over(self, api: client.ApiClient, pod: client.V1Pod, container: str, bridge: str) -> None:
         current = _container(pod, container)
         if current is None or current.image == self.image:
             return
-        await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: bridge, ANN_ORIGINAL: current.image}},
+        replaced = str(getattr(_status(pod, container), "container_id", None) or "")
+        await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: bridge, ANN_ORIGINAL: current.image,
+                                                             ANN_REPLACED: replaced}},
                                 "spec": {"containers": [{"name": container, "image": self.image}]}})
         log.info("carrier swapped in", bridge=bridge, pod=pod.metadata.name)
 
@@ -116,10 +138,20 @@ class NginxInterceptor(Interceptor):
         log.info("carrier configured", pod=pod.metadata.name)
         return True
 
-    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> None:
-        original = (pod.metadata.annotations or {}).get(ANN_ORIGINAL)
-        if original is None:
-            return
-        await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: None, ANN_ORIGINAL: None, ANN_CONFIG: None}},
-                                "spec": {"containers": [{"name": container, "image": original}]}})
-        log.info("original image restored", pod=pod.metadata.name)
+    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> bool:
+        annotations = pod.metadata.annotations or {}
+        original = annotations.get(ANN_ORIGINAL)
+        if original is not None:
+            carrier = str(getattr(_status(pod, container), "container_id", None) or "")
+            await _patch(api, pod, {"metadata": {"annotations": {ANN_ORIGINAL: None, ANN_CONFIG: None, ANN_REPLACED: None,
+                                                                 ANN_RESTORING: carrier}},
+                                    "spec": {"containers": [{"name": container, "image": original}]}})
+            log.info("original image restored", pod=pod.metadata.name)
+            return False
+        running, state = _running_id(pod, container), _status(pod, container)
+        if ANN_RESTORING in annotations and (not running or running == annotations[ANN_RESTORING]
+                                             or state is None or not state.ready):
+            return False  # carrier still runs, or the original is not ready yet
+        if ANN_BRIDGE in annotations or ANN_RESTORING in annotations:
+            await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: None, ANN_RESTORING: None}}})
+        return True

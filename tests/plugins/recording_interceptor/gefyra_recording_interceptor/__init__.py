@@ -38,9 +38,9 @@ class RecordingInterceptor(NginxInterceptor):
         _record("configure", pod=pod.metadata.name, container=container, done=done)
         return done
 
-    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> None:
+    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> bool:
         _record("restore", pod=pod.metadata.name, container=container)
-        await super().restore(api, pod, container)
+        return await super().restore(api, pod, container)
 
 
 @hookimpl
