@@ -178,8 +178,8 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: tuple[st
     from gefyra.core.localrun import RunRequest
 
     request = RunRequest(image=image, name=name, namespace=namespace, env=_key_value(env, "-e"),
-                             env_from=env_from, volumes=list(volumes), ports=_ports(ports),
-                             command=shlex.split(command) if command else None, auto_remove=auto_remove)
+                         env_from=env_from, volumes=list(volumes), ports=_ports(ports),
+                         command=shlex.split(command) if command else None, auto_remove=auto_remove)
 
     import anyio
 

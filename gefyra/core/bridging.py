@@ -273,9 +273,12 @@ class UnbridgeContext:
     removed: list[str] = dataclasses.field(default_factory=list)
 
 
-async def remove_bridges(orchestrator: Orchestrator, cluster: Cluster, runtime: ContainerRuntime, names: list[str],
-                         *, timeout: float = 60.0) -> list[str]:
-    """Deletes the bridges ``names`` and returns once the operator let them go (restored)."""
+async def remove_bridges(orchestrator: Orchestrator, cluster: Cluster, runtime: ContainerRuntime,
+                         names: list[str]) -> list[str]:
+    """Deletes the bridges ``names`` and returns once the operator let them go (restored), within
+    the settings' timeout: a pod whose container was swapped often waits out kubelet's restart
+    back-off (10 s, 20 s, 40 s, ...) before its own container runs again."""
+    timeout = orchestrator.settings.timeout
     removed: list[str] = []
     for name in names:
         try:

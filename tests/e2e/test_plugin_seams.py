@@ -77,12 +77,15 @@ def test_a_third_party_interceptor_carries_a_bridge_through_client_and_operator(
     pods = sorted(pod_specs(ns))
     result = ok("bridge", "-N", "gfy-plug-local", "-n", ns, "--target", "deploy/web", "-p", "8080:8080",
                 "--interceptor", "recording", "-o", "json", env=plugin_env)
-    bridge = json.loads(result.stdout)
-    assert bridge["interceptor"] == "recording"
-    assert {c["type"]: c["status"] for c in bridge["conditions"]}["Ready"] == "True"
-    assert answers(ns, 10) == {"LOCAL"}
-    ok("unbridge", "--all", env=plugin_env)
-    assert answers(ns, 10) == set(pods)
+    try:
+        bridge = json.loads(result.stdout)
+        assert bridge["interceptor"] == "recording"
+        assert {c["type"]: c["status"] for c in bridge["conditions"]}["Ready"] == "True"
+        # kube-proxy puts the pods back behind the Service up to a second after they are Ready.
+        assert eventually(lambda: answers(ns, 10), timeout=10) == {"LOCAL"}
+    finally:
+        ok("unbridge", "--all", env=plugin_env)
+    assert eventually(lambda: answers(ns, 10), timeout=10) == set(pods)
 
     client = records(Path(plugin_env["GEFYRA_RECORDING_FILE"]).read_text())
     assert [r["method"] for r in client] == ["validate"] and client[0]["container"] == "server"
@@ -137,6 +140,7 @@ def test_a_kubectl_made_bridge_with_a_bad_target_is_invalid_and_changes_nothing(
 
 
 def test_bridge_and_down_show_their_steps(ns: str) -> None:
+    gefyra("unbridge", "--all")  # whatever an earlier test of this module left
     bridged = ok("bridge", "-N", "gfy-plug-local", "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
     for title in ("check the target workload", "ask the operator for the bridge",
                   "wait until the target's pods forward to this machine"):
