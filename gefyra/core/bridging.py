@@ -246,7 +246,8 @@ async def _wait_for(ctx: Context, wanted: Callable[[dict[str, Any]], bool], time
                                     "fix the target or the ports, then bridge again")
         return found if wanted(found) else None
 
-    return await wait_until(satisfied, timeout, errors.ReadinessTimeoutError(f"{what} within {timeout:.0f}s", _OPERATOR_LOGS))
+    return await wait_until(satisfied, timeout, errors.ReadinessTimeoutError(f"{what} within {timeout:.0f}s", _OPERATOR_LOGS),
+                            interval=0.15)
 
 
 # unbridge
@@ -294,5 +295,5 @@ async def remove_bridges(orchestrator: Orchestrator, cluster: Cluster, runtime: 
         return not [b for b in await list_bridges(cluster) if b["metadata"]["name"] in removed]
 
     await wait_until(all_gone, timeout, errors.ReadinessTimeoutError(
-        f"the bridged pods were not restored within {timeout:.0f}s", _OPERATOR_LOGS))
+        f"the bridged pods were not restored within {timeout:.0f}s", _OPERATOR_LOGS), interval=0.15)
     return removed

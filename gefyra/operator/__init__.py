@@ -7,8 +7,9 @@ plugins and those installed in its image through the ``gefyra`` entry-point grou
 the tunnel's server end and the interceptors only through the tunnel and interceptor plugins.
 
 Rounds are level-based: one runs every INTERVAL seconds (BUSY_INTERVAL while a bridge is on its
-way: pods come and go without telling us), and at once when a watch sees a GefyraClient or
-GefyraBridge change (a new client waits for its peer)."""
+way), and at once when a watch sees a GefyraClient or GefyraBridge change (a new client waits for
+its peer) or a pod change in a namespace where a bridge has its target (a restarted container is
+ready: the bridge is Ready, or Restored, a round later instead of a poll later)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,22 @@ async def _watch(custom: client.CustomObjectsApi, namespace: str, plural: str, w
             await anyio.sleep(INTERVAL)
 
 
+async def _watch_pods(core: client.CoreV1Api, bridges: Bridges, wakeup: _Wakeup) -> None:
+    """One watch of every pod (the operator may read pods anywhere); only pods in the bridges'
+    target namespaces wake the loop, so an idle operator does no rounds for the cluster's churn."""
+    while True:
+        try:
+            async with watch.Watch() as stream:
+                async for event in stream.stream(core.list_pod_for_all_namespaces, timeout_seconds=WATCH_SECONDS):
+                    obj = event.get("object")
+                    metadata = getattr(obj, "metadata", None)
+                    if metadata is not None and metadata.namespace in bridges.namespaces:
+                        wakeup.set()
+        except Exception as exc:  # noqa: BLE001 - any failure of a watch: open it again
+            log.warning("watch failed; reopening", plural="pods", error=f"{type(exc).__name__}: {exc}")
+            await anyio.sleep(INTERVAL)
+
+
 async def main() -> None:
     config.load_incluster_config()  # type: ignore[no-untyped-call]
     namespace = os.environ.get("GEFYRA_NAMESPACE", GEFYRA_NAMESPACE)
@@ -75,6 +92,7 @@ async def main() -> None:
         async with anyio.create_task_group() as tg:
             for plural in (CLIENTS, BRIDGES):
                 tg.start_soon(_watch, client.CustomObjectsApi(api), namespace, plural, wakeup)
+            tg.start_soon(_watch_pods, client.CoreV1Api(api), bridges, wakeup)
             while True:
                 try:
                     await bridges.sync(await clients.sync())

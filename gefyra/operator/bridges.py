@@ -95,6 +95,8 @@ class Bridges:
         self.custom = client.CustomObjectsApi(api)
         #: True after a round in which some bridge was on its way (the next round comes sooner).
         self.busy = False
+        #: The namespaces of the bridges' targets: pod changes there wake the next round.
+        self.namespaces: set[str] = set()
 
     async def _patch(self, name: str, body: dict[str, Any], *, status: bool = False) -> None:
         path = kube.custom_path(self.namespace, BRIDGES, name, "status" if status else "")
@@ -115,6 +117,7 @@ class Bridges:
         used = {p for b in bridges for p in ((b.get("status") or {}).get("proxyPorts") or {}).values()}
         rules: list[tuple[int, str]] = []
         busy = False
+        self.namespaces = {str((b.get("spec") or {}).get("target", {}).get("namespace")) for b in bridges}
         for bridge in bridges:
             name = bridge["metadata"]["name"]
             try:
