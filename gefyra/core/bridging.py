@@ -35,7 +35,7 @@ from gefyra.core.names import (
     MANAGED_BY,
     READY,
 )
-from gefyra.core.orchestrator import Orchestrator
+from gefyra.core.orchestrator import OperationContext, Orchestrator
 from gefyra.core.runtime import ContainerRuntime
 from gefyra.core.steps import Step
 from gefyra.core.waiting import wait_until
@@ -80,10 +80,7 @@ async def list_bridges(cluster: Cluster, client_id: str | None = None) -> list[d
 
 
 @dataclasses.dataclass
-class Context:
-    orchestrator: Orchestrator
-    cluster: Cluster
-    runtime: ContainerRuntime
+class Context(OperationContext):
     request: BridgeRequest
     interceptor: Interceptor
     kind: str = ""
@@ -94,10 +91,6 @@ class Context:
     #: remote port -> stowaway port, as the operator allocated them
     proxy: dict[int, int] = dataclasses.field(default_factory=dict)
     found: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def settings(self) -> Settings:
-        return self.orchestrator.settings
 
 
 class CheckLocal(Step[Context]):
@@ -207,7 +200,9 @@ class WaitReady(Step[Context]):
 
 class ProveArrival(Step[Context]):
     """Connects through each bridged pod (the tunnel, the interceptor and stowaway) until the
-    tunnel's local end has passed a connection on every steered port."""
+    tunnel's local end has passed a connection on every steered port, and through each Service in
+    front of the pods until it opens: kube-proxy puts pods that became Ready again back behind their
+    Services up to a second later, and `bridge` promises that the Services carry traffic."""
 
     name = "arrival"
     title = "check that traffic arrives at the local container"
@@ -218,17 +213,40 @@ class ProveArrival(Step[Context]):
     async def apply(self, ctx: Context) -> None:
         core = client.CoreV1Api(ctx.cluster.api)
         namespace = ctx.request.namespace
+        pods = list(ctx.found["status"]["pods"])
         async with ctx.cluster.calling(f"the bridged pods in namespace {namespace}"):
-            ips = [(await core.read_namespaced_pod(p, namespace)).status.pod_ip for p in ctx.found["status"]["pods"]]
+            ips = [(await core.read_namespaced_pod(p, namespace)).status.pod_ip for p in pods]
+            services = await _service_targets(ctx.cluster, namespace, pods, set(ctx.proxy))
         knock = [(ip, remote) for ip in ips for remote in ctx.proxy]
         tunnel, cargo = ctx.orchestrator.tunnel(), ctx.settings.cargo_name
 
         async def arrived() -> bool:
-            return await tunnel.steered_arrivals(ctx.runtime, cargo, list(ctx.proxy.values()), knock) >= len(ctx.proxy)
+            await tunnel.connects(ctx.runtime, cargo, knock)
+            if await tunnel.steered_arrivals(ctx.runtime, cargo, list(ctx.proxy.values())) < len(ctx.proxy):
+                return False
+            return all(await tunnel.connects(ctx.runtime, cargo, services))
 
         await wait_until(arrived, self.TIMEOUT, errors.ReadinessTimeoutError(
             f"no connection through the bridge reached the local container within {self.TIMEOUT:.0f}s",
             "check that the local container listens on the given local ports"))
+
+
+async def _service_targets(cluster: Cluster, namespace: str, pods: list[str], ports: set[int]) -> list[tuple[str, int]]:
+    """(cluster IP, service port) of every Service whose endpoints include one of ``pods`` on one
+    of the container ``ports`` (matched through the EndpointSlice's port names)."""
+    slices = await client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice(namespace)
+    wanted: set[tuple[str, str]] = set()  # (service, port name)
+    for endpoint_slice in slices.items:
+        service = (endpoint_slice.metadata.labels or {}).get("kubernetes.io/service-name")
+        if service and any(e.target_ref is not None and e.target_ref.name in pods for e in endpoint_slice.endpoints or []):
+            wanted |= {(service, p.name or "") for p in endpoint_slice.ports or [] if p.port in ports}
+    targets: list[tuple[str, int]] = []
+    for svc in (await client.CoreV1Api(cluster.api).list_namespaced_service(namespace)).items:
+        ip = svc.spec.cluster_ip
+        if not ip or ip == "None":
+            continue
+        targets += [(ip, p.port) for p in svc.spec.ports or [] if (svc.metadata.name, p.name or "") in wanted]
+    return targets
 
 
 def bridge_plan(request: BridgeRequest) -> list[Step[Context]]:
@@ -267,10 +285,7 @@ class RemoveBridge(Step["UnbridgeContext"]):
 
 
 @dataclasses.dataclass
-class UnbridgeContext:
-    orchestrator: Orchestrator
-    cluster: Cluster
-    runtime: ContainerRuntime
+class UnbridgeContext(OperationContext):
     removed: list[str] = dataclasses.field(default_factory=list)
 
 

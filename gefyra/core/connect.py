@@ -39,8 +39,7 @@ from gefyra.core.names import (
     STOWAWAY_KEY_SECRET,
     TUNNEL_SERVER_ADDRESS,
 )
-from gefyra.core.orchestrator import Orchestrator
-from gefyra.core.runtime import ContainerRuntime
+from gefyra.core.orchestrator import OperationContext
 from gefyra.core.steps import Step
 from gefyra.core.tunnel import KeyPair, LocalEnd, Tunnel
 from gefyra.core.waiting import wait_until
@@ -49,21 +48,14 @@ log = structlog.get_logger(__name__)
 
 
 @dataclasses.dataclass
-class Context:
-    """What every step of `up` and `down` works with."""
+class Context(OperationContext):
+    """What the steps of `up` and `down` work with."""
 
-    orchestrator: Orchestrator
-    cluster: Cluster
-    runtime: ContainerRuntime
     keys: KeyPair | None = None
     address: str = ""
     server_public_key: str = ""
     #: What `down` removed, for the user.
     removed: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def settings(self) -> Settings:
-        return self.orchestrator.settings
 
     @property
     def tunnel(self) -> Tunnel:
@@ -91,12 +83,14 @@ async def get_client(cluster: Cluster, client_id: str) -> dict[str, Any] | None:
 
 
 async def other_clients(cluster: Cluster, client_id: str) -> list[str]:
-    """Names of the other clients registered in the cluster (none if gefyra is not installed)."""
+    """Names of the other clients registered in the cluster, not being deleted (none if gefyra is
+    not installed)."""
     try:
         listing = await cluster.request("GET", CLIENTS_PATH)
     except errors.NotFoundError:
         return []
-    return [c["metadata"]["name"] for c in listing["items"] if c["metadata"]["name"] != client_id]
+    return [c["metadata"]["name"] for c in listing["items"]
+            if c["metadata"]["name"] != client_id and not c["metadata"].get("deletionTimestamp")]
 
 
 async def remove_cluster_side(cluster: Cluster, settings: Settings, timeout: float) -> None:
@@ -207,7 +201,7 @@ class RegisterClient(Step[Context]):
         ctx.address, ctx.server_public_key = status["address"], status["serverPublicKey"]
 
     async def undo(self, ctx: Context) -> None:
-        await ctx.cluster.delete(client_doc(ctx.settings))
+        await ctx.cluster.delete(client_doc(ctx.settings), foreground=False)
 
 
 class LocalNetwork(Step[Context]):
@@ -363,7 +357,7 @@ class Deregister(Step[Context]):
         return await get_client(ctx.cluster, ctx.settings.client_id) is None
 
     async def apply(self, ctx: Context) -> None:
-        if await ctx.cluster.delete(client_doc(ctx.settings)):
+        if await ctx.cluster.delete(client_doc(ctx.settings), foreground=False):
             ctx.removed.append(f"client {ctx.settings.client_id}")
 
 

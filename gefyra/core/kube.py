@@ -192,10 +192,14 @@ class Cluster:
                                   query=[("fieldManager", "gefyra"), ("force", "true")],
                                   content_type="application/apply-patch+yaml")
 
-    async def delete(self, doc: Mapping[str, Any]) -> bool:
-        """Deletes one object (foreground); False if it did not exist."""
+    async def delete(self, doc: Mapping[str, Any], *, foreground: bool = True) -> bool:
+        """Deletes one object; False if it did not exist. Foreground (the default) keeps the object
+        until its dependents are gone; an object without dependents is better deleted in the
+        background: the garbage collector learns a new CRD's kind only at its next resync (up to
+        30 s), and a foreground-deleted custom object waits that long."""
         try:
-            await self.request("DELETE", object_path(doc), {"propagationPolicy": "Foreground"})
+            await self.request("DELETE", object_path(doc),
+                               {"propagationPolicy": "Foreground" if foreground else "Background"})
         except errors.NotFoundError:
             return False
         return True

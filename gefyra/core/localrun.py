@@ -15,7 +15,7 @@ from gefyra import errors
 from gefyra.core.config import Settings
 from gefyra.core.kube import Cluster, exec_in_pod
 from gefyra.core.names import LABEL_NAMESPACE, LABEL_ROUTES
-from gefyra.core.orchestrator import Orchestrator
+from gefyra.core.orchestrator import OperationContext
 from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
 from gefyra.core.steps import Step
 from gefyra.core.workloads import live_pods, parse_workload
@@ -74,19 +74,11 @@ async def running_cargo(settings: Settings, runtime: ContainerRuntime) -> Contai
 
 
 @dataclasses.dataclass
-class Context:
-    orchestrator: Orchestrator
-    cluster: Cluster
-    runtime: ContainerRuntime
+class Context(OperationContext):
     request: RunRequest
     cargo_ip: str = ""
     routes: list[str] = dataclasses.field(default_factory=list)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
-    info: ContainerInfo | None = None
-
-    @property
-    def settings(self) -> Settings:
-        return self.orchestrator.settings
 
 
 class CheckCargo(Step[Context]):

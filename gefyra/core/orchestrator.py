@@ -4,6 +4,7 @@ connections open across operations, and runs plans (the built-in steps plus the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, Self, TypeVar
@@ -24,6 +25,19 @@ from gefyra.core.tunnel import Tunnel
 
 log = structlog.get_logger(__name__)
 C = TypeVar("C")
+
+
+@dataclasses.dataclass
+class OperationContext:
+    """What every step of an operation works with; each operation's context adds its own fields."""
+
+    orchestrator: Orchestrator
+    cluster: Cluster
+    runtime: ContainerRuntime
+
+    @property
+    def settings(self) -> Settings:
+        return self.orchestrator.settings
 
 
 class Orchestrator:

@@ -96,10 +96,13 @@ class Tunnel(abc.ABC):
         """Undoes :meth:`steer` for ``ports``; harmless when nothing is steered or the end is gone."""
 
     @abc.abstractmethod
-    async def steered_arrivals(self, runtime: ContainerRuntime, name: str, ports: Sequence[int],
-                               knock: Sequence[tuple[str, int]]) -> int:
-        """Opens a connection from the local end to each ``knock`` target (through the tunnel), then
-        returns how many of the steered ``ports`` have passed at least one connection."""
+    async def connects(self, runtime: ContainerRuntime, name: str, targets: Sequence[tuple[str, int]]) -> list[bool]:
+        """Opens a TCP connection from the local end ``name`` to each target (address, port in the
+        cluster, through the tunnel); for each, whether it opened."""
+
+    @abc.abstractmethod
+    async def steered_arrivals(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> int:
+        """How many of the steered ``ports`` have passed at least one connection so far."""
 
     @abc.abstractmethod
     def server(self) -> TunnelServer:

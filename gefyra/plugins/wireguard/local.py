@@ -178,12 +178,16 @@ class WireGuardTunnel(Tunnel):
         if script and cargo is not None and cargo.running:
             await runtime.exec(name, ["sh", "-c", script])
 
-    async def steered_arrivals(self, runtime: ContainerRuntime, name: str, ports: Sequence[int],
-                               knock: Sequence[tuple[str, int]]) -> int:
-        connects = " ; ".join(f"timeout 2 bash -c '</dev/tcp/{_address(ip)}/{_port(p)}' 2>/dev/null"
-                              for ip, p in knock)
-        if connects:
-            await runtime.exec(name, ["sh", "-c", connects])
+    async def connects(self, runtime: ContainerRuntime, name: str, targets: Sequence[tuple[str, int]]) -> list[bool]:
+        if not targets:
+            return []
+        script = " ; ".join(f"if timeout 2 bash -c '</dev/tcp/{_address(ip)}/{_port(p)}' 2>/dev/null; "
+                            "then echo open; else echo closed; fi" for ip, p in targets)
+        _, output = await runtime.exec(name, ["sh", "-c", script])
+        answers = output.split()
+        return [i < len(answers) and answers[i] == "open" for i in range(len(targets))]
+
+    async def steered_arrivals(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> int:
         _, listing = await runtime.exec(name, ["iptables", "-t", "nat", "-L", STEER_CHAIN, "-v", "-x", "-n"])
         counted = set()
         for line in listing.splitlines():
