@@ -35,8 +35,7 @@ from gefyra.core.names import (
     MANAGED_BY,
     READY,
 )
-from gefyra.core.orchestrator import OperationContext, Orchestrator
-from gefyra.core.runtime import ContainerRuntime
+from gefyra.core.orchestrator import OperationContext
 from gefyra.core.steps import Step
 from gefyra.core.waiting import wait_until
 from gefyra.core.workloads import parse_workload, pod_spec_and_selector, undeclared_port
@@ -167,7 +166,7 @@ class CreateBridge(Step[Context]):
 
     async def undo(self, ctx: Context) -> None:
         if ctx.name:
-            await remove_bridges(ctx.orchestrator, ctx.cluster, ctx.runtime, [ctx.name])
+            await remove_bridges(ctx, [ctx.name])
 
 
 class Steer(Step[Context]):
@@ -281,7 +280,7 @@ class RemoveBridge(Step["UnbridgeContext"]):
         self.title = f"remove bridge {bridge} (its pods get their containers back)"
 
     async def apply(self, ctx: UnbridgeContext) -> None:
-        ctx.removed += await remove_bridges(ctx.orchestrator, ctx.cluster, ctx.runtime, [self.bridge])
+        ctx.removed += await remove_bridges(ctx, [self.bridge])
 
 
 @dataclasses.dataclass
@@ -289,12 +288,11 @@ class UnbridgeContext(OperationContext):
     removed: list[str] = dataclasses.field(default_factory=list)
 
 
-async def remove_bridges(orchestrator: Orchestrator, cluster: Cluster, runtime: ContainerRuntime,
-                         names: list[str]) -> list[str]:
+async def remove_bridges(ctx: OperationContext, names: list[str]) -> list[str]:
     """Deletes the bridges ``names`` and returns once the operator let them go (restored), within
     the settings' timeout: a pod whose container was swapped often waits out kubelet's restart
     back-off (10 s, 20 s, 40 s, ...) before its own container runs again."""
-    timeout = orchestrator.settings.timeout
+    cluster, timeout = ctx.cluster, ctx.settings.timeout
     removed: list[str] = []
     for name in names:
         try:
@@ -303,7 +301,7 @@ async def remove_bridges(orchestrator: Orchestrator, cluster: Cluster, runtime: 
             continue
         await cluster.request("DELETE", f"{BRIDGES_PATH}/{name}")
         proxy = list(((found.get("status") or {}).get("proxyPorts") or {}).values())
-        await orchestrator.tunnel().unsteer(runtime, orchestrator.settings.cargo_name, proxy)
+        await ctx.orchestrator.tunnel().unsteer(ctx.runtime, ctx.settings.cargo_name, proxy)
         removed.append(name)
 
     async def all_gone() -> bool:

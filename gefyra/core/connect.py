@@ -314,7 +314,7 @@ class RemoveBridges(Step[Context]):
 
     async def apply(self, ctx: Context) -> None:
         mine = [b["metadata"]["name"] for b in await bridging.list_bridges(ctx.cluster, ctx.settings.client_id)]
-        removed = await bridging.remove_bridges(ctx.orchestrator, ctx.cluster, ctx.runtime, mine)
+        removed = await bridging.remove_bridges(ctx, mine)
         ctx.removed += [f"bridge {name}" for name in removed]
 
 

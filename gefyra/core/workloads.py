@@ -20,6 +20,11 @@ def parse_workload(ref: str) -> tuple[str, str, str | None]:
     return _KINDS[parts[0]], parts[1], parts[2] if len(parts) == 3 else None
 
 
+def container_status(pod: client.V1Pod, name: str) -> client.V1ContainerStatus | None:
+    """The status of the container ``name`` of ``pod``, None while the pod has none for it."""
+    return next((s for s in pod.status.container_statuses or [] if s.name == name), None)
+
+
 def undeclared_port(container: client.V1Container, ports: list[int]) -> str | None:
     """Why ``container`` cannot be bridged on ``ports`` (one it does not declare), or None."""
     declared = {p.container_port for p in container.ports or []}

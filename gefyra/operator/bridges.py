@@ -36,7 +36,7 @@ from gefyra.core.names import (
 )
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.tunnel import TunnelServer
-from gefyra.core.workloads import live_pods, pod_spec_and_selector, undeclared_port
+from gefyra.core.workloads import container_status, live_pods, pod_spec_and_selector, undeclared_port
 
 log = structlog.get_logger("gefyra.operator")
 
@@ -188,7 +188,7 @@ class Bridges:
             if interceptor.bridge_of(pod, container) != name:
                 await interceptor.take_over(self.api, pod, container, name)
             elif (await interceptor.configure(self.api, pod, container, template, forwards)
-                  and _container_ready(pod, container)):
+                  and getattr(container_status(pod, container), "ready", False)):
                 ready.append(pod.metadata.name)
         all_ready = bool(pods) and len(ready) == len(pods) and await self._serving(target["namespace"], ready)
         conditions = (bridge.get("status") or {}).get("conditions") or []
@@ -239,7 +239,3 @@ class Bridges:
             await self.custom.delete_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES, name)
         return restored
 
-
-def _container_ready(pod: client.V1Pod, container: str) -> bool:
-    state = next((s for s in pod.status.container_statuses or [] if s.name == container), None)
-    return bool(state is not None and state.ready)

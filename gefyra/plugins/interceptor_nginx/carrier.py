@@ -18,6 +18,7 @@ from kubernetes_asyncio import client
 
 from gefyra.core import kube
 from gefyra.core.interceptor import Forward, Interceptor
+from gefyra.core.workloads import container_status
 
 log = structlog.get_logger("gefyra.operator")
 
@@ -70,13 +71,9 @@ def _container(pod: client.V1Pod, name: str) -> client.V1Container | None:
     return next((c for c in pod.spec.containers if c.name == name), None)
 
 
-def _status(pod: client.V1Pod, name: str) -> client.V1ContainerStatus | None:
-    return next((s for s in pod.status.container_statuses or [] if s.name == name), None)
-
-
 def _running_id(pod: client.V1Pod, name: str) -> str:
     """The ID of the container ``name`` if it runs now, else ""."""
-    state = _status(pod, name)
+    state = container_status(pod, name)
     return str(state.container_id or "") if state is not None and state.state.running is not None else ""
 
 
@@ -110,7 +107,7 @@ class NginxInterceptor(Interceptor):
         current = _container(pod, container)
         if current is None or current.image == self.image:
             return
-        replaced = str(getattr(_status(pod, container), "container_id", None) or "")
+        replaced = str(getattr(container_status(pod, container), "container_id", None) or "")
         await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: bridge, ANN_ORIGINAL: current.image,
                                                              ANN_REPLACED: replaced}},
                                 "spec": {"containers": [{"name": container, "image": self.image}]}})
@@ -142,13 +139,13 @@ class NginxInterceptor(Interceptor):
         annotations = pod.metadata.annotations or {}
         original = annotations.get(ANN_ORIGINAL)
         if original is not None:
-            carrier = str(getattr(_status(pod, container), "container_id", None) or "")
+            carrier = str(getattr(container_status(pod, container), "container_id", None) or "")
             await _patch(api, pod, {"metadata": {"annotations": {ANN_ORIGINAL: None, ANN_CONFIG: None, ANN_REPLACED: None,
                                                                  ANN_RESTORING: carrier}},
                                     "spec": {"containers": [{"name": container, "image": original}]}})
             log.info("original image restored", pod=pod.metadata.name)
             return False
-        running, state = _running_id(pod, container), _status(pod, container)
+        running, state = _running_id(pod, container), container_status(pod, container)
         if ANN_RESTORING in annotations and (not running or running == annotations[ANN_RESTORING]
                                              or state is None or not state.ready):
             return False  # carrier still runs, or the original is not ready yet
