@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import ModuleType, TracebackType
-from typing import Self
+from typing import Any, Self
 
 from gefyra import errors
-from gefyra.core import bridging, connect, localrun
+from gefyra.core import bridging, connect, localrun, manifests, validation
 from gefyra.core.bridging import BridgeRequest
 from gefyra.core.bus import EventBus
 from gefyra.core.config import Settings
@@ -33,11 +33,13 @@ class Gefyra:
     """``async with Gefyra(settings) as g: await g.up(); await g.run(RunRequest(...))``.
 
     ``plugins`` are registered beside the built-in and entry-point plugins (for embedders and
-    tests); ``bus`` lets the caller subscribe to the events of every operation."""
+    tests); ``bus`` lets the caller subscribe to the events of every operation. The settings, and
+    each operation's arguments, are checked before anything connects (UsageError)."""
 
     def __init__(self, settings: Settings | None = None, *, plugins: Iterable[object | ModuleType] = (),
                  bus: EventBus | None = None, entry_points: bool = True) -> None:
         self.orchestrator = Orchestrator(settings, plugins=plugins, bus=bus, entry_points=entry_points)
+        self.settings.validate()  # again: a caller may have changed them since they were made
 
     @property
     def settings(self) -> Settings:
@@ -64,6 +66,32 @@ class Gefyra:
         await self.orchestrator.run_plan("up", connect.up_plan(), connect.Context(self.orchestrator, cluster, runtime))
         return await self._status(cluster, runtime)
 
+    def manifests(self) -> list[dict[str, Any]]:
+        """The cluster side's objects as an admin installs them (`gefyra install -o yaml`).
+        `install` adds stowaway's key pair and the cluster-info ConfigMap, which need the cluster."""
+        return manifests.cluster_side(self.settings, manifests.INSTALLED)
+
+    async def install(self) -> list[str]:
+        """Installs or updates the cluster side as an admin's: developers' `down` leaves it in place.
+        Returns the objects applied."""
+        cluster = await self.orchestrator.cluster()
+        ctx = connect.Context(self.orchestrator, cluster, self.orchestrator.runtime())
+        await connect.install(ctx, manifests.INSTALLED)
+        return [f"{d['kind']} {d['metadata'].get('namespace', '') + '/' if d['metadata'].get('namespace') else ''}"
+                f"{d['metadata']['name']}" for d in self.manifests()]
+
+    async def uninstall(self) -> list[str]:
+        """Removes the cluster side for every client: all bridges first (their workloads get their
+        containers back), then every object. Returns what it removed."""
+        cluster = await self.orchestrator.cluster()
+        ctx = connect.Context(self.orchestrator, cluster, self.orchestrator.runtime())
+        if await connect.installed_lifecycle(cluster) is None:
+            return []
+        names = [b["metadata"]["name"] for b in await bridging.list_bridges(cluster)]
+        removed = [f"bridge {name}" for name in await bridging.remove_bridges(ctx, names)]
+        await connect.remove_cluster_side(cluster, self.settings, self.settings.timeout)
+        return [*removed, "cluster side"]
+
     async def down(self) -> list[str]:
         """Removes what gefyra made for this client, locally and in the cluster (the whole cluster
         side when no other client is left). Harmless when nothing is there. Returns what it removed."""
@@ -74,6 +102,7 @@ class Gefyra:
 
     async def run(self, request: RunRequest) -> LocalContainer:
         """Starts a local container that behaves like a pod of ``request.namespace``."""
+        validation.run_request(request)
         cluster, runtime = await self.orchestrator.both()
         await self.orchestrator.run_plan("run", localrun.run_plan(),
                                          localrun.Context(self.orchestrator, cluster, runtime, request))
@@ -84,6 +113,7 @@ class Gefyra:
 
     async def bridge(self, request: BridgeRequest) -> BridgeInfo:
         """Sends the traffic of ``request.target``'s ports to the local container ``request.local``."""
+        validation.bridge_request(request)
         cluster, runtime = await self.orchestrator.both()
         ctx = bridging.Context(self.orchestrator, cluster, runtime, request,
                                self.orchestrator.interceptor(request.interceptor))
@@ -93,6 +123,8 @@ class Gefyra:
     async def unbridge(self, names: list[str] | None = None) -> list[str]:
         """Removes bridges (by bridge or local container name; all of this client's if ``names`` is
         None) and waits until the workloads have their original containers back."""
+        if names is not None:
+            validation.dns_labels(names, "names", "name")
         cluster, runtime = await self.orchestrator.both()
         mine = await bridging.list_bridges(cluster, self.settings.client_id)
         chosen = [b["metadata"]["name"] for b in mine

@@ -5,21 +5,84 @@ the commands that need them: `gefyra version` and `--help` start several times f
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from gefyra import __version__, errors
+from gefyra.core import validation
 from gefyra.core.config import Settings
+from gefyra.core.identity import default_client_id
 
 if TYPE_CHECKING:
     from gefyra._gefyra import Gefyra
     from gefyra.core.bus import Event
 
 T = TypeVar("T")
+#: click (8.2 on) shows the help of a bare `gefyra` by raising this usage error: it stays as it is.
+_HELP_REQUESTED = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _fail(message: str, exit_code: int) -> NoReturn:
+    """The one way the CLI reports an error: one line on stderr, the exit code of its kind."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
+@contextlib.contextmanager
+def _one_line() -> Iterator[None]:
+    """Errors in reading the flags (click's own, gefyra's from the checks in the callbacks) and
+    gefyra's errors outside an operation end as the operations' errors do: one line."""
+    try:
+        yield
+    except click.UsageError as exc:
+        if isinstance(exc, _HELP_REQUESTED):
+            raise
+        command = exc.ctx.command_path if exc.ctx else "gefyra"
+        _fail(f"{exc.format_message().rstrip('.')}; see `{command} --help`", exc.exit_code)
+    except errors.GefyraError as exc:
+        _fail(str(exc), exc.exit_code)
+
+
+class _Group(click.Group):
+    """The `gefyra` group: reading its flags and the subcommand's, and running the subcommand,
+    report errors in one line (:func:`_one_line`)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        with _one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line():
+            return super().invoke(ctx)
+
+
+def _flag(ctx: click.Context, param: click.Parameter) -> str:
+    """How the user gave a parameter: its environment variable, or its names (``-N/--name``)."""
+    if param.name and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT and isinstance(param.envvar, str):
+        return param.envvar
+    return "/".join(param.opts)
+
+
+def _checked(check: Callable[[Any, str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that passes a given value (a tuple for a repeatable option) through
+    ``check(value, flag)`` of :mod:`gefyra.core.validation`: every flag is checked while click
+    reads it, before any command runs."""
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        return None if value is None else check(value, _flag(ctx, param))
+    return callback
+
+
+def _label(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    return _checked(lambda value, flag: validation.dns_label(value, flag, what))
+
 
 def _show_progress(event: Event) -> None:
     from gefyra.core.bus import EventKind
@@ -57,8 +120,7 @@ def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]]) ->
     try:
         return anyio.run(main)
     except errors.GefyraError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted; what was begun has been undone", err=True)
         sys.exit(130)
@@ -89,12 +151,14 @@ def _emit(data: Any, output: str | None, human: Callable[[Any], str]) -> None:
 output_option = click.option("-o", "--output", type=click.Choice(["json"]), help="Print data as JSON.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--kubeconfig", envvar="KUBECONFIG", help="Path of the kubeconfig file.")
-@click.option("--context", help="The kubeconfig context to use.")
-@click.option("--runtime", envvar="GEFYRA_RUNTIME", metavar="NAME",
+@click.option("--context", callback=_checked(validation.context_name), help="The kubeconfig context to use.")
+@click.option("--runtime", envvar="GEFYRA_RUNTIME", metavar="NAME", callback=_label("runtime name"),
               help="Container runtime: docker, podman, or one a plugin provides (default: auto-detect).")
-@click.option("--client-id", envvar="GEFYRA_CLIENT_ID", help="This machine's name in the cluster.")
+@click.option("--client-id", envvar="GEFYRA_CLIENT_ID", callback=_label("client id"),
+              help="This machine's name in the cluster (default: host name and a random part, kept in "
+                   "~/.config/gefyra/client-id).")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", help="Log format (stderr).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens in detail.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -103,28 +167,32 @@ output_option = click.option("-o", "--output", type=click.Choice(["json"]), help
 def main(ctx: click.Context, kubeconfig: str | None, context: str | None, runtime: str | None,
          client_id: str | None, log_format: str, verbose: bool, quiet: bool) -> None:
     """Run a local container as if it were a pod of a Kubernetes cluster."""
-    settings = Settings(kubeconfig=kubeconfig, context=context, runtime=runtime)
-    if client_id:
-        settings.client_id = client_id
+    settings = Settings(kubeconfig=kubeconfig, context=context, runtime=runtime,
+                        client_id=client_id or default_client_id())
     ctx.obj = {"settings": settings, "quiet": quiet, "verbose": verbose, "log_format": log_format}
 
 
 @main.command()
-@click.option("--host", help="Address at which this machine reaches the cluster's nodes (default: the API server's host).")
-@click.option("--port", type=int, default=31820, help="UDP NodePort of stowaway.")
-@click.option("--service-cidr", help="The cluster's Service range (default: discovered).")
-@click.option("--pod-cidr", "pod_cidrs", multiple=True, help="A pod range (default: from the nodes). Repeatable.")
-@click.option("--timeout", type=float, default=120, help="Seconds to wait for the cluster side.")
-@click.option("--client-timeout", type=click.IntRange(min=10), default=60,
+@click.option("--host", callback=_checked(validation.host),
+              help="Address at which this machine reaches the cluster's nodes (default: the API server's host).")
+@click.option("--port", default="31820", callback=_checked(validation.port), help="UDP NodePort of stowaway.")
+@click.option("--service-cidr", envvar="GEFYRA_SERVICE_CIDR", callback=_checked(validation.cidr),
+              help="The cluster's Service range (default: discovered).")
+@click.option("--pod-cidr", "pod_cidrs", multiple=True, callback=_checked(validation.cidrs),
+              help="A pod range (default: from the nodes). Repeatable.")
+@click.option("--timeout", default="120", callback=_checked(validation.seconds), help="Seconds to wait for the cluster side.")
+@click.option("--client-timeout", default="60",
+              callback=_checked(lambda value, flag: validation.whole_number(value, flag, "client timeout", 10,
+                                                                            validation.MAX_SECONDS)),
               help="Seconds of silence after which the cluster drops a client and its bridges (set at install).")
 @output_option
 @click.pass_context
-def up(ctx: click.Context, host: str | None, port: int, service_cidr: str | None, pod_cidrs: tuple[str, ...],
+def up(ctx: click.Context, host: str | None, port: int, service_cidr: str | None, pod_cidrs: list[str],
        timeout: float, client_timeout: int, output: str | None) -> None:
     """Connect this machine to the cluster (installs gefyra's cluster side if needed)."""
-    settings: Settings = ctx.obj["settings"]
-    settings.host, settings.port, settings.timeout, settings.client_timeout = host, port, timeout, client_timeout
-    settings.service_cidr, settings.pod_cidrs = service_cidr, list(pod_cidrs)
+    ctx.obj["settings"] = dataclasses.replace(ctx.obj["settings"], host=host, port=port, timeout=timeout,
+                                              client_timeout=client_timeout, service_cidr=service_cidr,
+                                              pod_cidrs=pod_cidrs)
     result = _execute(ctx, lambda g: g.up())
     _emit(result, output, lambda r: f"connected: client {r.client} at {r.cluster.client.address if r.cluster.client else '?'}")
 
@@ -138,48 +206,60 @@ def down(ctx: click.Context, output: str | None) -> None:
     _emit(removed, output, lambda r: "removed: " + ", ".join(r) if r else "nothing to remove")
 
 
-def _key_value(items: tuple[str, ...], flag: str) -> dict[str, str]:
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=flag)
-        result[key] = value
-    return result
+@main.command()
+@click.option("--apply", "apply_", is_flag=True, help="Apply it to the cluster (else print its manifests).")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="Format of the manifests.")
+@click.pass_context
+def install(ctx: click.Context, apply_: bool, output: str) -> None:
+    """Install gefyra's cluster side as an admin (developers' `down` keeps it); without --apply,
+    print its manifests (stowaway's key pair and the cluster-info ConfigMap are made by --apply)."""
+    if apply_:
+        applied = _execute(ctx, lambda g: g.install())
+        click.echo("installed: " + ", ".join(applied))
+        return
+    from gefyra._gefyra import Gefyra
 
+    docs = Gefyra(ctx.obj["settings"]).manifests()
+    if output == "json":
+        click.echo(json.dumps(docs, indent=2))
+    else:
+        import yaml
 
-def _ports(items: tuple[str, ...]) -> dict[str, int]:
-    result = {}
-    for item in items:
-        host, sep, container = item.partition(":")
-        if not sep or not host.isdigit() or not container.split("/")[0].isdigit():
-            raise click.BadParameter(f"{item!r} is not HOSTPORT:CONTAINERPORT", param_hint="-p")
-        result[container if "/" in container else f"{container}/tcp"] = int(host)
-    return result
+        click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
 
 
 @main.command()
-@click.option("-i", "--image", required=True, help="Image of the local container.")
-@click.option("-N", "--name", required=True, help="Name of the local container.")
-@click.option("-n", "--namespace", default="default", help="The cluster namespace it acts in.")
-@click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE environment variable. Repeatable.")
-@click.option("--env-from", help="Copy the environment of deploy/NAME[/CONTAINER] (or pod/, sts/).")
-@click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER bind mount. Repeatable.")
-@click.option("-p", "--port", "ports", multiple=True, help="HOSTPORT:CONTAINERPORT to publish. Repeatable.")
-@click.option("--command", help="Command to run instead of the image's default (shell syntax).")
+@click.pass_context
+def uninstall(ctx: click.Context) -> None:
+    """Remove gefyra's cluster side for every client (all bridges first)."""
+    removed = _execute(ctx, lambda g: g.uninstall())
+    click.echo("removed: " + ", ".join(removed) if removed else "nothing to remove")
+
+
+@main.command()
+@click.option("-i", "--image", required=True, callback=_checked(validation.image), help="Image of the local container.")
+@click.option("-N", "--name", required=True, callback=_label("container name"), help="Name of the local container.")
+@click.option("-n", "--namespace", default="default", callback=_label("namespace"), help="The cluster namespace it acts in.")
+@click.option("-e", "--env", "env", multiple=True, callback=_checked(validation.env_pairs),
+              help="KEY=VALUE environment variable. Repeatable.")
+@click.option("--env-from", callback=_checked(validation.workload),
+              help="Copy the environment of deploy/NAME[/CONTAINER] (or pod/, sts/).")
+@click.option("-v", "--volume", "volumes", multiple=True, callback=_checked(validation.volumes),
+              help="HOST:CONTAINER[:ro] bind mount (absolute paths). Repeatable.")
+@click.option("-p", "--port", "ports", multiple=True, callback=_checked(validation.published_ports),
+              help="HOSTPORT:CONTAINERPORT[/udp] to publish. Repeatable.")
+@click.option("--command", callback=_checked(validation.command),
+              help="Command to run instead of the image's default (shell syntax).")
 @click.option("-d", "--detach", is_flag=True, help="Return once started instead of streaming the output.")
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it stops.")
 @click.pass_context
-def run(ctx: click.Context, image: str, name: str, namespace: str, env: tuple[str, ...], env_from: str | None,
-        volumes: tuple[str, ...], ports: tuple[str, ...], command: str | None, detach: bool, auto_remove: bool) -> None:
+def run(ctx: click.Context, image: str, name: str, namespace: str, env: dict[str, str], env_from: str | None,
+        volumes: list[str], ports: dict[str, int], command: list[str] | None, detach: bool, auto_remove: bool) -> None:
     """Run a local container inside the cluster's network."""
-    import shlex
-
     from gefyra.core.localrun import RunRequest
 
-    request = RunRequest(image=image, name=name, namespace=namespace, env=_key_value(env, "-e"),
-                         env_from=env_from, volumes=list(volumes), ports=_ports(ports),
-                         command=shlex.split(command) if command else None, auto_remove=auto_remove)
+    request = RunRequest(image=image, name=name, namespace=namespace, env=env, env_from=env_from, volumes=volumes,
+                         ports=ports, command=command, auto_remove=auto_remove)
 
     import anyio
 
@@ -205,42 +285,42 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: tuple[st
 
 
 @main.command()
-@click.option("-N", "--name", "local", required=True, help="The local container (started with `gefyra run`).")
-@click.option("-n", "--namespace", default="default", help="Namespace of the target.")
-@click.option("--target", required=True, help="deploy/NAME[/CONTAINER], pod/NAME[/CONTAINER] or sts/NAME[/CONTAINER].")
-@click.option("-p", "--port", "ports", multiple=True, required=True, help="REMOTE:LOCAL container ports. Repeatable.")
-@click.option("--interceptor", metavar="NAME",
+@click.option("-N", "--name", "local", required=True, callback=_label("container name"),
+              help="The local container (started with `gefyra run`).")
+@click.option("-n", "--namespace", default="default", callback=_label("namespace"), help="Namespace of the target.")
+@click.option("--target", required=True, callback=_checked(validation.workload),
+              help="deploy/NAME[/CONTAINER], pod/NAME[/CONTAINER] or sts/NAME[/CONTAINER].")
+@click.option("-p", "--port", "ports", multiple=True, required=True, callback=_checked(validation.bridge_ports),
+              help="REMOTE:LOCAL container ports. Repeatable.")
+@click.option("--interceptor", metavar="NAME", callback=_label("interceptor"),
               help="What takes the target container's place (default: nginx), or one a plugin provides.")
-@click.option("--timeout", type=float, default=60, help="Seconds to wait until the bridge carries traffic.")
+@click.option("--timeout", default="60", callback=_checked(validation.seconds),
+              help="Seconds to wait until the bridge carries traffic.")
 @click.option("--no-wait", is_flag=True, help="Return once the bridge is requested.")
 @output_option
 @click.pass_context
-def bridge(ctx: click.Context, local: str, namespace: str, target: str, ports: tuple[str, ...], interceptor: str | None,
+def bridge(ctx: click.Context, local: str, namespace: str, target: str, ports: dict[int, int], interceptor: str | None,
            timeout: float, no_wait: bool, output: str | None) -> None:
     """Send the traffic of a workload's ports in the cluster to a local container."""
     from gefyra.core.bridging import BridgeRequest
 
-    mapping = {}
-    for item in ports:
-        remote, sep, local_port = item.partition(":")
-        if not sep or not remote.isdigit() or not local_port.isdigit():
-            raise click.BadParameter(f"{item!r} is not REMOTE:LOCAL", param_hint="-p")
-        mapping[int(remote)] = int(local_port)
-    request = BridgeRequest(local=local, target=target, ports=mapping, namespace=namespace,
+    request = BridgeRequest(local=local, target=target, ports=ports, namespace=namespace,
                             interceptor=interceptor, wait=not no_wait, timeout=timeout)
     result = _execute(ctx, lambda g: g.bridge(request))
     _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name})")
 
 
 @main.command()
-@click.option("-N", "--name", "names", multiple=True, help="Bridge or local container name. Repeatable.")
+@click.option("-N", "--name", "names", multiple=True,
+              callback=_checked(lambda value, flag: validation.dns_labels(value, flag, "name")),
+              help="Bridge or local container name. Repeatable.")
 @click.option("--all", "all_", is_flag=True, help="Remove all of this client's bridges.")
 @click.pass_context
-def unbridge(ctx: click.Context, names: tuple[str, ...], all_: bool) -> None:
+def unbridge(ctx: click.Context, names: list[str], all_: bool) -> None:
     """Give bridged workloads their original containers back."""
     if bool(names) == all_:
         raise click.UsageError("name the bridges with -N, or pass --all")
-    removed = _execute(ctx, lambda g: g.unbridge(None if all_ else list(names)))
+    removed = _execute(ctx, lambda g: g.unbridge(None if all_ else names))
     click.echo("unbridged: " + ", ".join(removed) if removed else "no bridges")
 
 

@@ -3,6 +3,7 @@
     GefyraError                   exit 1
     ├── UsageError                 exit 2   bad input: unknown workload, malformed flag
     ├── ConfigError                exit 3   kubeconfig or context missing or wrong
+    │   └── ForbiddenError         exit 3   the cluster refuses these credentials a right
     ├── ClusterUnreachableError    exit 4   the API server does not answer
     ├── EngineUnavailableError     exit 5   no Docker/Podman to talk to
     ├── NotConnectedError          exit 6   `run` or `bridge` before `up`
@@ -37,6 +38,10 @@ class UsageError(GefyraError):
 
 class ConfigError(GefyraError):
     exit_code = 3
+
+
+class ForbiddenError(ConfigError):
+    pass
 
 
 class ClusterUnreachableError(GefyraError):

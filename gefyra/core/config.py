@@ -4,40 +4,83 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import socket
 
+from gefyra.core import validation
+from gefyra.core.identity import default_client_id
 from gefyra.core.names import LABEL_CLIENT, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY
 
+#: The environment variables that Settings reads, by field (an empty variable counts as unset).
+ENVIRONMENT = {
+    "runtime": "GEFYRA_RUNTIME",
+    "tunnel": "GEFYRA_TUNNEL",
+    "client_id": "GEFYRA_CLIENT_ID",
+    "image_tag": "GEFYRA_IMAGE_TAG",
+    "image_prefix": "GEFYRA_IMAGE_PREFIX",
+    "service_cidr": "GEFYRA_SERVICE_CIDR",
+}
 
-def _default_client_id() -> str:
-    host = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower()).strip("-") or "client"
-    return f"{host[:40]}-{os.getuid()}"
+
+def _env(field: str) -> str | None:
+    return os.environ.get(ENVIRONMENT[field]) or None
 
 
 @dataclasses.dataclass
 class Settings:
+    """Checked when made and again when a :class:`gefyra.Gefyra` takes them (:meth:`validate`)."""
+
     kubeconfig: str | None = None
     context: str | None = None
     #: The container runtime's name (a built-in one or a plugin's), None to auto-detect.
-    runtime: str | None = dataclasses.field(default_factory=lambda: os.environ.get("GEFYRA_RUNTIME") or None)
+    runtime: str | None = dataclasses.field(default_factory=lambda: _env("runtime"))
     #: The tunnel backend's name, None for the default.
-    tunnel: str | None = dataclasses.field(default_factory=lambda: os.environ.get("GEFYRA_TUNNEL") or None)
-    client_id: str = dataclasses.field(default_factory=lambda: os.environ.get("GEFYRA_CLIENT_ID") or _default_client_id())
+    tunnel: str | None = dataclasses.field(default_factory=lambda: _env("tunnel"))
+    client_id: str = dataclasses.field(default_factory=lambda: _env("client_id") or default_client_id())
     #: Address and UDP port at which this machine reaches stowaway; the host defaults to the API
     #: server's host.
     host: str | None = None
     port: int = 31820
-    image_tag: str = dataclasses.field(default_factory=lambda: os.environ.get("GEFYRA_IMAGE_TAG", "dev"))
-    image_prefix: str = dataclasses.field(default_factory=lambda: os.environ.get("GEFYRA_IMAGE_PREFIX", "gefyra"))
+    image_tag: str = dataclasses.field(default_factory=lambda: _env("image_tag") or "dev")
+    image_prefix: str = dataclasses.field(default_factory=lambda: _env("image_prefix") or "gefyra")
     cluster_domain: str = "cluster.local"
     #: Cluster ranges routed through the tunnel; discovered from the cluster when empty.
-    service_cidr: str | None = None
+    service_cidr: str | None = dataclasses.field(default_factory=lambda: _env("service_cidr"))
     pod_cidrs: list[str] = dataclasses.field(default_factory=list)
     tunnel_mtu: int = 1340
     #: Seconds after which the operator treats a silent client as gone (and removes its bridges).
     client_timeout: int = 60
     timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises UsageError for a bad value, given by the caller or taken from the environment,
+        naming the field (and its environment variable)."""
+        v, name = validation, self._name
+        v.dns_label(self.client_id, name("client_id"), "client id")
+        for field in ("runtime", "tunnel"):
+            if getattr(self, field) is not None:
+                v.dns_label(getattr(self, field), name(field), f"{field} name")
+        if self.context is not None:
+            v.context_name(self.context, name("context"))
+        if self.host is not None:
+            v.host(self.host, name("host"))
+        v.port_number(self.port, name("port"))
+        v.image_tag(self.image_tag, name("image_tag"))
+        v.image_prefix(self.image_prefix, name("image_prefix"))
+        v.dns_subdomain(self.cluster_domain, name("cluster_domain"), "cluster domain")
+        if self.service_cidr is not None:
+            v.cidr(self.service_cidr, name("service_cidr"))
+        v.cidrs(self.pod_cidrs, name("pod_cidrs"))
+        v.whole_number_value(self.tunnel_mtu, name("tunnel_mtu"), "MTU", 576, 9000)
+        v.whole_number_value(self.client_timeout, name("client_timeout"), "client timeout", 10, validation.MAX_SECONDS)
+        v.seconds_value(self.timeout, name("timeout"))
+
+    @staticmethod
+    def _name(field: str) -> str:
+        """``Settings.client_id (GEFYRA_CLIENT_ID)``: where a bad value came from."""
+        env = ENVIRONMENT.get(field)
+        return f"Settings.{field}" + (f" ({env})" if env else "")
 
     def image(self, component: str) -> str:
         return f"{self.image_prefix}/{component}:{self.image_tag}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import ipaddress
 from typing import Any
 
 import structlog
@@ -27,15 +28,19 @@ from gefyra import errors
 from gefyra.core import bridging, manifests
 from gefyra.core.bus import Event, EventKind
 from gefyra.core.config import Settings
-from gefyra.core.kube import Cluster
+from gefyra.core.kube import METADATA_ONLY, Cluster, object_path
 from gefyra.core.names import (
+    ANNOTATION_LIFECYCLE,
+    ANNOTATION_MANIFESTS,
     CLIENTS_PATH,
+    CLUSTER_INFO_CONFIGMAP,
     GEFYRA_NAMESPACE,
     LABEL_CLIENT,
     LABEL_MANAGED_BY,
     LABEL_PUBLIC_KEY,
     LABEL_ROUTES,
     MANAGED_BY,
+    STOWAWAY,
     STOWAWAY_KEY_SECRET,
     TUNNEL_SERVER_ADDRESS,
 )
@@ -65,12 +70,12 @@ class Context(OperationContext):
         await self.orchestrator.bus.publish(Event(EventKind.PROGRESS, step, message))
 
 
-def client_doc(settings: Settings, public_key: str = "") -> dict[str, Any]:
+def client_doc(settings: Settings, public_key: str = "", owner: str = "") -> dict[str, Any]:
     return {
         "apiVersion": "gefyra.dev/v1alpha1", "kind": "GefyraClient",
         "metadata": {"name": settings.client_id, "namespace": GEFYRA_NAMESPACE,
                      "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CLIENT: settings.client_id}},
-        "spec": {"publicKey": public_key},
+        "spec": {"publicKey": public_key, "owner": owner},
     }
 
 
@@ -120,50 +125,114 @@ def _stowaway_doc(settings: Settings) -> dict[str, Any]:
     return next(d for d in manifests.cluster_side(settings) if d["kind"] == "Deployment")
 
 
+def _namespace_doc() -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": GEFYRA_NAMESPACE}}
+
+
+async def installed_lifecycle(cluster: Cluster) -> str | None:
+    """How the cluster side was installed (manifests.INSTALLED or WITH_CLIENTS), None if not."""
+    namespace = await cluster.get(_namespace_doc())
+    if namespace is None:
+        return None
+    return str((namespace["metadata"].get("annotations") or {}).get(ANNOTATION_LIFECYCLE) or manifests.WITH_CLIENTS)
+
+
+async def install(ctx: Context, lifecycle: str) -> None:
+    """Applies every object of the cluster side (after a removal still under way has finished),
+    with the server's key pair and what developers need to know about the cluster."""
+    docs = manifests.cluster_side(ctx.settings, lifecycle)
+
+    async def none_terminating() -> bool:
+        found = [await ctx.cluster.get(doc) for doc in docs]
+        return not any(f and f["metadata"].get("deletionTimestamp") for f in found)
+
+    if not await none_terminating():
+        await ctx.progress("cluster-side", "waiting for a previous removal to finish")
+    await wait_until(none_terminating, ctx.settings.timeout, errors.ReadinessTimeoutError(
+        "gefyra's cluster side is still being removed", "wait for `gefyra down` to finish, then retry"), 0.5)
+    for doc in docs:
+        await ctx.cluster.apply(doc)
+        if doc["kind"] == "Namespace":
+            await _ensure_server_key(ctx)
+            await ctx.cluster.apply(await _cluster_info_doc(ctx.cluster))
+
+
+async def _ensure_server_key(ctx: Context) -> None:
+    """Creates stowaway's key pair once; an existing one is checked by its metadata only (the
+    private key never comes to this machine again)."""
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": STOWAWAY_KEY_SECRET, "namespace": GEFYRA_NAMESPACE,
+                           "labels": {LABEL_MANAGED_BY: MANAGED_BY}}}
+    try:
+        await ctx.cluster.request("GET", object_path(secret), accept=METADATA_ONLY)
+        return
+    except errors.NotFoundError:
+        pass
+    keys = ctx.tunnel.generate_keys()
+    secret["data"] = {"private-key": base64.b64encode(keys.private.encode()).decode(),
+                      "public-key": base64.b64encode(keys.public.encode()).decode()}
+    await ctx.cluster.request("POST", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/secrets", secret)
+
+
+async def _cluster_info_doc(cluster: Cluster) -> dict[str, Any]:
+    """What the tunnel routes and where cluster DNS answers, discovered with the installer's rights
+    (a developer with gefyra-user rights reads it from this ConfigMap)."""
+    data = {"serviceCIDR": await cluster.service_cidr(), "podCIDRs": " ".join(await cluster.pod_cidrs()),
+            "dnsIP": await cluster.cluster_dns_ip(), "apiServiceIP": await _kubernetes_service_ip(cluster)}
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": CLUSTER_INFO_CONFIGMAP, "namespace": GEFYRA_NAMESPACE,
+                         "labels": {LABEL_MANAGED_BY: MANAGED_BY}}, "data": data}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterFacts:
+    """The cluster-info ConfigMap's values, checked (they come from the cluster: untrusted)."""
+
+    service_cidr: str
+    pod_cidrs: list[str]
+    dns_ip: str
+    api_service_ip: str
+
+
+async def cluster_facts(cluster: Cluster) -> ClusterFacts:
+    found = await cluster.get({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": CLUSTER_INFO_CONFIGMAP, "namespace": GEFYRA_NAMESPACE}})
+    data = (found or {}).get("data") or {}
+    try:
+        return ClusterFacts(service_cidr=str(ipaddress.ip_network(data["serviceCIDR"])),
+                            pod_cidrs=[str(ipaddress.ip_network(c)) for c in data.get("podCIDRs", "").split()],
+                            dns_ip=str(ipaddress.ip_address(data["dnsIP"])),
+                            api_service_ip=str(ipaddress.ip_address(data["apiServiceIP"])))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise errors.GefyraError(f"the ConfigMap {GEFYRA_NAMESPACE}/{CLUSTER_INFO_CONFIGMAP} is missing or malformed "
+                                 f"({type(exc).__name__}: {str(exc)[:80]})",
+                                 "an admin reinstalls the cluster side: `gefyra install --apply`") from exc
+
+
 class ClusterSide(Step[Context]):
     name = "cluster-side"
     title = "install gefyra's cluster side (stowaway, operator)"
     provides = frozenset({"cluster-side"})
 
     async def verify(self, ctx: Context) -> bool:
-        """Every object is there (none terminating) and stowaway runs the wanted images."""
-        for doc in manifests.cluster_side(ctx.settings):
-            current = await ctx.cluster.get(doc)
-            if current is None or current["metadata"].get("deletionTimestamp"):
-                return False
-            if doc["kind"] == "Deployment" and not _stowaway_ready(ctx.settings, current):
-                return False
-        return True
+        """The installed cluster side is the wanted one: its digest is on the stowaway Deployment,
+        the one object a developer with gefyra-user rights reads."""
+        current = await ctx.cluster.get(_stowaway_doc(ctx.settings))
+        wanted = _stowaway_doc(ctx.settings)["metadata"]["annotations"][ANNOTATION_MANIFESTS]
+        return (current is not None and not current["metadata"].get("deletionTimestamp")
+                and (current["metadata"].get("annotations") or {}).get(ANNOTATION_MANIFESTS) == wanted)
 
     async def apply(self, ctx: Context) -> None:
-        docs = manifests.cluster_side(ctx.settings)
-
-        async def none_terminating() -> bool:
-            found = [await ctx.cluster.get(doc) for doc in docs]
-            return not any(f and f["metadata"].get("deletionTimestamp") for f in found)
-
-        if not await none_terminating():
-            await ctx.progress(self.name, "waiting for a previous removal to finish")
-        await wait_until(none_terminating, ctx.settings.timeout, errors.ReadinessTimeoutError(
-            "gefyra's cluster side is still being removed", "wait for `gefyra down` to finish, then retry"), 0.5)
-        for doc in docs:
-            await ctx.cluster.apply(doc)
-            if doc["kind"] == "Namespace":
-                await self._ensure_server_key(ctx)
-
-    async def _ensure_server_key(self, ctx: Context) -> None:
-        secret = {"apiVersion": "v1", "kind": "Secret",
-                  "metadata": {"name": STOWAWAY_KEY_SECRET, "namespace": GEFYRA_NAMESPACE,
-                               "labels": {LABEL_MANAGED_BY: MANAGED_BY}}}
-        if await ctx.cluster.exists(secret):
-            return
-        keys = ctx.tunnel.generate_keys()
-        secret["data"] = {"private-key": base64.b64encode(keys.private.encode()).decode(),
-                          "public-key": base64.b64encode(keys.public.encode()).decode()}
-        await ctx.cluster.request("POST", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/secrets", secret)
+        try:
+            await install(ctx, await installed_lifecycle(ctx.cluster) or manifests.WITH_CLIENTS)
+        except errors.ForbiddenError as exc:
+            raise errors.ForbiddenError(
+                "gefyra's cluster side is missing or outdated, and these credentials may not install it "
+                f"({exc.what})", "ask a cluster admin to run `gefyra install --apply`") from exc
 
     async def undo(self, ctx: Context) -> None:
-        if not await other_clients(ctx.cluster, ctx.settings.client_id):
+        if (await installed_lifecycle(ctx.cluster) == manifests.WITH_CLIENTS
+                and not await other_clients(ctx.cluster, ctx.settings.client_id)):
             await remove_cluster_side(ctx.cluster, ctx.settings, ctx.settings.timeout)
 
 
@@ -184,7 +253,7 @@ class RegisterClient(Step[Context]):
 
     async def apply(self, ctx: Context) -> None:
         keys = ctx.keys = ctx.tunnel.generate_keys()
-        await ctx.cluster.apply(client_doc(ctx.settings, keys.public))
+        await ctx.cluster.apply(client_doc(ctx.settings, keys.public, await ctx.cluster.username()))
         await ctx.progress(self.name, "waiting for the operator to add this client to stowaway")
 
         async def active_status() -> dict[str, Any] | None:
@@ -245,9 +314,41 @@ class ServerEnd(Step[Context]):
         return current is not None and _stowaway_ready(ctx.settings, current)
 
     async def apply(self, ctx: Context) -> None:
-        await wait_until(lambda: self.verify(ctx), ctx.settings.timeout, errors.ReadinessTimeoutError(
+        async def ready() -> bool:
+            current = await ctx.cluster.get(_stowaway_doc(ctx.settings))
+            if current is not None and _stowaway_ready(ctx.settings, current):
+                return True
+            failure = await _stowaway_failure(ctx.cluster, current)
+            if failure:
+                raise errors.ReadinessTimeoutError(f"stowaway cannot start: {failure}",
+                                                   "see README: What gefyra installs and may do")
+            return False
+
+        await wait_until(ready, ctx.settings.timeout, errors.ReadinessTimeoutError(
             f"stowaway did not become ready within {ctx.settings.timeout:.0f}s",
-            "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?)"), 0.2)
+            "check `kubectl -n gefyra describe pod` and the operator's log"), 0.2)
+
+
+#: Waiting reasons of a container that will not start by waiting longer.
+_HOPELESS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+             "CreateContainerError", "ErrImageNeverPull"}
+
+
+async def _stowaway_failure(cluster: Cluster, deployment: dict[str, Any] | None) -> str | None:
+    """Why stowaway's pod cannot come up (refused by admission, image not pullable), or None while
+    it may still."""
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return str(condition.get("message", ""))[:300]
+    pods = await cluster.request("GET", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/pods",
+                                 query=[("labelSelector", f"app.kubernetes.io/name={STOWAWAY}")])
+    for pod in pods.get("items", []):
+        for state in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (state.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _HOPELESS:
+                return (f"container {state.get('name')}, image {state.get('image')}: {waiting['reason']}: "
+                        f"{str(waiting.get('message', ''))[:200]}")
+    return None
 
 
 class LocalEndStep(Step[Context]):
@@ -262,9 +363,10 @@ class LocalEndStep(Step[Context]):
     async def apply(self, ctx: Context) -> None:
         assert ctx.keys is not None, "the client step sets the keys"
         settings, tunnel = ctx.settings, ctx.tunnel
-        routes = [f"{TUNNEL_SERVER_ADDRESS}/32", settings.service_cidr or await ctx.cluster.service_cidr(),
-                  *(settings.pod_cidrs or await ctx.cluster.pod_cidrs())]
-        dns = ctx.orchestrator.dns().setup(tunnel.dns_dir, await ctx.cluster.cluster_dns_ip(), settings.cluster_domain)
+        facts = await cluster_facts(ctx.cluster)
+        routes = [f"{TUNNEL_SERVER_ADDRESS}/32", settings.service_cidr or facts.service_cidr,
+                  *(settings.pod_cidrs or facts.pod_cidrs)]
+        dns = ctx.orchestrator.dns().setup(tunnel.dns_dir, facts.dns_ip, settings.cluster_domain)
         await tunnel.start_local_end(ctx.runtime, settings, LocalEnd(
             name=settings.cargo_name, network=settings.network_name,
             labels=settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes)},
@@ -284,7 +386,7 @@ class TunnelProbe(Step[Context]):
     TIMEOUT = 30.0
 
     async def apply(self, ctx: Context) -> None:
-        api_ip = await kubernetes_service_ip(ctx.cluster)
+        api_ip = (await cluster_facts(ctx.cluster)).api_service_ip
         try:
             await ctx.tunnel.wait_connected(ctx.runtime, ctx.settings.cargo_name, (api_ip, 443), self.TIMEOUT)
         except errors.ReadinessTimeoutError as exc:
@@ -292,7 +394,7 @@ class TunnelProbe(Step[Context]):
             raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {endpoint})", exc.hint) from exc
 
 
-async def kubernetes_service_ip(cluster: Cluster) -> str:
+async def _kubernetes_service_ip(cluster: Cluster) -> str:
     found = await cluster.request("GET", "/api/v1/namespaces/default/services/kubernetes")
     return str(found["spec"]["clusterIP"])
 
@@ -368,7 +470,8 @@ class RemoveClusterSide(Step[Context]):
     provides = frozenset({"cluster-side-removed"})
 
     async def verify(self, ctx: Context) -> bool:
-        return (not await ctx.cluster.namespace_exists(GEFYRA_NAMESPACE)
+        """Nothing to remove: not installed, installed by an admin (it stays), or still in use."""
+        return (await installed_lifecycle(ctx.cluster) != manifests.WITH_CLIENTS
                 or bool(await other_clients(ctx.cluster, ctx.settings.client_id)))
 
     async def apply(self, ctx: Context) -> None:

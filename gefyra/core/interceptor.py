@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from kubernetes_asyncio import client
 
@@ -25,9 +25,41 @@ class Forward:
     host_port: int
 
 
+@dataclasses.dataclass(frozen=True)
+class EndpointRequest:
+    """A request to the operator's HTTP endpoint, from the interceptor's part in a bridged pod."""
+
+    #: The caller's IP address: its pod's (the endpoint answers each pod only about itself).
+    peer: str
+    query: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointAnswer:
+    status: int
+    body: bytes = b""
+
+
+EndpointHandler = Callable[[EndpointRequest], Awaitable[EndpointAnswer]]
+
+
+def _nothing() -> None:
+    return None
+
+
 class Interceptor(abc.ABC):
     #: The name a GefyraBridge gives in ``spec.interceptor``.
     name: str = "?"
+    #: Set by the operator: call it when something a reconcile round acts on has changed (for
+    #: instance, the interceptor in a pod reports its configuration applied), so that the next
+    #: round comes at once.
+    notify: Callable[[], None] = staticmethod(_nothing)
+
+    def endpoints(self) -> Mapping[str, EndpointHandler]:
+        """Paths of the operator's HTTP endpoint that this interceptor answers. Its parts in the
+        bridged pods fetch their configuration there, so the operator needs no right to exec into
+        pods (and no pod needs a token)."""
+        return {}
 
     @abc.abstractmethod
     def validate(self, container: client.V1Container, ports: Sequence[int]) -> str | None:

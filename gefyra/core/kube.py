@@ -29,9 +29,15 @@ _KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "ServiceAccount"): ("serviceaccounts", True),
     ("v1", "Service"): ("services", True),
     ("v1", "Secret"): ("secrets", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("clusterroles", False),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
+    ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): ("validatingadmissionpolicies", False),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"):
+        ("validatingadmissionpolicybindings", False),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
     ("gefyra.dev/v1alpha1", "GefyraClient"): ("gefyraclients", True),
     ("gefyra.dev/v1alpha1", "GefyraBridge"): ("gefyrabridges", True),
@@ -51,18 +57,21 @@ def object_path(doc: Mapping[str, Any]) -> str:
 #: Seconds one API request or exec may take (kubernetes_asyncio's default is no limit at all).
 REQUEST_TIMEOUT = 30
 MERGE_PATCH = "application/merge-patch+json"
+#: Accept header for an object's metadata only (a Secret read without its data).
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
 async def request(api: client.ApiClient, method: str, path: str, body: Any = None, *,
-                  query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
+                  query: list[tuple[str, str]] | None = None, content_type: str = "application/json",
+                  accept: str = "application/json") -> Any:
     """A raw API request; returns the decoded JSON answer. Raises ApiException (and aiohttp's
     errors, TimeoutError) untranslated: :class:`Cluster` translates them for the client, the
     operator retries them."""
     with anyio.fail_after(REQUEST_TIMEOUT):
         response = await api.call_api(
             path, method, query_params=query or [], header_params={"Content-Type": content_type,
-                                                                   "Accept": "application/json"},
+                                                                   "Accept": accept},
             body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
         )
         data = await response.read()
@@ -109,8 +118,8 @@ def translate(exc: ApiException, what: str) -> errors.GefyraError:
         return errors.ConfigError(f"the cluster rejected the credentials for {what}: {reason}",
                                   "check the kubeconfig and its context")
     if exc.status == 403:
-        return errors.ConfigError(f"not allowed: {what}: {reason}",
-                                  "gefyra needs cluster-admin-like rights to install its cluster side")
+        return errors.ForbiddenError(f"not allowed: {what}: {reason}",
+                                     "ask a cluster admin for the rights (README: What gefyra installs and may do)")
     if exc.status == 404:
         return errors.NotFoundError(f"{what} not found")
     if exc.status == 409:
@@ -124,6 +133,7 @@ class Cluster:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._api: client.ApiClient | None = None
+        self._username: str | None = None
 
     @property
     def api(self) -> client.ApiClient:
@@ -181,10 +191,20 @@ class Cluster:
             raise errors.ClusterUnreachableError(f"lost the cluster while doing {what}: {exc or type(exc).__name__}") from exc
 
     async def request(self, method: str, path: str, body: Any = None, *,
-                      query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
+                      query: list[tuple[str, str]] | None = None, content_type: str = "application/json",
+                      accept: str = "application/json") -> Any:
         """A raw API request; returns the decoded JSON answer."""
         async with self.calling(f"{method} {path}"):
-            return await request(self.api, method, path, body, query=query, content_type=content_type)
+            return await request(self.api, method, path, body, query=query, content_type=content_type, accept=accept)
+
+    async def username(self) -> str:
+        """Who the cluster takes this kubeconfig's credentials for (SelfSubjectReview: any
+        authenticated user may ask). gefyra's objects record it as their owner."""
+        if self._username is None:
+            review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            answer = await self.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)
+            self._username = str(answer["status"]["userInfo"].get("username", ""))
+        return self._username
 
     async def apply(self, doc: Mapping[str, Any]) -> Any:
         """Server-side apply of one object (field manager ``gefyra``, conflicts forced)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import string
 from importlib import resources
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 import yaml
 
 from gefyra.core.config import Settings
-from gefyra.core.names import TUNNEL_SERVER_ADDRESS
+from gefyra.core.names import ANNOTATION_MANIFESTS, TUNNEL_SERVER_ADDRESS
 
 _FILES = ("crds.yaml", "gefyra.yaml")
 
@@ -22,8 +24,23 @@ def _directory() -> Path:
     return Path(__file__).resolve().parents[2] / "manifests"  # editable install / source tree
 
 
-def cluster_side(settings: Settings) -> list[dict[str, Any]]:
-    """All objects of the cluster side, rendered for ``settings``, in apply order."""
+#: The cluster side's lifecycles (the Namespace's annotation ANNOTATION_LIFECYCLE).
+INSTALLED = "install"
+WITH_CLIENTS = "with-clients"
+
+
+def cluster_side(settings: Settings, lifecycle: str = WITH_CLIENTS) -> list[dict[str, Any]]:
+    """All objects of the cluster side, rendered for ``settings``, in apply order. The stowaway
+    Deployment carries a digest of them all (lifecycle aside), so that `up` can tell whether the
+    installed cluster side is the wanted one by reading that one object."""
+    documents = _render(settings, lifecycle)
+    digest = hashlib.sha256(json.dumps(_render(settings, ""), sort_keys=True).encode()).hexdigest()[:20]
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    deployment["metadata"].setdefault("annotations", {})[ANNOTATION_MANIFESTS] = digest
+    return documents
+
+
+def _render(settings: Settings, lifecycle: str) -> list[dict[str, Any]]:
     values = {
         "stowaway_image": settings.image("stowaway"),
         "operator_image": settings.image("operator"),
@@ -33,6 +50,7 @@ def cluster_side(settings: Settings) -> list[dict[str, Any]]:
         "tunnel_mtu": str(settings.tunnel_mtu),
         "port": str(settings.port),
         "client_timeout": str(settings.client_timeout),
+        "lifecycle": lifecycle,
     }
     documents: list[dict[str, Any]] = []
     for name in _FILES:

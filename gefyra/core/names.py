@@ -18,6 +18,16 @@ LABEL_PUBLIC_KEY: Final = "gefyra.dev/public-key"
 LABEL_ROUTES: Final = "gefyra.dev/cluster-routes"
 
 GEFYRA_NAMESPACE: Final = "gefyra"
+#: Namespaces whose workloads are never bridged: the cluster's own and gefyra's.
+PROTECTED_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease", GEFYRA_NAMESPACE})
+#: On the Namespace: "install" (an admin installed the cluster side; `down` keeps it) or
+#: "with-clients" (`up` installed it; the last client's `down` removes it).
+ANNOTATION_LIFECYCLE: Final = "gefyra.dev/lifecycle"
+#: On the stowaway Deployment: a digest of the cluster side's manifests, to tell an outdated install.
+ANNOTATION_MANIFESTS: Final = "gefyra.dev/manifests"
+#: What the tunnel routes and where cluster DNS is: written at install for developers who may not
+#: discover it themselves.
+CLUSTER_INFO_CONFIGMAP: Final = "gefyra-cluster"
 CRD_GROUP: Final = "gefyra.dev"
 CRD_VERSION: Final = "v1alpha1"
 CLIENTS: Final = "gefyraclients"

@@ -109,6 +109,16 @@ class Tunnel(abc.ABC):
         """The cluster side of this backend (used by the operator, in the server end's pod)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerForward:
+    """TCP from one of ``sources`` (the bridged pods' IPs) to the server's ``port`` goes to the same
+    port of the client at ``address`` in the tunnel."""
+
+    port: int
+    address: str
+    sources: tuple[str, ...]
+
+
 class TunnelServer(abc.ABC):
     """The server end's control, used by the operator. Peers and forwards change on the running
     server: it is never restarted for a client or a bridge."""
@@ -137,6 +147,6 @@ class TunnelServer(abc.ABC):
         """Public key -> bytes received from that peer so far (keepalives included)."""
 
     @abc.abstractmethod
-    async def forward(self, rules: Sequence[tuple[int, str]]) -> None:
-        """Sets the server's forwards into the tunnel to exactly ``rules``: (port, client address),
-        TCP arriving at the server's port goes to the same port of that client."""
+    async def forward(self, rules: Sequence[ServerForward]) -> None:
+        """Sets the server's forwards into the tunnel to exactly ``rules``. Nothing else reaches a
+        client through the server: not another client, not a pod that is not the bridge's."""

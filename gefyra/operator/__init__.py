@@ -22,6 +22,7 @@ from kubernetes_asyncio import client, config, watch
 from gefyra.core.config import Settings
 from gefyra.core.names import BRIDGES, CLIENTS, CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE
 from gefyra.core.orchestrator import Orchestrator
+from gefyra.operator import endpoint
 from gefyra.operator.bridges import Bridges
 from gefyra.operator.clients import Clients
 
@@ -84,20 +85,32 @@ async def main() -> None:
     server = orchestrator.tunnel().server()
     await server.wait_ready()
     async with client.ApiClient() as api:
-        clients = Clients(api, namespace, server)
-        bridges = Bridges(api, namespace, orchestrator, server, os.environ["POD_IP"])
         wakeup = _Wakeup()
+        health = endpoint.Health()
+        clients = Clients(api, namespace, server)
+        bridges = Bridges(api, namespace, orchestrator, server, os.environ["POD_IP"], wakeup.set)
+        runner = await endpoint.serve(endpoint.app(health, bridges.interceptors))
         log.info("operator started", namespace=namespace, tunnel=orchestrator.tunnel().name,
                  plugins=sorted(n for n, _ in orchestrator.pm.list_name_plugin()))
-        async with anyio.create_task_group() as tg:
-            for plural in (CLIENTS, BRIDGES):
-                tg.start_soon(_watch, client.CustomObjectsApi(api), namespace, plural, wakeup)
-            tg.start_soon(_watch_pods, client.CoreV1Api(api), bridges, wakeup)
-            while True:
-                try:
-                    await bridges.sync(await clients.sync())
-                except client.ApiException as exc:
-                    log.warning("round failed; retrying", status=exc.status, reason=exc.reason)
-                except Exception as exc:  # noqa: BLE001 - the next round tries again
-                    log.warning("round failed; retrying", error=f"{type(exc).__name__}: {exc}")
-                await wakeup.wait(BUSY_INTERVAL if bridges.busy else INTERVAL)
+        try:
+            await _reconcile_forever(api, namespace, clients, bridges, wakeup, health)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+
+async def _reconcile_forever(api: client.ApiClient, namespace: str, clients: Clients, bridges: Bridges,
+                             wakeup: _Wakeup, health: endpoint.Health) -> None:
+    async with anyio.create_task_group() as tg:
+        for plural in (CLIENTS, BRIDGES):
+            tg.start_soon(_watch, client.CustomObjectsApi(api), namespace, plural, wakeup)
+        tg.start_soon(_watch_pods, client.CoreV1Api(api), bridges, wakeup)
+        while True:
+            try:
+                await bridges.sync(await clients.sync())
+            except client.ApiException as exc:
+                log.warning("round failed; retrying", status=exc.status, reason=exc.reason)
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("round failed; retrying", error=f"{type(exc).__name__}: {exc}")
+            health.round_done()
+            await wakeup.wait(BUSY_INTERVAL if bridges.busy else INTERVAL)

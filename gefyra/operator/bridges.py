@@ -15,6 +15,8 @@ failure is logged and retried in the next round; the others go on):
 from __future__ import annotations
 
 import datetime
+import re
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -29,20 +31,26 @@ from gefyra.core.names import (
     CRD_GROUP,
     CRD_VERSION,
     INVALID,
+    PROTECTED_NAMESPACES,
     PROXY_PORTS,
     READY,
     RESTORED,
     RESTORING,
 )
 from gefyra.core.orchestrator import Orchestrator
-from gefyra.core.tunnel import TunnelServer
+from gefyra.core.tunnel import ServerForward, TunnelServer
 from gefyra.core.workloads import container_status, live_pods, pod_spec_and_selector, undeclared_port
+from gefyra.operator.clients import ActiveClient
 
 log = structlog.get_logger("gefyra.operator")
 
 
 class InvalidBridge(Exception):
     """The bridge cannot be made as it is; the message is the reason, for its Invalid condition."""
+
+
+_KINDS = {"deployment", "statefulset", "pod"}
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 def _allocate(used: set[int]) -> int:
@@ -70,6 +78,22 @@ def conditions_with(current: list[dict[str, Any]], kind: str, status: bool, reas
     return result
 
 
+def _target(spec: dict[str, Any]) -> dict[str, str]:
+    """spec.target, checked: names Kubernetes could have, in a namespace gefyra may touch."""
+    target = spec.get("target")
+    if not isinstance(target, dict):
+        raise InvalidBridge("spec.target is missing")
+    for field in ("namespace", "kind", "name", "container"):
+        value = target.get(field)
+        if not isinstance(value, str) or not _NAME.fullmatch(value):
+            raise InvalidBridge(f"spec.target.{field} is not a Kubernetes name: {str(value)[:60]!r}")
+    if target["kind"] not in _KINDS:
+        raise InvalidBridge(f"spec.target.kind must be one of {', '.join(sorted(_KINDS))}")
+    if target["namespace"] in PROTECTED_NAMESPACES:
+        raise InvalidBridge(f"gefyra does not bridge workloads in namespace {target['namespace']}")
+    return target
+
+
 def _ports(spec: dict[str, Any]) -> list[int]:
     ports = spec.get("ports")
     if not isinstance(ports, list) or not ports:
@@ -85,7 +109,7 @@ def _ports(spec: dict[str, Any]) -> list[int]:
 
 class Bridges:
     def __init__(self, api: client.ApiClient, namespace: str, orchestrator: Orchestrator, server: TunnelServer,
-                 stowaway_ip: str) -> None:
+                 stowaway_ip: str, notify: Callable[[], None]) -> None:
         self.api = api
         self.namespace = namespace
         self.orchestrator = orchestrator
@@ -97,6 +121,13 @@ class Bridges:
         self.busy = False
         #: The namespaces of the bridges' targets: pod changes there wake the next round.
         self.namespaces: set[str] = set()
+        self._notify = notify
+        #: Interceptors by the name bridges give (one object each: they may keep state, such as
+        #: what their parts in the pods were told).
+        self._interceptors: dict[str | None, Interceptor] = {}
+
+    def interceptors(self) -> list[Interceptor]:
+        return list(self._interceptors.values())
 
     async def _patch(self, name: str, body: dict[str, Any], *, status: bool = False) -> None:
         path = kube.custom_path(self.namespace, BRIDGES, name, "status" if status else "")
@@ -111,17 +142,17 @@ class Bridges:
             status.update(diff)
             bridge["status"] = status
 
-    async def sync(self, client_addresses: dict[str, str]) -> None:
+    async def sync(self, clients: dict[str, ActiveClient]) -> None:
         listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES)
         bridges = listing["items"]
         used = {p for b in bridges for p in ((b.get("status") or {}).get("proxyPorts") or {}).values()}
-        rules: list[tuple[int, str]] = []
+        rules: list[ServerForward] = []
         busy = False
         self.namespaces = {str((b.get("spec") or {}).get("target", {}).get("namespace")) for b in bridges}
         for bridge in bridges:
             name = bridge["metadata"]["name"]
             try:
-                ready = await self._reconcile(bridge, client_addresses, used, rules)
+                ready = await self._reconcile(bridge, clients, used, rules)
             except InvalidBridge as exc:
                 ready = True  # nothing more will happen until the object changes
                 await self._invalid(bridge, str(exc))
@@ -142,20 +173,26 @@ class Bridges:
 
     def _interceptor(self, spec: dict[str, Any]) -> Interceptor:
         name = spec.get("interceptor") or None
-        try:
-            return self.orchestrator.interceptor(name)
-        except errors.GefyraError as exc:
-            raise InvalidBridge(f"no plugin in the operator provides the interceptor {name!r}") from exc
+        if name not in self._interceptors:
+            try:
+                interceptor = self.orchestrator.interceptor(name)
+            except errors.GefyraError as exc:
+                raise InvalidBridge(f"no plugin in the operator provides the interceptor {name!r}") from exc
+            interceptor.notify = self._notify
+            self._interceptors[name] = interceptor
+        return self._interceptors[name]
 
-    async def _reconcile(self, bridge: dict[str, Any], addresses: dict[str, str], used: set[int],
-                         rules: list[tuple[int, str]]) -> bool:
+    async def _reconcile(self, bridge: dict[str, Any], clients: dict[str, ActiveClient], used: set[int],
+                         rules: list[ServerForward]) -> bool:
         """One bridge; True once it is in its wanted state."""
         name, spec = bridge["metadata"]["name"], bridge["spec"]
-        address = addresses.get(spec.get("client", ""))
-        if bridge["metadata"].get("deletionTimestamp") or address is None:
-            return await self._retire(bridge, orphaned=address is None)
+        owner = clients.get(spec.get("client", ""))
+        if bridge["metadata"].get("deletionTimestamp") or owner is None:
+            return await self._retire(bridge, orphaned=owner is None)
+        if spec.get("owner", "") != owner.owner:
+            raise InvalidBridge(f"client {spec.get('client')} is not {spec.get('owner') or 'its creator'}'s")
         interceptor = self._interceptor(spec)
-        target = spec["target"]
+        target = _target(spec)
         ports = _ports(spec)
         try:
             pod_spec, _ = await pod_spec_and_selector(self.api, target["namespace"], target["kind"], target["name"])
@@ -178,11 +215,12 @@ class Bridges:
         if not proxy:
             proxy = {p: _allocate(used) for p in ports}
             await self._set_status(bridge, proxyPorts={str(k): v for k, v in proxy.items()}, phase="Pending")
-        rules.extend((port, address) for port in proxy.values())
         forwards = [Forward(remote, self.stowaway_ip, port) for remote, port in sorted(proxy.items())]
 
         ready: list[str] = []
         pods = await live_pods(self.api, target["namespace"], target["kind"], target["name"])
+        sources = tuple(sorted(p.status.pod_ip for p in pods if p.status is not None and p.status.pod_ip))
+        rules.extend(ServerForward(port, owner.address, sources) for port in proxy.values())
         for pod in pods:
             container = target["container"]
             if interceptor.bridge_of(pod, container) != name:
@@ -214,10 +252,9 @@ class Bridges:
         """Restores the pods the bridge took over; once every pod of the target runs its own
         container again (Ready and serving), lets the object go. True when done."""
         name, spec = bridge["metadata"]["name"], bridge["spec"]
-        target = spec["target"]
         restored = True
         try:
-            interceptor = self._interceptor(spec)
+            interceptor, target = self._interceptor(spec), _target(spec)
         except InvalidBridge:
             interceptor = None  # it never took anything over
         if interceptor is not None and bridge["metadata"].get("finalizers"):

@@ -7,20 +7,33 @@ public key is malformed or already taken by another client is reported on its st
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import ipaddress
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import structlog
 from kubernetes_asyncio import client
 
 from gefyra.core import kube
-from gefyra.core.names import CLIENTS, CRD_GROUP, CRD_VERSION, STOWAWAY_KEY_SECRET, TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS
+from gefyra.core.names import CLIENTS, CRD_GROUP, CRD_VERSION, TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS
 from gefyra.core.tunnel import TunnelServer
 
 log = structlog.get_logger("gefyra.operator")
+
+#: The server's public key, as the operator's container gets it (never the private key).
+SERVER_PUBLIC_KEY = Path("/etc/gefyra/server/public-key")
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveClient:
+    """A client whose peer is in the tunnel."""
+
+    address: str
+    #: The Kubernetes user who registered it (its bridges must be that user's too).
+    owner: str
 
 
 def _allocate(taken: set[str]) -> str:
@@ -46,7 +59,6 @@ class Clients:
         self.namespace = namespace
         self.server = server
         self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
         self.timeout = float(os.environ.get("GEFYRA_CLIENT_TIMEOUT", "60"))
         #: public key -> (received bytes, when that number last changed)
         self._received: dict[str, tuple[int, float]] = {}
@@ -62,19 +74,21 @@ class Clients:
                 silent.add(key)
         return silent
 
-    async def _server_public_key(self) -> str:
-        secret = await self.core.read_namespaced_secret(STOWAWAY_KEY_SECRET, self.namespace)
-        return base64.b64decode(secret.data["public-key"]).decode()
+    def _server_public_key(self) -> str:
+        key = SERVER_PUBLIC_KEY.read_text().strip()
+        if not self.server.is_public_key(key):
+            raise RuntimeError(f"{SERVER_PUBLIC_KEY} holds no public key of the tunnel")
+        return key
 
     async def _patch_status(self, name: str, status: dict[str, str]) -> None:
         await kube.request(self.api, "PATCH", kube.custom_path(self.namespace, CLIENTS, name, "status"),
                            {"status": status}, content_type=kube.MERGE_PATCH)
 
-    async def sync(self) -> dict[str, str]:
-        """One round; returns the active clients' tunnel addresses by client name."""
+    async def sync(self) -> dict[str, ActiveClient]:
+        """One round; returns the active clients by name."""
         listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, CLIENTS)
         clients = sorted(listing["items"], key=lambda c: c["metadata"]["creationTimestamp"])
-        server_key = await self._server_public_key()
+        server_key = self._server_public_key()
         taken: set[str] = {str((c.get("status") or {})["address"]) for c in clients
                            if _valid_address((c.get("status") or {}).get("address"))}
         wanted: dict[str, str] = {}  # public key -> address
@@ -118,4 +132,9 @@ class Clients:
             elif (item.get("status") or {}).get("phase") != "Active":
                 await self._patch_status(item["metadata"]["name"], {"phase": "Active", "serverPublicKey": server_key,
                                                                     "message": ""})
-        return {c["metadata"]["name"]: wanted[c["spec"]["publicKey"]] for c in active}
+        return {c["metadata"]["name"]: ActiveClient(wanted[c["spec"]["publicKey"]], _owner(c)) for c in active}
+
+
+def _owner(item: dict[str, Any]) -> str:
+    owner = (item.get("spec") or {}).get("owner")
+    return owner if isinstance(owner, str) else ""

@@ -23,6 +23,9 @@ ip address add "$WG_ADDRESS" dev wg0
 ip link set wg0 mtu "$WG_MTU" up
 # Clients' traffic enters the cluster as if it came from this pod.
 iptables -t nat -A POSTROUTING -s "$WG_ADDRESS" ! -o wg0 -j MASQUERADE
+# Clients never reach each other through the tunnel (a bridge reaches its client only from its
+# pods: the operator's DNAT rules match their addresses).
+iptables -A FORWARD -i wg0 -o wg0 -j DROP
 touch /var/run/wireguard/ready
 echo "stowaway: listening on udp/$WG_LISTEN_PORT, tunnel address $WG_ADDRESS"
 trap 'kill $wg_pid' TERM INT

@@ -38,6 +38,12 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: f
     return proc.stdout
 
 
+def kubectl_result(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """kubectl whose failure is the point: the caller checks the exit code and stderr."""
+    return subprocess.run([str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
+                          input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
 def kubectl_json(*args: str) -> Any:
     return json.loads(kubectl(*args, "-o", "json"))
 

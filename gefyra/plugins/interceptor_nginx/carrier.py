@@ -1,6 +1,8 @@
 """carrier: the pod keeps its spec, IP and other containers; only the bridged container's image is
-swapped for carrier's, and carrier's nginx gets its forwarding rules through an exec and a reload.
-The original image is kept in an annotation of the pod, so that it can be put back exactly.
+swapped for carrier's. carrier's agent fetches its nginx configuration from the operator's
+endpoint (a long poll: it asks again at once with the version it runs, and the answer comes when
+there is a newer one), so the operator needs no exec rights. The original image is kept in an
+annotation of the pod, so that it can be put back exactly.
 
 Which container runs is told by container IDs, never by the image name in the pod's status: a node
 that holds one image under two tags reports either tag (measured: spec ``gefyra/carrier:dev``,
@@ -10,21 +12,27 @@ carrier is on its way in, and carrier's own while the original is on its way bac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import ipaddress
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import anyio
 import structlog
 from kubernetes_asyncio import client
 
 from gefyra.core import kube
-from gefyra.core.interceptor import Forward, Interceptor
+from gefyra.core.interceptor import EndpointAnswer, EndpointHandler, EndpointRequest, Forward, Interceptor
 from gefyra.core.workloads import container_status
 
 log = structlog.get_logger("gefyra.operator")
 
 ANN_BRIDGE = "gefyra.dev/bridge"
 ANN_ORIGINAL = "gefyra.dev/original-image"
-ANN_CONFIG = "gefyra.dev/carrier-config"
+#: Where carrier's agent asks for its configuration (see images/carrier/).
+CONFIG_PATH = "/carrier/v1/config"
+#: Seconds the endpoint holds a request that has nothing new (carrier's agent waits 35 s).
+LONG_POLL = 25.0
 #: The container that carrier replaces (taking over), and carrier's container (restoring).
 ANN_REPLACED = "gefyra.dev/replaced-container"
 ANN_RESTORING = "gefyra.dev/restoring-from"
@@ -34,7 +42,7 @@ def carrier_config(forwards: Sequence[Forward], probes: dict[int, str]) -> tuple
     """(stream config, http config) for carrier: each bridged port forwards to its host and port;
     probe ports that are not bridged are answered by carrier itself (HTTP 200, or a bare accept)."""
     ports = {f.port for f in forwards}
-    stream = "".join(f"server {{ listen {int(f.port)}; proxy_pass {f.host}:{int(f.host_port)}; }}\n"
+    stream = "".join(f"server {{ listen {int(f.port)}; proxy_pass {ipaddress.ip_address(f.host)}:{int(f.host_port)}; }}\n"
                      for f in sorted(forwards, key=lambda f: f.port))
     http = ""
     for port, kind in sorted(probes.items()):
@@ -77,11 +85,62 @@ def _running_id(pod: client.V1Pod, name: str) -> str:
     return str(state.container_id or "") if state is not None and state.state.running is not None else ""
 
 
+class _Board:
+    """What each carrier should run, by its pod's IP, and the version it last said it runs."""
+
+    def __init__(self) -> None:
+        self.wanted: dict[str, tuple[str, bytes]] = {}
+        self.applied: dict[str, str] = {}
+        self._changed: dict[str, anyio.Event] = {}
+
+    def want(self, ip: str, version: str, body: bytes) -> None:
+        if self.wanted.get(ip, ("", b""))[0] != version:
+            self.wanted[ip] = (version, body)
+            self._wake(ip)
+
+    def forget(self, ip: str) -> None:
+        self.wanted.pop(ip, None)
+        self.applied.pop(ip, None)
+        self._wake(ip)
+
+    def _wake(self, ip: str) -> None:
+        event = self._changed.pop(ip, None)
+        if event is not None:
+            event.set()
+
+    async def answer(self, ip: str, have: str) -> tuple[EndpointAnswer, bool]:
+        """The answer to carrier at ``ip`` that runs version ``have``, and whether that report is
+        news (the version it was to apply, not known to be applied before)."""
+        wanted = self.wanted.get(ip)
+        if wanted is None:
+            return EndpointAnswer(404), False
+        news = have == wanted[0] and self.applied.get(ip) != have
+        self.applied[ip] = have
+        with anyio.move_on_after(LONG_POLL):
+            while (current := self.wanted.get(ip)) is not None and current[0] == have:
+                await self._changed.setdefault(ip, anyio.Event()).wait()
+        current = self.wanted.get(ip)
+        if current is None:
+            return EndpointAnswer(404), news
+        return (EndpointAnswer(304) if current[0] == have else EndpointAnswer(200, current[1])), news
+
+
 class NginxInterceptor(Interceptor):
     name = "nginx"
 
     def __init__(self, image: str) -> None:
         self.image = image
+        self._board = _Board()
+
+    def endpoints(self) -> Mapping[str, EndpointHandler]:
+        return {CONFIG_PATH: self._config_request}
+
+    async def _config_request(self, request: EndpointRequest) -> EndpointAnswer:
+        answer, news = await self._board.answer(request.peer, request.query.get("have", ""))
+        if news:
+            log.info("carrier configured", pod_ip=request.peer)
+            self.notify()
+        return answer
 
     def validate(self, container: client.V1Container, ports: Sequence[int]) -> str | None:
         if container.command:
@@ -115,32 +174,23 @@ class NginxInterceptor(Interceptor):
 
     async def configure(self, api: client.ApiClient, pod: client.V1Pod, container: str,
                         template: client.V1Container, forwards: Sequence[Forward]) -> bool:
+        ip = pod.status.pod_ip if pod.status is not None else None
+        if not ip:
+            return False
         stream, http = carrier_config(forwards, probe_ports(template))
-        digest = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
-        if (pod.metadata.annotations or {}).get(ANN_CONFIG) == digest:
-            return True
-        if not self.is_active(pod, container):
-            return False
-        script = ('mkdir -p /etc/gefyra-carrier/http && printf %s "$1" > /etc/gefyra-carrier/ports/gefyra.conf && '
-                  'printf %s "$2" > /etc/gefyra-carrier/http/gefyra.conf && '
-                  'nginx -c /etc/gefyra-carrier/nginx.conf -s reload && echo GEFYRA-CONFIGURED')
-        try:
-            output = await kube.exec_in_pod(api, pod.metadata.namespace, pod.metadata.name, container,
-                                            ["sh", "-c", script, "sh", stream, http])
-        except TimeoutError:
-            return False  # the next round tries again
-        if "GEFYRA-CONFIGURED" not in output:
-            return False
-        await _patch(api, pod, {"metadata": {"annotations": {ANN_CONFIG: digest}}})
-        log.info("carrier configured", pod=pod.metadata.name)
-        return True
+        version = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
+        # Wanted before carrier runs: its first request gets the configuration.
+        self._board.want(ip, version, json.dumps({"version": version, "stream": stream, "http": http}).encode())
+        return self.is_active(pod, container) and self._board.applied.get(ip) == version
 
     async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> bool:
         annotations = pod.metadata.annotations or {}
         original = annotations.get(ANN_ORIGINAL)
         if original is not None:
             carrier = str(getattr(container_status(pod, container), "container_id", None) or "")
-            await _patch(api, pod, {"metadata": {"annotations": {ANN_ORIGINAL: None, ANN_CONFIG: None, ANN_REPLACED: None,
+            if pod.status is not None and pod.status.pod_ip:
+                self._board.forget(pod.status.pod_ip)
+            await _patch(api, pod, {"metadata": {"annotations": {ANN_ORIGINAL: None, ANN_REPLACED: None,
                                                                  ANN_RESTORING: carrier}},
                                     "spec": {"containers": [{"name": container, "image": original}]}})
             log.info("original image restored", pod=pod.metadata.name)

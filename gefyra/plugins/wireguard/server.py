@@ -13,7 +13,8 @@ import anyio
 import structlog
 
 from gefyra import errors
-from gefyra.core.tunnel import TunnelServer
+from gefyra.core.names import TUNNEL_NETWORK
+from gefyra.core.tunnel import ServerForward, TunnelServer
 from gefyra.plugins.wireguard import keys
 
 log = structlog.get_logger("gefyra.operator")
@@ -39,8 +40,8 @@ async def _run(*command: str) -> str:
 def _checked(public_key: str, address: str | None = None) -> None:
     if not keys.is_key(public_key):
         raise errors.UsageError(f"{public_key[:60]!r} is not a WireGuard public key")
-    if address is not None and ipaddress.ip_address(address).version != 4:
-        raise errors.UsageError(f"{address!r} is not an IPv4 address")
+    if address is not None:
+        _tunnel_address(address)
 
 
 class WireGuardServer(TunnelServer):
@@ -76,11 +77,14 @@ class WireGuardServer(TunnelServer):
                 found[fields[0]] = int(fields[1])
         return found
 
-    async def forward(self, rules: Sequence[tuple[int, str]]) -> None:
-        """One chain, rebuilt when it differs from ``rules``."""
-        wanted = sorted(["-A", FORWARD_CHAIN, "-p", "tcp", "-m", "tcp", "--dport", str(int(port)), "-j", "DNAT",
-                         "--to-destination", f"{ipaddress.ip_address(address)}:{int(port)}"]
-                        for port, address in rules)
+    async def forward(self, rules: Sequence[ServerForward]) -> None:
+        """One chain, rebuilt when it differs from ``rules``: a bridge's port is DNAT'ed into the
+        tunnel only for connections from that bridge's pods, arriving from the cluster side (never
+        from the tunnel: one client must not reach another's bridge)."""
+        wanted = sorted(["-A", FORWARD_CHAIN, "-s", f"{_pod_address(source)}/32", "!", "-i", INTERFACE,
+                         "-p", "tcp", "-m", "tcp", "--dport", str(_port(rule.port)), "-j", "DNAT",
+                         "--to-destination", f"{_tunnel_address(rule.address)}:{_port(rule.port)}"]
+                        for rule in rules for source in rule.sources)
         try:
             current = await _run("iptables", "-t", "nat", "-S", FORWARD_CHAIN)
         except errors.GefyraError:
@@ -96,3 +100,26 @@ class WireGuardServer(TunnelServer):
         for rule in wanted:
             await _run("iptables", "-t", "nat", *rule)
         log.info("bridge ports routed", rules=len(wanted))
+
+
+def _port(value: int) -> int:
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise errors.UsageError(f"{value!r} is not a TCP port")
+    return value
+
+
+def _pod_address(text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError as exc:
+        raise errors.UsageError(f"{text[:60]!r} is not a pod's IPv4 address") from exc
+
+
+def _tunnel_address(text: str) -> ipaddress.IPv4Address:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if not isinstance(address, ipaddress.IPv4Address) or address not in ipaddress.ip_network(TUNNEL_NETWORK):
+        raise errors.UsageError(f"{text!r} is not an address in the tunnel's range {TUNNEL_NETWORK}")
+    return address

@@ -1,0 +1,3 @@
+module gefyra.dev/carrier
+
+go 1.26

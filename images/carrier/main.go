@@ -1,0 +1,440 @@
+// gefyra-carrier is the entrypoint of the carrier image: it runs nginx and feeds it the forwarding
+// rules that it fetches from gefyra's operator, so the operator needs no exec rights in bridged
+// pods. carrier takes the place of the bridged container in place and so runs under that
+// container's securityContext: any uid, maybe a read-only root filesystem and no capabilities.
+// Hence everything it writes lives in one working directory, preferably in /dev/shm.
+//
+// Protocol (a long poll): GET CONFIG_URL?have=VERSION, where VERSION is what runs ("" at first).
+// 200 {"version", "stream", "http"}: the texts for nginx's stream and http blocks, applied at once;
+// 304: nothing new (the operator held the request); anything else or no answer: ask again shortly.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	// The pod spec is the replaced container's, so the operator cannot set an environment for
+	// carrier: the default must be right. GEFYRA_CARRIER_CONFIG_URL is for tests.
+	defaultConfigURL = "http://gefyra-operator.gefyra.svc:8080/carrier/v1/config"
+	nginxBin         = "/usr/sbin/nginx"
+	// Loaded by its absolute path: /etc/nginx/modules-enabled names it relative to nginx's default
+	// prefix, which -p replaces.
+	streamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+	requestTimeout = 35 * time.Second // the operator holds a request up to about 25 s
+	retryPause     = 500 * time.Millisecond
+	refusedPause   = time.Second // after a configuration that nginx -t refused
+	applyTimeout   = 5 * time.Second
+	stopTimeout    = 2 * time.Second
+	quietPeriod    = 30 * time.Second
+)
+
+// workDirs in order of preference. /dev/shm is a tmpfs that the runtime mounts writable in every
+// container, even with a read-only root filesystem; /tmp may be an emptyDir of the original pod.
+var workDirs = []string{"/dev/shm/gefyra-carrier", "/tmp/gefyra-carrier", "/var/run/gefyra-carrier"}
+
+func main() {
+	// The original container's args arrive in os.Args; carrier has no use for them.
+	log.SetPrefix("gefyra-carrier: ")
+	dir, err := workDir()
+	if err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+	n := &nginx{dir: dir}
+	exited, err := n.start()
+	if err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+	log.Printf("nginx started (pid %d) in %s", n.cmd.Process.Pid, dir)
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go poll(n, configURL())
+
+	select {
+	case err := <-exited:
+		log.Printf("nginx exited: %v", err)
+		os.Exit(1) // the kubelet restarts the container
+	case sig := <-signals:
+		log.Printf("%v: stopping nginx", sig)
+		_ = n.cmd.Process.Signal(syscall.SIGQUIT) // graceful: open connections may finish
+		select {
+		case <-exited:
+		case <-time.After(stopTimeout):
+			log.Printf("nginx did not stop within %v; leaving anyway", stopTimeout)
+		}
+		os.Exit(0)
+	}
+}
+
+// workDir is the first candidate directory that can be created and written to.
+func workDir() (string, error) {
+	var problems []string
+	for _, dir := range workDirs {
+		probe := filepath.Join(dir, ".probe")
+		err := os.MkdirAll(dir, 0o755)
+		if err == nil {
+			err = os.WriteFile(probe, nil, 0o644)
+		}
+		if err == nil {
+			_ = os.Remove(probe)
+			return dir, nil
+		}
+		problems = append(problems, err.Error())
+	}
+	return "", fmt.Errorf("no writable working directory: %s", strings.Join(problems, "; "))
+}
+
+func configURL() *url.URL {
+	raw := os.Getenv("GEFYRA_CARRIER_CONFIG_URL")
+	if raw == "" {
+		raw = defaultConfigURL
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		log.Printf("GEFYRA_CARRIER_CONFIG_URL: %v", err)
+		os.Exit(1)
+	}
+	return u
+}
+
+type config struct {
+	Version string `json:"version"`
+	Stream  string `json:"stream"`
+	HTTP    string `json:"http"`
+}
+
+// poll asks the operator for configuration, forever.
+func poll(n *nginx, base *url.URL) {
+	client := &http.Client{
+		Timeout: requestTimeout,
+		// The pod keeps the original container's environment: a HTTP_PROXY meant for the
+		// application must not carry carrier's requests to a cluster-internal Service.
+		Transport: &http.Transport{
+			Proxy:           nil,
+			DialContext:     (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			IdleConnTimeout: time.Minute,
+		},
+	}
+	quiet := quietLog{}
+	n.waitStarted()
+	have := ""
+	for {
+		cfg, err := fetch(client, base, have)
+		switch {
+		case err != nil:
+			quiet.print(err.Error())
+			time.Sleep(retryPause)
+		case cfg == nil: // 304
+		default:
+			if err := n.apply(cfg); err != nil {
+				quiet.print(err.Error())
+				time.Sleep(refusedPause)
+				continue
+			}
+			have = cfg.Version
+		}
+	}
+}
+
+// fetch returns the new configuration, nil for 304, or an error for anything else.
+func fetch(client *http.Client, base *url.URL, have string) (*config, error) {
+	u := *base
+	q := u.Query()
+	q.Set("have", have)
+	u.RawQuery = q.Encode()
+	resp, err := client.Get(u.String())
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		return nil, nil
+	case http.StatusOK:
+		var cfg config
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&cfg); err != nil {
+			return nil, fmt.Errorf("%s: bad configuration: %v", base, err)
+		}
+		if cfg.Version == "" {
+			// "" means "nothing applied yet": taking it would ask for the same answer again at once.
+			return nil, fmt.Errorf("%s: configuration without a version", base)
+		}
+		return &cfg, nil
+	default:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+		return nil, fmt.Errorf("%s: %s", base, resp.Status)
+	}
+}
+
+// quietLog prints a message at most once per quietPeriod, so that a missing operator (asked
+// twice a second) does not flood the log.
+type quietLog map[string]time.Time
+
+func (q quietLog) print(msg string) {
+	now := time.Now()
+	for m, at := range q {
+		if now.Sub(at) >= quietPeriod {
+			delete(q, m)
+		}
+	}
+	if _, seen := q[msg]; !seen {
+		q[msg] = now
+		log.Print(msg)
+	}
+}
+
+// nginx is the nginx master process and its working directory.
+type nginx struct {
+	dir          string
+	cmd          *exec.Cmd
+	stream, http string // what the files hold now
+}
+
+func (n *nginx) path(name string) string { return filepath.Join(n.dir, name) }
+
+func (n *nginx) start() (<-chan error, error) {
+	// The directory may survive a restart of the container (/dev/shm belongs to the pod): an old
+	// pid file would make waitStarted believe too early.
+	_ = os.Remove(n.path("nginx.pid"))
+	if err := n.write("", ""); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(n.path("nginx.conf"), []byte(n.mainConfig()), 0o644); err != nil {
+		return nil, err
+	}
+	n.cmd = exec.Command(nginxBin, n.args()...)
+	n.cmd.Stdout, n.cmd.Stderr = os.Stdout, os.Stderr
+	if err := n.cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- n.cmd.Wait() }()
+	return exited, nil
+}
+
+// args makes nginx read only what is in the working directory. -e stderr: nginx opens its error
+// log before it reads the configuration (Debian's nginx is built with stderr as default anyway).
+func (n *nginx) args(extra ...string) []string {
+	return append(extra, "-e", "stderr", "-p", n.dir+"/", "-c", n.path("nginx.conf"))
+}
+
+func (n *nginx) mainConfig() string {
+	d := n.dir
+	return fmt.Sprintf(`# Written by gefyra-carrier; the operator's configuration goes into stream.conf and http.conf.
+load_module %s;
+daemon off;
+worker_processes 1;
+pid %s/nginx.pid;
+error_log stderr notice;
+%sevents {}
+stream {
+    include %s/stream.conf;
+}
+http {
+    access_log off;
+    client_body_temp_path %s/client_body;
+    proxy_temp_path %s/proxy;
+    fastcgi_temp_path %s/fastcgi;
+    uwsgi_temp_path %s/uwsgi;
+    scgi_temp_path %s/scgi;
+    include %s/http.conf;
+}
+`, streamModule, d, userDirective(), d, d, d, d, d, d, d)
+}
+
+// userDirective: nginx started as root switches its worker to nobody, which needs CAP_SETGID and
+// CAP_SETUID. Root without them (capabilities dropped) keeps its worker as root: setgid and
+// setuid to the ids it already has are allowed, initgroups fails with a harmless alert.
+// Other uids keep their own, without any directive.
+func userDirective() string {
+	const capSetgid, capSetuid = 6, 7
+	if os.Geteuid() != 0 {
+		return ""
+	}
+	caps := effectiveCaps()
+	if caps&(1<<capSetgid) != 0 && caps&(1<<capSetuid) != 0 {
+		return ""
+	}
+	return "user root root;\n"
+}
+
+// effectiveCaps is CapEff of /proc/self/status (all bits set if it cannot be read: the default).
+func effectiveCaps() uint64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return ^uint64(0)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			if caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil {
+				return caps
+			}
+		}
+	}
+	return ^uint64(0)
+}
+
+// waitStarted returns once nginx has written its pid file, which it does after installing its
+// signal handlers: a SIGHUP before that would end it.
+func (n *nginx) waitStarted() {
+	want := strconv.Itoa(n.cmd.Process.Pid)
+	for {
+		if b, err := os.ReadFile(n.path("nginx.pid")); err == nil && strings.TrimSpace(string(b)) == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// write replaces stream.conf and http.conf, each atomically.
+func (n *nginx) write(stream, http string) error {
+	for name, text := range map[string]string{"stream.conf": stream, "http.conf": http} {
+		tmp := n.path("." + name + ".tmp")
+		if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, n.path(name)); err != nil {
+			return err
+		}
+	}
+	n.stream, n.http = stream, http
+	return nil
+}
+
+// apply writes cfg, has nginx test it, and reloads nginx with it. A refused configuration is taken
+// back from the files too, so that they always hold what runs.
+func (n *nginx) apply(cfg *config) error {
+	oldStream, oldHTTP := n.stream, n.http
+	if err := n.write(cfg.Stream, cfg.HTTP); err != nil {
+		return fmt.Errorf("version %s: %v", cfg.Version, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, nginxBin, n.args("-t", "-q")...).CombinedOutput(); err != nil {
+		_ = n.write(oldStream, oldHTTP)
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(string(out), "\n", " | ")), " ")
+		return fmt.Errorf("version %s refused by nginx -t (%v): %s", cfg.Version, err, msg)
+	}
+	before := n.workers()
+	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("version %s: reload: %v", cfg.Version, err)
+	}
+	ports := listenPorts(cfg.Stream + "\n" + cfg.HTTP)
+	if problem := n.waitApplied(before, ports); problem != "" {
+		log.Printf("version %s: after %v, %s", cfg.Version, applyTimeout, problem)
+	} else {
+		log.Printf("version %s applied (listening on %v)", cfg.Version, ports)
+	}
+	return nil
+}
+
+// waitApplied waits until nginx runs a worker that was not there before the reload (the master
+// starts one only once the new configuration is in place) and each port accepts connections.
+// It says what is still missing when it gives up.
+func (n *nginx) waitApplied(before map[int]bool, ports []int) string {
+	deadline := time.Now().Add(applyTimeout)
+	pending := append([]int(nil), ports...)
+	newWorker := false
+	for {
+		if !newWorker {
+			for pid := range n.workers() {
+				newWorker = newWorker || !before[pid]
+			}
+		}
+		// A port that accepted once is done: each connection is forwarded to the developer's
+		// container, so carrier makes no more of them than it must.
+		var still []int
+		for _, port := range pending {
+			conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 200*time.Millisecond)
+			if err != nil {
+				still = append(still, port)
+				continue
+			}
+			_ = conn.Close()
+		}
+		pending = still
+		if newWorker && len(pending) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			var missing []string
+			if !newWorker {
+				missing = append(missing, "nginx has started no new worker (reload failed?)")
+			}
+			if len(pending) > 0 {
+				missing = append(missing, fmt.Sprintf("ports %v do not accept connections", pending))
+			}
+			return strings.Join(missing, "; ")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// workers are the pids of the nginx master's children.
+func (n *nginx) workers() map[int]bool {
+	found := map[int]bool{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold anything, so parse after its last ')'.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(n.cmd.Process.Pid) {
+			found[pid] = true
+		}
+	}
+	return found
+}
+
+// listenRe finds "listen PORT ...;" and "listen ADDRESS:PORT ...;".
+var listenRe = regexp.MustCompile(`\blisten\s+(?:[^\s;]*:)?(\d+)([^;]*);`)
+
+// listenPorts are the TCP ports that a configuration text listens on, sorted, once each.
+func listenPorts(text string) []int {
+	seen := map[int]bool{}
+	var ports []int
+	for _, m := range listenRe.FindAllStringSubmatch(text, -1) {
+		port, err := strconv.Atoi(m[1])
+		if err != nil || seen[port] || strings.Contains(m[2], "udp") {
+			continue
+		}
+		seen[port] = true
+		ports = append(ports, port)
+	}
+	sort.Ints(ports)
+	return ports
+}
