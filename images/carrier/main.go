@@ -264,17 +264,15 @@ http {
 `, streamModule, d, userDirective(), d, d, d, d, d, d, d)
 }
 
-// userDirective: nginx started as root switches its worker to nobody, which needs CAP_SETGID and
-// CAP_SETUID. Root without them (capabilities dropped) keeps its worker as root: setgid and
-// setuid to the ids it already has are allowed, initgroups fails with a harmless alert.
+// userDirective: nginx started as root hands its temp directories to nobody (CAP_CHOWN), switches
+// its worker to nobody (CAP_SETGID, CAP_SETUID) and may signal it (CAP_KILL). Root without these
+// (capabilities dropped) keeps its worker as root instead: setgid and setuid to the ids it already
+// has are allowed, only initgroups fails, with a harmless "[emerg] initgroups(root, 0) failed".
 // Other uids keep their own, without any directive.
 func userDirective() string {
-	const capSetgid, capSetuid = 6, 7
-	if os.Geteuid() != 0 {
-		return ""
-	}
-	caps := effectiveCaps()
-	if caps&(1<<capSetgid) != 0 && caps&(1<<capSetuid) != 0 {
+	const capChown, capKill, capSetgid, capSetuid = 0, 5, 6, 7
+	const needed = 1<<capChown | 1<<capKill | 1<<capSetgid | 1<<capSetuid
+	if os.Geteuid() != 0 || effectiveCaps()&needed == needed {
 		return ""
 	}
 	return "user root root;\n"
@@ -336,8 +334,7 @@ func (n *nginx) apply(cfg *config) error {
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, nginxBin, n.args("-t", "-q")...).CombinedOutput(); err != nil {
 		_ = n.write(oldStream, oldHTTP)
-		msg := strings.Join(strings.Fields(strings.ReplaceAll(string(out), "\n", " | ")), " ")
-		return fmt.Errorf("version %s refused by nginx -t (%v): %s", cfg.Version, err, msg)
+		return fmt.Errorf("version %s refused by nginx -t (%v): %s", cfg.Version, err, nginxErrors(out))
 	}
 	before := n.workers()
 	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -350,6 +347,21 @@ func (n *nginx) apply(cfg *config) error {
 		log.Printf("version %s applied (listening on %v)", cfg.Version, ports)
 	}
 	return nil
+}
+
+// nginxLogPrefix is the time and pid of an nginx log line: without them, the same refusal reads
+// the same each time and is logged once per quietPeriod.
+var nginxLogPrefix = regexp.MustCompile(`^\S+ \S+ (\[\w+\]) \d+#\d+: `)
+
+// nginxErrors is the output of nginx -t on one line, without time, pid and its closing summary.
+func nginxErrors(out []byte) string {
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if !strings.HasSuffix(line, " test failed") {
+			lines = append(lines, nginxLogPrefix.ReplaceAllString(line, "$1 "))
+		}
+	}
+	return strings.Join(lines, " | ")
 }
 
 // waitApplied waits until nginx runs a worker that was not there before the reload (the master
