@@ -153,9 +153,9 @@ class CreateBridge(Step[Context]):
 
     async def apply(self, ctx: Context) -> None:
         request, settings = ctx.request, ctx.settings
-        ctx.name = bridge_name(settings, request.local, ctx.kind, ctx.workload)
+        name = bridge_name(settings, request.local, ctx.kind, ctx.workload)
         doc = {"apiVersion": f"{CRD_GROUP}/{CRD_VERSION}", "kind": "GefyraBridge",
-               "metadata": {"name": ctx.name, "namespace": GEFYRA_NAMESPACE,
+               "metadata": {"name": name, "namespace": GEFYRA_NAMESPACE,
                             "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CLIENT: settings.client_id}},
                "spec": {"client": settings.client_id, "owner": await ctx.cluster.username(),
                         "localContainer": request.local,
@@ -164,6 +164,7 @@ class CreateBridge(Step[Context]):
                                    "container": ctx.container},
                         "ports": [{"remote": r, "local": lo} for r, lo in sorted(request.ports.items())]}}
         await ctx.cluster.request("POST", BRIDGES_PATH, doc)
+        ctx.name = name  # only now is there a bridge to undo (never one of the same name made before)
 
     async def undo(self, ctx: Context) -> None:
         if ctx.name:

@@ -76,8 +76,8 @@ class User:
             "contexts": [{"name": name, "context": {"cluster": cluster["name"], "user": name}}],
             "current-context": name}))
 
-    def may_work_in(self, namespace: str) -> None:
-        kubectl("-n", namespace, "create", "rolebinding", f"{self.name}-edit", "--clusterrole=edit",
+    def may_work_in(self, namespace: str, role: str = "edit") -> None:
+        kubectl("-n", namespace, "create", "rolebinding", f"{self.name}-{role}", f"--clusterrole={role}",
                 f"--serviceaccount={self.namespace}:{self.name}")
 
     def gefyra(self, *args: str, client_id: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -105,6 +105,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
     directory = tmp_path_factory.mktemp("users")
     alice, bob = User("alice", users_ns, directory), User("bob", users_ns, directory)
     alice.may_work_in(a)
+    alice.may_work_in(b, "view")  # she may look, not patch pods
     bob.may_work_in(b)
     for ns in (a, b):
         devcluster.apply(devcluster.http_workload("web", ns, replicas=1))
@@ -125,7 +126,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
 
 
 def get(ns: str, url: str) -> str:
-    return kubectl("-n", ns, "exec", "caller", "--", "testserver", "get", "--timeout", "3s", url)
+    return kubectl("-n", ns, "exec", "caller", "--", "testserver", "get", url, "--timeout", "3s")
 
 
 def test_operator_has_exactly_the_documented_rights(shared: dict[str, object]) -> None:
@@ -153,10 +154,12 @@ def test_developer_with_gefyra_user_rights(shared: dict[str, object]) -> None:
     client = kubectl_json("-n", "gefyra", "get", "gefyraclient", alice.client_id)
     assert client["spec"]["owner"] == alice.username
 
-    # A namespace she may not patch pods in: refused by admission, with the reason, nothing made.
-    other = alice.gefyra("bridge", "-N", f"{alice.client_id}-web", "-n", b, "--target", "deploy/web", "-p", "8080:8080")
+    # A namespace she may only view: refused by admission, with the reason, nothing made.
+    other = alice.gefyra("-q", "bridge", "-N", f"{alice.client_id}-web", "-n", b, "--target", "deploy/web",
+                         "-p", "8080:8080")
     assert other.returncode != 0
-    assert other.stderr.count("\n") == 1 and "error:" in other.stderr, other.stderr
+    assert other.stderr.count("\n") == 1 and f"may not patch pods in namespace {b}" in other.stderr, other.stderr
+    assert len(kubectl_json("-n", "gefyra", "get", "gefyrabridges")["items"]) == 1
     assert get(b, "http://web/").startswith("hello from web-")
 
 
@@ -164,7 +167,8 @@ def test_second_user_cannot_take_over_a_client_or_bridge_for_it(shared: dict[str
     alice, bob, b = shared["alice"], shared["bob"], str(shared["b"])
     assert isinstance(alice, User) and isinstance(bob, User)
     key_before = kubectl_json("-n", "gefyra", "get", "gefyraclient", alice.client_id)["spec"]["publicKey"]
-    taken = bob.gefyra("up", client_id=alice.client_id)
+    # From another machine (here: the other engine, where no tunnel end of alice's runs).
+    taken = bob.gefyra("--runtime", "podman", "up", client_id=alice.client_id)
     assert taken.returncode != 0 and f"belongs to {alice.username}" in taken.stderr, taken.stderr
     assert kubectl_json("-n", "gefyra", "get", "gefyraclient", alice.client_id)["spec"]["publicKey"] == key_before
     deleted = bob.kubectl("-n", "gefyra", "delete", "gefyraclient", alice.client_id)
@@ -212,7 +216,7 @@ def test_clients_and_pods_cannot_reach_other_clients_bridges(shared: dict[str, o
                                )["items"][0]["status"]["podIP"]
 
     def knock(*command: str) -> subprocess.CompletedProcess[str]:
-        return engine("exec", prober, "testserver", "get", "--timeout", "2s", *command, check=False)
+        return engine("exec", prober, "testserver", "get", *command, "--timeout", "2s", check=False)
 
     # The knock reaches the cluster at all (so a refusal below is isolation, not a broken tunnel).
     assert knock(f"http://web.{a}/").stdout.startswith("hello from ALICE")
@@ -220,7 +224,7 @@ def test_clients_and_pods_cannot_reach_other_clients_bridges(shared: dict[str, o
                 f"http://{alice_address}:8080/"):
         assert knock(url).returncode != 0, url
     unbridged = kubectl("-n", b, "exec", "caller", "--", "sh", "-c",
-                        f"testserver get --timeout 2s http://{stowaway_ip}:{proxy_port}/ >/dev/null 2>&1; echo $?")
+                        f"testserver get http://{stowaway_ip}:{proxy_port}/ --timeout 2s >/dev/null 2>&1; echo $?")
     assert unbridged.strip() != "0"
     assert get(a, "http://web/").startswith("hello from ALICE")
 
