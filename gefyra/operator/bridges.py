@@ -94,6 +94,23 @@ def _target(spec: dict[str, Any]) -> dict[str, str]:
     return target
 
 
+def _proxy_ports(bridge: dict[str, Any], ports: list[int] | None) -> dict[int, int]:
+    """status.proxyPorts (remote port -> stowaway port) as the operator wrote it, or {} when it is
+    not exactly that: stowaway ports out of gefyra's range, or remote ports other than ``ports``
+    (None: any). Read back from the cluster, so checked like any input."""
+    found = (bridge.get("status") or {}).get("proxyPorts")
+    if not isinstance(found, dict):
+        return {}
+    try:
+        proxy = {int(k): int(v) for k, v in found.items() if str(k).isascii()}
+    except (TypeError, ValueError):
+        return {}
+    if (len(proxy) != len(found) or not all(p in PROXY_PORTS for p in proxy.values())
+            or (ports is not None and set(proxy) != set(ports))):
+        return {}
+    return proxy
+
+
 def _ports(spec: dict[str, Any]) -> list[int]:
     ports = spec.get("ports")
     if not isinstance(ports, list) or not ports:
@@ -145,7 +162,7 @@ class Bridges:
     async def sync(self, clients: dict[str, ActiveClient]) -> None:
         listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES)
         bridges = listing["items"]
-        used = {p for b in bridges for p in ((b.get("status") or {}).get("proxyPorts") or {}).values()}
+        used = {p for b in bridges for p in _proxy_ports(b, None).values()}
         rules: list[ServerForward] = []
         busy = False
         self.namespaces = {str((b.get("spec") or {}).get("target", {}).get("namespace")) for b in bridges}
@@ -211,7 +228,11 @@ class Bridges:
 
         if BRIDGE_FINALIZER not in (bridge["metadata"].get("finalizers") or []):
             await self._patch(name, {"metadata": {"finalizers": [BRIDGE_FINALIZER]}})
-        proxy = {int(k): int(v) for k, v in ((bridge.get("status") or {}).get("proxyPorts") or {}).items()}
+        proxy = _proxy_ports(bridge, ports)
+        if not proxy and (bridge.get("status") or {}).get("proxyPorts"):
+            # A merge patch merges maps: what is there must go before the new ports are written.
+            await self._patch(name, {"status": {"proxyPorts": None}}, status=True)
+            bridge["status"].pop("proxyPorts")
         if not proxy:
             proxy = {p: _allocate(used) for p in ports}
             await self._set_status(bridge, proxyPorts={str(k): v for k, v in proxy.items()}, phase="Pending")

@@ -78,13 +78,8 @@ class WireGuardServer(TunnelServer):
         return found
 
     async def forward(self, rules: Sequence[ServerForward]) -> None:
-        """One chain, rebuilt when it differs from ``rules``: a bridge's port is DNAT'ed into the
-        tunnel only for connections from that bridge's pods, arriving from the cluster side (never
-        from the tunnel: one client must not reach another's bridge)."""
-        wanted = sorted(["-A", FORWARD_CHAIN, "-s", f"{_pod_address(source)}/32", "!", "-i", INTERFACE,
-                         "-p", "tcp", "-m", "tcp", "--dport", str(_port(rule.port)), "-j", "DNAT",
-                         "--to-destination", f"{_tunnel_address(rule.address)}:{_port(rule.port)}"]
-                        for rule in rules for source in rule.sources)
+        """One chain (:func:`dnat_rules`), rebuilt when it differs from ``rules``."""
+        wanted = dnat_rules(rules)
         try:
             current = await _run("iptables", "-t", "nat", "-S", FORWARD_CHAIN)
         except errors.GefyraError:
@@ -100,6 +95,16 @@ class WireGuardServer(TunnelServer):
         for rule in wanted:
             await _run("iptables", "-t", "nat", *rule)
         log.info("bridge ports routed", rules=len(wanted))
+
+
+def dnat_rules(rules: Sequence[ServerForward]) -> list[list[str]]:
+    """The chain's rules (as `iptables -S` lists them, sorted): a bridge's port is DNAT'ed into the
+    tunnel only for connections from that bridge's pods, arriving from the cluster side (never
+    from the tunnel: one client must not reach another's bridge). Every value is checked."""
+    return sorted(["-A", FORWARD_CHAIN, "-s", f"{_pod_address(source)}/32", "!", "-i", INTERFACE,
+                   "-p", "tcp", "-m", "tcp", "--dport", str(_port(rule.port)), "-j", "DNAT",
+                   "--to-destination", f"{_tunnel_address(rule.address)}:{_port(rule.port)}"]
+                  for rule in rules for source in rule.sources)
 
 
 def _port(value: int) -> int:

@@ -1,0 +1,164 @@
+"""The pure logic behind gefyra's shared-cluster safety: what the manifests grant, stowaway's DNAT
+rules, what the operator accepts from objects it reads, carrier's configuration board, the client id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from gefyra import errors
+from gefyra.core import identity, manifests
+from gefyra.core.config import Settings
+from gefyra.core.tunnel import ServerForward
+from gefyra.operator import bridges
+from gefyra.plugins.interceptor_nginx import carrier
+from gefyra.plugins.wireguard.server import dnat_rules
+
+
+def _docs(lifecycle: str = manifests.WITH_CLIENTS) -> list[dict[str, Any]]:
+    return manifests.cluster_side(Settings(client_id="unit"), lifecycle)
+
+
+def _named(kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in _docs() if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_no_right_to_exec_or_secrets_and_cluster_wide_rights_are_few() -> None:
+    rules = [r for d in _docs() if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]]
+    assert not any("pods/exec" in r["resources"] or "secrets" in r["resources"] for r in rules)
+    operator = _named("ClusterRole", "gefyra-operator")["rules"]
+    assert {(tuple(r["resources"]), tuple(r["verbs"])) for r in operator} == {
+        (("pods",), ("get", "list", "watch", "patch")), (("deployments", "statefulsets"), ("get",)),
+        (("endpointslices",), ("list",))}
+    user = _named("ClusterRole", "gefyra-user")["rules"]
+    assert all(r.get("resourceNames") or r["resources"] in (["gefyraclients", "gefyrabridges"], ["pods", "events"])
+               for r in user)
+
+
+def test_only_the_operator_container_gets_a_token_and_capabilities_are_dropped() -> None:
+    pod = _named("Deployment", "gefyra-stowaway")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert _named("ServiceAccount", "gefyra-operator")["automountServiceAccountToken"] is False
+    containers = {c["name"]: c for c in pod["containers"]}
+    token_mounts = {name: [m for m in c["volumeMounts"] if m["name"] == "api-token"] for name, c in containers.items()}
+    assert not token_mounts["stowaway"] and token_mounts["operator"]
+    for c in containers.values():
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert {"key": "public-key", "path": "public-key"} in next(
+        v for v in pod["volumes"] if v["name"] == "server-public-key")["secret"]["items"]
+
+
+def test_manifest_digest_does_not_depend_on_who_installed() -> None:
+    def digest(lifecycle: str) -> str:
+        deployment = next(d for d in _docs(lifecycle) if d["kind"] == "Deployment")
+        return str(deployment["metadata"]["annotations"]["gefyra.dev/manifests"])
+
+    assert digest(manifests.INSTALLED) == digest(manifests.WITH_CLIENTS)
+    namespace = next(d for d in _docs(manifests.INSTALLED) if d["kind"] == "Namespace")
+    assert namespace["metadata"]["annotations"]["gefyra.dev/lifecycle"] == "install"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_ownership_policy_checks_owner_and_target_rights() -> None:
+    policy = _named("ValidatingAdmissionPolicy", "gefyra-ownership")["spec"]
+    expressions = " ".join(v["expression"] for v in policy["validations"])
+    assert "request.userInfo.username" in expressions and "check('patch')" in expressions
+    assert "administer" in policy["matchConditions"][0]["expression"]
+    assert _named("ValidatingAdmissionPolicyBinding", "gefyra-ownership")["spec"]["validationActions"] == ["Deny"]
+
+
+def test_dnat_rules_match_the_bridges_pods_and_never_the_tunnel() -> None:
+    rules = dnat_rules([ServerForward(20000, "198.18.0.2", ("10.244.0.7", "10.244.0.8"))])
+    assert len(rules) == 2
+    for rule in rules:
+        assert rule[rule.index("!") + 1:rule.index("!") + 3] == ["-i", "wg0"]
+        assert rule[rule.index("--to-destination") + 1] == "198.18.0.2:20000"
+    assert {r[r.index("-s") + 1] for r in rules} == {"10.244.0.7/32", "10.244.0.8/32"}
+    assert dnat_rules([ServerForward(20000, "198.18.0.2", ())]) == []  # no pods: nothing reaches the client
+
+
+@pytest.mark.parametrize("rule", [
+    ServerForward(0, "198.18.0.2", ("10.244.0.7",)),
+    ServerForward(70000, "198.18.0.2", ("10.244.0.7",)),
+    ServerForward(20000, "10.0.0.2", ("10.244.0.7",)),  # outside the tunnel's range
+    ServerForward(20000, "198.18.0.2,0.0.0.0", ("10.244.0.7",)),
+    ServerForward(20000, "198.18.0.2", ("10.244.0.7 -j ACCEPT",)),
+    ServerForward(20000, "198.18.0.2", ("0.0.0.0/0",)),
+])
+def test_dnat_rules_refuse_unchecked_values(rule: ServerForward) -> None:
+    with pytest.raises(errors.UsageError):
+        dnat_rules([rule])
+
+
+@pytest.mark.parametrize(("target", "reason"), [
+    ({"namespace": "kube-system", "kind": "deployment", "name": "coredns", "container": "coredns"}, "kube-system"),
+    ({"namespace": "gefyra", "kind": "deployment", "name": "x", "container": "x"}, "namespace gefyra"),
+    ({"namespace": "a;b", "kind": "deployment", "name": "x", "container": "x"}, "not a Kubernetes name"),
+    ({"namespace": "a", "kind": "daemonset", "name": "x", "container": "x"}, "kind must be"),
+    ({"namespace": "a", "kind": "deployment", "name": "x\ny", "container": "x"}, "not a Kubernetes name"),
+    (None, "missing"),
+])
+def test_operator_refuses_targets(target: Any, reason: str) -> None:
+    with pytest.raises(bridges.InvalidBridge, match=reason):
+        bridges._target({"target": target})
+
+
+@pytest.mark.parametrize(("status", "ports", "expected"), [
+    ({"proxyPorts": {"8080": 20001}}, [8080], {8080: 20001}),
+    ({"proxyPorts": {"8080": 20001}}, [9000], {}),  # not the bridge's ports
+    ({"proxyPorts": {"8080": 80}}, [8080], {}),  # not a stowaway port
+    ({"proxyPorts": {"8080": "x"}}, [8080], {}),
+    ({"proxyPorts": ["8080"]}, [8080], {}),
+    ({}, [8080], {}),
+])
+def test_operator_reads_proxy_ports_back_checked(status: dict[str, Any], ports: list[int],
+                                                 expected: dict[int, int]) -> None:
+    assert bridges._proxy_ports({"status": status}, ports) == expected
+
+
+def test_carrier_board_answers_each_pod_only_about_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(carrier, "LONG_POLL", 0.2)
+
+    async def main() -> None:
+        board = carrier._Board()
+        assert (await board.answer("10.0.0.1", ""))[0].status == 404  # not a bridged pod
+        board.want("10.0.0.1", "v1", b'{"version": "v1"}')
+        answer, news = await board.answer("10.0.0.1", "")
+        assert answer.status == 200 and json.loads(answer.body)["version"] == "v1" and not news
+        assert (await board.answer("10.0.0.2", ""))[0].status == 404
+        answer, news = await board.answer("10.0.0.1", "v1")  # applied, nothing newer: held, then 304
+        assert answer.status == 304 and news and board.applied["10.0.0.1"] == "v1"
+        async with anyio.create_task_group() as tg:
+            results: list[int] = []
+
+            async def poll() -> None:
+                results.append((await board.answer("10.0.0.1", "v1"))[0].status)
+
+            tg.start_soon(poll)
+            await anyio.sleep(0.05)
+            board.want("10.0.0.1", "v2", b'{"version": "v2"}')  # a held request gets it at once
+        assert results == [200]
+        board.forget("10.0.0.1")
+        assert (await board.answer("10.0.0.1", "v2"))[0].status == 404
+
+    anyio.run(main)
+
+
+def test_carrier_config_refuses_a_host_that_is_not_an_address() -> None:
+    from gefyra.core.interceptor import Forward
+
+    with pytest.raises(ValueError):
+        carrier.carrier_config([Forward(8080, "10.0.0.1; include /etc/passwd", 20000)], {})
+
+
+def test_default_client_id_is_random_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    first = identity.default_client_id()
+    assert first == identity.default_client_id() == (tmp_path / "gefyra" / "client-id").read_text().strip()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "other-machine"))
+    assert identity.default_client_id() != first
