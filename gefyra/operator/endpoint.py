@@ -40,11 +40,14 @@ def app(health: Health, interceptors: Callable[[], Iterable[Interceptor]]) -> we
         return web.Response(text="ok\n")
 
     async def interceptor_path(request: web.Request) -> web.Response:
+        """The first interceptor that knows the caller answers (several may serve the same path:
+        a plugin's interceptor may extend a built-in one)."""
         for interceptor in interceptors():
             handler = interceptor.endpoints().get(request.path)
             if handler is not None:
                 answer = await handler(EndpointRequest(peer=request.remote or "", query=dict(request.query)))
-                return web.Response(status=answer.status, body=answer.body, content_type="application/json")
+                if answer.status != 404:
+                    return web.Response(status=answer.status, body=answer.body, content_type="application/json")
         return web.Response(status=404)
 
     application = web.Application()

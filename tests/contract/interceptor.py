@@ -3,7 +3,9 @@ cluster: it takes a real pod's container over, forwards, and gives the pod back 
 
 A plugin's own test module subclasses :class:`InterceptorContract` and provides ``interceptor``,
 ``api`` (a kubernetes_asyncio ApiClient) and ``pod`` (a running pod whose container ``server``
-declares port 8080 and has an httpGet readiness probe on it; its namespace is the plugin's to use)."""
+declares port 8080 and has an httpGet readiness probe on it; its namespace is the plugin's to use).
+If the interceptor's part in the pod fetches its configuration from the operator's endpoint
+(:meth:`Interceptor.endpoints`), the ``interceptor`` fixture makes that endpoint reachable."""
 
 from __future__ import annotations
 
@@ -44,7 +46,12 @@ class InterceptorContract:
         assert interceptor.bridge_of(current, "server") == "contract-bridge"
         await interceptor.take_over(api, current, "server", "contract-bridge")  # again: nothing changes
         forwards = [Forward(8080, "127.0.0.1", 20999)]
-        assert await interceptor.configure(api, current, "server", template, forwards)
+
+        async def configured() -> bool:
+            current = await core.read_namespaced_pod(name, namespace)
+            return await interceptor.configure(api, current, "server", template, forwards)
+
+        await _eventually(configured)  # level-based: True once the interceptor forwards
         current = await core.read_namespaced_pod(name, namespace)
         assert await interceptor.configure(api, current, "server", template, forwards)  # idempotent
 

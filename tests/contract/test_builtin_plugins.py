@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
+from aiohttp import web
 from kubernetes_asyncio import client, config
 
 from gefyra.core.config import Settings
-from gefyra.core.interceptor import Interceptor
+from gefyra.core.interceptor import EndpointRequest, Interceptor
 from gefyra.core.runtime import ContainerRuntime
 from gefyra.core.tunnel import Tunnel
 from gefyra.plugins.docker import DockerRuntime
@@ -21,8 +22,29 @@ from tests.contract.interceptor import InterceptorContract
 from tests.contract.runtime import RuntimeContract
 from tests.contract.tunnel import TunnelContract
 from tests.e2e import devcluster
+from tests.e2e.gefyra_cli import gefyra as gefyra_cli
 
 pytestmark = pytest.mark.e2e
+
+_HOST = "10.250.0.1"  # this machine, as the development cluster's pods reach it (hack/devcluster/common.sh)
+_ENDPOINT_PORT = 18080
+_ENDPOINT_SERVICE = f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: gefyra-operator, namespace: gefyra}}
+spec:
+  ports: [{{name: operator, port: 8080, targetPort: {_ENDPOINT_PORT}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: gefyra-operator-test
+  namespace: gefyra
+  labels: {{kubernetes.io/service-name: gefyra-operator}}
+addressType: IPv4
+ports: [{{name: operator, port: {_ENDPOINT_PORT}, protocol: TCP}}]
+endpoints: [{{addresses: ["{_HOST}"]}}]
+"""
 
 
 @pytest.fixture
@@ -59,8 +81,32 @@ class TestWireGuardTunnel(TunnelContract):
 
 class TestNginxInterceptor(InterceptorContract):
     @pytest.fixture
-    def interceptor(self) -> Interceptor:
-        return NginxInterceptor(Settings().image("carrier"))
+    async def interceptor(self, pod: client.V1Pod) -> AsyncIterator[Interceptor]:
+        """carrier asks the `gefyra-operator` Service for its configuration: here that Service leads
+        to this test process, which answers with this interceptor's endpoints. The pod network
+        masquerades traffic to this machine, so the test tells the interceptor the pod's IP."""
+        interceptor = NginxInterceptor(Settings().image("carrier"))
+
+        async def handle(request: web.Request) -> web.Response:
+            handler = interceptor.endpoints().get(request.path)
+            if handler is None:
+                return web.Response(status=404)
+            answer = await handler(EndpointRequest(peer=pod.status.pod_ip, query=dict(request.query)))
+            return web.Response(status=answer.status, body=answer.body)
+
+        application = web.Application()
+        application.router.add_get("/{path:.*}", handle)
+        runner = web.AppRunner(application)
+        await runner.setup()
+        await web.TCPSite(runner, host=_HOST, port=_ENDPOINT_PORT).start()
+        gefyra_cli("uninstall")  # the real operator's Service must not be there
+        devcluster.kubectl("create", "namespace", "gefyra", check=False)
+        devcluster.apply(_ENDPOINT_SERVICE)
+        try:
+            yield interceptor
+        finally:
+            devcluster.kubectl("delete", "namespace", "gefyra", "--timeout=60s", check=False)
+            await runner.cleanup()
 
     @pytest.fixture
     async def api(self) -> AsyncIterator[client.ApiClient]:

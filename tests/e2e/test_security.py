@@ -192,7 +192,7 @@ def test_second_user_cannot_take_over_a_client_or_bridge_for_it(shared: dict[str
 
     def refused() -> None:
         status = kubectl_json("-n", "gefyra", "get", "gefyrabridge", name).get("status") or {}
-        assert status.get("phase") == "Invalid" and "is not" in status.get("message", ""), status
+        assert status.get("phase") == "Invalid" and f"not to {bob.username}" in status.get("message", ""), status
 
     eventually(refused, timeout=15)
     assert get(b, "http://web/").startswith("hello from web-")
