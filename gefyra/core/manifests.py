@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import string
@@ -33,14 +35,6 @@ def cluster_side(settings: Settings, lifecycle: str = WITH_CLIENTS) -> list[dict
     """All objects of the cluster side, rendered for ``settings``, in apply order. The stowaway
     Deployment carries a digest of them all (lifecycle aside), so that `up` can tell whether the
     installed cluster side is the wanted one by reading that one object."""
-    documents = _render(settings, lifecycle)
-    digest = hashlib.sha256(json.dumps(_render(settings, ""), sort_keys=True).encode()).hexdigest()[:20]
-    deployment = next(d for d in documents if d["kind"] == "Deployment")
-    deployment["metadata"].setdefault("annotations", {})[ANNOTATION_MANIFESTS] = digest
-    return documents
-
-
-def _render(settings: Settings, lifecycle: str) -> list[dict[str, Any]]:
     values = {
         "stowaway_image": settings.image("stowaway"),
         "operator_image": settings.image("operator"),
@@ -50,10 +44,27 @@ def _render(settings: Settings, lifecycle: str) -> list[dict[str, Any]]:
         "tunnel_mtu": str(settings.tunnel_mtu),
         "port": str(settings.port),
         "client_timeout": str(settings.client_timeout),
-        "lifecycle": lifecycle,
     }
+    return copy.deepcopy(_rendered(tuple(sorted(values.items())), lifecycle))
+
+
+@functools.lru_cache(maxsize=8)
+def _rendered(values: tuple[tuple[str, str], ...], lifecycle: str) -> list[dict[str, Any]]:
+    """Rendering is the slow part (about 60 ms of YAML), and `up` asks several times."""
+    documents = _render(dict(values), lifecycle)
+    digest = hashlib.sha256(json.dumps(_render(dict(values), ""), sort_keys=True).encode()).hexdigest()[:20]
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    deployment["metadata"].setdefault("annotations", {})[ANNOTATION_MANIFESTS] = digest
+    return documents
+
+
+def _render(values: dict[str, str], lifecycle: str) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     for name in _FILES:
-        text = string.Template((_directory() / name).read_text()).substitute(values)
-        documents.extend(doc for doc in yaml.safe_load_all(text) if doc)
+        text = string.Template((_directory() / name).read_text()).substitute(values, lifecycle=lifecycle)
+        documents.extend(doc for doc in yaml.load_all(text, Loader=_LOADER) if doc)
     return documents
+
+
+#: libyaml's loader where PyYAML has it (several times faster).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -78,7 +78,9 @@ func main() {
 		os.Exit(1) // the kubelet restarts the container
 	case sig := <-signals:
 		log.Printf("%v: stopping nginx", sig)
-		_ = n.cmd.Process.Signal(syscall.SIGQUIT) // graceful: open connections may finish
+		// Fast shutdown: the kubelet stops carrier only to put the original container back, and
+		// a graceful one would wait out open connections (up to the pod's grace period).
+		_ = n.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
 		case <-time.After(stopTimeout):

@@ -126,25 +126,33 @@ def test_carrier_board_answers_each_pod_only_about_itself(monkeypatch: pytest.Mo
 
     async def main() -> None:
         board = carrier._Board()
-        assert (await board.answer("10.0.0.1", ""))[0].status == 404  # not a bridged pod
+        news: list[float] = []
+
+        def report() -> None:
+            news.append(anyio.current_time())
+
+        assert (await board.answer("10.0.0.1", "", report)).status == 404  # not a bridged pod
         board.want("10.0.0.1", "v1", b'{"version": "v1"}')
-        answer, news = await board.answer("10.0.0.1", "")
+        answer = await board.answer("10.0.0.1", "", report)
         assert answer.status == 200 and json.loads(answer.body)["version"] == "v1" and not news
-        assert (await board.answer("10.0.0.2", ""))[0].status == 404
-        answer, news = await board.answer("10.0.0.1", "v1")  # applied, nothing newer: held, then 304
-        assert answer.status == 304 and news and board.applied["10.0.0.1"] == "v1"
+        assert (await board.answer("10.0.0.2", "", report)).status == 404
+        asked = anyio.current_time()
+        answer = await board.answer("10.0.0.1", "v1", report)  # applied, nothing newer: held, then 304
+        assert answer.status == 304 and board.applied["10.0.0.1"] == "v1"
+        assert len(news) == 1 and news[0] - asked < 0.1  # reported at once, not when the hold ends
         async with anyio.create_task_group() as tg:
             results: list[int] = []
 
             async def poll() -> None:
-                results.append((await board.answer("10.0.0.1", "v1"))[0].status)
+                results.append((await board.answer("10.0.0.1", "v1", report)).status)
 
             tg.start_soon(poll)
             await anyio.sleep(0.05)
             board.want("10.0.0.1", "v2", b'{"version": "v2"}')  # a held request gets it at once
         assert results == [200]
         board.forget("10.0.0.1")
-        assert (await board.answer("10.0.0.1", "v2"))[0].status == 404
+        assert (await board.answer("10.0.0.1", "v2", report)).status == 404
+        assert len(news) == 1
 
     anyio.run(main)
 

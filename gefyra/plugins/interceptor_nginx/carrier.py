@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -108,21 +108,24 @@ class _Board:
         if event is not None:
             event.set()
 
-    async def answer(self, ip: str, have: str) -> tuple[EndpointAnswer, bool]:
-        """The answer to carrier at ``ip`` that runs version ``have``, and whether that report is
-        news (the version it was to apply, not known to be applied before)."""
+    async def answer(self, ip: str, have: str, on_news: Callable[[], None]) -> EndpointAnswer:
+        """The answer to carrier at ``ip`` that runs version ``have``. ``on_news`` is called at once
+        when that report is news (the version it was to apply, not known to be applied before),
+        before the request is held."""
         wanted = self.wanted.get(ip)
         if wanted is None:
-            return EndpointAnswer(404), False
+            return EndpointAnswer(404)
         news = have == wanted[0] and self.applied.get(ip) != have
         self.applied[ip] = have
+        if news:
+            on_news()
         with anyio.move_on_after(LONG_POLL):
             while (current := self.wanted.get(ip)) is not None and current[0] == have:
                 await self._changed.setdefault(ip, anyio.Event()).wait()
         current = self.wanted.get(ip)
         if current is None:
-            return EndpointAnswer(404), news
-        return (EndpointAnswer(304) if current[0] == have else EndpointAnswer(200, current[1])), news
+            return EndpointAnswer(404)
+        return EndpointAnswer(304) if current[0] == have else EndpointAnswer(200, current[1])
 
 
 class NginxInterceptor(Interceptor):
@@ -136,11 +139,11 @@ class NginxInterceptor(Interceptor):
         return {CONFIG_PATH: self._config_request}
 
     async def _config_request(self, request: EndpointRequest) -> EndpointAnswer:
-        answer, news = await self._board.answer(request.peer, request.query.get("have", ""))
-        if news:
+        def configured() -> None:
             log.info("carrier configured", pod_ip=request.peer)
             self.notify()
-        return answer
+
+        return await self._board.answer(request.peer, request.query.get("have", ""), configured)
 
     def validate(self, container: client.V1Container, ports: Sequence[int]) -> str | None:
         if container.command:
