@@ -45,8 +45,26 @@ async def pod_spec_and_selector(api: client.ApiClient, namespace: str, kind: str
     apps = client.AppsV1Api(api)
     reader = apps.read_namespaced_deployment if kind == "deployment" else apps.read_namespaced_stateful_set
     workload = await reader(name, namespace)
-    selector = ",".join(f"{k}={v}" for k, v in (workload.spec.selector.match_labels or {}).items())
-    return workload.spec.template.spec, selector
+    return workload.spec.template.spec, label_selector(workload.spec.selector)
+
+
+def label_selector(selector: client.V1LabelSelector) -> str:
+    """A workload's whole selector (matchLabels and matchExpressions) as a label selector query.
+    Raises UsageError for an operator Kubernetes does not define."""
+    terms = [f"{k}={v}" for k, v in (selector.match_labels or {}).items()]
+    for expression in selector.match_expressions or []:
+        key, operator, values = expression.key, expression.operator, ",".join(expression.values or [])
+        if operator == "In":
+            terms.append(f"{key} in ({values})")
+        elif operator == "NotIn":
+            terms.append(f"{key} notin ({values})")
+        elif operator == "Exists":
+            terms.append(key)
+        elif operator == "DoesNotExist":
+            terms.append(f"!{key}")
+        else:
+            raise errors.UsageError(f"the workload's selector has an unknown operator {operator!r}")
+    return ",".join(terms)
 
 
 async def live_pods(api: client.ApiClient, namespace: str, kind: str, name: str) -> list[client.V1Pod]:

@@ -184,6 +184,29 @@ def test_bad_bridge_requests_change_nothing(ns: str, case: str, exit_code: int, 
         engine("rm", "-f", outsider, check=False)
 
 
+def test_a_selector_of_match_expressions_bridges_only_its_own_pods(ns: str) -> None:
+    """A Deployment that selects with matchExpressions only, beside other pods of its namespace."""
+    manifest = devcluster.http_workload("picky", ns, replicas=1).replace(
+        "selector: {matchLabels: {app: picky}}",
+        "selector: {matchExpressions: [{key: app, operator: In, values: [picky]}, {key: track, operator: DoesNotExist}]}")
+    devcluster.apply(manifest)
+    bystander = devcluster.http_workload("bystander", ns, replicas=1, kind="pod").split("---")[0]
+    devcluster.apply(bystander.replace("labels: {app: bystander}", "labels: {app: picky, track: canary}"))
+    kubectl("-n", ns, "rollout", "status", "deploy/picky", "--timeout=90s")
+    kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/bystander", "--timeout=60s")
+    before = kubectl_json("-n", ns, "get", "pod", "bystander")["spec"]
+    ok("bridge", "-N", "gfy-br-local", "-n", ns, "--target", "deploy/picky", "-p", "8080:8080")
+    try:
+        bridge = json.loads(ok("list", "-o", "json").stdout)["bridges"][0]
+        assert [p for p in bridge["pods"] if not p.startswith("picky-")] == [] and len(bridge["pods"]) == 1
+        after = kubectl_json("-n", ns, "get", "pod", "bystander")
+        assert after["spec"] == before  # same app label, another track: not the Deployment's
+        assert not any(k.startswith("gefyra.dev/") for k in after["metadata"].get("annotations") or {})
+    finally:
+        ok("unbridge", "--all")
+        kubectl("-n", ns, "delete", "deploy/picky", "pod/bystander", "service/picky", "--wait=false")
+
+
 def test_vanished_client_loses_its_bridges(ns: str, runtime: str) -> None:
     """A client that stops answering (its cargo is gone, no `down`) is removed by the operator after
     --client-timeout, and its bridged workloads get their original containers back."""

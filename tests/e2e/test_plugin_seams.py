@@ -133,7 +133,7 @@ def test_a_kubectl_made_bridge_with_a_bad_target_is_invalid_and_changes_nothing(
         assert reason in conditions["Invalid"]["message"]
         assert conditions["Ready"]["status"] == "False"
         assert pod_specs(ns) == specs
-        assert answers(ns, 6) == set(specs)
+        assert answers(ns, 20) == set(specs)  # 20 random picks miss one of two pods 1 time in 500000
         assert operator_pod()[1] == restarts
     finally:
         kubectl("-n", "gefyra", "delete", "gefyrabridge", name, "--wait=true", "--timeout=30s")

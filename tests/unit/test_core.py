@@ -230,3 +230,17 @@ def test_cli_turns_a_gefyra_error_into_one_line_and_its_exit_code() -> None:
 def test_cli_rejects_malformed_flags() -> None:
     result = CliRunner().invoke(main, ["run", "-i", "img", "-N", "x", "-p", "notaport"])
     assert result.exit_code == 2 and "HOSTPORT:CONTAINERPORT" in result.output
+
+
+def test_label_selector_keeps_the_whole_selector() -> None:
+    from kubernetes_asyncio import client
+
+    from gefyra.core.workloads import label_selector
+
+    requirement = client.V1LabelSelectorRequirement
+    selector = client.V1LabelSelector(match_labels={"app": "web"}, match_expressions=[
+        requirement(key="tier", operator="In", values=["a", "b"]), requirement(key="env", operator="NotIn", values=["x"]),
+        requirement(key="team", operator="Exists"), requirement(key="old", operator="DoesNotExist")])
+    assert label_selector(selector) == "app=web,tier in (a,b),env notin (x),team,!old"
+    with pytest.raises(errors.UsageError):
+        label_selector(client.V1LabelSelector(match_expressions=[requirement(key="a", operator="Near")]))
