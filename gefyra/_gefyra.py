@@ -15,6 +15,7 @@ from gefyra.core.bus import EventBus
 from gefyra.core.config import Settings
 from gefyra.core.kube import Cluster
 from gefyra.core.localrun import RunRequest
+from gefyra.core.lock import client_lock
 from gefyra.core.names import BRIDGES_PATH, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.results import (
@@ -63,7 +64,8 @@ class Gefyra:
     async def up(self) -> Status:
         """Connects this machine to the cluster; idempotent. Returns the status afterwards."""
         cluster, runtime = await self.orchestrator.both()
-        await self.orchestrator.run_plan("up", connect.up_plan(), connect.Context(self.orchestrator, cluster, runtime))
+        async with client_lock(self.settings.client_id, self.settings.timeout):
+            await self.orchestrator.run_plan("up", connect.up_plan(), connect.Context(self.orchestrator, cluster, runtime))
         return await self._status(cluster, runtime)
 
     def manifests(self) -> list[dict[str, Any]]:
@@ -97,7 +99,8 @@ class Gefyra:
         side when no other client is left). Harmless when nothing is there. Returns what it removed."""
         cluster, runtime = await self.orchestrator.both()
         ctx = connect.Context(self.orchestrator, cluster, runtime)
-        await self.orchestrator.run_plan("down", connect.down_plan(), ctx)
+        async with client_lock(self.settings.client_id, self.settings.timeout):
+            await self.orchestrator.run_plan("down", connect.down_plan(), ctx)
         return ctx.removed
 
     async def run(self, request: RunRequest) -> LocalContainer:

@@ -171,7 +171,10 @@ async def _ensure_server_key(ctx: Context) -> None:
     keys = ctx.tunnel.generate_keys()
     secret["data"] = {"private-key": base64.b64encode(keys.private.encode()).decode(),
                       "public-key": base64.b64encode(keys.public.encode()).decode()}
-    await ctx.cluster.request("POST", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/secrets", secret)
+    try:
+        await ctx.cluster.request("POST", f"/api/v1/namespaces/{GEFYRA_NAMESPACE}/secrets", secret)
+    except errors.ConflictError:
+        pass  # another machine's `up` made it a moment ago: that one is the key pair
 
 
 async def _cluster_info_doc(cluster: Cluster) -> dict[str, Any]:

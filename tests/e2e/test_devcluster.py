@@ -36,6 +36,8 @@ def test_service_by_cluster_ip_and_every_dns_form(web: tuple[str, str]) -> None:
     pods = set(kubectl("-n", ns_a, "get", "pods", "-l", "app=web", "-o", "name").split())
     assert len(pods) == 2
 
+    # kube-proxy programs a new Service a moment after its pods are Ready (measured: up to ~1 s).
+    eventually(lambda: get_from(ns_b, f"http://{cluster_ip}/"), timeout=10)
     for url in (f"http://{cluster_ip}/", f"http://web.{ns_a}/", f"http://web.{ns_a}.svc.cluster.local/"):
         assert get_from(ns_b, url).startswith("hello from web-"), url
     assert get_from(ns_a, "http://web/").startswith("hello from web-")

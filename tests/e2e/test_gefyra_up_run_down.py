@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import TEST_IMAGE, engine, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, engine, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -84,6 +86,17 @@ def test_up_from_nothing_and_again_changes_nothing(baseline: dict[str, list[str]
         assert any(step in line and "(already done)" in line for line in again.stderr.splitlines()), again.stderr
     assert stowaway_pod() == pod_before
     assert json.loads(ok("status", "-o", "json").stdout)["cluster"]["client"] == status["cluster"]["client"]
+
+
+def test_up_twice_at_once_ends_connected_and_undoes_nothing() -> None:
+    ok("down")
+    command = [sys.executable, "-m", "gefyra", "--kubeconfig", str(KUBECONFIG), "up"]
+    both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.communicate(timeout=300)[1], p.returncode)[::-1] for p in both]
+    assert [code for code, _ in results] == [0, 0], results
+    assert not any("undone" in stderr for _, stderr in results), results
+    status = json.loads(ok("status", "-o", "json").stdout)
+    assert status["connected"] and status["cargo"]["state"] == "running"
 
 
 def test_local_container_resolves_and_reaches_like_a_pod(workloads: tuple[str, str], local: Callable[..., str]) -> None:

@@ -170,3 +170,32 @@ def test_default_client_id_is_random_and_kept(tmp_path: Path, monkeypatch: pytes
     assert first == identity.default_client_id() == (tmp_path / "gefyra" / "client-id").read_text().strip()
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "other-machine"))
     assert identity.default_client_id() != first
+
+
+def test_one_operation_per_client_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gefyra.core.lock import client_lock
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+
+    async def main() -> None:
+        order: list[str] = []
+
+        async def operation(name: str) -> None:
+            async with client_lock("dev-a", timeout=5):
+                order.append(f"{name} in")
+                await anyio.sleep(0.2)
+                order.append(f"{name} out")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(operation, "first")
+            await anyio.sleep(0.05)
+            tg.start_soon(operation, "second")
+            async with client_lock("dev-b", timeout=0.1):
+                order.append("other client")  # another client id is not held up
+        assert order == ["first in", "other client", "first out", "second in", "second out"]
+        async with client_lock("dev-a", timeout=1):
+            with pytest.raises(errors.ConflictError, match="still running"):
+                async with client_lock("dev-a", timeout=0.2):
+                    pass
+
+    anyio.run(main)
