@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     from gefyra.core.bridging import BridgeRequest
     from gefyra.core.localrun import RunRequest
 
-#: The workload kinds that ``KIND/NAME[/CONTAINER]`` may name (as gefyra.core.workloads reads them).
-WORKLOAD_KINDS = ("deploy", "deployment", "sts", "statefulset", "pod", "po")
+#: What ``KIND/NAME[/CONTAINER]`` may say as its kind, and the workload kind each means (the one
+#: table: gefyra.core.workloads reads references with it, the operator checks bridges' kinds).
+WORKLOAD_ALIASES = {"deploy": "deployment", "deployment": "deployment", "sts": "statefulset",
+                    "statefulset": "statefulset", "pod": "pod", "po": "pod"}
+WORKLOAD_KINDS = tuple(WORKLOAD_ALIASES)
 #: A GefyraBridge carries at most this many ports (manifests/crds.yaml says the same).
 MAX_BRIDGED_PORTS = 16
 #: The longest timeout gefyra takes, in seconds: a day.

@@ -6,9 +6,7 @@ from __future__ import annotations
 from kubernetes_asyncio import client
 
 from gefyra import errors
-
-_KINDS = {"deploy": "deployment", "deployment": "deployment", "pod": "pod", "po": "pod",
-          "sts": "statefulset", "statefulset": "statefulset"}
+from gefyra.core.validation import WORKLOAD_ALIASES as _KINDS
 
 
 def parse_workload(ref: str) -> tuple[str, str, str | None]:

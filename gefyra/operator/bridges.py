@@ -39,6 +39,7 @@ from gefyra.core.names import (
 )
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.tunnel import ServerForward, TunnelServer
+from gefyra.core.validation import WORKLOAD_ALIASES
 from gefyra.core.workloads import container_status, live_pods, pod_spec_and_selector, undeclared_port
 from gefyra.operator.clients import ActiveClient
 
@@ -49,7 +50,7 @@ class InvalidBridge(Exception):
     """The bridge cannot be made as it is; the message is the reason, for its Invalid condition."""
 
 
-_KINDS = {"deployment", "statefulset", "pod"}
+_KINDS = set(WORKLOAD_ALIASES.values())
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
