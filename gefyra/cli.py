@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from gefyra.core.bus import Event
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 #: click (8.2 on) shows the help of a bare `gefyra` by raising this usage error: it stays as it is.
 _HELP_REQUESTED = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -284,6 +286,31 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: dict[str
     sys.exit(_execute(ctx, operation))
 
 
+#: The kinds of a personal bridge's conditions (gefyra.core.interceptor.MATCH_KINDS; kept here so
+#: that --help does not import the orchestrator's modules).
+MATCH_KINDS = ("header-exact", "header-prefix", "header-regex", "path-exact", "path-prefix", "path-regex")
+
+
+def _match_flags(values: Sequence[str], flag: str, *, kind: str) -> list[tuple[str, str]]:
+    return [validation.match_flag(value, flag, kind) for value in values]
+
+
+def _match_options(command: F) -> F:
+    """The --match-KIND options of `bridge`, each repeatable."""
+    for kind in reversed(MATCH_KINDS):
+        on, how = kind.split("-")
+        value = {"exact": "VALUE", "prefix": "VALUE", "regex": "REGEX"}[how] if on == "header" else \
+            {"exact": "PATH", "prefix": "PATH", "regex": "REGEX"}[how]
+        subject = "header NAME" if on == "header" else "path"
+        what = {"exact": "is", "prefix": "starts with", "regex": "matches"}[how]
+        command = click.option(
+            f"--match-{kind}", multiple=True, metavar=f"NAME:{value}" if on == "header" else value,
+            callback=_checked(functools.partial(_match_flags, kind=kind)),
+            help=f"Personal bridge: only requests whose {subject} {what} {value}. Repeatable.",
+        )(command)
+    return command
+
+
 @main.command()
 @click.option("-N", "--name", "local", required=True, callback=_label("container name"),
               help="The local container (started with `gefyra run`).")
@@ -294,20 +321,34 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: dict[str
               help="REMOTE:LOCAL container ports. Repeatable.")
 @click.option("--interceptor", metavar="NAME", callback=_label("interceptor"),
               help="What takes the target container's place (default: nginx), or one a plugin provides.")
+@_match_options
 @click.option("--timeout", default="60", callback=_checked(validation.seconds),
               help="Seconds to wait until the bridge carries traffic.")
 @click.option("--no-wait", is_flag=True, help="Return once the bridge is requested.")
 @output_option
 @click.pass_context
-def bridge(ctx: click.Context, local: str, namespace: str, target: str, ports: dict[int, int], interceptor: str | None,
-           timeout: float, no_wait: bool, output: str | None) -> None:
-    """Send the traffic of a workload's ports in the cluster to a local container."""
-    from gefyra.core.bridging import BridgeRequest
+def bridge(ctx: click.Context, /, local: str, namespace: str, target: str, ports: dict[int, int], interceptor: str | None,
+           timeout: float, no_wait: bool, output: str | None, **conditions: list[tuple[str, str]]) -> None:
+    """Send the traffic of a workload's ports in the cluster to a local container: all of it, or
+    with --match-* (a personal bridge) only the HTTP requests that meet every condition given; the
+    others stay with the workload in the cluster. Several developers' personal bridges can share
+    a workload: the first one (in the order they were made) whose conditions hold gets a request.
 
-    request = BridgeRequest(local=local, target=target, ports=ports, namespace=namespace,
-                            interceptor=interceptor, wait=not no_wait, timeout=timeout)
+    \b
+    gefyra bridge -N api --target deploy/api -p 8080:8080
+    gefyra bridge -N api --target deploy/api -p 8080:8080 --match-header-exact x-dev:alice
+    gefyra bridge -N api --target deploy/api -p 8080:8080 --match-path-prefix /v2/ --match-header-exact x-dev:alice
+    """
+    from gefyra.core.bridging import BridgeRequest
+    from gefyra.core.interceptor import Match
+
+    matches = [Match(kind, value, header) for kind in MATCH_KINDS
+               for header, value in conditions[f"match_{kind.replace('-', '_')}"]]
+    request = BridgeRequest(local=local, target=target, ports=ports, namespace=namespace, interceptor=interceptor,
+                            matches=matches, wait=not no_wait, timeout=timeout)
     result = _execute(ctx, lambda g: g.bridge(request))
-    _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name})")
+    _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name}"
+                                    + (f"; only requests with {' and '.join(r.match)}" if r.match else "") + ")")
 
 
 @main.command()
@@ -341,7 +382,8 @@ def list_(ctx: click.Context, output: str | None) -> None:
     _emit(found, output, lambda r: "\n".join(
         [f"{c.name:<24} {c.state:<10} {c.namespace:<16} {c.address:<16} {c.image}" for c in r["containers"]]
         + [f"bridge {b.name}: {b.namespace}/{b.target} -> {b.local} "
-           f"{', '.join(f'{k}:{v}' for k, v in b.ports.items())} {b.phase}" for b in r["bridges"]]
+           f"{', '.join(f'{k}:{v}' for k, v in b.ports.items())} {b.phase}"
+           + (f" (only {' and '.join(b.match)})" if b.match else "") for b in r["bridges"]]
     ) or "no containers")
 
 

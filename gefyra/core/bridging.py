@@ -6,7 +6,8 @@ object's conditions (Ready, Invalid, Restoring, Restored), on which the client w
 own part is steering the ports that arrive through the tunnel to the local container.
 
 `bridge`'s facts: "local" and "target" (checked), "bridge" (the object exists), "steered",
-"ready" (condition Ready), "arrived" (a connection made through the bridge reached the local end).
+"ready" (condition Ready), "arrived" (traffic through the bridge reaches the local end, or for a
+personal bridge: the workload's Services lead to the interceptor that routes the requests).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from kubernetes_asyncio import client
 
 from gefyra import errors
 from gefyra.core.config import Settings
-from gefyra.core.interceptor import Interceptor
+from gefyra.core.interceptor import PROBE_ANSWER, PROBE_HEADER, Interceptor, Match
 from gefyra.core.kube import Cluster
 from gefyra.core.localrun import running_cargo
 from gefyra.core.names import (
@@ -53,6 +54,8 @@ class BridgeRequest:
     namespace: str = "default"
     #: None: the default interceptor.
     interceptor: str | None = None
+    #: A personal bridge's conditions (all must hold for a request to come here); none: global.
+    matches: list[Match] = dataclasses.field(default_factory=list)
     wait: bool = True
     timeout: float = 60.0
 
@@ -90,6 +93,7 @@ class Context(OperationContext):
     #: remote port -> stowaway port, as the operator allocated them
     proxy: dict[int, int] = dataclasses.field(default_factory=dict)
     found: dict[str, Any] = dataclasses.field(default_factory=dict)
+    template: client.V1Container | None = None
 
 
 class CheckLocal(Step[Context]):
@@ -133,16 +137,36 @@ class CheckTarget(Step[Context]):
         undeclared = undeclared_port(template, list(request.ports))
         if undeclared:
             raise errors.NotFoundError(f"{kind}/{name}: {undeclared}")
-        reason = ctx.interceptor.validate(template, list(request.ports))
+        reason = ctx.interceptor.validate(template, list(request.ports), request.matches)
         if reason:
             raise errors.UsageError(f"cannot bridge {kind}/{name}: {reason}",
                                     "choose another container or port, or another interceptor")
         for existing in await list_bridges(ctx.cluster):
-            t = existing["spec"]["target"]
-            if (t["namespace"], t["kind"], t["name"], t["container"]) == (request.namespace, kind, name, container):
-                raise errors.ConflictError(f"{kind}/{name}/{container} is already bridged (by {existing['spec']['client']})",
-                                           "unbridge it first")
-        ctx.kind, ctx.workload, ctx.container = kind, name, container
+            problem = _conflict(existing, (request.namespace, kind, name, container), set(request.ports),
+                                bool(request.matches))
+            if problem:
+                raise errors.ConflictError(f"{kind}/{name}/{container}: {problem}",
+                                           "unbridge that first, or make this one personal (--match-*) too"
+                                           if not request.matches else "unbridge the global bridge first")
+        ctx.kind, ctx.workload, ctx.container, ctx.template = kind, name, container, template
+
+
+def _conflict(existing: dict[str, Any], target: tuple[str, str, str, str], ports: set[int], personal: bool
+              ) -> str | None:
+    """Why a bridge on ``target``'s ``ports`` cannot be made beside ``existing``: a global bridge
+    shares a port with no other bridge; personal bridges share ports with each other."""
+    spec = existing.get("spec") or {}
+    t = spec.get("target") or {}
+    if (t.get("namespace"), t.get("kind"), t.get("name"), t.get("container")) != target:
+        return None
+    shared = ports & {p.get("remote") for p in spec.get("ports") or []}
+    if not shared:
+        return None
+    if not spec.get("match"):
+        return f"port {min(shared)} is already bridged globally (by {spec.get('client')})"
+    if not personal:
+        return f"port {min(shared)} has personal bridges (by {spec.get('client')}); a global bridge would take their requests"
+    return None
 
 
 class CreateBridge(Step[Context]):
@@ -160,6 +184,8 @@ class CreateBridge(Step[Context]):
                "spec": {"client": settings.client_id, "owner": await ctx.cluster.username(),
                         "localContainer": request.local,
                         **({"interceptor": request.interceptor} if request.interceptor else {}),
+                        **({"match": [{"kind": m.kind, **({"header": m.header} if m.header else {}), "value": m.value}
+                                      for m in request.matches]} if request.matches else {}),
                         "target": {"namespace": request.namespace, "kind": ctx.kind, "name": ctx.workload,
                                    "container": ctx.container},
                         "ports": [{"remote": r, "local": lo} for r, lo in sorted(request.ports.items())]}}
@@ -210,8 +236,15 @@ class ProveArrival(Step[Context]):
     needs = frozenset({"ready"})
     provides = frozenset({"arrived"})
     TIMEOUT = 30.0
+    #: Through Services that lead to the interceptor: how many connections in a row must reach it
+    #: (while kube-proxy still sends half of them to the workload's own pods, 8 in a row would all
+    #: reach the interceptor by chance once in 256 times).
+    IN_A_ROW = 8
 
     async def apply(self, ctx: Context) -> None:
+        if ctx.found["status"].get("services"):
+            await self._through_services(ctx)
+            return
         core = client.CoreV1Api(ctx.cluster.api)
         namespace = ctx.request.namespace
         pods = list(ctx.found["status"]["pods"])
@@ -223,13 +256,55 @@ class ProveArrival(Step[Context]):
 
         async def arrived() -> bool:
             await tunnel.connects(ctx.runtime, cargo, knock)
-            if await tunnel.steered_arrivals(ctx.runtime, cargo, list(ctx.proxy.values())) < len(ctx.proxy):
+            if 0 in (await tunnel.steered_connections(ctx.runtime, cargo, list(ctx.proxy.values()))).values():
                 return False
             return all(await tunnel.connects(ctx.runtime, cargo, services))
 
         await wait_until(arrived, self.TIMEOUT, errors.ReadinessTimeoutError(
             f"no connection through the bridge reached the local container within {self.TIMEOUT:.0f}s",
             "check that the local container listens on the given local ports"))
+
+
+    async def _through_services(self, ctx: Context) -> None:
+        """The interceptor stands in for the workload's Services: for a personal bridge, each
+        answers the interceptor's probe (no request reaches any application); for a global one, a
+        connection through each reaches the local container."""
+        namespace, remote = ctx.request.namespace, set(ctx.proxy)
+        core = client.CoreV1Api(ctx.cluster.api)
+        named = {p.name: p.container_port for p in (ctx.template.ports if ctx.template else None) or [] if p.name}
+        services: list[tuple[str, int]] = []
+        async with ctx.cluster.calling(f"the bridged Services in namespace {namespace}"):
+            for name in ctx.found["status"].get("services") or []:
+                svc = await core.read_namespaced_service(str(name), namespace)
+                ip = svc.spec.cluster_ip
+                if ip and ip != "None":
+                    services += [(ip, p.port) for p in svc.spec.ports or []
+                                 if named.get(p.target_port, p.target_port) in remote]
+        tunnel, cargo = ctx.orchestrator.tunnel(), ctx.settings.cargo_name
+        steered = list(ctx.proxy.values())
+
+        async def arrived() -> bool:
+            """kube-proxy may still send some connections to the workload's own pods for a moment:
+            only when every one of a row of them reaches the bridge is that moment over."""
+            for _ in range(self.IN_A_ROW):
+                if ctx.request.matches:
+                    answers = [await tunnel.exchange(ctx.runtime, cargo, target, _PROBE) for target in services]
+                    if not all(_PROBE_ANSWER in a.lower() for a in answers):
+                        return False
+                else:
+                    before = sum((await tunnel.steered_connections(ctx.runtime, cargo, steered)).values())
+                    opened = sum(await tunnel.connects(ctx.runtime, cargo, services))
+                    after = sum((await tunnel.steered_connections(ctx.runtime, cargo, steered)).values())
+                    if opened < len(services) or after - before < opened:
+                        return False
+            return True
+
+        await wait_until(arrived, self.TIMEOUT, errors.ReadinessTimeoutError(
+            f"the workload's Services did not lead to the bridge within {self.TIMEOUT:.0f}s", _OPERATOR_LOGS))
+
+
+_PROBE = f"GET / HTTP/1.1\r\nHost: gefyra-probe\r\n{PROBE_HEADER}: 1\r\nConnection: close\r\n\r\n".encode()
+_PROBE_ANSWER = f"\r\n{PROBE_ANSWER.lower()}:".encode()
 
 
 async def _service_targets(cluster: Cluster, namespace: str, pods: list[str], ports: set[int]) -> list[tuple[str, int]]:

@@ -1,10 +1,13 @@
-"""The interceptor backend interface: what takes a bridged container's place in the cluster's pods
-and forwards its ports to the tunnel's server end, from where they reach the client.
+"""The interceptor backend interface: what sends a bridged workload's traffic to the tunnel's server
+end, from where it reaches the client.
 
-The client calls :meth:`Interceptor.validate` to fail fast; the operator calls everything, for each
-live pod of a bridge's target, level-based: a method may be called again for a pod that is already
-in the wanted state and must then do nothing. Chosen by the ``gefyra_interceptor`` hook, by the
-name a GefyraBridge gives in ``spec.interceptor``.
+A bridge is global (every connection to its ports goes to one developer) or personal (only the
+HTTP requests that match its :class:`Match` conditions do; the rest stay with the workload's own
+code). The operator groups the bridges by their target workload and hands each group to the
+interceptor as :class:`Route` objects, level-based: :meth:`Interceptor.intercept` is called again
+and again with the routes that should exist now (an empty list: give the workload back) and
+reports how far it got. The client calls :meth:`Interceptor.validate` to fail fast. Chosen by the
+``gefyra_interceptor`` hook, by the name a GefyraBridge gives in ``spec.interceptor``.
 """
 
 from __future__ import annotations
@@ -12,8 +15,36 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
 
-from kubernetes_asyncio import client
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client
+
+#: The kinds of a personal bridge's conditions: a header's value or the request's path, compared
+#: exactly, by prefix, or with a regular expression (the CLI's ``--match-KIND``).
+MATCH_KINDS: Final = ("header-exact", "header-prefix", "header-regex", "path-exact", "path-prefix", "path-regex")
+
+
+#: Where an interceptor stands in for a workload's Services (:attr:`RouteState.services`) with a
+#: personal route, it answers an HTTP request that carries this header itself (no application sees
+#: it), with PROBE_ANSWER in its response headers: the client proves with it that the Services lead
+#: to the interceptor.
+PROBE_HEADER: Final = "X-Gefyra-Probe"
+PROBE_ANSWER: Final = "X-Gefyra-Router"
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """One condition of a personal bridge; a request goes to the bridge when all of them hold."""
+
+    #: One of :data:`MATCH_KINDS`.
+    kind: str
+    value: str
+    #: The header's name for the ``header-*`` kinds, "" for the ``path-*`` kinds.
+    header: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.header}:{self.value}" if self.header else f"{self.kind} {self.value}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +57,64 @@ class Forward:
 
 
 @dataclasses.dataclass(frozen=True)
+class Target:
+    """A workload whose traffic bridges take: ``kind`` is deployment, statefulset or pod."""
+
+    namespace: str
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name} in namespace {self.namespace}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """One bridge, as the interceptor carries it out."""
+
+    bridge: str
+    container: str
+    #: One per bridged port of ``container``, to the tunnel's server end.
+    forwards: tuple[Forward, ...]
+    #: Empty: a global bridge. Else a personal one: only HTTP requests that match all of them.
+    matches: tuple[Match, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteState:
+    """How far one route is."""
+
+    #: Every part of the interceptor that should carry the route does, and the workload's
+    #: Services lead to them: traffic for the route reaches the tunnel's server end.
+    ready: bool
+    #: The pods that carry it: the target's own (``namespace`` is the target's) or the
+    #: interceptor's (in another namespace).
+    pods: tuple[str, ...] = ()
+    namespace: str = ""
+    #: The addresses from which its forwarded connections come: the server end admits only these.
+    sources: tuple[str, ...] = ()
+    #: The Services of the target that lead to the interceptor instead of the target's pods,
+    #: where it works on Services (see PROBE_HEADER).
+    services: tuple[str, ...] = ()
+    #: How it is carried, for people ("in place", "router", ...).
+    mode: str = ""
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Interception:
+    """The outcome of one :meth:`Interceptor.intercept` call."""
+
+    #: By bridge name, for every route that was asked for.
+    routes: Mapping[str, RouteState]
+    #: Nothing is left of routes that are no longer asked for: their traffic goes where it went
+    #: before they existed. With no routes asked for: the workload is exactly as before.
+    settled: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class EndpointRequest:
-    """A request to the operator's HTTP endpoint, from the interceptor's part in a bridged pod."""
+    """A request to the operator's HTTP endpoint, from the interceptor's part in a pod."""
 
     #: The caller's IP address: its pod's (the endpoint answers each pod only about itself).
     peer: str
@@ -43,11 +130,21 @@ class EndpointAnswer:
 EndpointHandler = Callable[[EndpointRequest], Awaitable[EndpointAnswer]]
 
 
+class InvalidRoute(Exception):
+    """A route cannot be carried out on its target as it is (the message says why, for the bridge's
+    Invalid condition); raised by :meth:`Interceptor.intercept`, which then changed nothing for it."""
+
+    def __init__(self, bridge: str, reason: str) -> None:
+        super().__init__(reason)
+        self.bridge = bridge
+
+
 def _nothing() -> None:
     return None
 
 
 class Interceptor(abc.ABC):
+
     #: The name a GefyraBridge gives in ``spec.interceptor``.
     name: str = "?"
     #: Set by the operator: call it when something a reconcile round acts on has changed (for
@@ -57,37 +154,21 @@ class Interceptor(abc.ABC):
 
     def endpoints(self) -> Mapping[str, EndpointHandler]:
         """Paths of the operator's HTTP endpoint that this interceptor answers. Its parts in the
-        bridged pods fetch their configuration there, so the operator needs no right to exec into
-        pods (and no pod needs a token)."""
+        pods fetch their configuration there, so the operator needs no right to exec into pods
+        (and no pod needs a token)."""
         return {}
 
     @abc.abstractmethod
-    def validate(self, container: client.V1Container, ports: Sequence[int]) -> str | None:
-        """None if this interceptor can take ``container``'s place and forward ``ports`` (container
-        ports the bridge asks for, all declared by the container: that is checked before); otherwise
-        the reason, one sentence for the user."""
+    def validate(self, container: client.V1Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
+        """None if this interceptor can bridge ``ports`` of ``container`` (all declared by it: that
+        is checked before) with these conditions (none: a global bridge); otherwise the reason,
+        one sentence for the user."""
 
     @abc.abstractmethod
-    def bridge_of(self, pod: client.V1Pod, container: str) -> str | None:
-        """The name of the bridge whose interceptor took ``container`` of ``pod`` over, or None."""
-
-    @abc.abstractmethod
-    def is_active(self, pod: client.V1Pod, container: str) -> bool:
-        """True when the *running* container (not only the pod's spec) is the interceptor. Not from
-        the image name in the pod's status: a node that has one image under two tags reports either."""
-
-    @abc.abstractmethod
-    async def take_over(self, api: client.ApiClient, pod: client.V1Pod, container: str, bridge: str) -> None:
-        """Puts the interceptor in the place of ``container``, remembering what it replaced."""
-
-    @abc.abstractmethod
-    async def configure(self, api: client.ApiClient, pod: client.V1Pod, container: str,
-                        template: client.V1Container, forwards: Sequence[Forward]) -> bool:
-        """Makes the active interceptor forward ``forwards`` and answer ``template``'s probes;
-        True once it does (False while it is not running yet)."""
-
-    @abc.abstractmethod
-    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> bool:
-        """Gives ``pod`` back exactly the container that :meth:`take_over` replaced; called each
-        round until it returns True: once that container runs again and is ready, and nothing of
-        the interceptor is left on the pod (from then on :meth:`bridge_of` is None)."""
+    async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]) -> Interception:
+        """Makes exactly ``routes`` true on ``target``, as far as it can in one go, and says how far
+        that is. Level-based: called again (every round, and after any change) until everything is
+        ready and settled, and again after that; a call that finds everything in place changes
+        nothing. Routes that were given before and are missing now are taken back; with no routes
+        the workload is given back exactly as it was. Raises :class:`InvalidRoute` for a route it
+        cannot carry out on this target (the operator leaves that route out and calls again)."""

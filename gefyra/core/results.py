@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from gefyra.core.interceptor import Match
+
 
 @dataclasses.dataclass
 class Condition:
@@ -29,6 +31,10 @@ class BridgeInfo:
     pods: list[str] = dataclasses.field(default_factory=list)
     #: The interceptor the bridge names ("" for the default one).
     interceptor: str = ""
+    #: A personal bridge's conditions, e.g. "header-exact x-dev:alice"; empty for a global bridge.
+    match: list[str] = dataclasses.field(default_factory=list)
+    #: How the interceptor carries it, in its own words (e.g. "in place", "router").
+    mode: str = ""
     conditions: list[Condition] = dataclasses.field(default_factory=list)
 
     @classmethod
@@ -41,6 +47,9 @@ class BridgeInfo:
                    ports={str(p["remote"]): p["local"] for p in spec["ports"]},
                    phase=status.get("phase", "Pending"), pods=list(status.get("pods") or []),
                    interceptor=spec.get("interceptor") or "",
+                   match=[str(Match(str(m.get("kind")), str(m.get("value")), str(m.get("header", ""))))
+                          for m in spec.get("match") or [] if isinstance(m, dict)],
+                   mode=str(status.get("mode") or ""),
                    conditions=[Condition(c.get("type", ""), c.get("status", ""), c.get("reason", ""),
                                          c.get("message", "")) for c in status.get("conditions") or []])
 

@@ -101,8 +101,15 @@ class Tunnel(abc.ABC):
         cluster, through the tunnel); for each, whether it opened."""
 
     @abc.abstractmethod
-    async def steered_arrivals(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> int:
-        """How many of the steered ``ports`` have passed at least one connection so far."""
+    async def exchange(self, runtime: ContainerRuntime, name: str, target: tuple[str, int], payload: bytes) -> bytes:
+        """Sends ``payload`` over a TCP connection from the local end ``name`` to ``target`` (in the
+        cluster, through the tunnel) and returns the start of the answer (b"" if none came within
+        a few seconds): enough to ask an HTTP server for its response headers."""
+
+    @abc.abstractmethod
+    async def steered_connections(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> dict[int, int]:
+        """How many connections each of the steered ``ports`` has passed so far (0 for a port that
+        is not steered)."""
 
     @abc.abstractmethod
     def server(self) -> TunnelServer:

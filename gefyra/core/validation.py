@@ -146,6 +146,70 @@ def workload(text: str, flag: str) -> str:
     return text
 
 
+# Personal bridges' conditions (``--match-KIND``)
+
+#: A personal bridge has at most this many conditions (manifests/crds.yaml says the same).
+MAX_MATCHES = 8
+#: The longest value of a condition: a header value, a path or a regular expression.
+MAX_MATCH_VALUE = 256
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")
+_MATCH_HINT = "e.g. --match-header-exact x-dev:alice or --match-path-prefix /api/ (see `gefyra bridge --help`)"
+
+
+def match_problem(kind: object, header: object, value: object) -> str | None:
+    """Why (kind, header, value) is not a condition gefyra can route by, or None. Checked alike on
+    the client and in the operator (which reads it back from a GefyraBridge: untrusted)."""
+    from gefyra.core.interceptor import MATCH_KINDS
+
+    if kind not in MATCH_KINDS:
+        return f"the condition kind {shown(kind)} is not one of {', '.join(MATCH_KINDS)}"
+    if not isinstance(header, str) or not isinstance(value, str):
+        return "a condition's header name and value are text"
+    on_header = str(kind).startswith("header-")
+    if on_header and not _HEADER_NAME.fullmatch(header):
+        return f"the header name {shown(header)} is not letters, digits and '-' (at most 64, no '_')"
+    if not on_header and header:
+        return "a path condition names no header"
+    if not 1 <= len(value) <= MAX_MATCH_VALUE or not _PRINTABLE.fullmatch(value):
+        return f"the value {shown(value)} is not 1 to {MAX_MATCH_VALUE} printable ASCII characters"
+    if kind in ("path-exact", "path-prefix") and not value.startswith("/"):
+        return f"the path {shown(value)} does not start with '/'"
+    if str(kind).endswith("-regex"):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            return f"the regular expression {shown(value)} does not compile: {exc}"
+    return None
+
+
+def match_flag(text: str, flag: str, kind: str) -> tuple[str, str]:
+    """``NAME:VALUE`` of a ``--match-header-*`` flag, or ``VALUE`` of a ``--match-path-*`` flag ->
+    (header, value)."""
+    header, value = "", text
+    if kind.startswith("header-"):
+        header, sep, value = text.partition(":") if isinstance(text, str) else ("", "", "")
+        if not sep:
+            _refuse(flag, text, "it is not NAME:VALUE", _MATCH_HINT)
+    problem = match_problem(kind, header, value)
+    if problem:
+        _refuse(flag, text, problem, _MATCH_HINT)
+    return header, value
+
+
+def match_values(matches: Sequence[object], flag: str) -> None:
+    """The conditions of a bridge request: at most :data:`MAX_MATCHES`, each a sound one."""
+    from gefyra.core.interceptor import Match
+
+    if isinstance(matches, str) or not isinstance(matches, Sequence) or len(matches) > MAX_MATCHES:
+        _refuse(flag, matches, f"a bridge has a list of at most {MAX_MATCHES} conditions", _MATCH_HINT)
+    for m in matches:
+        problem = (match_problem(m.kind, m.header, m.value) if isinstance(m, Match)
+                   else "a condition is a gefyra.core.interceptor.Match")
+        if problem:
+            _refuse(flag, m, problem, _MATCH_HINT)
+
+
 # Numbers
 
 
@@ -453,4 +517,5 @@ def bridge_request(request: BridgeRequest) -> None:
     dns_label(request.namespace, "BridgeRequest.namespace", "namespace")
     if request.interceptor is not None:
         dns_label(request.interceptor, "BridgeRequest.interceptor", "interceptor")
+    match_values(request.matches, "BridgeRequest.matches")
     seconds_value(request.timeout, "BridgeRequest.timeout")

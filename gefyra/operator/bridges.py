@@ -1,19 +1,23 @@
-"""Bridges follow the GefyraBridge objects. Each round, for every bridge, on its own (one bridge's
-failure is logged and retried in the next round; the others go on):
+"""Bridges follow the GefyraBridge objects. Each round:
 
-- the target is checked with the bridge's interceptor (the workload and its container exist, the
-  interceptor can take its place for these ports); if not, the bridge gets condition Invalid with
-  the reason, and nothing else happens;
+- every bridge is checked on its own: its spec (read back from the cluster: untrusted), its
+  client and owner, its target (the workload, the container, its declared ports, the
+  interceptor's own rules, its conditions), and the other bridges on the same container (a global
+  bridge shares a port with no other bridge); if not, it gets condition Invalid with the reason;
 - its ports get stowaway ports (status.proxyPorts), which the tunnel's server end forwards to the
-  client's tunnel address;
-- every live pod of the target is taken over by the interceptor, which is then told where to
-  forward; condition Ready once every pod forwards and is back behind its Services;
-- a bridge that is being deleted, or whose client is gone, is Restoring until every pod runs its
-  own container again (Restored); only then does it lose its finalizer.
+  client's tunnel address, for connections from the addresses the interceptor names;
+- the bridges of one target workload go to its interceptor together, as routes (in the order they
+  were made: the first personal bridge whose conditions match takes a request); the interceptor
+  reports each route's state (condition Ready) and whether routes that are gone are undone;
+- a bridge that is being deleted, or whose client is gone, is Restoring until the interceptor has
+  undone it (Restored); only then does it lose its finalizer.
+
+One target's or one bridge's failure is logged and retried in the next round; the others go on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from collections.abc import Callable
@@ -23,13 +27,14 @@ import structlog
 from kubernetes_asyncio import client
 
 from gefyra import errors
-from gefyra.core import kube
-from gefyra.core.interceptor import Forward, Interceptor
+from gefyra.core import kube, validation
+from gefyra.core.interceptor import Forward, Interceptor, InvalidRoute, Match, Route, RouteState, Target
 from gefyra.core.names import (
     BRIDGE_FINALIZER,
     BRIDGES,
     CRD_GROUP,
     CRD_VERSION,
+    GEFYRA_NAMESPACE,
     INVALID,
     PROTECTED_NAMESPACES,
     PROXY_PORTS,
@@ -40,7 +45,7 @@ from gefyra.core.names import (
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.tunnel import ServerForward, TunnelServer
 from gefyra.core.validation import WORKLOAD_ALIASES
-from gefyra.core.workloads import container_status, live_pods, pod_spec_and_selector, undeclared_port
+from gefyra.core.workloads import pod_spec_and_selector, undeclared_port
 from gefyra.operator.clients import ActiveClient
 
 log = structlog.get_logger("gefyra.operator")
@@ -125,6 +130,48 @@ def _ports(spec: dict[str, Any]) -> list[int]:
     return found
 
 
+def _matches(spec: dict[str, Any]) -> tuple[Match, ...]:
+    """spec.match, checked: a personal bridge's conditions (none: a global bridge)."""
+    found = spec.get("match") or []
+    if not isinstance(found, list) or len(found) > validation.MAX_MATCHES:
+        raise InvalidBridge(f"spec.match is not a list of at most {validation.MAX_MATCHES} conditions")
+    matches = []
+    for item in found:
+        item = item if isinstance(item, dict) else {}
+        kind, header, value = item.get("kind"), item.get("header", ""), item.get("value")
+        problem = validation.match_problem(kind, header, value)
+        if problem:
+            raise InvalidBridge(f"spec.match: {problem}")
+        matches.append(Match(str(kind), str(value), str(header)))
+    return tuple(matches)
+
+
+@dataclasses.dataclass
+class _Member:
+    """A bridge of a target: with its route while it should exist, without while it is retiring."""
+
+    bridge: dict[str, Any]
+    route: Route | None = None
+    owner: ActiveClient | None = None
+    proxy: dict[int, int] = dataclasses.field(default_factory=dict)
+    orphaned: bool = False
+
+
+def _conflict(route: Route, earlier: list[Route]) -> str | None:
+    """Why ``route`` cannot share its container's ports with the bridges made before it."""
+    for other in earlier:
+        shared = {f.port for f in route.forwards} & {f.port for f in other.forwards}
+        if other.container != route.container or not shared:
+            continue
+        port = min(shared)
+        if not other.matches:
+            return f"port {port} of container {route.container} is bridged globally by {other.bridge}"
+        if not route.matches:
+            return (f"port {port} of container {route.container} has personal bridges ({other.bridge}); "
+                    "a global bridge would take their requests")
+    return None
+
+
 class Bridges:
     def __init__(self, api: client.ApiClient, namespace: str, orchestrator: Orchestrator, server: TunnelServer,
                  stowaway_ip: str, notify: Callable[[], None]) -> None:
@@ -133,11 +180,11 @@ class Bridges:
         self.orchestrator = orchestrator
         self.server = server
         self.stowaway_ip = stowaway_ip
-        self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         #: True after a round in which some bridge was on its way (the next round comes sooner).
         self.busy = False
-        #: The namespaces of the bridges' targets: pod changes there wake the next round.
+        #: The namespaces of the bridges' targets (and gefyra's, where interceptors may run pods of
+        #: their own): pod changes there wake the next round.
         self.namespaces: set[str] = set()
         self._notify = notify
         #: Interceptors by the name bridges give (one object each: they may keep state, such as
@@ -162,22 +209,41 @@ class Bridges:
 
     async def sync(self, clients: dict[str, ActiveClient]) -> None:
         listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES)
-        bridges = listing["items"]
+        bridges = sorted(listing["items"], key=lambda b: (b["metadata"].get("creationTimestamp", ""),
+                                                          b["metadata"]["name"]))
         used = {p for b in bridges for p in _proxy_ports(b, None).values()}
         rules: list[ServerForward] = []
         busy = False
-        self.namespaces = {str((b.get("spec") or {}).get("target", {}).get("namespace")) for b in bridges}
+        targets: dict[Target, list[_Member]] = {}
+        interceptors: dict[Target, Interceptor] = {}
         for bridge in bridges:
             name = bridge["metadata"]["name"]
             try:
-                ready = await self._reconcile(bridge, clients, used, rules)
+                member = await self._prepare(bridge, clients, used)
+                if member is None:
+                    continue  # nothing of it was ever made, and it is gone now
+                target = Target(**{k: v for k, v in _target(bridge["spec"]).items() if k != "container"})
+                interceptor = self._interceptor(bridge["spec"])
+                chosen = interceptors.setdefault(target, interceptor)
+                if member.route is not None and chosen is not interceptor:
+                    raise InvalidBridge(f"{target} is bridged with the interceptor {chosen.name} already")
+                if member.route is not None:
+                    problem = _conflict(member.route, [m.route for m in targets.get(target, []) if m.route])
+                    if problem:
+                        raise InvalidBridge(problem)
+                targets.setdefault(target, []).append(member)
             except InvalidBridge as exc:
-                ready = True  # nothing more will happen until the object changes
                 await self._invalid(bridge, str(exc))
             except Exception as exc:  # noqa: BLE001 - one bridge must not stop the others
-                ready = False
+                busy = True
                 log.warning("bridge failed; retrying", bridge=name, error=f"{type(exc).__name__}: {exc}")
-            busy = busy or not ready
+        self.namespaces = {t.namespace for t in targets} | {GEFYRA_NAMESPACE}
+        for target, members in targets.items():
+            try:
+                busy = not await self._reconcile_target(interceptors[target], target, members, rules) or busy
+            except Exception as exc:  # noqa: BLE001 - one target must not stop the others
+                busy = True
+                log.warning("target failed; retrying", target=str(target), error=f"{type(exc).__name__}: {exc}")
         self.busy = busy
         await self.server.forward(rules)
 
@@ -200,13 +266,19 @@ class Bridges:
             self._interceptors[name] = interceptor
         return self._interceptors[name]
 
-    async def _reconcile(self, bridge: dict[str, Any], clients: dict[str, ActiveClient], used: set[int],
-                         rules: list[ServerForward]) -> bool:
-        """One bridge; True once it is in its wanted state."""
-        name, spec = bridge["metadata"]["name"], bridge["spec"]
+    async def _prepare(self, bridge: dict[str, Any], clients: dict[str, ActiveClient], used: set[int]) -> _Member | None:
+        """The bridge checked, with its route (or without, while it retires); None for a retiring
+        bridge that never got as far as its target (its finalizer is removed here)."""
+        name, spec = bridge["metadata"]["name"], bridge.get("spec") or {}
         owner = clients.get(spec.get("client", ""))
         if bridge["metadata"].get("deletionTimestamp") or owner is None:
-            return await self._retire(bridge, orphaned=owner is None)
+            try:
+                _target(spec)
+                self._interceptor(spec)
+            except InvalidBridge:
+                await self._let_go(bridge, orphaned=owner is None)  # it never took anything over
+                return None
+            return _Member(bridge, orphaned=owner is None)
         # No owner: an admin made it (the ownership policy admits that from nobody else).
         if spec.get("owner") and spec["owner"] != owner.owner:
             raise InvalidBridge(f"client {spec.get('client')} belongs to {owner.owner or 'an admin'}, "
@@ -214,6 +286,7 @@ class Bridges:
         interceptor = self._interceptor(spec)
         target = _target(spec)
         ports = _ports(spec)
+        matches = _matches(spec)
         try:
             pod_spec, _ = await pod_spec_and_selector(self.api, target["namespace"], target["kind"], target["name"])
         except client.ApiException as exc:
@@ -225,7 +298,7 @@ class Bridges:
         if template is None:
             raise InvalidBridge(f"{target['kind']}/{target['name']} has no container {target['container']!r} "
                                 f"(its containers: {', '.join(c.name for c in pod_spec.containers)})")
-        reason = undeclared_port(template, ports) or interceptor.validate(template, ports)
+        reason = undeclared_port(template, ports) or interceptor.validate(template, ports, matches)
         if reason:
             raise InvalidBridge(reason)
 
@@ -239,64 +312,62 @@ class Bridges:
         if not proxy:
             proxy = {p: _allocate(used) for p in ports}
             await self._set_status(bridge, proxyPorts={str(k): v for k, v in proxy.items()}, phase="Pending")
-        forwards = [Forward(remote, self.stowaway_ip, port) for remote, port in sorted(proxy.items())]
+        forwards = tuple(Forward(remote, self.stowaway_ip, port) for remote, port in sorted(proxy.items()))
+        return _Member(bridge, Route(name, target["container"], forwards, matches), owner, proxy)
 
-        ready: list[str] = []
-        pods = await live_pods(self.api, target["namespace"], target["kind"], target["name"])
-        sources = tuple(sorted(p.status.pod_ip for p in pods if p.status is not None and p.status.pod_ip))
-        rules.extend(ServerForward(port, owner.address, sources) for port in proxy.values())
-        for pod in pods:
-            container = target["container"]
-            if interceptor.bridge_of(pod, container) != name:
-                await interceptor.take_over(self.api, pod, container, name)
-            elif (await interceptor.configure(self.api, pod, container, template, forwards)
-                  and getattr(container_status(pod, container), "ready", False)):
-                ready.append(pod.metadata.name)
-        all_ready = bool(pods) and len(ready) == len(pods) and await self._serving(target["namespace"], ready)
+    async def _reconcile_target(self, interceptor: Interceptor, target: Target, members: list[_Member],
+                                rules: list[ServerForward]) -> bool:
+        """The target's routes through its interceptor; True once every bridge of it is where it
+        should be (Ready, or gone)."""
+        active = [m for m in members if m.route is not None]
+        while True:
+            try:
+                interception = await interceptor.intercept(self.api, target, [m.route for m in active if m.route])
+                break
+            except InvalidRoute as exc:
+                refused = next((m for m in active if m.route and m.route.bridge == exc.bridge), None)
+                if refused is None:
+                    raise RuntimeError(f"the interceptor refused a route it was not given: {exc.bridge}") from exc
+                await self._invalid(refused.bridge, str(exc))
+                active.remove(refused)
+        done = interception.settled
+        for member in active:
+            assert member.route is not None and member.owner is not None
+            state = interception.routes.get(member.route.bridge, RouteState(ready=False))
+            rules.extend(ServerForward(port, member.owner.address, state.sources) for port in member.proxy.values())
+            await self._report(member.bridge, state)
+            done = done and state.ready
+        for member in members:
+            if member.route is None:
+                done = await self._retire(member.bridge, interception.settled, orphaned=member.orphaned) and done
+        return done
+
+    async def _report(self, bridge: dict[str, Any], state: RouteState) -> None:
         conditions = (bridge.get("status") or {}).get("conditions") or []
         conditions = conditions_with(conditions, INVALID, False, "TargetAccepted")
-        conditions = conditions_with(conditions, READY, all_ready, "Forwarding" if all_ready else "TakingOver",
-                                     f"{len(ready)} of {len(pods)} pods forward to the client")
-        await self._set_status(bridge, pods=sorted(ready), phase="Active" if all_ready else "Pending", message="",
+        conditions = conditions_with(conditions, READY, state.ready, "Forwarding" if state.ready else "TakingOver",
+                                     state.message)
+        await self._set_status(bridge, pods=list(state.pods), podNamespace=state.namespace, services=list(state.services),
+                               mode=state.mode, phase="Active" if state.ready else "Pending", message="",
                                conditions=conditions)
-        return all_ready
 
-    async def _serving(self, namespace: str, pod_names: list[str]) -> bool:
-        """True once every Service endpoint of these pods is ready (a restarted container drops out
-        of its Services until then)."""
-        slices = await client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice(namespace)
-        for endpoint_slice in slices.items:
-            for endpoint in endpoint_slice.endpoints or []:
-                ref = endpoint.target_ref
-                if ref is not None and ref.name in pod_names and not (endpoint.conditions and endpoint.conditions.ready):
-                    return False
-        return True
-
-    async def _retire(self, bridge: dict[str, Any], *, orphaned: bool) -> bool:
-        """Restores the pods the bridge took over; once every pod of the target runs its own
-        container again (Ready and serving), lets the object go. True when done."""
-        name, spec = bridge["metadata"]["name"], bridge["spec"]
-        restored = True
-        try:
-            interceptor, target = self._interceptor(spec), _target(spec)
-        except InvalidBridge:
-            interceptor = None  # it never took anything over
-        if interceptor is not None and bridge["metadata"].get("finalizers"):
+    async def _retire(self, bridge: dict[str, Any], settled: bool, *, orphaned: bool) -> bool:
+        """Restoring until the interceptor has undone the bridge, then Restored and let go. True when done."""
+        if bridge["metadata"].get("finalizers"):
             conditions = conditions_with((bridge.get("status") or {}).get("conditions") or [], RESTORING, True,
                                          "Unbridged" if not orphaned else "ClientGone")
-            await self._set_status(bridge, phase="Restoring", conditions=conditions)
-            pods = [p for p in (await self.core.list_namespaced_pod(target["namespace"])).items
-                    if interceptor.bridge_of(p, target["container"]) == name and not p.metadata.deletion_timestamp]
-            done = [await interceptor.restore(self.api, pod, target["container"]) for pod in pods]
-            restored = all(done) and await self._serving(target["namespace"], [p.metadata.name for p in pods])
-            if not restored:
+            if not settled:
+                await self._set_status(bridge, phase="Restoring", conditions=conditions)
                 return False
-            conditions = conditions_with(conditions, RESTORED, True, "Restored", "every pod runs its own container")
+            conditions = conditions_with(conditions, RESTORED, True, "Restored", "the workload is as it was before")
             await self._set_status(bridge, phase="Restored", conditions=conditions)
+        await self._let_go(bridge, orphaned=orphaned)
+        return True
+
+    async def _let_go(self, bridge: dict[str, Any], *, orphaned: bool) -> None:
+        name = bridge["metadata"]["name"]
         if bridge["metadata"].get("finalizers"):
             await self._patch(name, {"metadata": {"finalizers": None}})
         if orphaned and not bridge["metadata"].get("deletionTimestamp"):
             log.info("client gone; removing its bridge", bridge=name)
             await self.custom.delete_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES, name)
-        return restored
-

@@ -29,7 +29,21 @@ iptables -t nat -A POSTROUTING -o wg0 -j MASQUERADE
 dns_pid=$!
 echo "cargo: tunnel $TUNNEL_ADDRESS up, routes: $CLUSTER_ROUTES"
 trap 'kill $wg_pid $dns_pid 2>/dev/null' TERM INT
-# Either process ending ends cargo.
-while kill -0 $wg_pid 2>/dev/null && kill -0 $dns_pid 2>/dev/null; do sleep 1; done
+# Either process ending ends cargo. Meanwhile a watchdog: the server end sends a keepalive every
+# few seconds, so a tunnel that has received nothing for STALL seconds lost its session (stowaway
+# restarted: it knows the peer again, but not the old session, and WireGuard would only notice at
+# its next rekey, two minutes later). Loading the peer anew starts a handshake at once.
+STALL=${CARGO_TUNNEL_STALL:-12}
+last_rx=""; still=0
+while kill -0 $wg_pid 2>/dev/null && kill -0 $dns_pid 2>/dev/null; do
+  sleep 1
+  rx=$(wg show wg0 transfer 2>/dev/null | cut -f2)
+  if [ "$rx" = "$last_rx" ]; then still=$((still + 1)); else still=0; last_rx=$rx; fi
+  if [ "$still" -ge "$STALL" ]; then
+    echo "cargo: nothing received through the tunnel for ${STALL}s; handshaking anew"
+    wg setconf wg0 /etc/gefyra/wg0.conf || true
+    still=0
+  fi
+done
 kill $wg_pid $dns_pid 2>/dev/null || true
 exit 1

@@ -4,7 +4,8 @@
 // container's securityContext: any uid, maybe a read-only root filesystem and no capabilities.
 // Hence everything it writes lives in one working directory, preferably in /dev/shm.
 //
-// Protocol (a long poll): GET CONFIG_URL?have=VERSION, where VERSION is what runs ("" at first).
+// Protocol (a long poll): GET CONFIG_URL?have=VERSION&container=NAME_OR_ID, where VERSION is what
+// runs ("" at first) and the container tells two carriers of one pod apart.
 // 200 {"version", "stream", "http"}: the texts for nginx's stream and http blocks, applied at once;
 // 304: nothing new (the operator held the request); anything else or no answer: ask again shortly.
 package main
@@ -70,13 +71,22 @@ func main() {
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	go poll(n, configURL())
+	go poll(n, configURL(), containerRef())
 
 	select {
 	case err := <-exited:
 		log.Printf("nginx exited: %v", err)
 		os.Exit(1) // the kubelet restarts the container
 	case sig := <-signals:
+		if drain := drainTime(); drain > 0 {
+			// A router: kube-proxy lets go of it meanwhile; then nginx finishes what is in flight.
+			log.Printf("%v: serving %v more, then stopping nginx gracefully", sig, drain)
+			time.Sleep(drain)
+			_ = n.cmd.Process.Signal(syscall.SIGQUIT)
+			err := <-exited
+			log.Printf("nginx stopped: %v", err)
+			os.Exit(0)
+		}
 		log.Printf("%v: stopping nginx", sig)
 		// Fast shutdown: the kubelet stops carrier only to put the original container back, and
 		// a graceful one would wait out open connections (up to the pod's grace period).
@@ -89,6 +99,48 @@ func main() {
 		os.Exit(0)
 	}
 }
+
+// drainTime is GEFYRA_CARRIER_DRAIN_SECONDS (set on routers only): how long a stopping router
+// keeps serving before nginx ends gracefully.
+func drainTime() time.Duration {
+	seconds, err := strconv.Atoi(os.Getenv("GEFYRA_CARRIER_DRAIN_SECONDS"))
+	if err != nil || seconds <= 0 || seconds > 300 {
+		return 0
+	}
+	return time.Duration(seconds) * time.Second
+}
+
+// containerRef tells the operator which container of its pod this carrier runs in (a pod may run
+// two, one per bridged container): the container's name, as the kubelet's mount of its
+// termination log shows it (.../containers/NAME/...), else its ID from the cgroup path; "" if
+// neither can be read.
+func containerRef() string {
+	if info, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(info), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 5 || fields[4] != "/dev/termination-log" {
+				continue
+			}
+			parts := strings.Split(fields[3], "/")
+			for i := len(parts) - 2; i >= 0; i-- {
+				if parts[i] == "containers" && containerName.MatchString(parts[i+1]) {
+					return parts[i+1]
+				}
+			}
+		}
+	}
+	if cgroup, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+		if ids := containerID.FindAllString(string(cgroup), -1); len(ids) > 0 {
+			return ids[len(ids)-1]
+		}
+	}
+	return ""
+}
+
+var (
+	containerName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	containerID   = regexp.MustCompile(`[0-9a-f]{64}`)
+)
 
 // workDir is the first candidate directory that can be created and written to.
 func workDir() (string, error) {
@@ -128,7 +180,7 @@ type config struct {
 }
 
 // poll asks the operator for configuration, forever.
-func poll(n *nginx, base *url.URL) {
+func poll(n *nginx, base *url.URL, container string) {
 	client := &http.Client{
 		Timeout: requestTimeout,
 		// The pod keeps the original container's environment: a HTTP_PROXY meant for the
@@ -143,7 +195,7 @@ func poll(n *nginx, base *url.URL) {
 	n.waitStarted()
 	have := ""
 	for {
-		cfg, err := fetch(client, base, have)
+		cfg, err := fetch(client, base, container, have)
 		switch {
 		case err != nil:
 			quiet.print(err.Error())
@@ -161,10 +213,13 @@ func poll(n *nginx, base *url.URL) {
 }
 
 // fetch returns the new configuration, nil for 304, or an error for anything else.
-func fetch(client *http.Client, base *url.URL, have string) (*config, error) {
+func fetch(client *http.Client, base *url.URL, container, have string) (*config, error) {
 	u := *base
 	q := u.Query()
 	q.Set("have", have)
+	if container != "" {
+		q.Set("container", container)
+	}
 	u.RawQuery = q.Encode()
 	resp, err := client.Get(u.String())
 	if err != nil {

@@ -5,12 +5,14 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"sort"
 	"strconv"
@@ -34,6 +36,12 @@ func main() {
 		err = send("udp", args)
 	case "latency":
 		err = latency(args)
+	case "tally":
+		err = tally(args)
+	case "upload":
+		err = upload(args)
+	case "upgrade":
+		err = upgrade(args)
 	default:
 		usage()
 	}
@@ -46,7 +54,11 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   testserver serve [--http :8080] [--tcp :9000] [--udp :9001]
-  testserver get URL [--timeout 5s]
+  testserver get URL [--timeout 5s] [-H 'NAME: VALUE' ...]
+  testserver tally URL COUNT [--rate N] [--keepalive] [--variant 'NAME: VALUE' ...]
+                                   (COUNT requests, variants in turn; JSON: answers by variant and server, failures, latency)
+  testserver upload URL BYTES [-H 'NAME: VALUE' ...]   (a chunked POST of BYTES bytes)
+  testserver upgrade URL [-H 'NAME: VALUE' ...]        (an HTTP Upgrade, then a line echoed over the connection)
   testserver tcp-send ADDR LINE
   testserver udp-send ADDR MESSAGE
   testserver latency URL COUNT     (prints p50 and p99 in ms, one new connection per request)`)
@@ -88,6 +100,11 @@ func serveHTTP(addr string) error {
 	mux.HandleFunc("/env", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, strings.Join(os.Environ(), "\n"))
 	})
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "hello from %s received=%d chunked=%v err=%v\n", identity(), n, len(r.TransferEncoding) > 0, err)
+	})
+	mux.HandleFunc("/upgrade", serveUpgrade)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from %s path=%s\n", identity(), r.URL.Path)
 	})
@@ -130,16 +147,42 @@ func serveUDP(addr string) error {
 	}
 }
 
+// headers is a repeatable -H 'NAME: VALUE' flag.
+type headers []string
+
+func (h *headers) String() string     { return strings.Join(*h, ", ") }
+func (h *headers) Set(v string) error { *h = append(*h, v); return nil }
+
+// request is a GET (or the given method and body) with the headers, each 'NAME: VALUE' ("" adds none).
+func request(method, url string, body io.Reader, hs []string) (*http.Request, error) {
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hs {
+		if name, value, ok := strings.Cut(h, ":"); ok {
+			req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		}
+	}
+	return req, nil
+}
+
 func get(args []string) error {
 	fs := flag.NewFlagSet("get", flag.ExitOnError)
 	timeout := fs.Duration("timeout", 5*time.Second, "request timeout")
+	var hs headers
+	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
 	if len(args) < 1 {
 		usage()
 	}
 	url := args[0]
 	_ = fs.Parse(args[1:])
 	client := http.Client{Timeout: *timeout}
-	resp, err := client.Get(url)
+	req, err := request("GET", url, nil, hs)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -202,5 +245,191 @@ func latency(args []string) error {
 	sort.Float64s(samples)
 	pick := func(q float64) float64 { return samples[int(q*float64(len(samples)-1))] }
 	fmt.Printf("p50=%.3f p99=%.3f\n", pick(0.5), pick(0.99))
+	return nil
+}
+
+// tally sends COUNT GET requests (at --rate per second, or back to back), variant i%len in turn,
+// and prints one JSON object: per variant, how many answers came from which server (the third
+// word of the body, "hello from NAME ..."), the failures, and the latency.
+func tally(args []string) error {
+	fs := flag.NewFlagSet("tally", flag.ExitOnError)
+	rate := fs.Float64("rate", 0, "requests per second (0: back to back)")
+	keepalive := fs.Bool("keepalive", false, "one connection for all requests (else a new one each)")
+	timeout := fs.Duration("timeout", 5*time.Second, "request timeout")
+	var variants headers
+	fs.Var(&variants, "variant", "header 'NAME: VALUE' of every n-th request ('' for none; repeatable)")
+	if len(args) < 2 {
+		usage()
+	}
+	url := args[0]
+	count, err := strconv.Atoi(args[1])
+	if err != nil || count < 1 {
+		return fmt.Errorf("COUNT must be a positive number")
+	}
+	_ = fs.Parse(args[2:])
+	if len(variants) == 0 {
+		variants = headers{""}
+	}
+	transport := &http.Transport{DisableKeepAlives: !*keepalive, MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}
+	client := http.Client{Timeout: *timeout, Transport: transport}
+	answers := map[string]map[string]int{}
+	var failures []string
+	var samples []float64
+	conns := map[string]bool{}
+	start := time.Now()
+	for i := 0; i < count; i++ {
+		if *rate > 0 {
+			if wait := time.Until(start.Add(time.Duration(float64(i) / *rate * float64(time.Second)))); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
+		variant := variants[i%len(variants)]
+		req, err := request("GET", url, nil, []string{variant})
+		if err != nil {
+			return err
+		}
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { conns[info.Conn.LocalAddr().String()] = true }}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+		began := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			failures = append(failures, err.Error())
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		samples = append(samples, float64(time.Since(began).Microseconds())/1000)
+		fields := strings.Fields(string(body))
+		if err != nil || resp.StatusCode >= 400 || len(fields) < 3 {
+			failures = append(failures, fmt.Sprintf("HTTP %d: %.80s", resp.StatusCode, body))
+			continue
+		}
+		if answers[variant] == nil {
+			answers[variant] = map[string]int{}
+		}
+		answers[variant][fields[2]]++
+	}
+	sort.Float64s(samples)
+	pick := func(q float64) float64 {
+		if len(samples) == 0 {
+			return 0
+		}
+		return samples[int(q*float64(len(samples)-1))]
+	}
+	shown := failures
+	if len(shown) > 5 {
+		shown = shown[:5]
+	}
+	out, _ := json.Marshal(map[string]any{
+		"answers": answers, "failed": len(failures), "failures": shown, "connections": len(conns),
+		"p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": pick(1), "seconds": time.Since(start).Seconds(),
+	})
+	fmt.Println(string(out))
+	return nil
+}
+
+// upload POSTs BYTES bytes to URL in a chunked body and prints the answer.
+func upload(args []string) error {
+	fs := flag.NewFlagSet("upload", flag.ExitOnError)
+	var hs headers
+	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
+	if len(args) < 2 {
+		usage()
+	}
+	size, err := strconv.ParseInt(args[1], 10, 64)
+	if err != nil || size < 0 {
+		return fmt.Errorf("BYTES must be a number")
+	}
+	_ = fs.Parse(args[2:])
+	reader, writer := io.Pipe()
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for left := size; left > 0; left -= int64(len(chunk)) {
+			if left < int64(len(chunk)) {
+				chunk = chunk[:left]
+			}
+			if _, err := writer.Write(chunk); err != nil {
+				return
+			}
+		}
+		writer.Close()
+	}()
+	req, err := request("POST", args[0], reader, hs)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
+}
+
+// serveUpgrade switches the connection to a line echo after "101 Switching Protocols", as a
+// WebSocket server does after its handshake (the framing does not matter to proxies).
+func serveUpgrade(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Connection"), "upgrade") || r.Header.Get("Upgrade") == "" {
+		http.Error(w, "upgrade required", http.StatusUpgradeRequired)
+		return
+	}
+	conn, buf, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(buf, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", r.Header.Get("Upgrade"))
+	_ = buf.Flush()
+	for {
+		line, err := buf.ReadString('\n')
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(buf, "%s echo: %s", identity(), line)
+		_ = buf.Flush()
+	}
+}
+
+// upgrade asks URL to upgrade the connection, then sends a line over it and prints the echo.
+func upgrade(args []string) error {
+	fs := flag.NewFlagSet("upgrade", flag.ExitOnError)
+	var hs headers
+	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
+	if len(args) < 1 {
+		usage()
+	}
+	_ = fs.Parse(args[1:])
+	req, err := request("GET", args[0], nil, hs)
+	if err != nil {
+		return err
+	}
+	conn, err := net.DialTimeout("tcp", req.URL.Host+map[bool]string{true: "", false: ":80"}[strings.Contains(req.URL.Host, ":")], 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	if err := req.Write(conn); err != nil {
+		return err
+	}
+	reader := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(reader, req)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return fmt.Errorf("no upgrade: HTTP %d", resp.StatusCode)
+	}
+	if _, err := fmt.Fprintln(conn, "ping"); err != nil {
+		return err
+	}
+	line, err := reader.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	fmt.Print("upgraded: " + line)
 	return nil
 }

@@ -52,7 +52,7 @@ class TunnelContract:
             assert end.keys.private not in str(info.labels) and end.keys.private not in str(info)
             await tunnel.steer(runtime, name, {20001: ("172.30.0.9", 8080)})
             await tunnel.steer(runtime, name, {20001: ("172.30.0.9", 8081)})  # steering a port again replaces it
-            assert await tunnel.steered_arrivals(runtime, name, [20001]) == 0
+            assert await tunnel.steered_connections(runtime, name, [20001, 20002]) == {20001: 0, 20002: 0}
             assert await tunnel.connects(runtime, name, [("198.18.0.1", 9), ("10.96.0.1", 443)]) == [False, False]
             await tunnel.unsteer(runtime, name, [20001])
             await tunnel.unsteer(runtime, name, [20001])  # twice: harmless

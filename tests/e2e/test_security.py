@@ -28,15 +28,17 @@ OPERATOR_RIGHTS_IN_GEFYRA = {
     "gefyrabridges.gefyra.dev/status": {"patch"},
     "gefyraclients.gefyra.dev/status": {"patch"},
     "pods": {"get", "list", "watch", "patch"},
-    "deployments.apps": {"get"},
+    "deployments.apps": {"get", "create", "patch", "delete"},
     "statefulsets.apps": {"get"},
-    "endpointslices.discovery.k8s.io": {"list"},
+    "services": {"list", "patch"},
+    "endpointslices.discovery.k8s.io": {"get", "list", "create", "patch", "delete"},
 }
 OPERATOR_RIGHTS_ELSEWHERE = {
     "pods": {"get", "list", "watch", "patch"},
     "deployments.apps": {"get"},
     "statefulsets.apps": {"get"},
-    "endpointslices.discovery.k8s.io": {"list"},
+    "services": {"list", "patch"},
+    "endpointslices.discovery.k8s.io": {"get", "list", "create", "patch", "delete"},
 }
 #: What every authenticated identity may do anyway.
 _SELF_REVIEWS = {"selfsubjectreviews.authentication.k8s.io", "selfsubjectaccessreviews.authorization.k8s.io",
@@ -158,7 +160,7 @@ def test_developer_with_gefyra_user_rights(shared: dict[str, object]) -> None:
     other = alice.gefyra("-q", "bridge", "-N", f"{alice.client_id}-web", "-n", b, "--target", "deploy/web",
                          "-p", "8080:8080")
     assert other.returncode != 0
-    assert other.stderr.count("\n") == 1 and f"may not patch pods in namespace {b}" in other.stderr, other.stderr
+    assert other.stderr.count("\n") == 1 and f"may not patch pods and Services in namespace {b}" in other.stderr, other.stderr
     assert len(kubectl_json("-n", "gefyra", "get", "gefyrabridges")["items"]) == 1
     assert get(b, "http://web/").startswith("hello from web-")
 

@@ -15,6 +15,7 @@ from gefyra.core import identity, manifests
 from gefyra.core.config import Settings
 from gefyra.core.tunnel import ServerForward
 from gefyra.operator import bridges
+from gefyra.plugins.interceptor_nginx import board as board_module
 from gefyra.plugins.interceptor_nginx import carrier
 from gefyra.plugins.wireguard.server import dnat_rules
 
@@ -33,7 +34,9 @@ def test_no_right_to_exec_or_secrets_and_cluster_wide_rights_are_few() -> None:
     operator = _named("ClusterRole", "gefyra-operator")["rules"]
     assert {(tuple(r["resources"]), tuple(r["verbs"])) for r in operator} == {
         (("pods",), ("get", "list", "watch", "patch")), (("deployments", "statefulsets"), ("get",)),
-        (("endpointslices",), ("list",))}
+        (("services",), ("list", "patch")), (("endpointslices",), ("get", "list", "create", "patch", "delete"))}
+    in_gefyra = _named("Role", "gefyra-operator")["rules"]
+    assert {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "patch", "delete"]} in in_gefyra
     user = _named("ClusterRole", "gefyra-user")["rules"]
     assert all(r.get("resourceNames") or r["resources"] in (["gefyraclients", "gefyrabridges"], ["pods", "events"])
                for r in user)
@@ -122,37 +125,54 @@ def test_operator_reads_proxy_ports_back_checked(status: dict[str, Any], ports: 
 
 
 def test_carrier_board_answers_each_pod_only_about_itself(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(carrier, "LONG_POLL", 0.2)
+    monkeypatch.setattr(board_module, "LONG_POLL", 0.2)
 
     async def main() -> None:
-        board = carrier._Board()
+        board = board_module.ConfigBoard()
         news: list[float] = []
 
         def report() -> None:
             news.append(anyio.current_time())
 
-        assert (await board.answer("10.0.0.1", "", report)).status == 404  # not a bridged pod
-        board.want("10.0.0.1", "v1", b'{"version": "v1"}')
-        answer = await board.answer("10.0.0.1", "", report)
+        pod = ("10.0.0.1", "server")
+        assert (await board.answer("10.0.0.1", "", "", report)).status == 404  # not a bridged pod
+        board.want(pod, "v1", b'{"version": "v1"}')
+        answer = await board.answer("10.0.0.1", "", "", report)
         assert answer.status == 200 and json.loads(answer.body)["version"] == "v1" and not news
-        assert (await board.answer("10.0.0.2", "", report)).status == 404
+        assert (await board.answer("10.0.0.2", "", "", report)).status == 404
         asked = anyio.current_time()
-        answer = await board.answer("10.0.0.1", "v1", report)  # applied, nothing newer: held, then 304
-        assert answer.status == 304 and board.applied["10.0.0.1"] == "v1"
+        answer = await board.answer("10.0.0.1", "c1", "v1", report)  # applied, nothing newer: held, then 304
+        assert answer.status == 304 and board.applied(pod) == "v1"
         assert len(news) == 1 and news[0] - asked < 0.1  # reported at once, not when the hold ends
         async with anyio.create_task_group() as tg:
             results: list[int] = []
 
             async def poll() -> None:
-                results.append((await board.answer("10.0.0.1", "v1", report)).status)
+                results.append((await board.answer("10.0.0.1", "c1", "v1", report)).status)
 
             tg.start_soon(poll)
             await anyio.sleep(0.05)
-            board.want("10.0.0.1", "v2", b'{"version": "v2"}')  # a held request gets it at once
+            board.want(pod, "v2", b'{"version": "v2"}')  # a held request gets it at once
         assert results == [200]
-        board.forget("10.0.0.1")
-        assert (await board.answer("10.0.0.1", "v2", report)).status == 404
+        board.forget(pod)
+        assert (await board.answer("10.0.0.1", "c1", "v2", report)).status == 404
         assert len(news) == 1
+
+    anyio.run(main)
+
+
+def test_carrier_board_tells_two_carriers_of_one_pod_apart_by_container_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(board_module, "LONG_POLL", 0.05)
+
+    async def main() -> None:
+        board = board_module.ConfigBoard()
+        board.want(("10.0.0.1", "web"), "w1", b'{"version": "w1"}')
+        board.want(("10.0.0.1", "admin"), "a1", b'{"version": "a1"}')
+        assert (await board.answer("10.0.0.1", "id-web", "", lambda: None)).status == 404  # which one is it?
+        board.know_containers("10.0.0.1", {"containerd://id-web": "web", "id-admin": "admin"})
+        assert json.loads((await board.answer("10.0.0.1", "id-web", "", lambda: None)).body)["version"] == "w1"
+        assert json.loads((await board.answer("10.0.0.1", "id-admin", "", lambda: None)).body)["version"] == "a1"
+        assert json.loads((await board.answer("10.0.0.1", "admin", "", lambda: None)).body)["version"] == "a1"
 
     anyio.run(main)
 

@@ -1,12 +1,21 @@
-"""Built-in plugin: the ``nginx`` interceptor. carrier (an nginx image) takes a bridged container's
-place by an in-place image swap, forwards the bridged ports and answers the remaining probes."""
+"""Built-in plugin: the ``nginx`` interceptor, in two modes.
+
+- in place (:mod:`.carrier`): a global bridge swaps the bridged container's image for carrier's
+  (nginx and an agent), in every pod of the target; fast, and it takes every connection to the pods.
+- router (:mod:`.router`): personal bridges (only the HTTP requests that match their conditions go
+  to a developer; :mod:`.routing` writes the rules), and global bridges of containers that carrier
+  cannot replace in place (a container that sets ``command`` or has exec probes). The target's
+  pods are not touched; its Services lead to a small router Deployment instead.
+
+Both get their nginx configuration from the operator's endpoint (:mod:`.board`)."""
 
 from __future__ import annotations
 
 from gefyra import hookimpl
 from gefyra.core.config import Settings
 from gefyra.core.interceptor import Interceptor
-from gefyra.plugins.interceptor_nginx.carrier import NginxInterceptor, carrier_config, probe_ports
+from gefyra.plugins.interceptor_nginx.carrier import carrier_config, probe_ports
+from gefyra.plugins.interceptor_nginx.interceptor import NginxInterceptor
 
 __all__ = ["NginxInterceptor", "carrier_config", "probe_ports"]
 

@@ -1,41 +1,53 @@
-"""carrier: the pod keeps its spec, IP and other containers; only the bridged container's image is
-swapped for carrier's. carrier's agent fetches its nginx configuration from the operator's
-endpoint (a long poll: it asks again at once with the version it runs, and the answer comes when
-there is a newer one), so the operator needs no exec rights. The original image is kept in an
-annotation of the pod, so that it can be put back exactly.
+"""The in-place mode of global bridges: the pod keeps its spec, IP and other containers; only the
+bridged container's image is swapped for carrier's, which forwards the bridged ports and answers
+the probes of the others. Fast (no new pod) and it takes every connection to the pod, but carrier
+receives the container's own command: a container that sets ``command``, or has exec probes, is
+bridged by the router instead (:mod:`.router`).
+
+What was replaced is kept per container in the pod's annotations
+(``CONTAINER.bridged.gefyra.dev/...``), so that two bridges on two containers of one pod never
+overwrite each other, and a pod is known as bridged by its annotations whatever carrier's tag.
 
 Which container runs is told by container IDs, never by the image name in the pod's status: a node
 that holds one image under two tags reports either tag (measured: spec ``gefyra/carrier:dev``,
 status ``docker.io/gefyra/carrier:before``). The ID of the container that was replaced is kept while
-carrier is on its way in, and carrier's own while the original is on its way back."""
+carrier is on its way in, and carrier's own while the original is on its way back. A pod counts as
+bridged only once carrier's agent in it has asked for its configuration and applied it."""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import anyio
 import structlog
 from kubernetes_asyncio import client
 
 from gefyra.core import kube
-from gefyra.core.interceptor import EndpointAnswer, EndpointHandler, EndpointRequest, Forward, Interceptor
-from gefyra.core.workloads import container_status
+from gefyra.core.interceptor import Forward, Route, RouteState, Target
+from gefyra.core.workloads import container_status, live_pods
+from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 
 log = structlog.get_logger("gefyra.operator")
 
-ANN_BRIDGE = "gefyra.dev/bridge"
-ANN_ORIGINAL = "gefyra.dev/original-image"
-#: Where carrier's agent asks for its configuration (see images/carrier/).
-CONFIG_PATH = "/carrier/v1/config"
-#: Seconds the endpoint holds a request that has nothing new (carrier's agent waits 35 s).
-LONG_POLL = 25.0
-#: The container that carrier replaces (taking over), and carrier's container (restoring).
-ANN_REPLACED = "gefyra.dev/replaced-container"
-ANN_RESTORING = "gefyra.dev/restoring-from"
+#: Annotation keys of a bridged container: ``{container}.bridged.gefyra.dev/{what}``.
+_SUFFIX = ".bridged.gefyra.dev/"
+BRIDGE, ORIGINAL, REPLACED, RESTORING = "bridge", "original-image", "replaced", "restoring-from"
+
+
+def annotation(container: str, what: str) -> str:
+    return f"{container}{_SUFFIX}{what}"
+
+
+def bridged_containers(pod: client.V1Pod) -> dict[str, str]:
+    """container -> the bridge whose carrier took its place (or is leaving it)."""
+    found = {}
+    for key, value in (pod.metadata.annotations or {}).items():
+        if key.endswith(_SUFFIX + BRIDGE):
+            found[key[: -len(_SUFFIX + BRIDGE)]] = value
+    return found
 
 
 def carrier_config(forwards: Sequence[Forward], probes: dict[int, str]) -> tuple[str, str]:
@@ -70,9 +82,12 @@ def probe_ports(container: client.V1Container) -> dict[int, str]:
     return found
 
 
-async def _patch(api: client.ApiClient, pod: client.V1Pod, body: dict[str, Any]) -> None:
-    await kube.request(api, "PATCH", kube.pod_path(pod.metadata.namespace, pod.metadata.name), body,
-                       content_type=kube.STRATEGIC_PATCH)
+def fits(container: client.V1Container) -> bool:
+    """carrier can take this container's place in place: it uses its image's entrypoint (carrier
+    would get its command) and has no exec probe (carrier could not answer it)."""
+    probes = (container.liveness_probe, container.readiness_probe, container.startup_probe)
+    # "exec" is a keyword: the client names it _exec.
+    return not container.command and not any(p is not None and p._exec is not None for p in probes)
 
 
 def _container(pod: client.V1Pod, name: str) -> client.V1Container | None:
@@ -85,123 +100,129 @@ def _running_id(pod: client.V1Pod, name: str) -> str:
     return str(state.container_id or "") if state is not None and state.state.running is not None else ""
 
 
-class _Board:
-    """What each carrier should run, by its pod's IP, and the version it last said it runs."""
-
-    def __init__(self) -> None:
-        self.wanted: dict[str, tuple[str, bytes]] = {}
-        self.applied: dict[str, str] = {}
-        self._changed: dict[str, anyio.Event] = {}
-
-    def want(self, ip: str, version: str, body: bytes) -> None:
-        if self.wanted.get(ip, ("", b""))[0] != version:
-            self.wanted[ip] = (version, body)
-            self._wake(ip)
-
-    def forget(self, ip: str) -> None:
-        self.wanted.pop(ip, None)
-        self.applied.pop(ip, None)
-        self._wake(ip)
-
-    def _wake(self, ip: str) -> None:
-        event = self._changed.pop(ip, None)
-        if event is not None:
-            event.set()
-
-    async def answer(self, ip: str, have: str, on_news: Callable[[], None]) -> EndpointAnswer:
-        """The answer to carrier at ``ip`` that runs version ``have``. ``on_news`` is called at once
-        when that report is news (the version it was to apply, not known to be applied before),
-        before the request is held."""
-        wanted = self.wanted.get(ip)
-        if wanted is None:
-            return EndpointAnswer(404)
-        news = have == wanted[0] and self.applied.get(ip) != have
-        self.applied[ip] = have
-        if news:
-            on_news()
-        with anyio.move_on_after(LONG_POLL):
-            while (current := self.wanted.get(ip)) is not None and current[0] == have:
-                await self._changed.setdefault(ip, anyio.Event()).wait()
-        current = self.wanted.get(ip)
-        if current is None:
-            return EndpointAnswer(404)
-        return EndpointAnswer(304) if current[0] == have else EndpointAnswer(200, current[1])
+async def _patch(api: client.ApiClient, pod: client.V1Pod, body: dict[str, Any]) -> None:
+    await kube.request(api, "PATCH", kube.pod_path(pod.metadata.namespace, pod.metadata.name), body,
+                       content_type=kube.STRATEGIC_PATCH)
 
 
-class NginxInterceptor(Interceptor):
-    name = "nginx"
-
-    def __init__(self, image: str) -> None:
+class InPlace:
+    def __init__(self, image: str, board: ConfigBoard) -> None:
         self.image = image
-        self._board = _Board()
+        self.board = board
 
-    def endpoints(self) -> Mapping[str, EndpointHandler]:
-        return {CONFIG_PATH: self._config_request}
-
-    async def _config_request(self, request: EndpointRequest) -> EndpointAnswer:
-        def configured() -> None:
-            log.info("carrier configured", pod_ip=request.peer)
-            self.notify()
-
-        return await self._board.answer(request.peer, request.query.get("have", ""), configured)
-
-    def validate(self, container: client.V1Container, ports: Sequence[int]) -> str | None:
-        if container.command:
-            return (f"container {container.name} sets its own command; carrier can only replace containers "
-                    "that use their image's entrypoint")
-        for probe in (container.liveness_probe, container.readiness_probe, container.startup_probe):
-            if probe is not None and probe._exec is not None:  # "exec" is a keyword: the client names it _exec
-                return f"container {container.name} has an exec probe, which carrier cannot answer"
-        return None
-
-    def bridge_of(self, pod: client.V1Pod, container: str) -> str | None:
-        bridge: str | None = (pod.metadata.annotations or {}).get(ANN_BRIDGE)
-        return bridge
-
-    def is_active(self, pod: client.V1Pod, container: str) -> bool:
+    @staticmethod
+    def is_active(pod: client.V1Pod, container: str) -> bool:
+        """True when a container runs that is not the one carrier replaced. (A pod taken over
+        before its first container started may still run the original: only carrier's agent asking
+        for its configuration proves carrier runs.)"""
         annotations = pod.metadata.annotations or {}
-        spec = _container(pod, container)
         running = _running_id(pod, container)
-        return (spec is not None and spec.image == self.image and ANN_REPLACED in annotations
-                and bool(running) and running != annotations[ANN_REPLACED])
+        return bool(running) and annotations.get(annotation(container, REPLACED), running) != running
 
-    async def take_over(self, api: client.ApiClient, pod: client.V1Pod, container: str, bridge: str) -> None:
-        current = _container(pod, container)
-        if current is None or current.image == self.image:
-            return
-        replaced = str(getattr(container_status(pod, container), "container_id", None) or "")
-        await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: bridge, ANN_ORIGINAL: current.image,
-                                                             ANN_REPLACED: replaced}},
-                                "spec": {"containers": [{"name": container, "image": self.image}]}})
-        log.info("carrier swapped in", bridge=bridge, pod=pod.metadata.name)
+    async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]
+                        ) -> tuple[dict[str, RouteState], bool]:
+        """Each live pod of ``target``: the routes' containers taken over and configured, every
+        other container bridged before given back. Returns the routes' states and whether nothing
+        is left of other routes."""
+        wanted = {r.container: r for r in routes}
+        try:
+            pods = await live_pods(api, target.namespace, target.kind, target.name)
+        except client.ApiException as exc:
+            if exc.status != 404 or routes:
+                raise
+            pods = []  # the workload is gone: nothing of it is left to give back
+        forwarding: dict[str, list[str]] = {r.bridge: [] for r in routes}
+        settled = True
+        for pod in pods:
+            ip = pod.status.pod_ip if pod.status is not None else None
+            if ip:
+                self.board.know_containers(ip, {str(s.container_id): s.name for s in pod.status.container_statuses or []
+                                                if s.container_id})
+            for container, bridge in bridged_containers(pod).items():
+                route = wanted.get(container)
+                if route is None or route.bridge != bridge:
+                    settled = await self._restore(api, pod, container) and settled
+            for route in routes:
+                if await self._take_over(api, pod, route):
+                    forwarding[route.bridge].append(pod.metadata.name)
+        serving = await _serving(api, target.namespace, [p for names in forwarding.values() for p in names])
+        states = {}
+        for route in routes:
+            ready = bool(pods) and len(forwarding[route.bridge]) == len(pods) and serving
+            states[route.bridge] = RouteState(
+                ready=ready, pods=tuple(sorted(forwarding[route.bridge])), namespace=target.namespace,
+                sources=tuple(sorted(p.status.pod_ip for p in pods if p.status is not None and p.status.pod_ip)),
+                mode="in place", message=f"{len(forwarding[route.bridge])} of {len(pods)} pods forward to the client")
+        return states, settled
 
-    async def configure(self, api: client.ApiClient, pod: client.V1Pod, container: str,
-                        template: client.V1Container, forwards: Sequence[Forward]) -> bool:
+    async def _take_over(self, api: client.ApiClient, pod: client.V1Pod, route: Route) -> bool:
+        """carrier in ``route.container``'s place, told where to forward; True once it forwards and
+        is ready."""
+        name = route.container
+        current = _container(pod, name)
+        annotations = pod.metadata.annotations or {}
+        if current is None:
+            return False
+        if annotations.get(annotation(name, BRIDGE)) != route.bridge or annotation(name, ORIGINAL) not in annotations:
+            if annotation(name, RESTORING) in annotations:
+                return False  # another bridge's carrier is still leaving
+            if current.image == self.image:
+                log.warning("container runs carrier without gefyra's notes; left alone", pod=pod.metadata.name,
+                            container=name)
+                return False
+            replaced = str(getattr(container_status(pod, name), "container_id", None) or "")
+            await _patch(api, pod, {"metadata": {"annotations": {annotation(name, BRIDGE): route.bridge,
+                                                                 annotation(name, ORIGINAL): current.image,
+                                                                 annotation(name, REPLACED): replaced}},
+                                    "spec": {"containers": [{"name": name, "image": self.image}]}})
+            log.info("carrier swapped in", bridge=route.bridge, pod=pod.metadata.name, container=name)
+            return False
+        if current.image != self.image:  # carrier's image changed (an upgrade): the original stays noted
+            await _patch(api, pod, {"spec": {"containers": [{"name": name, "image": self.image}]}})
+            return False
         ip = pod.status.pod_ip if pod.status is not None else None
         if not ip:
             return False
-        stream, http = carrier_config(forwards, probe_ports(template))
+        stream, http = carrier_config(route.forwards, probe_ports(current))
         version = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
         # Wanted before carrier runs: its first request gets the configuration.
-        self._board.want(ip, version, json.dumps({"version": version, "stream": stream, "http": http}).encode())
-        return self.is_active(pod, container) and self._board.applied.get(ip) == version
+        self.board.want((ip, name), version, json.dumps({"version": version, "stream": stream, "http": http}).encode())
+        return (self.is_active(pod, name) and self.board.applied((ip, name)) == version
+                and bool(getattr(container_status(pod, name), "ready", False)))
 
-    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> bool:
+    async def _restore(self, api: client.ApiClient, pod: client.V1Pod, name: str) -> bool:
+        """Gives ``pod`` back exactly the container that carrier replaced; True once it runs again,
+        is ready, and nothing of carrier is left on the pod."""
         annotations = pod.metadata.annotations or {}
-        original = annotations.get(ANN_ORIGINAL)
+        original = annotations.get(annotation(name, ORIGINAL))
         if original is not None:
-            carrier = str(getattr(container_status(pod, container), "container_id", None) or "")
+            carrier = str(getattr(container_status(pod, name), "container_id", None) or "")
             if pod.status is not None and pod.status.pod_ip:
-                self._board.forget(pod.status.pod_ip)
-            await _patch(api, pod, {"metadata": {"annotations": {ANN_ORIGINAL: None, ANN_REPLACED: None,
-                                                                 ANN_RESTORING: carrier}},
-                                    "spec": {"containers": [{"name": container, "image": original}]}})
-            log.info("original image restored", pod=pod.metadata.name)
+                self.board.forget((pod.status.pod_ip, name))
+            await _patch(api, pod, {"metadata": {"annotations": {annotation(name, ORIGINAL): None,
+                                                                 annotation(name, REPLACED): None,
+                                                                 annotation(name, RESTORING): carrier}},
+                                    "spec": {"containers": [{"name": name, "image": original}]}})
+            log.info("original image restored", pod=pod.metadata.name, container=name)
             return False
-        running, state = _running_id(pod, container), container_status(pod, container)
-        if ANN_RESTORING in annotations and (not running or running == annotations[ANN_RESTORING]
-                                             or state is None or not state.ready):
+        running, state = _running_id(pod, name), container_status(pod, name)
+        if annotation(name, RESTORING) in annotations and (
+                not running or running == annotations[annotation(name, RESTORING)] or state is None or not state.ready):
             return False  # carrier still runs, or the original is not ready yet
-        if ANN_BRIDGE in annotations or ANN_RESTORING in annotations:
-            await _patch(api, pod, {"metadata": {"annotations": {ANN_BRIDGE: None, ANN_RESTORING: None}}})
+        await _patch(api, pod, {"metadata": {"annotations": {annotation(name, BRIDGE): None,
+                                                             annotation(name, RESTORING): None}}})
+        return await _serving(api, pod.metadata.namespace, [pod.metadata.name])
+
+
+async def _serving(api: client.ApiClient, namespace: str, pod_names: list[str]) -> bool:
+    """True once every Service endpoint of these pods is ready (a restarted container drops out
+    of its Services until then)."""
+    if not pod_names:
         return True
+    slices = await client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(namespace)
+    for endpoint_slice in slices.items:
+        for endpoint in endpoint_slice.endpoints or []:
+            ref = endpoint.target_ref
+            if ref is not None and ref.name in pod_names and not (endpoint.conditions and endpoint.conditions.ready):
+                return False
+    return True

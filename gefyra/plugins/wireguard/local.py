@@ -187,14 +187,24 @@ class WireGuardTunnel(Tunnel):
         answers = output.split()
         return [i < len(answers) and answers[i] == "open" for i in range(len(targets))]
 
-    async def steered_arrivals(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> int:
+    async def exchange(self, runtime: ContainerRuntime, name: str, target: tuple[str, int], payload: bytes) -> bytes:
+        ip, port = _address(target[0]), _port(target[1])
+        # The payload is an argument, never part of the script.
+        script = f'exec 3<>/dev/tcp/{ip}/{port} && printf %s "$1" >&3 && head -c 4096 <&3'
+        _, output = await runtime.exec(name, ["timeout", "3", "bash", "-c", script, "exchange",
+                                              payload.decode("latin-1")])
+        return output.encode("latin-1", errors="replace")
+
+    async def steered_connections(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> dict[int, int]:
         _, listing = await runtime.exec(name, ["iptables", "-t", "nat", "-L", STEER_CHAIN, "-v", "-x", "-n"])
-        counted = set()
+        counted = dict.fromkeys(ports, 0)
         for line in listing.splitlines():
             fields = line.split()
-            if fields and fields[0].isdigit() and int(fields[0]) > 0:
-                counted |= {p for p in ports if f"gefyra-bridge-{p} " in line + " "}
-        return len(counted)
+            if fields and fields[0].isdigit():  # the DNAT rule matches each connection's first packet
+                for port in ports:
+                    if f"gefyra-bridge-{port} " in line + " ":
+                        counted[port] += int(fields[0])
+        return counted
 
 
 def _delete_rules(port: int) -> str:

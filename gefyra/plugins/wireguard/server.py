@@ -23,6 +23,8 @@ INTERFACE = "wg0"
 SOCKET = f"/var/run/wireguard/{INTERFACE}.sock"
 #: stowaway's chain of DNAT rules, from its ports to the clients' tunnel addresses.
 FORWARD_CHAIN = "GEFYRA-BRIDGES"
+#: Seconds between the server end's keepalives to each client.
+SERVER_KEEPALIVE = 5
 #: Seconds a `wg` or `iptables` call may take.
 _CALL_TIMEOUT = 10
 
@@ -61,7 +63,10 @@ class WireGuardServer(TunnelServer):
 
     async def set_peer(self, public_key: str, address: str) -> None:
         _checked(public_key, address)
-        await _run("wg", "set", INTERFACE, "peer", public_key, "allowed-ips", f"{address}/32")
+        # The keepalives tell the client that its session is alive (cargo handshakes anew when
+        # they stop: see images/cargo/entrypoint.sh).
+        await _run("wg", "set", INTERFACE, "peer", public_key, "allowed-ips", f"{address}/32",
+                   "persistent-keepalive", str(SERVER_KEEPALIVE))
         log.info("peer added", public_key=public_key, address=address)
 
     async def remove_peer(self, public_key: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from gefyra import Settings, hookimpl
-from gefyra.core.interceptor import Forward, Interceptor
+from gefyra.core.interceptor import Interception, Interceptor, Match, Route, Target
 from gefyra.plugins.interceptor_nginx import NginxInterceptor
 
 
@@ -24,23 +24,16 @@ def _record(method: str, **fields: Any) -> None:
 class RecordingInterceptor(NginxInterceptor):
     name = "recording"
 
-    def validate(self, container: client.V1Container, ports: Sequence[int]) -> str | None:
-        _record("validate", container=container.name, ports=list(ports))
-        return super().validate(container, ports)
+    def validate(self, container: client.V1Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
+        _record("validate", container=container.name, ports=list(ports), matches=[str(m) for m in matches])
+        return super().validate(container, ports, matches)
 
-    async def take_over(self, api: client.ApiClient, pod: client.V1Pod, container: str, bridge: str) -> None:
-        _record("take_over", pod=pod.metadata.name, container=container, bridge=bridge)
-        await super().take_over(api, pod, container, bridge)
-
-    async def configure(self, api: client.ApiClient, pod: client.V1Pod, container: str,
-                        template: client.V1Container, forwards: Sequence[Forward]) -> bool:
-        done = await super().configure(api, pod, container, template, forwards)
-        _record("configure", pod=pod.metadata.name, container=container, done=done)
-        return done
-
-    async def restore(self, api: client.ApiClient, pod: client.V1Pod, container: str) -> bool:
-        _record("restore", pod=pod.metadata.name, container=container)
-        return await super().restore(api, pod, container)
+    async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]) -> Interception:
+        found = await super().intercept(api, target, routes)
+        _record("intercept", target=str(target), routes=[r.bridge for r in routes], settled=found.settled,
+                pods={name: list(state.pods) for name, state in found.routes.items()},
+                ready={name: state.ready for name, state in found.routes.items()})
+        return found
 
 
 @hookimpl

@@ -1,0 +1,376 @@
+"""The router mode: personal bridges, and global bridges of containers that carrier cannot replace
+in place (a container that sets ``command`` or has exec probes). The target's pods stay exactly
+as they are, running their own code; what changes is where the workload's Services lead.
+
+For a target, the operator runs a small Deployment in its own namespace, the router (carrier's
+image: nginx and the agent that fetches its configuration, under the restricted Pod Security
+profile). Every Service that sends traffic to a bridged port is made to lead to the router:
+
+- bridge: the router runs and has its configuration; an EndpointSlice of gefyra's, with the
+  router's pods, joins the Service (kube-proxy now sends new connections to both); then one key
+  is added to the Service's selector that no pod carries, so that Kubernetes' own EndpointSlices
+  of it empty and only the router is left. No moment without endpoints, no pod restarted.
+- the router passes every request that no personal bridge takes, and every other port of those
+  Services, to the workload's own pods (their IPs, ready ones, kept current each round).
+- unbridge: the key comes off the selector (exactly the Service as it was), Kubernetes' slices
+  fill again, and only then is gefyra's slice deleted and the router removed; the router drains
+  (a few seconds) before it stops.
+
+Adding or removing one developer's bridge only changes the router's configuration (nginx reloads
+without dropping connections). Connections opened before the switch stay where they were opened."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from kubernetes_asyncio import client
+
+from gefyra.core import kube
+from gefyra.core.interceptor import InvalidRoute, Route, RouteState, Target
+from gefyra.core.names import GEFYRA_NAMESPACE, LABEL_MANAGED_BY, MANAGED_BY
+from gefyra.plugins.interceptor_nginx.board import ConfigBoard
+from gefyra.plugins.interceptor_nginx.routing import Listener, router_config
+
+log = structlog.get_logger("gefyra.operator")
+
+#: On the router's pods, in gefyra's EndpointSlices and as the key added to a rerouted Service's
+#: selector: the router's name.
+ROUTER_LABEL = "gefyra.dev/router"
+#: On the router Deployment: the target it stands in for.
+TARGET_ANNOTATION = "gefyra.dev/target"
+#: ``endpointslice.kubernetes.io/managed-by`` of gefyra's slices (Kubernetes' controller leaves
+#: slices of other managers alone).
+SLICE_MANAGER = "gefyra.dev"
+_SERVICE_NAME = "kubernetes.io/service-name"
+_MANAGED_SLICE = "endpointslice.kubernetes.io/managed-by"
+#: Two routers: one may restart or move while the other carries the traffic.
+REPLICAS = 2
+#: Seconds a stopping router keeps serving (kube-proxy lets go of it meanwhile) before nginx ends
+#: gracefully.
+DRAIN_SECONDS = 3
+
+
+def router_name(target: Target) -> str:
+    digest = hashlib.sha256(f"{target.namespace}/{target.kind}/{target.name}".encode()).hexdigest()[:10]
+    return f"gefyra-router-{digest}"
+
+
+def router_deployment(name: str, target: Target, image: str) -> dict[str, Any]:
+    labels = {LABEL_MANAGED_BY: MANAGED_BY, ROUTER_LABEL: name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": GEFYRA_NAMESPACE, "labels": labels,
+                     "annotations": {TARGET_ANNOTATION: f"{target.namespace}/{target.kind}/{target.name}"}},
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": {ROUTER_LABEL: name}},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                # No token: the agent asks the operator's endpoint, it never talks to the API.
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "terminationGracePeriodSeconds": DRAIN_SECONDS + 10,
+                "securityContext": {
+                    "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                    # It listens on the target ports (80 too) without any capability: a sysctl
+                    # that Kubernetes counts as safe and Pod Security "restricted" admits.
+                    "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                },
+                "containers": [{
+                    "name": "router", "image": image, "imagePullPolicy": "IfNotPresent",
+                    "env": [{"name": "GEFYRA_CARRIER_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)}],
+                    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]}},
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                                  "limits": {"cpu": "1", "memory": "128Mi"}},
+                }],
+            }},
+        },
+    }
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _ready_ip(pod: dict[str, Any]) -> str:
+    """The pod's IP if it is Ready and not terminating, else ""."""
+    status = pod.get("status") or {}
+    if pod["metadata"].get("deletionTimestamp") or not status.get("podIP"):
+        return ""
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return str(status["podIP"]) if ready else ""
+
+
+def _target_port(port: dict[str, Any], containers: Sequence[dict[str, Any]]) -> tuple[str, int] | None:
+    """(container, number) a Service port sends to on a pod with these containers; the container
+    is "" for a number no container declares. None for a name no container declares."""
+    target = port.get("targetPort", port.get("port"))
+    protocol = port.get("protocol", "TCP")
+    for container in containers:
+        for declared in container.get("ports") or []:
+            if declared.get("protocol", "TCP") != protocol:
+                continue
+            if target in (declared.get("name"), declared.get("containerPort")):
+                return container["name"], int(declared["containerPort"])
+    return ("", int(target)) if isinstance(target, int) else None
+
+
+@dataclasses.dataclass
+class _Plan:
+    listeners: list[Listener]
+    #: Service name -> its gefyra EndpointSlice's ports.
+    services: dict[str, list[dict[str, Any]]]
+    #: bridge -> the Services it routes.
+    routed: dict[str, list[str]]
+
+
+def _original_selector(service: dict[str, Any], router: str) -> dict[str, str]:
+    selector = dict((service.get("spec") or {}).get("selector") or {})
+    if selector.get(ROUTER_LABEL) == router:
+        del selector[ROUTER_LABEL]
+    return selector
+
+
+def plan(router: str, routes: Sequence[Route], template: dict[str, Any], services: Sequence[dict[str, Any]],
+         pods: Sequence[dict[str, Any]], namespace: str) -> _Plan:
+    """What the router listens on and which Services lead to it (pure: the cluster's objects as
+    read). ``template`` is the target's pod template (metadata and spec), ``pods`` the namespace's
+    pods. Raises InvalidRoute for a route that no Service leads to."""
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    containers = (template.get("spec") or {}).get("containers") or []
+    routed_ports: dict[tuple[str, int], list[Route]] = {}
+    for route in routes:
+        for forward in route.forwards:
+            routed_ports.setdefault((route.container, forward.port), []).append(route)
+    chosen = [s for s in services if _selects(_original_selector(s, router), labels)
+              and any(_target_port(p, containers) in routed_ports for p in s["spec"].get("ports") or [])]
+    routed: dict[str, list[str]] = {r.bridge: [] for r in routes}
+    slice_ports: dict[str, list[dict[str, Any]]] = {}
+    by_port: dict[tuple[int, str], dict[str, Any]] = {}
+    for service in chosen:
+        name = service["metadata"]["name"]
+        selector = _original_selector(service, router)
+        members = [p for p in pods if _selects(selector, (p["metadata"].get("labels") or {}))]
+        slice_ports[name] = []
+        for port in service["spec"].get("ports") or []:
+            resolved = _target_port(port, containers)
+            if resolved is None:
+                continue
+            protocol = str(port.get("protocol", "TCP")).lower()
+            takers = routed_ports.get(resolved, []) if protocol == "tcp" else []
+            entry = by_port.setdefault((resolved[1], protocol), {"routes": takers, "originals": set()})
+            for pod in members:
+                ip, on_pod = _ready_ip(pod), _target_port(port, (pod.get("spec") or {}).get("containers") or [])
+                if ip and on_pod is not None:
+                    entry["originals"].add(f"{ip}:{on_pod[1]}")
+            for route in takers:
+                if name not in routed[route.bridge]:
+                    routed[route.bridge].append(name)
+            slice_ports[name].append({"name": port.get("name", ""), "port": resolved[1], "protocol": port.get("protocol", "TCP"),
+                                      **({"appProtocol": port["appProtocol"]} if port.get("appProtocol") else {})})
+    for route in routes:
+        if not routed[route.bridge]:
+            ports = ", ".join(str(f.port) for f in route.forwards)
+            raise InvalidRoute(route.bridge, f"no Service of namespace {namespace} sends traffic to port {ports} of "
+                                             f"container {route.container} (a personal bridge takes a Service's requests)")
+    listeners = []
+    for (number, protocol), entry in sorted(by_port.items()):
+        takers, originals = entry["routes"], tuple(sorted(entry["originals"]))
+        personal = tuple((r.matches, _forward_to(r, number)) for r in takers if r.matches)
+        everything = [r for r in takers if not r.matches]  # at most one, alone (the operator sees to it)
+        listeners.append(Listener(number, protocol, originals, personal=() if everything else personal,
+                                  everything_to=_forward_to(everything[0], number) if everything else ""))
+    return _Plan(listeners, slice_ports, routed)
+
+
+def _forward_to(route: Route, port: int) -> str:
+    forward = next(f for f in route.forwards if f.port == port)
+    return f"{forward.host}:{forward.host_port}"
+
+
+def _path(namespace: str, plural: str, name: str = "", group: str = "") -> str:
+    base = f"/apis/{group}" if group else "/api/v1"
+    return f"{base}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+_SLICES = "discovery.k8s.io/v1"
+
+
+class Router:
+    def __init__(self, image: str, board: ConfigBoard) -> None:
+        self.image = image
+        self.board = board
+        #: router -> the pod IPs it was last given configurations for.
+        self._ips: dict[str, set[str]] = {}
+
+    async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]
+                        ) -> tuple[dict[str, RouteState], bool]:
+        name = router_name(target)
+        if not routes:
+            return {}, await self._give_back(api, target.namespace, name)
+        template = await self._template(api, target, routes)
+        services = (await kube.request(api, "GET", _path(target.namespace, "services")))["items"]
+        pods = (await kube.request(api, "GET", _path(target.namespace, "pods")))["items"]
+        layout = plan(name, routes, template, services, pods, target.namespace)
+        await self._ensure_deployment(api, name, target)
+
+        routers = [p for p in (await kube.request(api, "GET", _path(GEFYRA_NAMESPACE, "pods"),
+                                                  query=[("labelSelector", f"{ROUTER_LABEL}={name}")]))["items"]
+                   if not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")]
+        stream, http = router_config(name, layout.listeners)
+        version = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
+        body = json.dumps({"version": version, "stream": stream, "http": http}).encode()
+        ips = {p["status"]["podIP"] for p in routers}
+        for gone in self._ips.get(name, set()) - ips:
+            self.board.forget((gone, ""))
+        self._ips[name] = ips
+        for ip in ips:
+            self.board.want((ip, ""), version, body)
+        serving = sorted(ip for ip in ips if self.board.applied((ip, "")))
+        current = [ip for ip in serving if self.board.applied((ip, "")) == version]
+
+        rerouted = {s["metadata"]["name"]: s for s in services if s["metadata"]["name"] in layout.services}
+        if serving:
+            for service_name, ports in layout.services.items():
+                await self._reroute(api, rerouted[service_name], name, serving, ports)
+        for service in services:  # Services no bridge needs any more
+            if service["metadata"]["name"] not in layout.services:
+                await self._give_back_service(api, service, name)
+        switched = bool(serving) and all([await self._switched(api, target.namespace, s, name) for s in layout.services])
+        ready = switched and len(current) == len(ips)
+        states = {r.bridge: RouteState(
+            ready=ready, pods=tuple(sorted(p["metadata"]["name"] for p in routers)), namespace=GEFYRA_NAMESPACE,
+            sources=tuple(sorted(ips)), services=tuple(sorted(layout.routed[r.bridge])), mode="router",
+            message=f"{len(current)} of {REPLICAS} routers carry the bridge"
+                    + ("" if switched else "; the Services do not lead to them yet")) for r in routes}
+        return states, bool(ips) and len(current) == len(ips)
+
+    async def _template(self, api: client.ApiClient, target: Target, routes: Sequence[Route]) -> dict[str, Any]:
+        """The target's pod template (metadata, spec); InvalidRoute if the workload is gone."""
+        plural = {"deployment": "deployments", "statefulset": "statefulsets", "pod": "pods"}[target.kind]
+        try:
+            found = await kube.request(api, "GET", _path(target.namespace, plural, target.name,
+                                                         "" if target.kind == "pod" else "apps/v1"))
+        except client.ApiException as exc:
+            if exc.status == 404:
+                raise InvalidRoute(routes[0].bridge, f"{target.kind} {target.name} does not exist in namespace "
+                                                     f"{target.namespace}") from exc
+            raise
+        return found if target.kind == "pod" else dict(found["spec"]["template"])
+
+    async def _ensure_deployment(self, api: client.ApiClient, name: str, target: Target) -> None:
+        wanted = router_deployment(name, target, self.image)
+        path = _path(GEFYRA_NAMESPACE, "deployments", name, "apps/v1")
+        try:
+            found = await kube.request(api, "GET", path)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            await kube.request(api, "POST", _path(GEFYRA_NAMESPACE, "deployments", group="apps/v1"), wanted)
+            log.info("router started", router=name, target=str(target))
+            return
+        image = found["spec"]["template"]["spec"]["containers"][0].get("image")
+        if found["metadata"].get("deletionTimestamp"):
+            return  # the last bridge's router is leaving; the next round makes a new one
+        if image != self.image or found["spec"].get("replicas") != REPLICAS:
+            await kube.request(api, "PATCH", path, {"spec": wanted["spec"]}, content_type=kube.MERGE_PATCH)
+
+    async def _reroute(self, api: client.ApiClient, service: dict[str, Any], router: str, ips: Sequence[str],
+                       ports: list[dict[str, Any]]) -> None:
+        """gefyra's EndpointSlice with the routers first, then the selector key."""
+        namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
+        wanted = {
+            "apiVersion": _SLICES, "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-gefyra", "namespace": namespace,
+                         "labels": {_SERVICE_NAME: name, _MANAGED_SLICE: SLICE_MANAGER,
+                                    LABEL_MANAGED_BY: MANAGED_BY, ROUTER_LABEL: router}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False}}
+                          for ip in ips],
+            "ports": ports,
+        }
+        path = _path(namespace, "endpointslices", f"{name}-gefyra", _SLICES)
+        try:
+            found = await kube.request(api, "GET", path)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            await kube.request(api, "POST", _path(namespace, "endpointslices", group=_SLICES), wanted)
+            log.info("service leads to the router", service=name, namespace=namespace, router=router)
+        else:
+            if (found["metadata"].get("labels") or {}).get(ROUTER_LABEL) != router:
+                raise RuntimeError(f"EndpointSlice {namespace}/{name}-gefyra is not this router's")
+            if found.get("endpoints") != wanted["endpoints"] or found.get("ports") != ports:
+                await kube.request(api, "PATCH", path, {"endpoints": wanted["endpoints"], "ports": ports},
+                                   content_type=kube.MERGE_PATCH)
+        if (service["spec"].get("selector") or {}).get(ROUTER_LABEL) != router:
+            await kube.request(api, "PATCH", _path(namespace, "services", name),
+                               {"spec": {"selector": {ROUTER_LABEL: router}}}, content_type=kube.MERGE_PATCH)
+
+    async def _switched(self, api: client.ApiClient, namespace: str, service: str, router: str) -> bool:
+        """Only gefyra's slice of the Service has endpoints left."""
+        slices = (await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
+                                     query=[("labelSelector", f"{_SERVICE_NAME}={service}")]))["items"]
+        ours = [s for s in slices if (s["metadata"].get("labels") or {}).get(ROUTER_LABEL) == router]
+        others = [s for s in slices if s not in ours]
+        return bool(ours) and not any(s.get("endpoints") for s in others)
+
+    async def _give_back_service(self, api: client.ApiClient, service: dict[str, Any], router: str) -> bool:
+        """The Service's selector as it was; once Kubernetes' own slices list its ready pods again,
+        gefyra's slice goes. True when nothing of gefyra's is left on it."""
+        namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
+        selector = (service["spec"].get("selector") or {})
+        if selector.get(ROUTER_LABEL) == router:
+            await kube.request(api, "PATCH", _path(namespace, "services", name),
+                               {"spec": {"selector": {ROUTER_LABEL: None}}}, content_type=kube.MERGE_PATCH)
+            log.info("service selector given back", service=name, namespace=namespace)
+            return False
+        slices = (await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
+                                     query=[("labelSelector", f"{_SERVICE_NAME}={name}")]))["items"]
+        ours = [s for s in slices if (s["metadata"].get("labels") or {}).get(ROUTER_LABEL) == router]
+        if not ours:
+            return True
+        pods = (await kube.request(api, "GET", _path(namespace, "pods")))["items"]
+        wanted = {_ready_ip(p) for p in pods if _selects(selector, p["metadata"].get("labels") or {})} - {""}
+        listed = {a for s in slices if s not in ours for e in s.get("endpoints") or []
+                  if (e.get("conditions") or {}).get("ready") for a in e.get("addresses") or []}
+        if not wanted <= listed:
+            return False  # Kubernetes has not put the pods back yet: the router keeps serving
+        for found in ours:
+            await kube.request(api, "DELETE", _path(namespace, "endpointslices", found["metadata"]["name"], _SLICES))
+        return True
+
+    async def _give_back(self, api: client.ApiClient, namespace: str, router: str) -> bool:
+        """Every Service the router stood in for given back, then the router removed. True once
+        nothing of it is left (its pods may still be draining)."""
+        try:
+            services = (await kube.request(api, "GET", _path(namespace, "services")))["items"]
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            services = []
+        slices = (await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
+                                     query=[("labelSelector", f"{ROUTER_LABEL}={router}")]))["items"] if services else []
+        involved = {s["metadata"]["name"] for s in services if (s["spec"].get("selector") or {}).get(ROUTER_LABEL) == router}
+        involved |= {(s["metadata"].get("labels") or {}).get(_SERVICE_NAME, "") for s in slices}
+        done = [await self._give_back_service(api, s, router) for s in services if s["metadata"]["name"] in involved]
+        if not all(done):
+            return False
+        for orphan in slices:  # slices whose Service is gone
+            if orphan["metadata"]["labels"].get(_SERVICE_NAME) not in {s["metadata"]["name"] for s in services}:
+                await kube.request(api, "DELETE", _path(namespace, "endpointslices", orphan["metadata"]["name"], _SLICES))
+        try:
+            await kube.request(api, "DELETE", _path(GEFYRA_NAMESPACE, "deployments", router, "apps/v1"))
+            log.info("router removed", router=router)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+        for ip in self._ips.pop(router, set()):
+            self.board.forget((ip, ""))
+        return True

@@ -1,0 +1,163 @@
+"""The router's nginx configuration, from checked values only (a pure function, unit-tested).
+
+The router listens on each target port of the Services it stands in for. A port with personal
+bridges is an HTTP proxy that chooses the upstream per request: the first bridge whose conditions
+all hold gets it, every other request goes to the workload's own pods. A port with a global bridge
+forwards every connection to the developer; any other port of those Services forwards every
+connection (TCP or UDP) to the workload's own pods, as the Service did before.
+
+Every condition becomes a regular expression (exact and prefix values are escaped), compared case
+sensitively with ``map``; the AND of one bridge's conditions and the first-match order over the
+bridges are ``map`` lookups of the concatenated results, so nothing is evaluated in ``if``."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Sequence
+
+from gefyra.core import validation
+from gefyra.core.interceptor import PROBE_ANSWER, PROBE_HEADER, Match
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+@dataclasses.dataclass(frozen=True)
+class Listener:
+    """One port of the router and where its traffic goes."""
+
+    port: int
+    protocol: str  # "tcp" or "udp"
+    #: "IP:PORT" of the workload's own pods (ready ones) for this port.
+    originals: tuple[str, ...]
+    #: Personal bridges in order: (conditions, "IP:PORT" of the tunnel's server end).
+    personal: tuple[tuple[tuple[Match, ...], str], ...] = ()
+    #: A global bridge: every connection to this "IP:PORT".
+    everything_to: str = ""
+
+
+def _address(text: str) -> str:
+    """``IP:PORT``, checked."""
+    host, _, port = text.rpartition(":")
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    return f"{ipaddress.IPv4Address(host)}:{number}"
+
+
+def _quoted(text: str) -> str:
+    """``text`` as one nginx string token: nginx's parser turns ``\\\\`` and ``\\"`` back."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _literal(text: str) -> str:
+    """``text`` as a regular expression that matches it literally (PCRE: a backslash before any
+    character that is not a letter or digit makes it literal)."""
+    return "".join(c if c.isascii() and c.isalnum() else "\\" + c for c in text)
+
+
+def condition_regex(match: Match) -> str:
+    """The regular expression a condition's subject (a header's value, the path) must match."""
+    problem = validation.match_problem(match.kind, match.header, match.value)
+    if problem:
+        raise ValueError(problem)
+    if match.kind.endswith("-exact"):
+        return f"^{_literal(match.value)}$"
+    if match.kind.endswith("-prefix"):
+        return f"^{_literal(match.value)}"
+    return match.value
+
+
+def _subject(match: Match) -> str:
+    """The nginx variable a condition looks at: the header (names are letters, digits and '-'),
+    or the request's path, decoded and normalised (so that %2F or /../ cannot dodge a rule)."""
+    return "$http_" + match.header.lower().replace("-", "_") if match.header else "$uri"
+
+
+def _upstream(name: str, servers: Sequence[str], keepalive: int = 0) -> str:
+    lines = [f"    server {_address(s)};" for s in servers] or ["    server 127.0.0.1:9 down;"]
+    if keepalive and servers:
+        lines.append(f"    keepalive {keepalive};")
+    return f"upstream {name} {{\n" + "\n".join(lines) + "\n}\n"
+
+
+def _http_listener(listener: Listener, router: str) -> str:
+    port = listener.port
+    orig = f"gefyra_{port}_orig"
+    out = [_upstream(orig, listener.originals, keepalive=32)]
+    flags = []
+    for i, (matches, to) in enumerate(listener.personal):
+        route = f"gefyra_{port}_r{i}"
+        out.append(_upstream(route, [to], keepalive=8))
+        parts = []
+        for j, match in enumerate(matches):
+            var = f"$gefyra_{port}_r{i}_c{j}"
+            out.append(f"map {_subject(match)} {var} {{\n    default 0;\n    {_quoted('~' + condition_regex(match))} 1;\n}}\n")
+            parts.append(var)
+        out.append(f"map \"{''.join(parts)}\" $gefyra_{port}_r{i} {{\n    default 0;\n    \"{'1' * len(parts)}\" 1;\n}}\n")
+        flags.append(f"$gefyra_{port}_r{i}")
+    choices = "".join(f"    \"~^{'0' * i}1\" gefyra_{port}_r{i};\n" for i in range(len(flags)))
+    out.append(f"map \"{''.join(flags)}\" $gefyra_{port}_upstream {{\n    default {orig};\n{choices}}}\n")
+    out.append(f"""server {{
+    listen {port};
+    location / {{
+        if ($http_{PROBE_HEADER.lower().replace('-', '_')}) {{
+            add_header {PROBE_ANSWER} {_quoted(router)} always;
+            return 204;
+        }}
+        proxy_pass http://$gefyra_{port}_upstream;
+        proxy_http_version 1.1;
+        proxy_set_header Host $http_host;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $gefyra_connection;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+}}
+""")
+    return "".join(out)
+
+
+def router_config(router: str, listeners: Sequence[Listener]) -> tuple[str, str]:
+    """(stream config, http config) of a router named ``router``."""
+    if not _NAME.fullmatch(router):
+        raise ValueError(f"not a router name: {router!r}")
+    stream, http = [], []
+    seen: set[tuple[int, str]] = set()
+    for listener in sorted(listeners, key=lambda x: (x.port, x.protocol)):
+        port = int(listener.port)
+        if not 1 <= port <= 65535 or listener.protocol not in ("tcp", "udp") or (port, listener.protocol) in seen:
+            raise ValueError(f"bad or repeated listener {listener.port}/{listener.protocol}")
+        seen.add((port, listener.protocol))
+        udp = " udp" if listener.protocol == "udp" else ""
+        if listener.personal:
+            if udp or listener.everything_to:
+                raise ValueError(f"port {port}: personal bridges route HTTP over TCP, and alone")
+            http.append(_http_listener(listener, router))
+        elif listener.everything_to:
+            stream.append(f"server {{\n    listen {port}{udp};\n    proxy_pass {_address(listener.everything_to)};\n}}\n")
+        else:
+            name = f"gefyra_{port}_{listener.protocol}_orig"
+            stream.append(_upstream(name, listener.originals))
+            stream.append(f"server {{\n    listen {port}{udp};\n    proxy_pass {name};\n}}\n")
+    if http:
+        http.insert(0, _HTTP_COMMON)
+    return "".join(stream), "".join(http)
+
+
+#: For every HTTP listener: upgrades (WebSocket) pass through, other requests reuse upstream
+#: connections; bodies of any size stream both ways (chunked uploads, server-sent events); long-lived
+#: requests are not cut.
+_HTTP_COMMON = """map $http_upgrade $gefyra_connection {
+    default upgrade;
+    "" "";
+}
+client_max_body_size 0;
+proxy_request_buffering off;
+proxy_buffering off;
+proxy_connect_timeout 5s;
+proxy_read_timeout 3600s;
+proxy_send_timeout 3600s;
+large_client_header_buffers 4 32k;
+server_tokens off;
+"""

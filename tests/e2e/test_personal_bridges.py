@@ -1,0 +1,234 @@
+"""Personal bridges on the development cluster: two developers (two clients on this machine, as on
+two laptops) each get only the HTTP requests that match their conditions; every other request is
+answered by the workload's own pods, and the workload is exactly as before once both are gone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e import devcluster
+from tests.e2e.devcluster import KUBECONFIG, KUBECTL, TEST_IMAGE, eventually, kubectl, kubectl_json, unique
+from tests.e2e.gefyra_cli import gefyra, ok
+
+pytestmark = pytest.mark.e2e
+
+DEV_A, DEV_B = {"GEFYRA_CLIENT_ID": "dev-a"}, {"GEFYRA_CLIENT_ID": "dev-b"}
+MEASURED: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def ns() -> Iterator[str]:
+    """A namespace with a caller pod and a 2-replica HTTP Deployment `shop`; clients dev-a and
+    dev-b up, each with a local container that answers as DEV-A / DEV-B."""
+    name = unique("gfy-test-pb")
+    kubectl("create", "namespace", name)
+    devcluster.apply(devcluster.client_pod("caller", name))
+    devcluster.apply(devcluster.http_workload("shop", name, replicas=2))
+    kubectl("-n", name, "wait", "--for=condition=Ready", "pod/caller", "--timeout=60s")
+    kubectl("-n", name, "rollout", "status", "deploy/shop", "--timeout=90s")
+    for env, local, message in ((DEV_A, "pb-a", "DEV-A"), (DEV_B, "pb-b", "DEV-B")):
+        ok("up", env=env)
+        ok("run", "-i", TEST_IMAGE, "-N", local, "-n", name, "-d", "-e", f"MESSAGE={message}", env=env)
+    eventually(lambda: _assert_cluster_answers(name), timeout=20)
+    yield name
+    for env in (DEV_A, DEV_B):
+        gefyra("down", env=env)
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    print("\npersonal bridge measurements: " + json.dumps(MEASURED))
+
+
+def tally(ns: str, path: str, count: int, *variants: str, keepalive: bool = False) -> dict[str, Any]:
+    """COUNT requests through the Service from the caller pod, the header variants in turn."""
+    args = [f"http://shop{path}", str(count)] + [a for v in variants for a in ("--variant", v)]
+    out = kubectl("-n", ns, "exec", "caller", "--", "testserver", "tally", *args, *(["--keepalive"] if keepalive else []))
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def servers(result: dict[str, Any], variant: str = "") -> set[str]:
+    return set((result["answers"] or {}).get(variant, {}))
+
+
+def _assert_cluster_answers(ns: str) -> None:
+    found = tally(ns, "/", 8)
+    assert found["failed"] == 0 and len(servers(found)) == 2 and all(s.startswith("shop-") for s in servers(found))
+
+
+def shop_state(ns: str, service: str = "shop", deployment: str = "shop") -> dict[str, Any]:
+    """What a personal bridge may touch, as it must be again afterwards."""
+    slices = kubectl_json("-n", ns, "get", "endpointslices", "-l", f"kubernetes.io/service-name={service}")["items"]
+    return {"template": kubectl_json("-n", ns, "get", "deploy", deployment)["spec"]["template"],
+            "service": kubectl_json("-n", ns, "get", "service", service)["spec"],
+            "slices": sorted(s["metadata"].get("labels", {}).get("endpointslice.kubernetes.io/managed-by") for s in slices),
+            "routers": kubectl("-n", "gefyra", "get", "deploy,pods", "-l", "gefyra.dev/router", "-o", "name").split()}
+
+
+def bridge(env: dict[str, str], ns: str, local: str, *conditions: str, target: str = "deploy/shop") -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(ok("bridge", "-N", local, "-n", ns, "--target", target, "-p", "8080:8080",
+                                          *conditions, "-o", "json", env=env).stdout)
+    return found
+
+
+def test_two_developers_each_get_their_requests_and_the_rest_stays_with_the_cluster(ns: str) -> None:
+    before = shop_state(ns)
+    started = time.monotonic()
+    mine = bridge(DEV_A, ns, "pb-a", "--match-header-exact", "x-dev:a")
+    MEASURED["bridge (personal) to ready"] = round(time.monotonic() - started, 2)
+    assert mine["match"] == ["header-exact x-dev:a"] and mine["mode"] == "router"
+    bridge(DEV_B, ns, "pb-b", "--match-header-exact", "x-dev:b")
+    # The pods were not touched: not one restart, the same spec.
+    assert kubectl_json("-n", ns, "get", "deploy", "shop")["spec"]["template"] == before["template"]
+
+    found = tally(ns, "/", 90, "x-dev: a", "x-dev: b", "")
+    assert found["failed"] == 0, found
+    assert servers(found, "x-dev: a") == {"DEV-A"} and servers(found, "x-dev: b") == {"DEV-B"}
+    assert len(servers(found, "")) == 2 and all(s.startswith("shop-") for s in servers(found, "")), found
+    # One keep-alive connection carries requests for both developers and the cluster.
+    kept = tally(ns, "/", 30, "x-dev: a", "x-dev: b", "", keepalive=True)
+    assert kept["connections"] == 1 and kept["failed"] == 0, kept
+    assert servers(kept, "x-dev: a") == {"DEV-A"} and servers(kept, "x-dev: b") == {"DEV-B"}
+    assert all(s.startswith("shop-") for s in servers(kept, ""))
+    # A large chunked upload and an upgraded (WebSocket-like) connection, routed per request.
+    upload = kubectl("-n", ns, "exec", "caller", "--", "testserver", "upload", "http://shop/upload", "30000000",
+                     "-H", "x-dev: b")
+    assert upload.startswith("hello from DEV-B received=30000000 chunked=true"), upload
+    upgraded = kubectl("-n", ns, "exec", "caller", "--", "testserver", "upgrade", "http://shop/upgrade", "-H", "x-dev: a")
+    assert upgraded == "upgraded: DEV-A echo: ping\n"
+    assert kubectl("-n", ns, "exec", "caller", "--", "testserver", "upgrade", "http://shop/upgrade").startswith(
+        "upgraded: shop-")
+    # status and list show each bridge's rules.
+    listed = json.loads(ok("list", "-o", "json", env=DEV_B).stdout)["bridges"]
+    assert [b["match"] for b in listed] == [["header-exact x-dev:b"]]
+    assert "(only header-exact x-dev:b)" in ok("list", env=DEV_B).stdout
+
+    ok("unbridge", "--all", env=DEV_A)
+    found = tally(ns, "/", 40, "x-dev: a", "x-dev: b")
+    assert found["failed"] == 0 and servers(found, "x-dev: b") == {"DEV-B"}, found
+    assert all(s.startswith("shop-") for s in servers(found, "x-dev: a")), found
+    started = time.monotonic()
+    ok("unbridge", "--all", env=DEV_B)
+    MEASURED["unbridge (last personal) to restored"] = round(time.monotonic() - started, 2)
+    assert shop_state(ns)["service"] == before["service"] and shop_state(ns)["slices"] == before["slices"]
+
+    def no_router_left() -> None:  # its pods drain a few seconds after unbridge returns
+        assert shop_state(ns) == before
+
+    eventually(no_router_left, timeout=20)
+    found = tally(ns, "/", 20, "x-dev: a", "x-dev: b")
+    assert found["failed"] == 0 and all(s.startswith("shop-") for v in ("x-dev: a", "x-dev: b") for s in servers(found, v))
+
+
+@pytest.mark.parametrize(("conditions", "hits", "misses"), [
+    (["--match-path-prefix", "/api/"], [("/api/orders", "")], [("/apix", ""), ("/", "")]),
+    (["--match-path-regex", "^/items/[0-9]+$"], [("/items/42", "")], [("/items/42x", ""), ("/items/", "")]),
+    (["--match-path-prefix", "/api/", "--match-header-exact", "x-dev:a"],
+     [("/api/x", "x-dev: a")], [("/api/x", ""), ("/other", "x-dev: a"), ("/api/x", "x-dev: b")]),
+], ids=["path-prefix", "path-regex", "path-and-header"])
+def test_path_rules_and_conditions_that_must_all_hold(ns: str, conditions: list[str], hits: list[tuple[str, str]],
+                                                      misses: list[tuple[str, str]]) -> None:
+    bridge(DEV_A, ns, "pb-a", *conditions)
+    try:
+        for path, header in hits:
+            found = tally(ns, path, 6, header)
+            assert servers(found, header) == {"DEV-A"} and found["failed"] == 0, (path, header, found)
+        for path, header in misses:
+            found = tally(ns, path, 6, header)
+            assert found["failed"] == 0 and all(s.startswith("shop-") for s in servers(found, header)), (path, found)
+    finally:
+        ok("unbridge", "--all", env=DEV_A)
+
+
+def test_a_global_bridge_and_a_personal_one_on_the_same_port_conflict(ns: str) -> None:
+    bridge(DEV_A, ns, "pb-a", "--match-header-exact", "x-dev:a")
+    try:
+        result = gefyra("bridge", "-N", "pb-b", "-n", ns, "--target", "deploy/shop", "-p", "8080:8080", env=DEV_B)
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 7 and len(lines) == 1 and "has personal bridges" in lines[0], result.stderr
+    finally:
+        ok("unbridge", "--all", env=DEV_A)
+
+
+def test_no_request_is_lost_while_a_personal_bridge_comes_and_goes(ns: str) -> None:
+    """A steady request rate through the Service while dev-a bridges and unbridges."""
+    count, rate = 400, 40.0
+    load = subprocess.Popen([str(KUBECTL), "--kubeconfig", str(KUBECONFIG), "-n", ns, "exec", "caller", "--",
+                             "testserver", "tally", "http://shop/", str(count), "--rate", str(rate),
+                             "--variant", "x-dev: a", "--variant", ""], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        bridge(DEV_A, ns, "pb-a", "--match-header-exact", "x-dev:a")
+        time.sleep(2)
+        ok("unbridge", "--all", env=DEV_A)
+        out, _ = load.communicate(timeout=count / rate + 30)
+    finally:
+        load.kill()
+    found = json.loads(out)
+    MEASURED["requests lost while bridging and unbridging"] = f"{found['failed']} of {count}"
+    MEASURED["max latency under steady load (ms)"] = found["max_ms"]
+    assert found["failed"] == 0, found
+    assert servers(found, "x-dev: a") >= {"DEV-A"}  # the bridge was there in between
+
+
+COMMAND_WORKLOAD = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: cmd, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: cmd}}}}
+  template:
+    metadata: {{labels: {{app: cmd}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: server
+        image: {image}
+        imagePullPolicy: Never
+        command: [testserver]
+        args: [serve, --tcp, ":9000"]
+        ports: [{{containerPort: 8080}}, {{containerPort: 9000}}]
+        readinessProbe:
+          exec: {{command: [testserver, get, "http://127.0.0.1:8080/healthz"]}}
+          periodSeconds: 2
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: cmd, namespace: {ns}}}
+spec:
+  selector: {{app: cmd}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+"""
+
+
+@pytest.mark.parametrize("personal", [False, True], ids=["global", "personal"])
+def test_a_container_that_sets_its_command_and_has_an_exec_probe_is_bridged(ns: str, personal: bool) -> None:
+    devcluster.apply(COMMAND_WORKLOAD.format(ns=ns, image=TEST_IMAGE))
+    kubectl("-n", ns, "rollout", "status", "deploy/cmd", "--timeout=90s")
+    before = shop_state(ns, "cmd", "cmd")
+    pods_before = {p["metadata"]["name"]: p["spec"] for p in kubectl_json("-n", ns, "get", "pods", "-l", "app=cmd")["items"]}
+    conditions = ["--match-header-exact", "x-dev:a"] if personal else []
+    found = bridge(DEV_A, ns, "pb-a", *conditions, target="deploy/cmd")
+    try:
+        assert found["mode"] == "router"
+        result = json.loads(kubectl("-n", ns, "exec", "caller", "--", "testserver", "tally", "http://cmd/", "20",
+                                    "--variant", "x-dev: a", "--variant", ""))
+        assert result["failed"] == 0 and servers(result, "x-dev: a") == {"DEV-A"}, result
+        if personal:
+            assert len(servers(result, "")) == 2 and all(s.startswith("cmd-") for s in servers(result, "")), result
+        else:
+            assert servers(result, "") == {"DEV-A"}, result
+    finally:
+        ok("unbridge", "--all", env=DEV_A)
+
+    def as_before() -> None:
+        assert shop_state(ns, "cmd", "cmd") == before
+
+    eventually(as_before, timeout=20)
+    pods_after = kubectl_json("-n", ns, "get", "pods", "-l", "app=cmd")["items"]
+    assert {p["metadata"]["name"]: p["spec"] for p in pods_after} == pods_before
