@@ -2,9 +2,10 @@
 cluster: it carries a global route on a real pod, level-based, and gives the workload back exactly.
 
 A plugin's own test module subclasses :class:`InterceptorContract` and provides ``interceptor``,
-``api`` (a kubernetes_asyncio ApiClient) and ``pod`` (a running bare pod whose container ``server``
-declares port 8080 and has an httpGet readiness probe on it, behind a Service; its namespace is
-the plugin's to use). If the interceptor's parts fetch their configuration from the operator's
+``api`` (a kubernetes_asyncio ApiClient), ``pod`` (a running bare pod whose container ``server``
+declares port 8080 and has an httpGet readiness probe on /healthz there, behind a Service; its
+namespace is the plugin's to use) and ``forward_to`` (IP, port) where the pod's port 8080 is
+forwarded to: an HTTP server that answers /healthz. If the interceptor's parts fetch their configuration from the operator's
 endpoint (:meth:`Interceptor.endpoints`), the ``interceptor`` fixture makes that endpoint reachable."""
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ class InterceptorContract:
     pytestmark = pytest.mark.anyio  # inherited by the plugins' subclasses
 
     async def test_carries_a_route_and_gives_the_workload_back_exactly(
-            self, interceptor: Interceptor, api: client.ApiClient, pod: client.V1Pod) -> None:
+            self, interceptor: Interceptor, api: client.ApiClient, pod: client.V1Pod, forward_to: tuple[str, int]) -> None:
         core = client.CoreV1Api(api)
         name, namespace = pod.metadata.name, pod.metadata.namespace
         service_before = api.sanitize_for_serialization(await core.read_namespaced_service(name, namespace))
         template = next(c for c in pod.spec.containers if c.name == "server")
         assert interceptor.validate(template, [8080], []) is None
         target = Target(namespace, "pod", name)
-        route = Route("contract-bridge", "server", (Forward(8080, "127.0.0.1", 20999),))
+        route = Route("contract-bridge", "server", (Forward(8080, *forward_to),))
 
         async def ready() -> Interception | None:
             found = await interceptor.intercept(api, target, [route])

@@ -88,6 +88,8 @@ class TestNginxInterceptor(InterceptorContract):
         interceptor = NginxInterceptor(Settings().image("carrier"))
 
         async def handle(request: web.Request) -> web.Response:
+            if request.path == "/healthz":  # the bridged port's readiness probe, forwarded here
+                return web.Response(text="ok")
             handler = interceptor.endpoints().get(request.path)
             if handler is None:
                 return web.Response(status=404)
@@ -107,6 +109,10 @@ class TestNginxInterceptor(InterceptorContract):
         finally:
             devcluster.kubectl("delete", "namespace", "gefyra", "--timeout=60s", check=False)
             await runner.cleanup()
+
+    @pytest.fixture
+    def forward_to(self) -> tuple[str, int]:
+        return _HOST, _ENDPOINT_PORT
 
     @pytest.fixture
     async def api(self) -> AsyncIterator[client.ApiClient]:
