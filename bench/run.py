@@ -99,13 +99,26 @@ def delta_figure(name: str, value: float, baseline: float, limit: float, unit: s
                   meets_target=delta <= limit)
 
 
-def answers(url: str) -> str:
+def answers(url: str, *headers: str) -> str:
     return sh(str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--",
-              "testserver", "get", url, check=False)
+              "testserver", "get", url, *[a for h in headers for a in ("-H", h)], check=False)
 
 
-def latency(where: list[str], url: str, count: int) -> tuple[float, float]:
-    out = sh(*where, "testserver", "latency", url, str(count))
+def lost_under_load(bridge_args: list[str], count: int, rate: float) -> int:
+    """Requests to the 2-replica `shop` that fail while it is bridged and unbridged under a steady rate."""
+    load = subprocess.Popen([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec",
+                             "caller", "--", "testserver", "tally", "http://shop/", str(count), "--rate", str(rate)],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/shop", "-p", "8080:8080", *bridge_args)
+    time.sleep(1)
+    gefyra("unbridge", "--all")
+    out, _ = load.communicate(timeout=count / rate + 60)
+    return int(json.loads(out)["failed"])
+
+
+def latency(where: list[str], url: str, count: int, *headers: str) -> tuple[float, float]:
+    out = sh(*where, "testserver", "latency", url, str(count), *[a for h in headers for a in ("-H", h)])
     fields = dict(part.split("=") for part in out.split())
     return float(fields["p50"]), float(fields["p99"])
 
@@ -242,14 +255,54 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
     figures.append(delta_figure("local container -> cluster Service, p50", statistics.median(local_p50s),
                                 statistics.median(pod_p50s), 1.5))
 
+    # personal bridges: to the first matching request answered locally and back, against the same
+    # baseline as the global bridge; the latency of the requests the cluster keeps answering (against
+    # no bridge at all) and of the matching ones (against a global bridge); requests lost while a
+    # 2-replica workload is bridged and unbridged under a steady rate, personally (the router) and
+    # globally (carrier in place: the container restarts)
+    mine = "x-dev: bench"
+    personal, personal_off = [], []
+    for _ in range(reps):
+        personal.append(timed(lambda: (gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080",
+                                              "--match-header-exact", "x-dev:bench"),
+                                       until(lambda: answers("http://web/", mine).startswith("hello from LOCAL")))))
+        personal_off.append(timed(lambda: (gefyra("unbridge", "--all"),
+                                           until(lambda: answers("http://web/", mine).startswith("hello from web-")))))
+    figures.append(ratio_figure("personal bridge to first matching request answered locally", personal, patches, 2))
+    figures.append(ratio_figure("personal unbridge to the cluster answering it again", personal_off, patches, 2))
+    unbridged = latency(caller, "http://web/", int(count))
+    gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact", "x-dev:bench")
+    unmatched = latency(caller, "http://web/", int(count))
+    matched = latency(caller, "http://web/", int(count), mine)
+    router = kubectl("-n", "gefyra", "get", "pods", "-l", "gefyra.dev/router", "-o", "jsonpath={.items[0].metadata.name}")
+    rss_router = container_rss_mib([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", "gefyra",
+                                    "exec", router, "--"])
+    gefyra("unbridge", "--all")
+    figures.append(delta_figure("unmatched request latency beside a personal bridge, p50", unmatched[0], unbridged[0], 1))
+    figures.append(delta_figure("unmatched request latency beside a personal bridge, p99", unmatched[1], unbridged[1], 5))
+    figures.append(delta_figure("matched request latency, p50 (baseline: global bridge)", matched[0], bridged[0], 1))
+    figures.append(delta_figure("matched request latency, p99 (baseline: global bridge)", matched[1], bridged[1], 5))
+    devcluster.apply(devcluster.http_workload("shop", NS, replicas=2))
+    kubectl("-n", NS, "rollout", "status", "deploy/shop", "--timeout=120s")
+    until(lambda: answers("http://shop/").startswith("hello from shop-"))
+    load = 100 if quick else 400
+    lost_personal = lost_under_load(["--match-header-exact", "x-dev:bench"], load, 40)
+    lost_global = lost_under_load([], load, 40)
+    figures.append(Figure(f"requests lost of {load} (2 replicas, 40/s) during personal bridge + unbridge",
+                          lost_personal, "requests", None, "0", meets_target=lost_personal == 0))
+    figures.append(Figure(f"requests lost of {load} (2 replicas, 40/s) during global bridge + unbridge (in place)",
+                          lost_global, "requests", None, "-"))
+
     # memory
-    stowaway = kubectl("-n", "gefyra", "get", "pods", "-o", "jsonpath={.items[0].metadata.name}")
+    stowaway = kubectl("-n", "gefyra", "get", "pods", "-l", "app.kubernetes.io/name=gefyra-stowaway", "-o",
+                       "jsonpath={.items[0].metadata.name}")
     kexec = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", "gefyra", "exec", stowaway]
     settings_cargo = json.loads(gefyra("status", "-o", "json"))["cargo"]["name"]
     for name, prefix, limit in (("cargo", ["docker", "exec", settings_cargo], 40),
                                 ("stowaway", [*kexec, "-c", "stowaway", "--"], 60),
-                                ("carrier", None, 15), ("operator", [*kexec, "-c", "operator", "--"], 120)):
-        rss = rss_carrier if prefix is None else container_rss_mib(prefix)
+                                ("carrier", None, 15), ("a router (each of 2)", [], 20),
+                                ("operator", [*kexec, "-c", "operator", "--"], 120)):
+        rss = rss_carrier if prefix is None else rss_router if not prefix else container_rss_mib(prefix)
         figures.append(Figure(f"resident memory of {name}", round(rss, 1), "MiB", None, f"<= {limit} MiB",
                               meets_target=rss <= limit))
 

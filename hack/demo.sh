@@ -8,6 +8,7 @@ owned=0
 [[ -f .devcluster/kubeconfig ]] || owned=1
 cleanup() {
   say "cleaning up: gefyra down removes everything gefyra made"
+  .venv/bin/gefyra --client-id demo-colleague down >/dev/null 2>&1 || true
   .venv/bin/gefyra down || true
   .devcluster/kubectl --kubeconfig .devcluster/kubeconfig delete namespace demo --ignore-not-found >/dev/null 2>&1 || true
   if (( owned )); then hack/devcluster/down.sh; fi
@@ -70,3 +71,24 @@ say "gefyra unbridge: the cluster's own pods answer again, exactly as before"
 .venv/bin/gefyra unbridge --all
 service_answers
 $kubectl -n demo exec caller -- testserver get http://hello/
+
+say "personal bridges: two developers share deploy/hello; each gets only the requests with their header"
+.venv/bin/gefyra bridge -N hello-local -n demo --target deploy/hello -p 8080:8080 --match-header-exact x-dev:me
+# A colleague on another machine (here: a second client on this one, with its own tunnel).
+colleague=(.venv/bin/gefyra --client-id demo-colleague)
+"${colleague[@]}" up
+"${colleague[@]}" run -i gefyra/testserver:dev -N colleague-local -n demo -d -e MESSAGE="my colleague's laptop"
+"${colleague[@]}" bridge -N colleague-local -n demo --target deploy/hello -p 8080:8080 --match-header-exact x-dev:colleague
+say "requests with 'x-dev: me', with 'x-dev: colleague' and without the header, through the Service"
+for header in "x-dev: me" "x-dev: colleague" ""; do
+  printf '%-18s ' "${header:-(no header)}"
+  $kubectl -n demo exec caller -- testserver get http://hello/ -H "$header"
+done
+.venv/bin/gefyra list
+say "30 requests of each kind, on one keep-alive connection: who answered"
+$kubectl -n demo exec caller -- testserver tally http://hello/ 90 --keepalive \
+  --variant "x-dev: me" --variant "x-dev: colleague" --variant ""
+say "both unbridge: the Service, the Deployment and its pods are exactly as before"
+"${colleague[@]}" down
+.venv/bin/gefyra unbridge --all
+$kubectl -n demo exec caller -- testserver get http://hello/ -H "x-dev: me"

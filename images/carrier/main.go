@@ -49,14 +49,16 @@ const (
 	quietPeriod    = 30 * time.Second
 )
 
-// workDirs in order of preference. /dev/shm is a tmpfs that the runtime mounts writable in every
+// workDirs in order of preference, each with the container's name or ID appended (two carriers of
+// one pod share its /dev/shm). /dev/shm is a tmpfs that the runtime mounts writable in every
 // container, even with a read-only root filesystem; /tmp may be an emptyDir of the original pod.
 var workDirs = []string{"/dev/shm/gefyra-carrier", "/tmp/gefyra-carrier", "/var/run/gefyra-carrier"}
 
 func main() {
 	// The original container's args arrive in os.Args; carrier has no use for them.
 	log.SetPrefix("gefyra-carrier: ")
-	dir, err := workDir()
+	container := containerRef()
+	dir, err := workDir(container)
 	if err != nil {
 		log.Print(err)
 		os.Exit(1)
@@ -71,7 +73,7 @@ func main() {
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	go poll(n, configURL(), containerRef())
+	go poll(n, configURL(), container)
 
 	select {
 	case err := <-exited:
@@ -143,9 +145,12 @@ var (
 )
 
 // workDir is the first candidate directory that can be created and written to.
-func workDir() (string, error) {
+func workDir(container string) (string, error) {
 	var problems []string
 	for _, dir := range workDirs {
+		if container != "" {
+			dir += "-" + container
+		}
 		probe := filepath.Join(dir, ".probe")
 		err := os.MkdirAll(dir, 0o755)
 		if err == nil {

@@ -61,7 +61,7 @@ func usage() {
   testserver upgrade URL [-H 'NAME: VALUE' ...]        (an HTTP Upgrade, then a line echoed over the connection)
   testserver tcp-send ADDR LINE
   testserver udp-send ADDR MESSAGE
-  testserver latency URL COUNT     (prints p50 and p99 in ms, one new connection per request)`)
+  testserver latency URL COUNT [-H 'NAME: VALUE' ...]   (prints p50 and p99 in ms, one new connection per request)`)
 	os.Exit(2)
 }
 
@@ -223,18 +223,26 @@ func send(network string, args []string) error {
 }
 
 func latency(args []string) error {
-	if len(args) != 2 {
+	fs := flag.NewFlagSet("latency", flag.ExitOnError)
+	var hs headers
+	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
+	if len(args) < 2 {
 		usage()
 	}
 	count, err := strconv.Atoi(args[1])
 	if err != nil || count < 1 {
 		return fmt.Errorf("COUNT must be a positive number")
 	}
+	_ = fs.Parse(args[2:])
 	client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	samples := make([]float64, 0, count)
 	for i := 0; i < count; i++ {
+		req, err := request("GET", args[0], nil, hs)
+		if err != nil {
+			return err
+		}
 		start := time.Now()
-		resp, err := client.Get(args[0])
+		resp, err := client.Do(req)
 		if err != nil {
 			return err
 		}
