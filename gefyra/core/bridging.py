@@ -13,6 +13,7 @@ personal bridge: the workload's Services lead to the interceptor that routes the
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -60,9 +61,13 @@ class BridgeRequest:
     timeout: float = 60.0
 
 
-def bridge_name(settings: Settings, local: str, kind: str, name: str) -> str:
-    raw = f"{settings.client_id}-{local}-{kind}-{name}".lower()
-    return re.sub(r"[^a-z0-9-]", "-", raw)[:63].strip("-")
+def bridge_name(settings: Settings, local: str, kind: str, name: str, container: str) -> str:
+    """``CLIENT-LOCAL-KIND-NAME-CONTAINER`` as a DNS label; cut to 63 characters with a digest of the
+    whole, so that two long names never end up the same."""
+    raw = re.sub(r"[^a-z0-9-]", "-", f"{settings.client_id}-{local}-{kind}-{name}-{container}".lower())
+    if len(raw) > 63:
+        raw = raw[:54].rstrip("-") + "-" + hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return raw.strip("-")
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -177,7 +182,7 @@ class CreateBridge(Step[Context]):
 
     async def apply(self, ctx: Context) -> None:
         request, settings = ctx.request, ctx.settings
-        name = bridge_name(settings, request.local, ctx.kind, ctx.workload)
+        name = bridge_name(settings, request.local, ctx.kind, ctx.workload, ctx.container)
         doc = {"apiVersion": f"{CRD_GROUP}/{CRD_VERSION}", "kind": "GefyraBridge",
                "metadata": {"name": name, "namespace": GEFYRA_NAMESPACE,
                             "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CLIENT: settings.client_id}},

@@ -257,8 +257,8 @@ func latency(args []string) error {
 }
 
 // tally sends COUNT GET requests (at --rate per second, or back to back), variant i%len in turn,
-// and prints one JSON object: per variant, how many answers came from which server (the third
-// word of the body, "hello from NAME ..."), the failures, and the latency.
+// and prints one JSON object: per variant, how many answers came from which server (NAME of the
+// body "hello from NAME path=..."), the failures, and the latency.
 func tally(args []string) error {
 	fs := flag.NewFlagSet("tally", flag.ExitOnError)
 	rate := fs.Float64("rate", 0, "requests per second (0: back to back)")
@@ -307,15 +307,16 @@ func tally(args []string) error {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		samples = append(samples, float64(time.Since(began).Microseconds())/1000)
-		fields := strings.Fields(string(body))
-		if err != nil || resp.StatusCode >= 400 || len(fields) < 3 {
+		who, ok := strings.CutPrefix(string(body), "hello from ")
+		if err != nil || resp.StatusCode >= 400 || !ok {
 			failures = append(failures, fmt.Sprintf("HTTP %d: %.80s", resp.StatusCode, body))
 			continue
 		}
+		who, _, _ = strings.Cut(who, " path=")
 		if answers[variant] == nil {
 			answers[variant] = map[string]int{}
 		}
-		answers[variant][fields[2]]++
+		answers[variant][who]++
 	}
 	sort.Float64s(samples)
 	pick := func(q float64) float64 {
