@@ -25,14 +25,21 @@ from gefyra.core.orchestrator import Orchestrator
 from gefyra.operator import endpoint
 from gefyra.operator.bridges import Bridges
 from gefyra.operator.clients import Clients
+from gefyra.operator.retry import backoff
 
 log = structlog.get_logger("gefyra.operator")
 
 #: Seconds between two reconciliation rounds, and while a bridge is being made or removed.
 INTERVAL = 1.0
 BUSY_INTERVAL = 0.25
-#: Seconds after which a watch is opened anew (the API server ends watches on its own too).
+#: Seconds after which a watch is opened anew (the API server ends watches on its own too); a
+#: watch that has not ended WATCH_GRACE seconds later is cut by the client (a connection the API
+#: server dropped without a word).
 WATCH_SECONDS = 300
+WATCH_GRACE = 30
+#: Seconds one reconcile round may take: a call that hangs ends the round, the next starts afresh
+#: (after a pause that grows with each failure in a row: gefyra.operator.retry).
+ROUND_TIMEOUT = 60.0
 
 
 class _Wakeup:
@@ -55,7 +62,8 @@ async def _watch(custom: client.CustomObjectsApi, namespace: str, plural: str, w
         try:
             async with watch.Watch() as stream:
                 async for _ in stream.stream(custom.list_namespaced_custom_object, CRD_GROUP, CRD_VERSION,
-                                             namespace, plural, timeout_seconds=WATCH_SECONDS):
+                                             namespace, plural, timeout_seconds=WATCH_SECONDS,
+                                             _request_timeout=WATCH_SECONDS + WATCH_GRACE):
                     wakeup.set()
         except Exception as exc:  # noqa: BLE001 - any failure of a watch: open it again
             log.warning("watch failed; reopening", plural=plural, error=f"{type(exc).__name__}: {exc}")
@@ -68,7 +76,8 @@ async def _watch_pods(core: client.CoreV1Api, bridges: Bridges, wakeup: _Wakeup)
     while True:
         try:
             async with watch.Watch() as stream:
-                async for event in stream.stream(core.list_pod_for_all_namespaces, timeout_seconds=WATCH_SECONDS):
+                async for event in stream.stream(core.list_pod_for_all_namespaces, timeout_seconds=WATCH_SECONDS,
+                                                 _request_timeout=WATCH_SECONDS + WATCH_GRACE):
                     obj = event.get("object")
                     metadata = getattr(obj, "metadata", None)
                     if metadata is not None and metadata.namespace in bridges.namespaces:
@@ -105,12 +114,15 @@ async def _reconcile_forever(api: client.ApiClient, namespace: str, clients: Cli
         for plural in (CLIENTS, BRIDGES):
             tg.start_soon(_watch, client.CustomObjectsApi(api), namespace, plural, wakeup)
         tg.start_soon(_watch_pods, client.CoreV1Api(api), bridges, wakeup)
+        failures = 0
         while True:
             try:
-                await bridges.sync(await clients.sync())
-            except client.ApiException as exc:
-                log.warning("round failed; retrying", status=exc.status, reason=exc.reason)
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
-                log.warning("round failed; retrying", error=f"{type(exc).__name__}: {exc}")
+                with anyio.fail_after(ROUND_TIMEOUT):
+                    await bridges.sync(await clients.sync())
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - any failure (API, connection, timeout): back off, try again
+                failures += 1
+                detail = f"{exc.status} {exc.reason}" if isinstance(exc, client.ApiException) else f"{type(exc).__name__}: {exc}"
+                log.warning("round failed; retrying", error=detail, retry_in=backoff(failures))
             health.round_done()
-            await wakeup.wait(BUSY_INTERVAL if bridges.busy else INTERVAL)
+            await wakeup.wait(backoff(failures) if failures else BUSY_INTERVAL if bridges.busy else INTERVAL)

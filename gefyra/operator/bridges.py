@@ -20,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import structlog
 from kubernetes_asyncio import client
 
@@ -47,8 +49,12 @@ from gefyra.core.tunnel import ServerForward, TunnelServer
 from gefyra.core.validation import WORKLOAD_ALIASES
 from gefyra.core.workloads import pod_spec_and_selector, undeclared_port
 from gefyra.operator.clients import ActiveClient
+from gefyra.operator.retry import backoff
 
 log = structlog.get_logger("gefyra.operator")
+
+#: Seconds one target's reconciliation may take in a round.
+TARGET_TIMEOUT = 30.0
 
 
 class InvalidBridge(Exception):
@@ -130,6 +136,15 @@ def _ports(spec: dict[str, Any]) -> list[int]:
     return found
 
 
+def _target_of(bridge: dict[str, Any]) -> Target | None:
+    """The bridge's target workload, or None if its spec does not name one properly."""
+    try:
+        found = _target(bridge.get("spec") or {})
+    except InvalidBridge:
+        return None
+    return Target(found["namespace"], found["kind"], found["name"])
+
+
 def _matches(spec: dict[str, Any]) -> tuple[Match, ...]:
     """spec.match, checked: a personal bridge's conditions (none: a global bridge)."""
     found = spec.get("match") or []
@@ -190,6 +205,10 @@ class Bridges:
         #: Interceptors by the name bridges give (one object each: they may keep state, such as
         #: what their parts in the pods were told).
         self._interceptors: dict[str | None, Interceptor] = {}
+        #: The server end's forwards of each target, as its last good round made them.
+        self._rules: dict[Target, list[ServerForward]] = {}
+        #: Targets that failed: (failures in a row, not before this time.monotonic()).
+        self._failures: dict[Target, tuple[int, float]] = {}
 
     def interceptors(self) -> list[Interceptor]:
         return list(self._interceptors.values())
@@ -212,17 +231,20 @@ class Bridges:
         bridges = sorted(listing["items"], key=lambda b: (b["metadata"].get("creationTimestamp", ""),
                                                           b["metadata"]["name"]))
         used = {p for b in bridges for p in _proxy_ports(b, None).values()}
-        rules: list[ServerForward] = []
         busy = False
         targets: dict[Target, list[_Member]] = {}
         interceptors: dict[Target, Interceptor] = {}
+        #: Targets with a bridge that failed for a reason that may pass (an API error): without that
+        #: bridge its routes would look removed, so the target waits for a round that reads it all.
+        held: set[Target] = set()
         for bridge in bridges:
             name = bridge["metadata"]["name"]
             try:
                 member = await self._prepare(bridge, clients, used)
                 if member is None:
                     continue  # nothing of it was ever made, and it is gone now
-                target = Target(**{k: v for k, v in _target(bridge["spec"]).items() if k != "container"})
+                target = _target_of(bridge)
+                assert target is not None  # _prepare checked it
                 interceptor = self._interceptor(bridge["spec"])
                 chosen = interceptors.setdefault(target, interceptor)
                 if member.route is not None and chosen is not interceptor:
@@ -237,13 +259,29 @@ class Bridges:
             except Exception as exc:  # noqa: BLE001 - one bridge must not stop the others
                 busy = True
                 log.warning("bridge failed; retrying", bridge=name, error=f"{type(exc).__name__}: {exc}")
+                held |= {t for t in [_target_of(bridge)] if t is not None}
         self.namespaces = {t.namespace for t in targets} | {GEFYRA_NAMESPACE}
-        for target, members in targets.items():
+        rules: list[ServerForward] = []
+        now = time.monotonic()
+        for target in sorted(targets.keys() | held, key=str):
+            failures, not_before = self._failures.get(target, (0, 0.0))
+            if target in held or target not in targets or now < not_before:
+                busy = True
+                rules.extend(self._rules.get(target, []))  # what carried its traffic keeps doing so
+                continue
             try:
-                busy = not await self._reconcile_target(interceptors[target], target, members, rules) or busy
+                with anyio.fail_after(TARGET_TIMEOUT):
+                    done, self._rules[target] = await self._reconcile_target(interceptors[target], target,
+                                                                             targets[target])
+                self._failures.pop(target, None)
+                busy = busy or not done
             except Exception as exc:  # noqa: BLE001 - one target must not stop the others
                 busy = True
-                log.warning("target failed; retrying", target=str(target), error=f"{type(exc).__name__}: {exc}")
+                self._failures[target] = (failures + 1, now + backoff(failures + 1))
+                log.warning("target failed; retrying", target=str(target), error=f"{type(exc).__name__}: {exc}",
+                            retry_in=backoff(failures + 1))
+            rules.extend(self._rules.get(target, []))
+        self._rules = {t: r for t, r in self._rules.items() if t in targets or t in held}
         self.busy = busy
         await self.server.forward(rules)
 
@@ -315,10 +353,11 @@ class Bridges:
         forwards = tuple(Forward(remote, self.stowaway_ip, port) for remote, port in sorted(proxy.items()))
         return _Member(bridge, Route(name, target["container"], forwards, matches), owner, proxy)
 
-    async def _reconcile_target(self, interceptor: Interceptor, target: Target, members: list[_Member],
-                                rules: list[ServerForward]) -> bool:
-        """The target's routes through its interceptor; True once every bridge of it is where it
-        should be (Ready, or gone)."""
+    async def _reconcile_target(self, interceptor: Interceptor, target: Target, members: list[_Member]
+                                ) -> tuple[bool, list[ServerForward]]:
+        """The target's routes through its interceptor; (whether every bridge of it is where it
+        should be: Ready, or gone; the server end's forwards for it)."""
+        rules: list[ServerForward] = []
         active = [m for m in members if m.route is not None]
         while True:
             try:
@@ -340,7 +379,7 @@ class Bridges:
         for member in members:
             if member.route is None:
                 done = await self._retire(member.bridge, interception.settled, orphaned=member.orphaned) and done
-        return done
+        return done, rules
 
     async def _report(self, bridge: dict[str, Any], state: RouteState) -> None:
         conditions = (bridge.get("status") or {}).get("conditions") or []

@@ -4,14 +4,13 @@ workload that changes while it is bridged, on the development cluster (Docker as
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import TEST_IMAGE, eventually, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import TEST_IMAGE, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +98,7 @@ def test_two_bridges_on_two_containers_of_one_pod(ns: str) -> None:
         ok("unbridge", "-N", "gfy-f-b")
     after = kubectl_json("-n", ns, "get", "pod", pod["metadata"]["name"])
     assert after["spec"] == pod["spec"]
-    assert not any(k.startswith(("gefyra.dev/", "web.bridged", "admin.bridged")) for k in after["metadata"].get("annotations") or {})
+    annotations = after["metadata"].get("annotations") or {}
+    assert not any(k.startswith(("gefyra.dev/", "web.bridged", "admin.bridged")) for k in annotations)
     assert servers(tally(ns, "http://duo:81/", 4)) == {pod["metadata"]["name"]}
     kubectl("-n", ns, "delete", "deploy/duo", "service/duo", "--wait=false")
