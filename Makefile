@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-unit lint cluster cluster-down images podman venv bench
+.PHONY: demo test test-unit lint cluster cluster-down images podman venv bench soak
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -28,6 +28,11 @@ podman:
 ## Benchmarks (bench/): figures against baselines of the same run -> bench/results.json, RESULTS.md, results.png
 bench: venv images
 	$(PY) bench/run.py
+
+## The soak (bench/soak.py, about 12 minutes): a bridge under steady load for 10 minutes, stowaway's
+## pod deleted in the middle -> bench/soak.json (recovery window, latency, memory).
+soak: venv images
+	$(PY) bench/soak.py
 
 ## Static checks: ruff over the code, tests and benchmarks; mypy --strict over the package.
 lint: venv

@@ -22,11 +22,13 @@ import structlog
 from kubernetes_asyncio import client
 
 from gefyra import errors
+from gefyra.core import kube
 from gefyra.core.config import Settings
 from gefyra.core.interceptor import PROBE_ANSWER, PROBE_HEADER, Interceptor, Match
 from gefyra.core.kube import Cluster
 from gefyra.core.localrun import running_cargo
 from gefyra.core.names import (
+    ANNOTATION_STEERED,
     BRIDGES_PATH,
     CRD_GROUP,
     CRD_VERSION,
@@ -214,6 +216,9 @@ class Steer(Step[Context]):
         ctx.proxy = {int(k): int(v) for k, v in found["status"]["proxyPorts"].items()}
         forwards = {ctx.proxy[r]: (ctx.address, lo) for r, lo in ctx.request.ports.items()}
         await ctx.orchestrator.tunnel().steer(ctx.runtime, ctx.settings.cargo_name, forwards)
+        await ctx.cluster.request("PATCH", f"{BRIDGES_PATH}/{ctx.name}",
+                                  {"metadata": {"annotations": {ANNOTATION_STEERED: "true"}}},
+                                  content_type=kube.MERGE_PATCH)
 
     async def undo(self, ctx: Context) -> None:
         await ctx.orchestrator.tunnel().unsteer(ctx.runtime, ctx.settings.cargo_name, list(ctx.proxy.values()))
@@ -347,6 +352,24 @@ async def _wait_for(ctx: Context, wanted: Callable[[dict[str, Any]], bool], time
 
     return await wait_until(satisfied, timeout, errors.ReadinessTimeoutError(f"{what} within {timeout:.0f}s", _OPERATOR_LOGS),
                             interval=0.15)
+
+
+async def steer_again(ctx: OperationContext) -> list[str]:
+    """Steers the ports of this client's bridges to their local containers again (after `up` made
+    cargo anew, or a local container got another address); returns the bridges' names."""
+    settings, steered = ctx.settings, []
+    for found in await list_bridges(ctx.cluster, settings.client_id):
+        spec, status = found.get("spec") or {}, found.get("status") or {}
+        proxy = status.get("proxyPorts") or {}
+        local = await ctx.runtime.get_container(str(spec.get("localContainer", "")))
+        address = local.addresses.get(settings.network_name, "") if local is not None and local.running else ""
+        if found["metadata"].get("deletionTimestamp") or not address or not isinstance(proxy, dict):
+            continue
+        forwards = {int(proxy[str(p["remote"])]): (address, int(p["local"]))
+                    for p in spec.get("ports") or [] if str(p.get("remote")) in proxy}
+        await ctx.orchestrator.tunnel().steer(ctx.runtime, settings.cargo_name, forwards)
+        steered.append(found["metadata"]["name"])
+    return steered
 
 
 # unbridge

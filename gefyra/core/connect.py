@@ -397,13 +397,29 @@ class TunnelProbe(Step[Context]):
             raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {endpoint})", exc.hint) from exc
 
 
+class SteerAgain(Step[Context]):
+    """This client's bridges lead into cargo's steering rules: a cargo made anew has none."""
+
+    name = "steer"
+    title = "steer this client's bridges to their local containers"
+    needs = frozenset({"tunnel"})
+    provides = frozenset({"steered"})
+
+    async def verify(self, ctx: Context) -> bool:
+        return not await bridging.list_bridges(ctx.cluster, ctx.settings.client_id)
+
+    async def apply(self, ctx: Context) -> None:
+        await bridging.steer_again(ctx)
+
+
 async def _kubernetes_service_ip(cluster: Cluster) -> str:
     found = await cluster.request("GET", "/api/v1/namespaces/default/services/kubernetes")
     return str(found["spec"]["clusterIP"])
 
 
 def up_plan() -> list[Step[Context]]:
-    return [ClusterSide(), RegisterClient(), LocalNetwork(), LocalImage(), ServerEnd(), LocalEndStep(), TunnelProbe()]
+    return [ClusterSide(), RegisterClient(), LocalNetwork(), LocalImage(), ServerEnd(), LocalEndStep(), TunnelProbe(),
+            SteerAgain()]
 
 
 # down

@@ -36,6 +36,11 @@ CLIENTS_PATH: Final = f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{GEFYRA_NAMES
 BRIDGES_PATH: Final = f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{GEFYRA_NAMESPACE}/{BRIDGES}"
 #: The operator removes it from a GefyraBridge once the target's pods are restored.
 BRIDGE_FINALIZER: Final = "gefyra.dev/restore-pods"
+#: On a GefyraBridge: its client steers the bridged ports to the local container. A bridge without
+#: it for STEER_BOUND seconds after it was made leads nowhere (its client died on the way): the
+#: operator removes it, and the workload gets its traffic back.
+ANNOTATION_STEERED: Final = "gefyra.dev/steered"
+STEER_BOUND: Final = 30
 
 #: The cluster side's tunnel server (Deployment, Service) and the Secret with its key pair.
 STOWAWAY: Final = "gefyra-stowaway"

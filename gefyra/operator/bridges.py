@@ -32,6 +32,7 @@ from gefyra import errors
 from gefyra.core import kube, validation
 from gefyra.core.interceptor import Forward, Interceptor, InvalidRoute, Match, Route, RouteState, Target
 from gefyra.core.names import (
+    ANNOTATION_STEERED,
     BRIDGE_FINALIZER,
     BRIDGES,
     CRD_GROUP,
@@ -43,6 +44,7 @@ from gefyra.core.names import (
     READY,
     RESTORED,
     RESTORING,
+    STEER_BOUND,
 )
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.tunnel import ServerForward, TunnelServer
@@ -143,6 +145,19 @@ def _target_of(bridge: dict[str, Any]) -> Target | None:
     except InvalidBridge:
         return None
     return Target(found["namespace"], found["kind"], found["name"])
+
+
+def _unsteered_for(bridge: dict[str, Any]) -> float:
+    """Seconds since the bridge was made, while its client has not said that it steers it (0 once
+    it has)."""
+    metadata = bridge["metadata"]
+    if (metadata.get("annotations") or {}).get(ANNOTATION_STEERED):
+        return 0.0
+    try:
+        made = datetime.datetime.fromisoformat(str(metadata.get("creationTimestamp")).replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (datetime.datetime.now(datetime.UTC) - made).total_seconds()
 
 
 def _matches(spec: dict[str, Any]) -> tuple[Match, ...]:
@@ -339,6 +354,10 @@ class Bridges:
         reason = undeclared_port(template, ports) or interceptor.validate(template, ports, matches)
         if reason:
             raise InvalidBridge(reason)
+        if _unsteered_for(bridge) > STEER_BOUND:
+            log.info("bridge never steered by its client; removing it", bridge=name, bound=STEER_BOUND)
+            await self.custom.delete_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES, name)
+            return _Member(bridge)  # retiring: the next round sees it being deleted
 
         if BRIDGE_FINALIZER not in (bridge["metadata"].get("finalizers") or []):
             await self._patch(name, {"metadata": {"finalizers": [BRIDGE_FINALIZER]}})

@@ -24,6 +24,8 @@ ip link set wg0 mtu "$TUNNEL_MTU" up
 for route in $CLUSTER_ROUTES; do ip route replace "$route" dev wg0; done
 # Local containers' packets leave through the tunnel with cargo's one tunnel address.
 iptables -t nat -A POSTROUTING -o wg0 -j MASQUERADE
+# Bridged ports steered before a restart of cargo (their files survive it).
+gefyra-steer
 
 (eval "exec $DNS_COMMAND") &
 dns_pid=$!

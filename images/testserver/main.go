@@ -282,6 +282,7 @@ func tally(args []string) error {
 	client := http.Client{Timeout: *timeout, Transport: transport}
 	answers := map[string]map[string]int{}
 	var failures []string
+	var failedAt []float64 // seconds since the start, of each failure
 	var samples []float64
 	conns := map[string]bool{}
 	start := time.Now()
@@ -302,6 +303,7 @@ func tally(args []string) error {
 		resp, err := client.Do(req)
 		if err != nil {
 			failures = append(failures, err.Error())
+			failedAt = append(failedAt, began.Sub(start).Seconds())
 			continue
 		}
 		body, err := io.ReadAll(resp.Body)
@@ -310,6 +312,7 @@ func tally(args []string) error {
 		who, ok := strings.CutPrefix(string(body), "hello from ")
 		if err != nil || resp.StatusCode >= 400 || !ok {
 			failures = append(failures, fmt.Sprintf("HTTP %d: %.80s", resp.StatusCode, body))
+			failedAt = append(failedAt, began.Sub(start).Seconds())
 			continue
 		}
 		who, _, _ = strings.Cut(who, " path=")
@@ -332,6 +335,7 @@ func tally(args []string) error {
 	out, _ := json.Marshal(map[string]any{
 		"answers": answers, "failed": len(failures), "failures": shown, "connections": len(conns),
 		"p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": pick(1), "seconds": time.Since(start).Seconds(),
+		"failed_at": failedAt,
 	})
 	fmt.Println(string(out))
 	return nil

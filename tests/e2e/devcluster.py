@@ -143,3 +143,37 @@ spec:
     imagePullPolicy: Never
     command: [sleep, infinity]
 """
+
+
+CTR = ["ctr", "--address", "/run/gefyra-devcluster/containerd.sock", "-n", "k8s.io"]
+_RUN_DIR = Path("/run/gefyra-devcluster")
+
+
+def stowaway_pod() -> dict[str, Any]:
+    """gefyra's stowaway pod (the one not being deleted)."""
+    pods = kubectl_json("-n", "gefyra", "get", "pods", "-l", "app.kubernetes.io/name=gefyra-stowaway")["items"]
+    return next(p for p in pods if not p["metadata"].get("deletionTimestamp"))
+
+
+def container_state(pod: dict[str, Any], container: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in pod["status"].get("containerStatuses") or [] if s["name"] == container)
+    return found
+
+
+def kill_container(pod: dict[str, Any], container: str) -> None:
+    """SIGKILLs a container of a pod on the node, as a crash would (the kubelet restarts it)."""
+    container_id = container_state(pod, container)["containerID"].split("://")[1]
+    subprocess.run([*CTR, "task", "kill", "-s", "SIGKILL", container_id], check=True, capture_output=True)
+
+
+def restart_apiserver() -> None:
+    """Stops kube-apiserver and starts it again (the development cluster's up.sh starts what is not
+    running); returns once it is ready."""
+    pid = int((_RUN_DIR / "kube-apiserver.pid").read_text())
+    subprocess.run(["kill", str(pid)], check=True)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            raise AssertionError("kube-apiserver did not stop")
+        time.sleep(0.2)
+    subprocess.run([str(REPO / "hack" / "devcluster" / "up.sh")], check=True, capture_output=True, timeout=180)

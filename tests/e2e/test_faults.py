@@ -4,13 +4,17 @@ workload that changes while it is bridged, on the development cluster (Docker as
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from gefyra.core.names import STEER_BOUND
 from tests.e2e import devcluster
-from tests.e2e.devcluster import TEST_IMAGE, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, engine, eventually, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +106,132 @@ def test_two_bridges_on_two_containers_of_one_pod(ns: str) -> None:
     assert not any(k.startswith(("gefyra.dev/", "web.bridged", "admin.bridged")) for k in annotations)
     assert servers(tally(ns, "http://duo:81/", 4)) == {pod["metadata"]["name"]}
     kubectl("-n", ns, "delete", "deploy/duo", "service/duo", "--wait=false")
+
+
+def deploy(ns: str, name: str, replicas: int = 2) -> list[str]:
+    """The test server as a Deployment with a Service; its pods' names once all of them serve."""
+    devcluster.apply(devcluster.http_workload(name, ns, replicas=replicas))
+    kubectl("-n", ns, "rollout", "status", f"deploy/{name}", "--timeout=90s")
+
+    def all_serve() -> list[str]:
+        pods = sorted(p["metadata"]["name"] for p in kubectl_json("-n", ns, "get", "pods", "-l", f"app={name}")["items"]
+                      if not p["metadata"].get("deletionTimestamp"))
+        assert servers(tally(ns, f"http://{name}/", 6 * replicas)) == set(pods)
+        return pods
+
+    result: list[str] = eventually(all_serve, timeout=30)
+    return result
+
+
+def cli(*args: str) -> subprocess.Popen[str]:
+    """`gefyra ARGS` started in the background."""
+    return subprocess.Popen([sys.executable, "-m", "gefyra", "--kubeconfig", str(KUBECONFIG), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def bridge_objects() -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl_json("-n", "gefyra", "get", "gefyrabridges")["items"]
+    return items
+
+
+def operator_back(restarts: int) -> float:
+    """Waits until the operator container restarted (after a kill) and is ready; returns when."""
+    def back() -> None:
+        state = devcluster.container_state(devcluster.stowaway_pod(), "operator")
+        assert state["restartCount"] > restarts and state.get("ready"), state
+
+    eventually(back, timeout=60, interval=0.2)
+    return time.monotonic()
+
+
+def images(ns: str, app: str) -> dict[str, list[str]]:
+    return {p["metadata"]["name"]: [c["image"] for c in p["spec"]["containers"]]
+            for p in kubectl_json("-n", ns, "get", "pods", "-l", f"app={app}")["items"]}
+
+
+def test_operator_killed_while_a_bridge_is_made_and_while_it_is_removed(ns: str) -> None:
+    pods = deploy(ns, "kil")
+    before = images(ns, "kil")
+    making = cli("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/kil", "-p", "8080:8080")
+    eventually(lambda: assert_(bridge_objects()), timeout=30, interval=0.1)
+    restarts = devcluster.container_state(devcluster.stowaway_pod(), "operator")["restartCount"]
+    devcluster.kill_container(devcluster.stowaway_pod(), "operator")
+    back = operator_back(restarts)
+    _, err = making.communicate(timeout=180)
+    assert making.returncode == 0, err
+    eventually(lambda: assert_(servers(tally(ns, "http://kil/", 10)) == {"LOCAL-A"}), timeout=30)
+    MEASURED["bridge Ready after the operator's restart (s)"] = round(time.monotonic() - back, 1)
+    pod = kubectl_json("-n", ns, "get", "pods", "-l", "app=kil")["items"][0]
+    assert pod["metadata"]["annotations"]["server.bridged.gefyra.dev/original-image"] == TEST_IMAGE
+
+    removing = cli("unbridge", "--all")
+    eventually(lambda: assert_(any(b["metadata"].get("deletionTimestamp") for b in bridge_objects())),
+               timeout=30, interval=0.1)
+    restarts = devcluster.container_state(devcluster.stowaway_pod(), "operator")["restartCount"]
+    devcluster.kill_container(devcluster.stowaway_pod(), "operator")
+    back = operator_back(restarts)
+    _, err = removing.communicate(timeout=180)
+    assert removing.returncode == 0, err
+    eventually(lambda: assert_(servers(tally(ns, "http://kil/", 10)) == set(pods)), timeout=30)
+    MEASURED["workload restored after the operator's restart (s)"] = round(time.monotonic() - back, 1)
+    assert images(ns, "kil") == before
+
+
+def test_the_tunnel_heals_after_the_stowaway_pod_is_deleted(ns: str) -> None:
+    deploy(ns, "heal", replicas=1)
+    deploy(ns, "backend", replicas=1)
+    ok("bridge", "-N", "gfy-f-b", "-n", ns, "--target", "deploy/heal", "-p", "8080:8080")
+    try:
+        def both_ways() -> None:
+            out = engine("exec", "gfy-f-a", "testserver", "get", "http://backend/", "--timeout", "2s").stdout
+            assert out.startswith("hello from backend-"), out
+            assert servers(tally(ns, "http://heal/", 4)) == {"LOCAL-B"}
+
+        both_ways()
+        deleted = time.monotonic()
+        kubectl("-n", "gefyra", "delete", "pod", devcluster.stowaway_pod()["metadata"]["name"], "--wait=false")
+        eventually(both_ways, timeout=60, interval=0.5)
+        MEASURED["both directions again after stowaway's pod was deleted (s)"] = round(time.monotonic() - deleted, 1)
+        assert time.monotonic() - deleted < 45
+    finally:
+        ok("unbridge", "--all")
+
+
+def test_the_operator_outlives_a_restart_of_the_api_server(ns: str) -> None:
+    pods = deploy(ns, "api", replicas=1)
+    restarts = devcluster.container_state(devcluster.stowaway_pod(), "operator")["restartCount"]
+    started = time.monotonic()
+    devcluster.restart_apiserver()
+    MEASURED["kube-apiserver restart (s)"] = round(time.monotonic() - started, 1)
+    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/api", "-p", "8080:8080")
+    try:
+        assert servers(tally(ns, "http://api/", 10)) == {"LOCAL-A"}
+    finally:
+        ok("unbridge", "--all")
+    assert servers(tally(ns, "http://api/", 6)) == set(pods)
+    assert devcluster.container_state(devcluster.stowaway_pod(), "operator")["restartCount"] == restarts
+
+
+def test_a_bridge_whose_client_was_killed_on_the_way_is_restored(ns: str) -> None:
+    """The client dies between creating the bridge and steering it: within the bound the operator
+    removes the bridge and the workload answers as before; it never keeps answering nothing."""
+    pods = deploy(ns, "orphan")
+    making = cli("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/orphan", "-p", "8080:8080")
+    eventually(lambda: assert_(bridge_objects()), timeout=30, interval=0.05)
+    making.kill()
+    killed = time.monotonic()
+    making.communicate()
+
+    def settled() -> None:
+        found = tally(ns, "http://orphan/", 10)
+        assert found["failed"] == 0 and (servers(found) == set(pods) or servers(found) == {"LOCAL-A"}), found
+        assert servers(tally(ns, "http://orphan/", 10)) == servers(found)
+
+    eventually(settled, timeout=STEER_BOUND + 30, interval=1)
+    MEASURED["client killed while bridging: workload answering again after (s)"] = round(time.monotonic() - killed, 1)
+    ok("unbridge", "--all")
+    assert servers(tally(ns, "http://orphan/", 10)) == set(pods)
+
+
+def assert_(condition: object) -> None:
+    assert condition

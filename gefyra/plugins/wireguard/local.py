@@ -18,8 +18,10 @@ from gefyra.core.tunnel import KeyPair, LocalEnd, Tunnel
 from gefyra.plugins.wireguard import keys
 from gefyra.plugins.wireguard.server import WireGuardServer
 
-#: cargo's chain of DNAT rules for bridged ports (nat table, entered from PREROUTING on wg0).
+#: cargo's chain of DNAT rules for bridged ports (nat table, entered from PREROUTING on wg0), and
+#: the files it is made from (images/cargo/steer.sh).
 STEER_CHAIN = "GEFYRA-BRIDGES"
+STEER_DIR = "/etc/gefyra/steer"
 _CONFIG_DIR = "/etc/gefyra"
 #: A lost first handshake is retried by WireGuard only after 5 s; the probe loads the peer anew
 #: (which starts a handshake at once) after this long, then after twice as long each time.
@@ -159,24 +161,21 @@ class WireGuardTunnel(Tunnel):
             raise errors.GefyraError(f"cannot route the cluster's ranges in {container}: {output.strip()}")
 
     async def steer(self, runtime: ContainerRuntime, name: str, forwards: Mapping[int, tuple[str, int]]) -> None:
-        lines = [f"iptables -t nat -N {STEER_CHAIN} 2>/dev/null || true",
-                 f"iptables -t nat -C PREROUTING -i wg0 -j {STEER_CHAIN} 2>/dev/null || "
-                 f"iptables -t nat -A PREROUTING -i wg0 -j {STEER_CHAIN}",
-                 "iptables -t nat -C POSTROUTING -o eth0 -m conntrack --ctstate DNAT -j MASQUERADE 2>/dev/null || "
-                 "iptables -t nat -A POSTROUTING -o eth0 -m conntrack --ctstate DNAT -j MASQUERADE"]
-        lines += [_delete_rules(_port(p)) for p in forwards]
-        for port, (address, local_port) in forwards.items():
-            lines.append(f"iptables -t nat -A {STEER_CHAIN} -p tcp --dport {_port(port)} -j DNAT --to-destination "
-                         f"{_address(address)}:{_port(local_port)} -m comment --comment gefyra-bridge-{port}")
-        code, output = await runtime.exec(name, ["sh", "-c", " && ".join(lines)])
+        """One file per stowaway port in cargo (ADDRESS:PORT, checked here), then cargo's
+        gefyra-steer makes its DNAT rules match the files; cargo applies them again when it
+        restarts. Steering a port again replaces its rule."""
+        args = [a for p, (address, local) in forwards.items() for a in (str(_port(p)), f"{_address(address)}:{_port(local)}")]
+        script = (f'mkdir -p {STEER_DIR} && while [ $# -gt 0 ]; do printf %s "$2" > "{STEER_DIR}/$1"; shift 2; done'
+                  " && gefyra-steer")
+        code, output = await runtime.exec(name, ["sh", "-c", script, "steer", *args])
         if code != 0:
             raise errors.GefyraError(f"cannot steer bridged ports in cargo: {output.strip()}")
 
     async def unsteer(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> None:
-        script = "; ".join(_delete_rules(_port(p)) for p in ports)
         cargo = await runtime.get_container(name)
-        if script and cargo is not None and cargo.running:
-            await runtime.exec(name, ["sh", "-c", script])
+        if ports and cargo is not None and cargo.running:
+            files = [f"{STEER_DIR}/{_port(p)}" for p in ports]
+            await runtime.exec(name, ["sh", "-c", 'rm -f "$@" && gefyra-steer', "unsteer", *files])
 
     async def connects(self, runtime: ContainerRuntime, name: str, targets: Sequence[tuple[str, int]]) -> list[bool]:
         if not targets:
@@ -205,9 +204,3 @@ class WireGuardTunnel(Tunnel):
                     if f"gefyra-bridge-{port} " in line + " ":
                         counted[port] += int(fields[0])
         return counted
-
-
-def _delete_rules(port: int) -> str:
-    """Shell text that deletes every steering rule of ``port`` (an int: nothing to quote)."""
-    return (f"iptables -t nat -S {STEER_CHAIN} 2>/dev/null | grep -- '--comment gefyra-bridge-{port} ' | "
-            "sed 's/^-A/-D/' | while read -r rule; do eval iptables -t nat $rule; done")
