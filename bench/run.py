@@ -274,7 +274,9 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
     gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact", "x-dev:bench")
     unmatched = latency(caller, "http://web/", int(count))
     matched = latency(caller, "http://web/", int(count), mine)
-    router = kubectl("-n", "gefyra", "get", "pods", "-l", "gefyra.dev/router", "-o", "jsonpath={.items[0].metadata.name}")
+    routers = devcluster.kubectl_json("-n", "gefyra", "get", "pods", "-l", "gefyra.dev/router")["items"]
+    router = next(p["metadata"]["name"] for p in routers
+                  if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
     rss_router = container_rss_mib([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", "gefyra",
                                     "exec", router, "--"])
     gefyra("unbridge", "--all")

@@ -66,11 +66,16 @@ wait_for() {
   done
 }
 
+# alive PID: the process runs (a zombie, not yet reaped by PID 1, does not).
+alive() {
+  [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+
 # start_daemon NAME CMD...: starts CMD detached (in the node's network namespace), pid in $RUN_DIR.
 start_daemon() {
   local name=$1; shift
   local pidfile="$RUN_DIR/$name.pid"
-  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  if [[ -f $pidfile ]] && alive "$(cat "$pidfile")"; then
     return 0
   fi
   setsid nsenter --net="/run/netns/$NETNS" -- "$@" >"$LOG_DIR/$name.log" 2>&1 < /dev/null &

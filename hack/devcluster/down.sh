@@ -14,14 +14,14 @@ stop_daemons() {
     kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
     rm -f "$RUN_DIR/$name.pid"
   done
-  local alive
+  local running
   for _ in $(seq 50); do
-    alive=()
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
-    (( ${#alive[@]} )) || return 0
+    running=()
+    for pid in "${pids[@]}"; do alive "$pid" && running+=("$pid"); done
+    (( ${#running[@]} )) || return 0
     sleep 0.1
   done
-  kill -KILL "${alive[@]}" 2>/dev/null || true
+  kill -KILL "${running[@]}" 2>/dev/null || true
 }
 
 # Every process of every pod sits below the kubepods cgroup (cgroupfs driver).
