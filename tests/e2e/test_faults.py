@@ -240,3 +240,29 @@ def test_a_bridge_whose_client_was_killed_on_the_way_is_restored(ns: str) -> Non
 
 def assert_(condition: object) -> None:
     assert condition
+
+
+def test_new_and_replaced_pods_of_a_bridged_deployment_run_carrier_within_seconds(ns: str) -> None:
+    deploy(ns, "grow", replicas=1)
+    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/grow", "-p", "8080:8080")
+    try:
+        def bridged_pods(count: int, without: str = "") -> list[str]:
+            pods: list[str] = json.loads(ok("list", "-o", "json").stdout)["bridges"][0]["pods"]
+            assert len(pods) == count and without not in pods, pods
+            return pods
+
+        for change in ("scale 1 -> 3", "pod deleted"):
+            started = time.monotonic()
+            if change == "scale 1 -> 3":
+                kubectl("-n", ns, "scale", "deploy/grow", "--replicas=3")
+                eventually(lambda: bridged_pods(3), timeout=60, interval=0.2)
+            else:
+                victim = bridged_pods(3)[0]
+                kubectl("-n", ns, "delete", "pod", victim, "--wait=false")
+                eventually(lambda gone=victim: bridged_pods(3, without=gone), timeout=60, interval=0.2)
+            MEASURED[f"{change}: until every pod runs carrier (s)"] = round(time.monotonic() - started, 1)
+            time.sleep(max(0.0, 10 - (time.monotonic() - started)))
+            found = tally(ns, "http://grow/", 90)
+            assert found["failed"] == 0 and servers(found) == {"LOCAL-A"}, found
+    finally:
+        ok("unbridge", "--all")
