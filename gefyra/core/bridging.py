@@ -24,7 +24,7 @@ from kubernetes_asyncio import client
 from gefyra import errors
 from gefyra.core import kube
 from gefyra.core.config import Settings
-from gefyra.core.interceptor import PROBE_ANSWER, PROBE_HEADER, Interceptor, Match
+from gefyra.core.interceptor import PROBE_ANSWER, PROBE_HEADER, Interceptor, Match, Target
 from gefyra.core.kube import Cluster
 from gefyra.core.localrun import running_cargo
 from gefyra.core.names import (
@@ -38,6 +38,7 @@ from gefyra.core.names import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
     READY,
+    STOWAWAY,
 )
 from gefyra.core.orchestrator import OperationContext
 from gefyra.core.steps import Step
@@ -396,9 +397,11 @@ class UnbridgeContext(OperationContext):
 async def remove_bridges(ctx: OperationContext, names: list[str]) -> list[str]:
     """Deletes the bridges ``names`` and returns once the operator let them go (restored), within
     the settings' timeout: a pod whose container was swapped often waits out kubelet's restart
-    back-off (10 s, 20 s, 40 s, ...) before its own container runs again."""
+    back-off (10 s, 20 s, 40 s, ...) before its own container runs again. Without a running
+    operator the client gives the workloads back itself, as far as its rights go, and lets the
+    objects go: `unbridge` and `down` always finish."""
     cluster, timeout = ctx.cluster, ctx.settings.timeout
-    removed: list[str] = []
+    removed: list[dict[str, Any]] = []
     for name in names:
         try:
             found = await cluster.request("GET", f"{BRIDGES_PATH}/{name}")
@@ -407,11 +410,60 @@ async def remove_bridges(ctx: OperationContext, names: list[str]) -> list[str]:
         await cluster.request("DELETE", f"{BRIDGES_PATH}/{name}")
         proxy = list(((found.get("status") or {}).get("proxyPorts") or {}).values())
         await ctx.orchestrator.tunnel().unsteer(ctx.runtime, ctx.settings.cargo_name, proxy)
-        removed.append(name)
+        removed.append(found)
+    gone = [b["metadata"]["name"] for b in removed]
 
     async def all_gone() -> bool:
-        return not [b for b in await list_bridges(cluster) if b["metadata"]["name"] in removed]
+        return not [b for b in await list_bridges(cluster) if b["metadata"]["name"] in gone]
 
-    await wait_until(all_gone, timeout, errors.ReadinessTimeoutError(
-        f"the bridged pods were not restored within {timeout:.0f}s", _OPERATOR_LOGS), interval=0.15)
-    return removed
+    if removed and await _operator_running(cluster):
+        try:
+            await wait_until(all_gone, timeout, errors.ReadinessTimeoutError(
+                f"the bridged pods were not restored within {timeout:.0f}s", _OPERATOR_LOGS), interval=0.15)
+            return gone
+        except errors.ReadinessTimeoutError:
+            if await _operator_running(cluster):
+                raise
+    if removed:
+        await _give_back_without_operator(ctx, removed)
+    return gone
+
+
+async def _operator_running(cluster: Cluster) -> bool:
+    """The operator's Deployment exists and has a ready pod."""
+    try:
+        found = await cluster.request("GET", f"/apis/apps/v1/namespaces/{GEFYRA_NAMESPACE}/deployments/{STOWAWAY}")
+    except errors.NotFoundError:
+        return False
+    return not found["metadata"].get("deletionTimestamp") and (found.get("status") or {}).get("availableReplicas", 0) > 0
+
+
+async def _give_back_without_operator(ctx: OperationContext, removed: list[dict[str, Any]]) -> None:
+    """The operator's part of removing these bridges, from here: each target that no other bridge
+    names is given back by its interceptor (what this user may not do is left for the operator
+    to do when it runs again), and the bridges lose their finalizers."""
+    log.warning("the operator does not run; giving the workloads back from here")
+    others = {(t.get("namespace"), t.get("kind"), t.get("name"))
+              for b in await list_bridges(ctx.cluster) if not b["metadata"].get("deletionTimestamp")
+              for t in [(b.get("spec") or {}).get("target") or {}]}
+    targets: dict[Target, str | None] = {}
+    for found in removed:
+        spec = found.get("spec") or {}
+        t = spec.get("target") or {}
+        if (t.get("namespace"), t.get("kind"), t.get("name")) not in others:
+            targets[Target(t["namespace"], t["kind"], t["name"])] = spec.get("interceptor") or None
+    for target, name in targets.items():
+        interceptor = ctx.orchestrator.interceptor(None if name == "nginx" else name)
+
+        async def given_back(interceptor: Interceptor = interceptor, target: Target = target) -> bool:
+            async with ctx.cluster.calling(f"{target}"):
+                return (await interceptor.intercept(ctx.cluster.api, target, [])).settled
+
+        await wait_until(given_back, ctx.settings.timeout, errors.ReadinessTimeoutError(
+            f"{target} was not given back within {ctx.settings.timeout:.0f}s", _OPERATOR_LOGS), interval=0.5)
+    for found in removed:
+        try:
+            await ctx.cluster.request("PATCH", f"{BRIDGES_PATH}/{found['metadata']['name']}",
+                                      {"metadata": {"finalizers": None}}, content_type=kube.MERGE_PATCH)
+        except errors.NotFoundError:
+            pass

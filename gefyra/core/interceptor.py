@@ -158,6 +158,12 @@ class Interceptor(abc.ABC):
         (and no pod needs a token)."""
         return {}
 
+    async def held(self, api: client.ApiClient) -> list[Target]:
+        """The targets this interceptor still holds something of, whatever bridges exist: the
+        operator gives back those that no bridge names any more (a bridge removed while the
+        operator was down). None known: []."""
+        return []
+
     @abc.abstractmethod
     def validate(self, container: client.V1Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
         """None if this interceptor can bridge ``ports`` of ``container`` (all declared by it: that

@@ -299,6 +299,22 @@ class Bridges:
         self._rules = {t: r for t, r in self._rules.items() if t in targets or t in held}
         self.busy = busy
         await self.server.forward(rules)
+        await self._give_back_orphans(targets.keys() | held)
+
+    async def _give_back_orphans(self, named: set[Target]) -> None:
+        """What interceptors still hold of targets that no bridge names (removed while the operator
+        was away, or by a client that had to give the target back itself) is given back."""
+        self._interceptor({})  # the default one looks even when no bridge names it
+        for interceptor in self.interceptors():
+            try:
+                with anyio.fail_after(TARGET_TIMEOUT):
+                    for target in await interceptor.held(self.api):
+                        if target not in named:
+                            log.info("giving back a target no bridge names", target=str(target))
+                            await interceptor.intercept(self.api, target, [])
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("giving back failed; retrying", interceptor=interceptor.name,
+                            error=f"{type(exc).__name__}: {exc}")
 
     async def _invalid(self, bridge: dict[str, Any], reason: str) -> None:
         status = bridge.get("status") or {}

@@ -266,3 +266,26 @@ def test_new_and_replaced_pods_of_a_bridged_deployment_run_carrier_within_second
             assert found["failed"] == 0 and servers(found) == {"LOCAL-A"}, found
     finally:
         ok("unbridge", "--all")
+
+
+def test_down_finishes_and_gives_the_workloads_back_when_the_operator_is_gone(ns: str) -> None:
+    pods = deploy(ns, "lone")
+    before = {"images": images(ns, "lone"), "service": kubectl_json("-n", ns, "get", "service", "lone")["spec"]}
+    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/lone", "-p", "8080:8080")
+    ok("bridge", "-N", "gfy-f-b", "-n", ns, "--target", "deploy/lone", "-p", "9000:9000", "--match-path-prefix", "/")
+    kubectl("-n", "gefyra", "scale", "deploy/gefyra-stowaway", "--replicas=0")
+    eventually(lambda: assert_(not kubectl_json("-n", "gefyra", "get", "pods", "-l",
+                                                "app.kubernetes.io/name=gefyra-stowaway")["items"]), timeout=60)
+    started = time.monotonic()
+    result = gefyra("down")
+    MEASURED["down without an operator (s)"] = round(time.monotonic() - started, 1)
+    assert result.returncode == 0, result.stderr
+    assert "cluster side" in result.stdout
+    assert kubectl("get", "namespace", "gefyra", "--ignore-not-found") == ""
+    assert eventually(lambda: assert_(images(ns, "lone") == before["images"]) or True, timeout=30)
+    assert kubectl_json("-n", ns, "get", "service", "lone")["spec"] == before["service"]
+    assert not kubectl_json("-n", ns, "get", "endpointslices", "-l", "app.kubernetes.io/managed-by=gefyra")["items"]
+    eventually(lambda: assert_(servers(tally(ns, "http://lone/", 10)) == set(pods)), timeout=30)
+    ok("up")  # for the module's other tests
+    for local, message in (("gfy-f-a", "LOCAL-A"), ("gfy-f-b", "LOCAL-B")):
+        ok("run", "-i", TEST_IMAGE, "-N", local, "-n", ns, "-d", "-e", f"MESSAGE={message}")

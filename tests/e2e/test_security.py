@@ -28,7 +28,7 @@ OPERATOR_RIGHTS_IN_GEFYRA = {
     "gefyrabridges.gefyra.dev/status": {"patch"},
     "gefyraclients.gefyra.dev/status": {"patch"},
     "pods": {"get", "list", "watch", "patch"},
-    "deployments.apps": {"get", "create", "patch", "delete"},
+    "deployments.apps": {"get", "list", "create", "patch", "delete"},
     "statefulsets.apps": {"get"},
     "services": {"list", "patch"},
     "endpointslices.discovery.k8s.io": {"get", "list", "create", "patch", "delete"},

@@ -36,7 +36,7 @@ def test_no_right_to_exec_or_secrets_and_cluster_wide_rights_are_few() -> None:
         (("pods",), ("get", "list", "watch", "patch")), (("deployments", "statefulsets"), ("get",)),
         (("services",), ("list", "patch")), (("endpointslices",), ("get", "list", "create", "patch", "delete"))}
     in_gefyra = _named("Role", "gefyra-operator")["rules"]
-    assert {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "patch", "delete"]} in in_gefyra
+    assert {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "create", "patch", "delete"]} in in_gefyra
     user = _named("ClusterRole", "gefyra-user")["rules"]
     assert all(r.get("resourceNames") or r["resources"] in (["gefyraclients", "gefyrabridges"], ["pods", "events"])
                for r in user)

@@ -49,6 +49,9 @@ class NginxInterceptor(Interceptor):
         return await self.board.answer(request.peer, request.query.get("container", ""),
                                        request.query.get("have", ""), configured)
 
+    async def held(self, api: client.ApiClient) -> list[Target]:
+        return await self.router.held(api)  # in place, a bridge's pods are given back with the bridge
+
     def validate(self, container: client.V1Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
         return None  # the router takes any container, in both modes; in place where it can
 

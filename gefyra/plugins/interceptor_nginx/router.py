@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ TARGET_ANNOTATION = "gefyra.dev/target"
 #: slices of other managers alone).
 SLICE_MANAGER = "gefyra.dev"
 _SERVICE_NAME = "kubernetes.io/service-name"
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _MANAGED_SLICE = "endpointslice.kubernetes.io/managed-by"
 #: Two routers: one may restart or move while the other carries the traffic.
 REPLICAS = 2
@@ -202,12 +204,40 @@ def _path(namespace: str, plural: str, name: str = "", group: str = "") -> str:
 _SLICES = "discovery.k8s.io/v1"
 
 
+async def _delete(api: client.ApiClient, path: str) -> bool:
+    """Deletes what is at ``path``; False if it was not there. An embedder without the right to
+    (a developer's `down` while the operator is gone) leaves it to the operator."""
+    try:
+        await kube.request(api, "DELETE", path)
+    except client.ApiException as exc:
+        if exc.status == 403:
+            log.warning("not allowed to delete; the operator will", path=path)
+            return False
+        if exc.status != 404:
+            raise
+        return False
+    return True
+
+
 class Router:
     def __init__(self, image: str, board: ConfigBoard) -> None:
         self.image = image
         self.board = board
         #: router -> the pod IPs it was last given configurations for.
         self._ips: dict[str, set[str]] = {}
+
+    async def held(self, api: client.ApiClient) -> list[Target]:
+        """The targets of the routers that run."""
+        found = await kube.request(api, "GET", _path(GEFYRA_NAMESPACE, "deployments", group="apps/v1"),
+                                   query=[("labelSelector", ROUTER_LABEL)])
+        targets = []
+        for deployment in found["items"]:
+            parts = str((deployment["metadata"].get("annotations") or {}).get(TARGET_ANNOTATION, "")).split("/")
+            # Read back from the cluster: only names Kubernetes could have go into paths.
+            if len(parts) == 3 and _NAME.fullmatch(parts[0]) and parts[1] in ("deployment", "statefulset", "pod") \
+                    and _NAME.fullmatch(parts[2]):
+                targets.append(Target(*parts))
+        return targets
 
     async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]
                         ) -> tuple[dict[str, RouteState], bool]:
@@ -343,7 +373,7 @@ class Router:
         if not wanted <= listed:
             return False  # Kubernetes has not put the pods back yet: the router keeps serving
         for found in ours:
-            await kube.request(api, "DELETE", _path(namespace, "endpointslices", found["metadata"]["name"], _SLICES))
+            await _delete(api, _path(namespace, "endpointslices", found["metadata"]["name"], _SLICES))
         return True
 
     async def _give_back(self, api: client.ApiClient, namespace: str, router: str) -> bool:
@@ -364,13 +394,9 @@ class Router:
             return False
         for orphan in slices:  # slices whose Service is gone
             if orphan["metadata"]["labels"].get(_SERVICE_NAME) not in {s["metadata"]["name"] for s in services}:
-                await kube.request(api, "DELETE", _path(namespace, "endpointslices", orphan["metadata"]["name"], _SLICES))
-        try:
-            await kube.request(api, "DELETE", _path(GEFYRA_NAMESPACE, "deployments", router, "apps/v1"))
+                await _delete(api, _path(namespace, "endpointslices", orphan["metadata"]["name"], _SLICES))
+        if await _delete(api, _path(GEFYRA_NAMESPACE, "deployments", router, "apps/v1")):
             log.info("router removed", router=router)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
         for ip in self._ips.pop(router, set()):
             self.board.forget((ip, ""))
         return True
