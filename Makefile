@@ -20,7 +20,7 @@ cluster-down:
 	hack/devcluster/down.sh
 
 images: cluster
-	hack/devcluster/images.sh
+	REGISTRY="$(REGISTRY)" hack/devcluster/images.sh
 
 podman:
 	hack/devcluster/podman.sh

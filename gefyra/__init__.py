@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from gefyra._version import __version__
 from gefyra.core.config import Settings
 from gefyra.errors import (
     ClusterUnreachableError,
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
         LocalContainer,
         Status,
     )
-
-__version__ = "0.1.0.dev0"
 
 hookimpl = pluggy.HookimplMarker("gefyra")
 

@@ -4,19 +4,22 @@ cluster and engine connections stay open from the first call that needs them unt
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from types import ModuleType, TracebackType
 from typing import Any, Self
 
+import anyio
+
 from gefyra import errors
-from gefyra.core import bridging, connect, localrun, manifests, validation
+from gefyra.core import bridging, connect, localrun, manifests, preflight, validation
 from gefyra.core.bridging import BridgeRequest
 from gefyra.core.bus import EventBus
 from gefyra.core.config import Settings
 from gefyra.core.kube import Cluster
 from gefyra.core.localrun import RunRequest
 from gefyra.core.lock import client_lock
-from gefyra.core.names import BRIDGES_PATH, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE
+from gefyra.core.names import BRIDGES_PATH, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE, STOWAWAY
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.results import (
     BridgeInfo,
@@ -112,7 +115,7 @@ class Gefyra:
         info = await runtime.get_container(request.name)
         if info is None:  # --rm and a command that ended at once
             return LocalContainer(request.name, request.image, "removed", request.namespace, "")
-        return self._local(info)
+        return await self._local(runtime, info)
 
     async def bridge(self, request: BridgeRequest) -> BridgeInfo:
         """Sends the traffic of ``request.target``'s ports to the local container ``request.local``."""
@@ -147,12 +150,22 @@ class Gefyra:
         """The local containers started with ``run`` for this client."""
         runtime = await self.orchestrator.engine()
         found = await runtime.list_containers({LABEL_CLIENT: self.settings.client_id, LABEL_ROLE: "run"})
-        return [self._local(c) for c in found]
+        return [await self._local(runtime, c) for c in found]
 
-    def _local(self, info: ContainerInfo) -> LocalContainer:
+    async def _local(self, runtime: ContainerRuntime, info: ContainerInfo) -> LocalContainer:
         return LocalContainer(name=info.name, image=info.image, state=info.state,
                               namespace=info.labels.get(LABEL_NAMESPACE, ""),
-                              address=info.addresses.get(self.settings.network_name, ""))
+                              address=await localrun.local_address(self.settings, runtime, info))
+
+    async def cluster_version(self) -> str | None:
+        """The version of the cluster side installed in the cluster (None: not installed)."""
+        cluster = await self.orchestrator.cluster()
+        try:
+            found = await cluster.request("GET", f"/apis/apps/v1/namespaces/{GEFYRA_NAMESPACE}/deployments/{STOWAWAY}")
+        except errors.NotFoundError:
+            return None
+        version = (found["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
+        return str(version) if version else "older than 0.1.0.dev0"
 
     async def status(self) -> Status:
         """What is installed and running: cluster side, client, tunnel, containers. No secrets."""
@@ -178,33 +191,97 @@ class Gefyra:
             bridges=await self.bridges() if installed else [])
 
     async def check(self) -> list[CheckResult]:
-        """Checks the prerequisites; each result says what is fine or what to do."""
-        s = self.settings
+        """Checks what `up` needs, before `up` (gefyra.core.preflight); each result says what is
+        fine or what to do."""
         results: list[CheckResult] = []
+        runtime, cluster = None, None
         try:
             runtime = await self.orchestrator.engine()
             results.append(CheckResult("engine", True, f"{runtime.name} {await runtime.version()}"))
-            tunnel = self.orchestrator.tunnel()
-            image = tunnel.local_image(s)
-            present = await runtime.image_exists(image)
-            results.append(CheckResult("tunnel", present, f"{tunnel.name}: local end image {image}" if present
-                                       else f"image {image} is missing locally: build or pull it"))
         except errors.GefyraError as exc:
-            results.append(CheckResult("engine", False, str(exc)))
+            results.append(preflight.failed("engine", exc))
         try:
             cluster = await self.orchestrator.cluster()
-            results.append(CheckResult("cluster", True, str(cluster.api.configuration.host)))
-            review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                      "spec": {"resourceAttributes": {"group": "apiextensions.k8s.io", "verb": "create",
-                                                      "resource": "customresourcedefinitions"}}}
-            answer = await cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
-            allowed = bool(answer.get("status", {}).get("allowed"))
-            results.append(CheckResult("permissions", allowed, "may install gefyra's cluster side" if allowed
-                                       else "this identity may not create CRDs: ask for cluster-admin rights"))
-            host = s.host or cluster.api_host
-            results.append(CheckResult("endpoint", bool(host), f"{host}:{s.port}/udp"))
+            results.append(CheckResult("cluster", True, f"{cluster.api.configuration.host} (context {cluster.context_name})"))
         except errors.GefyraError as exc:
-            results.append(CheckResult("cluster", False, str(exc)))
+            results.append(preflight.failed("cluster", exc))
+        if cluster is not None:
+            results.append(await self._check_rights(cluster))
+        if runtime is not None:
+            results.append(await self._check_images(runtime))
+        if runtime is not None and cluster is not None:
+            results += await self._check_network_and_tunnel(cluster, runtime)
+        return results
+
+    async def _check_rights(self, cluster: Cluster) -> CheckResult:
+        async def may(verb: str, group: str, resource: str, namespace: str = "") -> bool:
+            review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                      "spec": {"resourceAttributes": {"group": group, "verb": verb, "resource": resource,
+                                                      **({"namespace": namespace} if namespace else {})}}}
+            answer = await cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
+            return bool(answer.get("status", {}).get("allowed"))
+
+        try:
+            installed = await connect.installed_lifecycle(cluster) is not None
+            if await may("create", "gefyra.dev", "gefyraclients", GEFYRA_NAMESPACE) and installed:
+                return CheckResult("rights", True, "may use the installed cluster side")
+            if await may("create", "apiextensions.k8s.io", "customresourcedefinitions"):
+                return CheckResult("rights", True, "may install gefyra's cluster side" if not installed
+                                   else "may use (and install) the cluster side")
+            return CheckResult("rights", False, "may neither install gefyra's cluster side nor use it: ask an admin "
+                                                "to run `gefyra install --apply` and to bind you the role gefyra-user")
+        except errors.GefyraError as exc:
+            return preflight.failed("rights", exc)
+
+    async def _check_images(self, runtime: ContainerRuntime) -> CheckResult:
+        image = self.orchestrator.tunnel().local_image(self.settings)
+        try:
+            if await runtime.image_exists(image):
+                return CheckResult("images", True, f"{image} is here")
+            available = await runtime.image_available(image)
+            if available is None:
+                return CheckResult("images", True, f"{image} is not here; `up` pulls it ({runtime.name} cannot tell "
+                                                   "beforehand whether its registry has it)")
+            if available:
+                return CheckResult("images", True, f"{image} is in its registry")
+            return CheckResult("images", False, f"{image} is neither here nor in its registry: push gefyra's images "
+                                                "(`make images REGISTRY=...`) or pass --registry")
+        except errors.GefyraError as exc:
+            return preflight.failed("images", exc)
+
+    async def _check_network_and_tunnel(self, cluster: Cluster, runtime: ContainerRuntime) -> list[CheckResult]:
+        s, results = self.settings, []
+        try:
+            ranges = {f"the cluster's Service range {s.service_cidr or await cluster.service_cidr()}":
+                      s.service_cidr or await cluster.service_cidr()}
+            facts = await connect.cluster_facts(cluster) if await connect.installed_lifecycle(cluster) else None
+            pods = list(s.pod_cidrs) or (facts.pod_cidrs if facts else await cluster.pod_cidrs())
+            ranges |= {f"the cluster's pod range {p}": p for p in pods}
+        except errors.GefyraError as exc:
+            return [preflight.failed("network", exc)]
+        network = await runtime.get_network(s.network_name)
+        results.append(preflight.network_check(network.subnet if network else None, ranges, preflight.host_routes()))
+        if facts is None:
+            results.append(CheckResult("tunnel", True, "not tried: the cluster side is not installed (`up` installs it)"))
+            return results
+        probe = dataclasses.replace(s, client_id=(s.client_id[:63 - len(preflight.CHECK_SUFFIX)].rstrip("-")
+                                                  + preflight.CHECK_SUFFIX), timeout=min(s.timeout, 20.0))
+        async with Gefyra(probe) as throwaway:
+            try:
+                await throwaway.up()
+                tunnel = throwaway.orchestrator.tunnel()
+                largest = await tunnel.largest_packet(await throwaway.orchestrator.engine(), probe.cargo_name,
+                                                      [s.tunnel_mtu, 1280, 1200, 1000, 576])
+                results.append(CheckResult("tunnel", True, "UDP to stowaway's NodePort passes: a throwaway client "
+                                                           "connected"))
+                results.append(preflight.PathMtu(largest, s.tunnel_mtu).result())
+            except errors.GefyraError as exc:
+                results.append(preflight.failed("tunnel", exc))
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await throwaway.orchestrator.run_plan("down", connect.down_plan(keep_cluster_side=True),
+                                                          connect.Context(throwaway.orchestrator,
+                                                                          *await throwaway.orchestrator.both()))
         return results
 
 

@@ -103,8 +103,9 @@ def _show_progress(event: Event) -> None:
     click.echo(f"{symbols[event.kind]} {text}", err=True)
 
 
-def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]]) -> T:
-    """Runs an async operation with progress on stderr; errors become one line and an exit code."""
+def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *, exit_on_error: bool = True) -> T:
+    """Runs an async operation with progress on stderr; errors become one line and an exit code
+    (or, with ``exit_on_error=False``, are raised to the caller)."""
     import anyio
 
     from gefyra import logs
@@ -122,6 +123,8 @@ def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]]) ->
     try:
         return anyio.run(main)
     except errors.GefyraError as exc:
+        if not exit_on_error:
+            raise
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted; what was begun has been undone", err=True)
@@ -147,31 +150,97 @@ def _plain(data: Any) -> Any:
 
 
 def _emit(data: Any, output: str | None, human: Callable[[Any], str]) -> None:
-    click.echo(json.dumps(_plain(data), indent=2) if output == "json" else human(data))
+    if output == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(_plain(data), sort_keys=False), nl=False)
+    else:
+        click.echo(json.dumps(_plain(data), indent=2) if output == "json" else human(data))
 
 
-output_option = click.option("-o", "--output", type=click.Choice(["json"]), help="Print data as JSON.")
+output_option = click.option("-o", "--output", type=click.Choice(["json", "yaml"]), help="Print data as JSON or YAML.")
+
+#: gefyra's global flags: (declarations, click.option arguments). kubectl and docker users also
+#: write them after the command (`gefyra up --kubeconfig F --context C`): every command takes them
+#: there too, and they win over the same flag given before the command.
+_GLOBALS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--kubeconfig",), {"envvar": "KUBECONFIG", "help": "The kubeconfig file (or a list, as in $KUBECONFIG)."}),
+    (("--context",), {"callback": _checked(validation.context_name), "help": "The kubeconfig context to use."}),
+    (("--runtime",), {"envvar": "GEFYRA_RUNTIME", "metavar": "NAME", "callback": _label("runtime name"),
+                      "help": "Container runtime: docker, podman, or one a plugin provides (default: auto-detect)."}),
+    (("--client-id",), {"envvar": "GEFYRA_CLIENT_ID", "callback": _label("client id"),
+                        "help": "This machine's name in the cluster (default: host name and a random part, kept in "
+                                "~/.config/gefyra/client-id)."}),
+    (("--registry",), {"envvar": "GEFYRA_REGISTRY", "metavar": "HOST[:PORT][/PATH]",
+                       "callback": _checked(validation.registry),
+                       "help": "Registry of gefyra's images (REGISTRY/gefyra/NAME:VERSION; default: Docker Hub)."}),
+    (("--log-format",), {"type": click.Choice(["console", "json"]), "default": "console", "help": "Log format (stderr)."}),
+    (("-v", "--verbose"), {"is_flag": True, "help": "Log what happens in detail."}),
+    (("-q", "--quiet"), {"is_flag": True, "help": "No progress output."}),
+]
+_SETTINGS_FIELDS = ("kubeconfig", "context", "runtime", "client_id", "registry")
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--kubeconfig", envvar="KUBECONFIG", help="Path of the kubeconfig file.")
-@click.option("--context", callback=_checked(validation.context_name), help="The kubeconfig context to use.")
-@click.option("--runtime", envvar="GEFYRA_RUNTIME", metavar="NAME", callback=_label("runtime name"),
-              help="Container runtime: docker, podman, or one a plugin provides (default: auto-detect).")
-@click.option("--client-id", envvar="GEFYRA_CLIENT_ID", callback=_label("client id"),
-              help="This machine's name in the cluster (default: host name and a random part, kept in "
-                   "~/.config/gefyra/client-id).")
-@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", help="Log format (stderr).")
-@click.option("-v", "--verbose", is_flag=True, help="Log what happens in detail.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def _global_after_command(attrs: dict[str, Any]) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """The callback of a global flag given after the command: it replaces the group's value."""
+    check = attrs.get("callback")
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if param.name is None or ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            return
+        value = check(ctx, param, value) if check else value
+        if param.name in _SETTINGS_FIELDS:
+            ctx.obj["settings"] = dataclasses.replace(ctx.obj["settings"], **{param.name: value})
+        else:
+            ctx.obj[param.name] = value
+    return callback
+
+
+class _Command(click.Command):
+    """A command that takes gefyra's global flags after its name too (not shown in its --help; the
+    group's help names them). A short form the command uses itself (run's -v) is left out."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        taken = {opt for param in self.params for opt in param.opts}
+        for decls, attrs in _GLOBALS:
+            names = [d for d in decls if d not in taken]
+            extra = {k: v for k, v in attrs.items() if k in ("type", "is_flag", "metavar")}
+            self.params.append(click.Option(names, expose_value=False, hidden=True,
+                                            callback=_global_after_command(attrs), **extra))
+
+
+def _global_options(command: F) -> F:
+    for decls, attrs in reversed(_GLOBALS):
+        command = click.option(*decls, **attrs)(command)
+    return command
+
+
+_Group.command_class = _Command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+             epilog="Global flags may also follow the command, as with kubectl: gefyra up --context dev.")
+@_global_options
 @click.version_option(__version__, "--version", prog_name="gefyra")
 @click.pass_context
 def main(ctx: click.Context, kubeconfig: str | None, context: str | None, runtime: str | None,
-         client_id: str | None, log_format: str, verbose: bool, quiet: bool) -> None:
+         client_id: str | None, registry: str | None, log_format: str, verbose: bool, quiet: bool) -> None:
     """Run a local container as if it were a pod of a Kubernetes cluster."""
     settings = Settings(kubeconfig=kubeconfig, context=context, runtime=runtime,
-                        client_id=client_id or default_client_id())
+                        client_id=client_id or default_client_id(), registry=registry)
     ctx.obj = {"settings": settings, "quiet": quiet, "verbose": verbose, "log_format": log_format}
+
+
+def _namespace(ctx: click.Context, given: str | None) -> str:
+    """-n as given, else the namespace of the kubeconfig's context, else "default" (as kubectl)."""
+    if given:
+        return given
+    from gefyra.core import kubeconfig
+
+    settings: Settings = ctx.obj["settings"]
+    found = kubeconfig.read(settings.kubeconfig, settings.context).namespace or "default"
+    return validation.dns_label(found, f"the namespace of the kubeconfig's context ({found!r})", "namespace")
 
 
 @main.command()
@@ -238,12 +307,15 @@ def uninstall(ctx: click.Context) -> None:
     click.echo("removed: " + ", ".join(removed) if removed else "nothing to remove")
 
 
-@main.command()
+@main.command(context_settings={"allow_interspersed_args": False})
 @click.option("-i", "--image", required=True, callback=_checked(validation.image), help="Image of the local container.")
 @click.option("-N", "--name", required=True, callback=_label("container name"), help="Name of the local container.")
-@click.option("-n", "--namespace", default="default", callback=_label("namespace"), help="The cluster namespace it acts in.")
+@click.option("-n", "--namespace", callback=_label("namespace"),
+              help="The cluster namespace it acts in (default: the kubeconfig context's, else default).")
 @click.option("-e", "--env", "env", multiple=True, callback=_checked(validation.env_pairs),
-              help="KEY=VALUE environment variable. Repeatable.")
+              help="KEY=VALUE environment variable, or KEY for this machine's value. Repeatable.")
+@click.option("--env-file", "env_files", multiple=True, callback=_checked(validation.env_files),
+              help="A file of KEY=VALUE lines (as docker reads them). Repeatable.")
 @click.option("--env-from", callback=_checked(validation.workload),
               help="Copy the environment of deploy/NAME[/CONTAINER] (or pod/, sts/).")
 @click.option("-v", "--volume", "volumes", multiple=True, callback=_checked(validation.volumes),
@@ -251,17 +323,33 @@ def uninstall(ctx: click.Context) -> None:
 @click.option("-p", "--port", "ports", multiple=True, callback=_checked(validation.published_ports),
               help="HOSTPORT:CONTAINERPORT[/udp] to publish. Repeatable.")
 @click.option("--command", callback=_checked(validation.command),
-              help="Command to run instead of the image's default (shell syntax).")
+              help="Command to run instead of the image's default (shell syntax); or give it after --.")
 @click.option("-d", "--detach", is_flag=True, help="Return once started instead of streaming the output.")
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it stops.")
+@click.argument("command_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARG...]]")
 @click.pass_context
-def run(ctx: click.Context, image: str, name: str, namespace: str, env: dict[str, str], env_from: str | None,
-        volumes: list[str], ports: dict[str, int], command: list[str] | None, detach: bool, auto_remove: bool) -> None:
-    """Run a local container inside the cluster's network."""
-    from gefyra.core.localrun import RunRequest
+def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: dict[str, str],
+        env_files: dict[str, str], env_from: str | None, volumes: list[str], ports: dict[str, int],
+        command: list[str] | None, detach: bool, auto_remove: bool, command_args: tuple[str, ...]) -> None:
+    """Run a local container inside the cluster's network: it resolves the cluster's names and
+    reaches its Services and pods like a pod of the namespace, from its first instruction on.
+    Attached (without -d) it streams the output and ends with the command's exit code:
 
-    request = RunRequest(image=image, name=name, namespace=namespace, env=env, env_from=env_from, volumes=volumes,
-                         ports=ports, command=command, auto_remove=auto_remove)
+    \b
+    gefyra run -i myapp:dev -N myapp -n shop --env-from deploy/myapp -d
+    gefyra run --rm -i curlimages/curl -N probe -- curl -s http://api/healthz
+    """
+    from gefyra.core.localrun import RunRequest, remove_run_container
+
+    if command is not None and command_args:
+        raise click.UsageError("give the command either with --command or after --, not both")
+    if command_args:
+        command = list(validation.command_words(list(command_args), "COMMAND") or [])
+    # Attached, the engine must not remove the container at its end: its output and exit code are
+    # read first (a command that ends at once would take them along).
+    request = RunRequest(image=image, name=name, namespace=_namespace(ctx, namespace), env=env_files | env,
+                         env_from=env_from, volumes=volumes, ports=ports, command=command,
+                         auto_remove=auto_remove and detach)
 
     import anyio
 
@@ -274,14 +362,14 @@ def run(ctx: click.Context, image: str, name: str, namespace: str, env: dict[str
         try:
             async for line in runtime.follow_logs(info.name):
                 click.echo(line, nl=False)
-            try:
-                return await runtime.wait_container(info.name)
-            except errors.NotFoundError:  # --rm: already gone
-                return 0
+            code = await runtime.wait_container(info.name)
         except BaseException:  # Ctrl-C stops (and removes) the container
             with anyio.CancelScope(shield=True):
-                await runtime.remove_container(info.name)
+                await remove_run_container(runtime, info.name)
             raise
+        if auto_remove:
+            await remove_run_container(runtime, info.name)
+        return code
 
     sys.exit(_execute(ctx, operation))
 
@@ -314,7 +402,8 @@ def _match_options(command: F) -> F:
 @main.command()
 @click.option("-N", "--name", "local", required=True, callback=_label("container name"),
               help="The local container (started with `gefyra run`).")
-@click.option("-n", "--namespace", default="default", callback=_label("namespace"), help="Namespace of the target.")
+@click.option("-n", "--namespace", callback=_label("namespace"),
+              help="Namespace of the target (default: the kubeconfig context's, else default).")
 @click.option("--target", required=True, callback=_checked(validation.workload),
               help="deploy/NAME[/CONTAINER], pod/NAME[/CONTAINER] or sts/NAME[/CONTAINER].")
 @click.option("-p", "--port", "ports", multiple=True, required=True, callback=_checked(validation.bridge_ports),
@@ -327,7 +416,7 @@ def _match_options(command: F) -> F:
 @click.option("--no-wait", is_flag=True, help="Return once the bridge is requested.")
 @output_option
 @click.pass_context
-def bridge(ctx: click.Context, /, local: str, namespace: str, target: str, ports: dict[int, int], interceptor: str | None,
+def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str, ports: dict[int, int], interceptor: str | None,
            timeout: float, no_wait: bool, output: str | None, **conditions: list[tuple[str, str]]) -> None:
     """Send the traffic of a workload's ports in the cluster to a local container: all of it, or
     with --match-* (a personal bridge) only the HTTP requests that meet every condition given; the
@@ -344,8 +433,8 @@ def bridge(ctx: click.Context, /, local: str, namespace: str, target: str, ports
 
     matches = [Match(kind, value, header) for kind in MATCH_KINDS
                for header, value in conditions[f"match_{kind.replace('-', '_')}"]]
-    request = BridgeRequest(local=local, target=target, ports=ports, namespace=namespace, interceptor=interceptor,
-                            matches=matches, wait=not no_wait, timeout=timeout)
+    request = BridgeRequest(local=local, target=target, ports=ports, namespace=_namespace(ctx, namespace),
+                            interceptor=interceptor, matches=matches, wait=not no_wait, timeout=timeout)
     result = _execute(ctx, lambda g: g.bridge(request))
     _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name}"
                                     + (f"; only requests with {' and '.join(r.match)}" if r.match else "") + ")")
@@ -423,9 +512,31 @@ def check(ctx: click.Context, output: str | None) -> None:
 
 
 @main.command()
-def version() -> None:
-    """Print gefyra's version."""
-    click.echo(__version__)
+@click.option("--client", "client_only", is_flag=True, help="Only the client's version (asks no cluster).")
+@output_option
+@click.pass_context
+def version(ctx: click.Context, client_only: bool, output: str | None) -> None:
+    """Print gefyra's version, and the version of the cluster side installed in the cluster."""
+    found: dict[str, str | None] = {"client": __version__}
+    if not client_only:
+        ctx.obj["quiet"] = True
+        try:
+            found["cluster"] = _execute(ctx, lambda g: g.cluster_version(), exit_on_error=False)
+        except errors.GefyraError as exc:
+            found["cluster"], found["problem"] = None, str(exc)
+    _emit(found, output, lambda r: "\n".join([f"client:       {r['client']}"] + ([] if client_only else [
+        f"cluster side: {r['cluster'] or 'not installed' if 'problem' not in r else 'unknown (' + r['problem'] + ')'}"])))
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: e.g. `source <(gefyra completion bash)` in ~/.bashrc."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None
+    click.echo(completer(main, {}, "gefyra", "_GEFYRA_COMPLETE").source())
 
 
 @main.command(hidden=True)

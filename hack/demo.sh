@@ -19,6 +19,8 @@ say "development cluster (first run builds Kubernetes from source: ~15 min; late
 hack/devcluster/up.sh
 hack/devcluster/images.sh
 export KUBECONFIG=$PWD/.devcluster/kubeconfig
+# gefyra's images come from the development registry (`make images` pushed them there).
+export GEFYRA_REGISTRY=$(<.devcluster/registry)
 kubectl=.devcluster/kubectl
 
 say "sample service 'hello' (2 replicas) in namespace demo"

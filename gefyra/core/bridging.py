@@ -26,7 +26,7 @@ from gefyra.core import kube
 from gefyra.core.config import Settings
 from gefyra.core.interceptor import PROBE_ANSWER, PROBE_HEADER, Interceptor, Match, Target
 from gefyra.core.kube import Cluster
-from gefyra.core.localrun import running_cargo
+from gefyra.core.localrun import local_address, running_cargo
 from gefyra.core.names import (
     ANNOTATION_STEERED,
     BRIDGES_PATH,
@@ -116,7 +116,7 @@ class CheckLocal(Step[Context]):
         if local is None or not local.running:
             raise errors.NotFoundError(f"local container {request.local} is not running",
                                        "start it with `gefyra run` first")
-        ctx.address = local.addresses.get(settings.network_name, "")
+        ctx.address = await local_address(settings, ctx.runtime, local)
         if not ctx.address:
             raise errors.UsageError(f"local container {request.local} is not on gefyra's network "
                                     f"{settings.network_name}", "start it with `gefyra run`")
@@ -363,7 +363,7 @@ async def steer_again(ctx: OperationContext) -> list[str]:
         spec, status = found.get("spec") or {}, found.get("status") or {}
         proxy = status.get("proxyPorts") or {}
         local = await ctx.runtime.get_container(str(spec.get("localContainer", "")))
-        address = local.addresses.get(settings.network_name, "") if local is not None and local.running else ""
+        address = await local_address(settings, ctx.runtime, local) if local is not None and local.running else ""
         if found["metadata"].get("deletionTimestamp") or not address or not isinstance(proxy, dict):
             continue
         forwards = {int(proxy[str(p["remote"])]): (address, int(p["local"]))
@@ -453,7 +453,7 @@ async def _give_back_without_operator(ctx: OperationContext, removed: list[dict[
         if (t.get("namespace"), t.get("kind"), t.get("name")) not in others:
             targets[Target(t["namespace"], t["kind"], t["name"])] = spec.get("interceptor") or None
     for target, name in targets.items():
-        interceptor = ctx.orchestrator.interceptor(None if name == "nginx" else name)
+        interceptor = ctx.orchestrator.interceptor(name)
 
         async def given_back(interceptor: Interceptor = interceptor, target: Target = target) -> bool:
             async with ctx.cluster.calling(f"{target}"):

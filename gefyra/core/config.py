@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from gefyra._version import __version__
 from gefyra.core import validation
 from gefyra.core.identity import default_client_id
 from gefyra.core.names import LABEL_CLIENT, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY
 
 #: The environment variables that Settings reads, by field (an empty variable counts as unset).
 ENVIRONMENT = {
+    "registry": "GEFYRA_REGISTRY",
     "runtime": "GEFYRA_RUNTIME",
     "tunnel": "GEFYRA_TUNNEL",
     "client_id": "GEFYRA_CLIENT_ID",
@@ -20,8 +22,20 @@ ENVIRONMENT = {
 }
 
 
+#: gefyra's images: the tunnel's local end, its server end, the operator, the interceptor.
+COMPONENTS = ("cargo", "stowaway", "operator", "carrier")
+
+
 def _env(field: str) -> str | None:
     return os.environ.get(ENVIRONMENT[field]) or None
+
+
+def _image_variable(component: str) -> str:
+    return f"GEFYRA_IMAGE_{component.upper()}"
+
+
+def _image_override(component: str) -> str | None:
+    return os.environ.get(_image_variable(component)) or None
 
 
 @dataclasses.dataclass
@@ -39,7 +53,11 @@ class Settings:
     #: server's host.
     host: str | None = None
     port: int = 31820
-    image_tag: str = dataclasses.field(default_factory=lambda: _env("image_tag") or "dev")
+    #: Where gefyra's images come from: ``REGISTRY/PREFIX/COMPONENT:TAG`` (no registry: the
+    #: engine's and the cluster's default registry), the tag gefyra's version. One image can be
+    #: named outright in GEFYRA_IMAGE_<COMPONENT> (e.g. GEFYRA_IMAGE_STOWAWAY).
+    registry: str | None = dataclasses.field(default_factory=lambda: _env("registry"))
+    image_tag: str = dataclasses.field(default_factory=lambda: _env("image_tag") or __version__)
     image_prefix: str = dataclasses.field(default_factory=lambda: _env("image_prefix") or "gefyra")
     cluster_domain: str = "cluster.local"
     #: Cluster ranges routed through the tunnel; discovered from the cluster when empty.
@@ -66,6 +84,11 @@ class Settings:
         if self.host is not None:
             v.host(self.host, name("host"))
         v.port_number(self.port, name("port"))
+        if self.registry is not None:
+            v.registry(self.registry, name("registry"))
+        for component in COMPONENTS:
+            if _image_override(component):
+                v.image(_image_override(component) or "", _image_variable(component))
         v.image_tag(self.image_tag, name("image_tag"))
         v.image_prefix(self.image_prefix, name("image_prefix"))
         v.dns_subdomain(self.cluster_domain, name("cluster_domain"), "cluster domain")
@@ -83,7 +106,9 @@ class Settings:
         return f"Settings.{field}" + (f" ({env})" if env else "")
 
     def image(self, component: str) -> str:
-        return f"{self.image_prefix}/{component}:{self.image_tag}"
+        """The image of a component of gefyra: one of COMPONENTS."""
+        registry = f"{self.registry}/" if self.registry else ""
+        return _image_override(component) or f"{registry}{self.image_prefix}/{component}:{self.image_tag}"
 
     @property
     def network_name(self) -> str:

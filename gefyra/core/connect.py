@@ -20,13 +20,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
+import os
 from typing import Any
 
 import structlog
 
 from gefyra import errors
-from gefyra.core import bridging, manifests
-from gefyra.core.bus import Event, EventKind
+from gefyra.core import bridging, endpoint, manifests
 from gefyra.core.config import Settings
 from gefyra.core.kube import METADATA_ONLY, Cluster, object_path
 from gefyra.core.names import (
@@ -58,6 +58,8 @@ class Context(OperationContext):
 
     keys: KeyPair | None = None
     address: str = ""
+    #: HOST:PORT at which cargo reaches stowaway (chosen when cargo is made).
+    endpoint: str = ""
     server_public_key: str = ""
     #: What `down` removed, for the user.
     removed: list[str] = dataclasses.field(default_factory=list)
@@ -65,9 +67,6 @@ class Context(OperationContext):
     @property
     def tunnel(self) -> Tunnel:
         return self.orchestrator.tunnel()
-
-    async def progress(self, step: str, message: str) -> None:
-        await self.orchestrator.bus.publish(Event(EventKind.PROGRESS, step, message))
 
 
 def client_doc(settings: Settings, public_key: str = "", owner: str = "") -> dict[str, Any]:
@@ -180,8 +179,10 @@ async def _ensure_server_key(ctx: Context) -> None:
 async def _cluster_info_doc(cluster: Cluster) -> dict[str, Any]:
     """What the tunnel routes and where cluster DNS answers, discovered with the installer's rights
     (a developer with gefyra-user rights reads it from this ConfigMap)."""
+    nodes = (await cluster.request("GET", "/api/v1/nodes"))["items"]
     data = {"serviceCIDR": await cluster.service_cidr(), "podCIDRs": " ".join(await cluster.pod_cidrs()),
-            "dnsIP": await cluster.cluster_dns_ip(), "apiServiceIP": await _kubernetes_service_ip(cluster)}
+            "dnsIP": await cluster.cluster_dns_ip(), "apiServiceIP": await _kubernetes_service_ip(cluster),
+            "nodeAddresses": " ".join(endpoint.node_addresses(nodes))}
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": CLUSTER_INFO_CONFIGMAP, "namespace": GEFYRA_NAMESPACE,
                          "labels": {LABEL_MANAGED_BY: MANAGED_BY}}, "data": data}
@@ -195,6 +196,9 @@ class ClusterFacts:
     pod_cidrs: list[str]
     dns_ip: str
     api_service_ip: str
+    #: Where the nodes are (ExternalIPs first), as the installer saw them: candidates of the
+    #: tunnel's endpoint.
+    node_addresses: tuple[str, ...] = ()
 
 
 async def cluster_facts(cluster: Cluster) -> ClusterFacts:
@@ -205,7 +209,8 @@ async def cluster_facts(cluster: Cluster) -> ClusterFacts:
         return ClusterFacts(service_cidr=str(ipaddress.ip_network(data["serviceCIDR"])),
                             pod_cidrs=[str(ipaddress.ip_network(c)) for c in data.get("podCIDRs", "").split()],
                             dns_ip=str(ipaddress.ip_address(data["dnsIP"])),
-                            api_service_ip=str(ipaddress.ip_address(data["apiServiceIP"])))
+                            api_service_ip=str(ipaddress.ip_address(data["apiServiceIP"])),
+                            node_addresses=tuple(str(ipaddress.ip_address(a)) for a in data.get("nodeAddresses", "").split()))
     except (KeyError, ValueError, TypeError) as exc:
         raise errors.GefyraError(f"the ConfigMap {GEFYRA_NAMESPACE}/{CLUSTER_INFO_CONFIGMAP} is missing or malformed "
                                  f"({type(exc).__name__}: {str(exc)[:80]})",
@@ -293,14 +298,14 @@ class LocalNetwork(Step[Context]):
 
 class LocalImage(Step[Context]):
     name = "local-image"
-    title = "check the tunnel's local image"
+    title = "pull the tunnel's local image"
     provides = frozenset({"local-image"})
 
+    async def verify(self, ctx: Context) -> bool:
+        return await ctx.runtime.image_exists(ctx.tunnel.local_image(ctx.settings))
+
     async def apply(self, ctx: Context) -> None:
-        image = ctx.tunnel.local_image(ctx.settings)
-        if not await ctx.runtime.image_exists(image):
-            raise errors.NotFoundError(f"image {image} is not in {ctx.runtime.name}",
-                                       f"build or pull it first ({ctx.runtime.name} images lists what is there)")
+        await ctx.runtime.pull_image(ctx.tunnel.local_image(ctx.settings), lambda line: ctx.progress(self.name, line))
 
 
 class ServerEnd(Step[Context]):
@@ -370,11 +375,17 @@ class LocalEndStep(Step[Context]):
         routes = [f"{TUNNEL_SERVER_ADDRESS}/32", settings.service_cidr or facts.service_cidr,
                   *(settings.pod_cidrs or facts.pod_cidrs)]
         dns = ctx.orchestrator.dns().setup(tunnel.dns_dir, facts.dns_ip, settings.cluster_domain)
+        chosen = endpoint.choose(endpoint.Facts(
+            api_host=ctx.cluster.api_host, node_addresses=facts.node_addresses,
+            engine_os=await ctx.runtime.operating_system(), context=ctx.cluster.context_name,
+            kernel=os.uname().release), settings.host)
+        ctx.endpoint = f"{chosen.host}:{settings.port}"
+        await ctx.progress(self.name, f"tunnel endpoint {ctx.endpoint} ({chosen.why})")
         await tunnel.start_local_end(ctx.runtime, settings, LocalEnd(
             name=settings.cargo_name, network=settings.network_name,
             labels=settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes)},
             keys=ctx.keys, address=ctx.address, server_public_key=ctx.server_public_key,
-            endpoint=f"{settings.host or ctx.cluster.api_host}:{settings.port}", routes=routes,
+            endpoint=ctx.endpoint, routes=routes,
             mtu=settings.tunnel_mtu, dns=dns))
 
     async def undo(self, ctx: Context) -> None:
@@ -391,10 +402,10 @@ class TunnelProbe(Step[Context]):
     async def apply(self, ctx: Context) -> None:
         api_ip = (await cluster_facts(ctx.cluster)).api_service_ip
         try:
-            await ctx.tunnel.wait_connected(ctx.runtime, ctx.settings.cargo_name, (api_ip, 443), self.TIMEOUT)
+            await ctx.tunnel.wait_connected(ctx.runtime, ctx.settings.cargo_name, (api_ip, 443),
+                                            min(self.TIMEOUT, ctx.settings.timeout))
         except errors.ReadinessTimeoutError as exc:
-            endpoint = f"{ctx.settings.host or ctx.cluster.api_host}:{ctx.settings.port}/udp"
-            raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {endpoint})", exc.hint) from exc
+            raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {ctx.endpoint}/udp)", exc.hint) from exc
 
 
 class SteerAgain(Step[Context]):
@@ -498,5 +509,6 @@ class RemoveClusterSide(Step[Context]):
         ctx.removed.append("cluster side")
 
 
-def down_plan() -> list[Step[Context]]:
-    return [RemoveBridges(), RemoveContainers(), RemoveNetwork(), Deregister(), RemoveClusterSide()]
+def down_plan(*, keep_cluster_side: bool = False) -> list[Step[Context]]:
+    steps: list[Step[Context]] = [RemoveBridges(), RemoveContainers(), RemoveNetwork(), Deregister()]
+    return steps if keep_cluster_side else [*steps, RemoveClusterSide()]

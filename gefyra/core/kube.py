@@ -20,6 +20,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 from kubernetes_asyncio.stream import WsApiClient
 
 from gefyra import errors
+from gefyra.core import kubeconfig
 from gefyra.core.config import Settings
 from gefyra.core.names import CRD_GROUP, CRD_VERSION
 
@@ -134,6 +135,7 @@ class Cluster:
         self.settings = settings
         self._api: client.ApiClient | None = None
         self._username: str | None = None
+        self._context: kubeconfig.KubeContext | None = None
 
     @property
     def api(self) -> client.ApiClient:
@@ -144,7 +146,13 @@ class Cluster:
     def api_host(self) -> str:
         return urlparse(str(self.api.configuration.host)).hostname or ""
 
+    @property
+    def context_name(self) -> str:
+        """The kubeconfig context in use."""
+        return self._context.name if self._context is not None else ""
+
     async def __aenter__(self) -> Self:
+        self._context = kubeconfig.read(self.settings.kubeconfig, self.settings.context)  # one line for a bad one
         try:
             self._api = await config.new_client_from_config(
                 config_file=self.settings.kubeconfig, context=self.settings.context, persist_config=False

@@ -1,7 +1,14 @@
 """`run`: a local container on gefyra's network that resolves and routes like a pod, as a plan.
 
+The container's network namespace is made first, by a small holder container on gefyra's network
+(cargo's DNS, the namespace's search domains, the published ports), and routed through cargo; only
+then does the container start, in that namespace: its first instruction already reaches the
+cluster, and one that exits at once is no problem. The holder (``NAME-gefyra-net``) goes with the
+container.
+
 Facts: "cargo" (the local end runs, with its routes), "namespace", "name-free", "env" (the
-environment, from a workload if asked), then "created", "started", "routed".
+environment, from a workload if asked), "image" (pulled if missing), then "holder", "routed",
+"created", "started".
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from kubernetes_asyncio import client
 from gefyra import errors
 from gefyra.core.config import Settings
 from gefyra.core.kube import Cluster, exec_in_pod
-from gefyra.core.names import LABEL_NAMESPACE, LABEL_ROUTES
+from gefyra.core.names import LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROUTES
 from gefyra.core.orchestrator import OperationContext
 from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
 from gefyra.core.steps import Step
@@ -135,21 +142,74 @@ class Environment(Step[Context]):
         ctx.env = await workload_env(ctx.cluster, ctx.request.namespace, ctx.request.env_from) | ctx.request.env
 
 
+def holder_name(name: str) -> str:
+    return f"{name}-gefyra-net"
+
+
+async def local_address(settings: Settings, runtime: ContainerRuntime, info: ContainerInfo) -> str:
+    """The address of a `run` container on gefyra's network: its network holder's."""
+    holder = info.labels.get(LABEL_NETNS)
+    if holder:
+        found = await runtime.get_container(holder)
+        return found.addresses.get(settings.network_name, "") if found is not None and found.running else ""
+    return info.addresses.get(settings.network_name, "")
+
+
+async def remove_run_container(runtime: ContainerRuntime, name: str) -> None:
+    """A `run` container and its network holder."""
+    await runtime.remove_container(name)
+    await runtime.remove_container(holder_name(name))
+
+
+class PullImage(Step[Context]):
+    name = "image"
+    title = "pull the image if it is missing"
+    provides = frozenset({"image"})
+
+    async def verify(self, ctx: Context) -> bool:
+        return await ctx.runtime.image_exists(ctx.request.image)
+
+    async def apply(self, ctx: Context) -> None:
+        await ctx.runtime.pull_image(ctx.request.image, lambda line: ctx.progress(self.name, line))
+
+
+class NetworkHolder(Step[Context]):
+    name = "holder"
+    title = "make the container's network namespace (DNS and routes like a pod's)"
+    needs = frozenset({"cargo", "namespace", "name-free"})
+    provides = frozenset({"holder"})
+
+    async def apply(self, ctx: Context) -> None:
+        request, settings, tunnel = ctx.request, ctx.settings, ctx.orchestrator.tunnel()
+        domain, name = settings.cluster_domain, holder_name(request.name)
+        await ctx.runtime.remove_container(name)  # left by a `run -d --rm` whose container ended
+        await ctx.runtime.create_container(ContainerSpec(
+            name=name, image=tunnel.local_image(settings), network=settings.network_name,
+            labels=settings.labels("run-network") | {LABEL_NAMESPACE: request.namespace},
+            entrypoint=["sleep", "infinity"], ports=request.ports,
+            dns=[ctx.cargo_ip], dns_search=[f"{request.namespace}.svc.{domain}", f"svc.{domain}", domain],
+            dns_options=["ndots:5"],
+        ))
+        await ctx.runtime.start_container(name)
+        await tunnel.route_container(ctx.runtime, settings, name, ctx.cargo_ip, ctx.routes)
+
+    async def undo(self, ctx: Context) -> None:
+        await ctx.runtime.remove_container(holder_name(ctx.request.name))
+
+
 class CreateContainer(Step[Context]):
     name = "create"
     title = "create the container"
-    needs = frozenset({"cargo", "namespace", "name-free", "env"})
+    needs = frozenset({"holder", "env", "image"})
     provides = frozenset({"created"})
 
     async def apply(self, ctx: Context) -> None:
         request, settings = ctx.request, ctx.settings
-        domain = settings.cluster_domain
+        holder = holder_name(request.name)
         await ctx.runtime.create_container(ContainerSpec(
-            name=request.name, image=request.image, network=settings.network_name,
-            labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace},
-            env=ctx.env, command=request.command, volumes=request.volumes, ports=request.ports,
-            dns=[ctx.cargo_ip], dns_search=[f"{request.namespace}.svc.{domain}", f"svc.{domain}", domain],
-            dns_options=["ndots:5"], auto_remove=request.auto_remove,
+            name=request.name, image=request.image, network_mode=f"container:{holder}",
+            labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace, LABEL_NETNS: holder},
+            env=ctx.env, command=request.command, volumes=request.volumes, auto_remove=request.auto_remove,
         ))
 
     async def undo(self, ctx: Context) -> None:
@@ -166,17 +226,6 @@ class StartContainer(Step[Context]):
         await ctx.runtime.start_container(ctx.request.name)
 
 
-class RouteContainer(Step[Context]):
-    name = "route"
-    title = "route the cluster's ranges through cargo"
-    needs = frozenset({"started"})
-    provides = frozenset({"routed"})
-
-    async def apply(self, ctx: Context) -> None:
-        await ctx.orchestrator.tunnel().route_container(ctx.runtime, ctx.settings, ctx.request.name, ctx.cargo_ip,
-                                                        ctx.routes)
-
-
 def run_plan() -> list[Step[Context]]:
-    return [CheckCargo(), CheckNamespace(), CheckName(), Environment(), CreateContainer(), StartContainer(),
-            RouteContainer()]
+    return [CheckCargo(), CheckNamespace(), CheckName(), Environment(), PullImage(), NetworkHolder(),
+            CreateContainer(), StartContainer()]

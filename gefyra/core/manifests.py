@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from gefyra._version import __version__
 from gefyra.core.config import Settings
 from gefyra.core.names import ANNOTATION_MANIFESTS, TUNNEL_SERVER_ADDRESS
 
@@ -38,8 +39,8 @@ def cluster_side(settings: Settings, lifecycle: str = WITH_CLIENTS) -> list[dict
     values = {
         "stowaway_image": settings.image("stowaway"),
         "operator_image": settings.image("operator"),
-        "image_prefix": settings.image_prefix,
-        "image_tag": settings.image_tag,
+        "carrier_image": settings.image("carrier"),
+        "version": __version__,
         "tunnel_server_address": f"{TUNNEL_SERVER_ADDRESS}/16",
         "tunnel_mtu": str(settings.tunnel_mtu),
         "port": str(settings.port),

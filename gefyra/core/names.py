@@ -12,6 +12,9 @@ LABEL_CLIENT: Final = "gefyra.dev/client"
 LABEL_ROLE: Final = "gefyra.dev/role"
 #: On a `run` container: the cluster namespace it acts in.
 LABEL_NAMESPACE: Final = "gefyra.dev/namespace"
+#: On a `run` container: the container that holds its network namespace (routes and DNS are set
+#: up there before the `run` container starts).
+LABEL_NETNS: Final = "gefyra.dev/network-holder"
 #: On the tunnel's local end: the public key it runs with (private keys never go into labels).
 LABEL_PUBLIC_KEY: Final = "gefyra.dev/public-key"
 #: On the tunnel's local end: the ranges it routes into the tunnel (space separated), for `run`.

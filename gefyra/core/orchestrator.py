@@ -13,7 +13,7 @@ import pluggy
 import structlog
 
 from gefyra import errors
-from gefyra.core.bus import Event, EventBus
+from gefyra.core.bus import Event, EventBus, EventKind
 from gefyra.core.config import Settings
 from gefyra.core.dns import Dns
 from gefyra.core.interceptor import Interceptor
@@ -38,6 +38,10 @@ class OperationContext:
     @property
     def settings(self) -> Settings:
         return self.orchestrator.settings
+
+    async def progress(self, step: str, message: str) -> None:
+        """News of a long step (a PROGRESS event): what it waits for, how far it is."""
+        await self.orchestrator.bus.publish(Event(EventKind.PROGRESS, step, message))
 
 
 class Orchestrator:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -85,8 +85,23 @@ class ContainerRuntime(abc.ABC):
     @abc.abstractmethod
     async def version(self) -> str: ...
 
+    async def operating_system(self) -> str:
+        """The engine's operating system as it names it (e.g. "Docker Desktop"): where it runs
+        decides how its containers reach the cluster's nodes. "" if unknown."""
+        return ""
+
     @abc.abstractmethod
     async def image_exists(self, image: str) -> bool: ...
+
+    async def image_available(self, image: str) -> bool | None:
+        """Whether ``image``'s registry has it, asked from this machine without pulling it (None:
+        this engine cannot tell)."""
+        return None
+
+    @abc.abstractmethod
+    async def pull_image(self, image: str, progress: Callable[[str], Awaitable[None]]) -> None:
+        """Pulls ``image``, telling ``progress`` how far it is now and then (a short line); raises
+        NotFoundError when the registry does not have it, GefyraError for other refusals."""
 
     @abc.abstractmethod
     async def ensure_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:

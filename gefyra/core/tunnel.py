@@ -106,6 +106,11 @@ class Tunnel(abc.ABC):
         cluster, through the tunnel) and returns the start of the answer (b"" if none came within
         a few seconds): enough to ask an HTTP server for its response headers."""
 
+    async def largest_packet(self, runtime: ContainerRuntime, name: str, sizes: Sequence[int]) -> int:
+        """The largest of ``sizes`` (IP packet sizes, largest first) that passes the tunnel of the
+        local end ``name`` whole, to the server end and back; 0 if none does or it cannot tell."""
+        return 0
+
     @abc.abstractmethod
     async def steered_connections(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> dict[int, int]:
         """How many connections each of the steered ``ports`` has passed so far (0 for a port that

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from gefyra import errors
@@ -383,7 +385,8 @@ def host(text: str, flag: str) -> str:
 # The local container
 
 
-_ENV_HINT = "write KEY=VALUE with KEY of letters, digits and '_', not starting with a digit, e.g. LOG_LEVEL=debug"
+_ENV_HINT = ("write KEY=VALUE (or KEY for this machine's value) with KEY of letters, digits and '_', not starting "
+             "with a digit, e.g. LOG_LEVEL=debug")
 
 
 def _env_name_problem(name: str) -> str | None:
@@ -399,14 +402,36 @@ def env_name(name: str, flag: str) -> str:
 
 
 def env_pairs(items: Sequence[str], flag: str) -> dict[str, str]:
-    """``KEY=VALUE`` items -> {KEY: VALUE} (a later KEY wins, as with the engine's own flag)."""
+    """``KEY=VALUE`` items -> {KEY: VALUE} (a later KEY wins, as with the engine's own flag); a bare
+    ``KEY`` passes this machine's value of KEY, and nothing if it has none (as container engines do)."""
     env: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        problem = _env_name_problem(key) if sep else "it is not KEY=VALUE"
+        problem = _env_name_problem(key)
         if problem:
             _refuse(flag, item, problem, _ENV_HINT)
-        env[key] = value
+        if sep:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def env_files(paths: Sequence[str], flag: str) -> dict[str, str]:
+    """The variables of env files, as container engines read them: a ``KEY=VALUE`` or ``KEY`` per line (the
+    value taken literally, quotes included), blank lines and lines starting with ``#`` skipped."""
+    env: dict[str, str] = {}
+    for path in paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            _refuse(flag, path, f"cannot read it ({getattr(exc, 'strerror', None) or type(exc).__name__})",
+                    "pass a readable text file of KEY=VALUE lines")
+        for number, line in enumerate(lines, 1):
+            line = line.lstrip()
+            if not line or line.startswith("#"):
+                continue
+            env |= env_pairs([line], f"{flag} {path}:{number}")
     return env
 
 
@@ -429,6 +454,13 @@ def image_prefix(text: str, flag: str) -> str:
     if not isinstance(text, str) or not _IMAGE_PREFIX.fullmatch(text):
         _refuse(flag, text, "it is not a registry or repository path",
                 "write REGISTRY[/PATH] or PATH in lowercase, e.g. localhost:5000/gefyra")
+    return text
+
+
+def registry(text: str, flag: str) -> str:
+    """Where gefyra's images come from: ``HOST[:PORT][/PATH]``."""
+    if not isinstance(text, str) or not _IMAGE_PREFIX.fullmatch(text):
+        _refuse(flag, text, "it is not a registry", "write HOST[:PORT][/PATH], e.g. registry.example.com:5000")
     return text
 
 

@@ -49,6 +49,11 @@ NETNS="gefyra-dev"
 NODE_IP="10.250.0.2"
 HOST_SIDE_IP="10.250.0.1"
 NODE_NET="10.250.0.0/24"
+# The development registry (Debian's docker-registry: the reference distribution registry), on
+# the node's address over plain HTTP: the cluster's containerd pulls gefyra's images from it, and
+# Docker and Podman on this machine too, as they would from a user's registry.
+REGISTRY_PORT=5000
+DEV_REGISTRY="$NODE_IP:$REGISTRY_PORT"
 VETH_HOST="gfydev-host"
 VETH_NODE="gfydev-node"
 
@@ -107,3 +112,4 @@ load_into_podman() {
 
 PODMAN_SOCKET="/run/podman/podman.sock"
 export CONTAINERS_CONF="$HACK_DIR/containers.conf"
+export CONTAINERS_REGISTRIES_CONF="$HACK_DIR/registries.conf"

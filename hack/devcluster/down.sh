@@ -39,7 +39,7 @@ kill_pod_processes() {
 stop_daemons kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
 kill_pod_processes
 pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
-stop_daemons containerd podman
+stop_daemons containerd podman registry
 rm -f "$PODMAN_SOCKET"
 
 # Mounts: container root filesystems, volumes, shm; then the pods' network namespaces.

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# `make images`: builds every image of images/ (gefyra's own and the test workloads) into Docker as
-# gefyra/NAME:dev, and loads it into the development cluster (so that no pod ever pulls) and into
-# Podman (for gefyra's Podman runtime).
+# `make images [REGISTRY=HOST:PORT[/PATH]]`: builds every image of images/ into Docker.
+# - gefyra's own images (cargo, carrier, operator, stowaway) are tagged with gefyra's version and
+#   pushed to REGISTRY (default: the development registry), from where the cluster and the local
+#   engines pull them like a user's would: gefyra runs them as REGISTRY/gefyra/NAME:VERSION
+#   (GEFYRA_REGISTRY=REGISTRY). A stale copy in the cluster's containerd is dropped, so that the
+#   next pod pulls the fresh image.
+# - the test workloads (testserver) are gefyra/NAME:dev, loaded into the cluster's containerd and
+#   into Podman (their pods use imagePullPolicy: Never).
 # A directory with a go.mod gets its static Go binary built into the build context first.
 source "$(dirname "$0")/common.sh"
 
-TAG="${GEFYRA_IMAGE_TAG:-dev}"
+VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$REPO_ROOT/gefyra/_version.py")
+TAG="${GEFYRA_IMAGE_TAG:-$VERSION}"
+PUSH_TO="${REGISTRY:-$DEV_REGISTRY}"
+GEFYRA_IMAGES=(cargo carrier operator stowaway)
 # The development cluster's operator carries the tests' third-party plugin (an interceptor that is
 # used only by bridges that name it), as a user's own operator image would carry theirs.
 export GEFYRA_OPERATOR_PLUGINS="${GEFYRA_OPERATOR_PLUGINS-$REPO_ROOT/tests/plugins/recording_interceptor}"
-LOCAL_IMAGES=(cargo testserver)
 [[ -S $CONTAINERD_SOCK ]] || die "the development cluster is not running: run 'make cluster' first"
 "$HACK_DIR/base-images.sh"
 
@@ -24,10 +31,20 @@ for dir in "$REPO_ROOT"/images/*/; do
   if [[ -x $dir/prepare.sh ]]; then
     "$dir/prepare.sh" "$context"
   fi
-  log "image gefyra/$name:$TAG"
-  docker build -q --pull=false -t "gefyra/$name:$TAG" "$context" >/dev/null
+  if [[ " ${GEFYRA_IMAGES[*]} " == *" $name "* ]]; then
+    image="$PUSH_TO/gefyra/$name:$TAG"
+    log "image $image"
+    docker build -q --pull=false -t "gefyra/$name:$TAG" -t "$image" "$context" >/dev/null
+    docker push -q "$image" >/dev/null
+    if [[ $PUSH_TO == "$DEV_REGISTRY" ]]; then
+      ctr_k8s images rm "$image" >/dev/null 2>&1 || true
+      podman rmi -f "$image" >/dev/null 2>&1 || true
+    fi
+  else
+    log "image gefyra/$name:dev"
+    docker build -q --pull=false -t "gefyra/$name:dev" "$context" >/dev/null
+    load_image "gefyra/$name:dev"
+    load_into_podman "gefyra/$name:dev"
+  fi
   rm -rf "$context"
-  load_image "gefyra/$name:$TAG"
-  # Podman runs only what runs on the developer's machine.
-  if [[ " ${LOCAL_IMAGES[*]} " == *" $name "* ]]; then load_into_podman "gefyra/$name:$TAG"; fi
 done

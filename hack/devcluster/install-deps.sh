@@ -7,7 +7,7 @@ declare -A NEED=(
   [dockerd]=docker.io [containerd]=containerd [runc]=runc [iptables]=iptables
   [debootstrap]=debootstrap [wg]=wireguard-tools [iperf3]=iperf3 [etcd]=etcd-server
   [openssl]=openssl [conntrack]=conntrack [ip]=iproute2 [curl]=curl [dig]=bind9-dnsutils
-  [gcc]=gcc [nsenter]=util-linux [podman]=podman
+  [gcc]=gcc [nsenter]=util-linux [podman]=podman [docker-registry]=docker-registry
 )
 missing=()
 for cmd in "${!NEED[@]}"; do command -v "$cmd" >/dev/null || missing+=("${NEED[$cmd]}"); done

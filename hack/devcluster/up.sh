@@ -9,10 +9,39 @@ started=$(date +%s)
 mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$STATE_DIR/cni/net.d" "$(dirname "$KUBECONFIG_OUT")"
 
 ensure_docker() {
-  docker info >/dev/null 2>&1 && return 0
+  # Docker pulls from the development registry over plain HTTP (a running dockerd reloads this on
+  # SIGHUP). An existing daemon.json is kept; the registry is added to its list.
+  local conf=/etc/docker/daemon.json
+  mkdir -p /etc/docker
+  python3 - "$conf" "$DEV_REGISTRY" <<'PY'
+import json, pathlib, sys
+path, registry = pathlib.Path(sys.argv[1]), sys.argv[2]
+conf = json.loads(path.read_text() or "{}") if path.exists() else {}
+if registry not in conf.setdefault("insecure-registries", []):
+    conf["insecure-registries"].append(registry)
+    path.write_text(json.dumps(conf, indent=2) + "\n")
+PY
+  if docker info >/dev/null 2>&1; then
+    docker info -f '{{json .RegistryConfig.IndexConfigs}}' | grep -q "\"$DEV_REGISTRY\"" || {
+      pkill -HUP -x dockerd
+      wait_for 10 "dockerd reload" docker_trusts_registry
+    }
+    return 0
+  fi
   log "starting dockerd"
   setsid dockerd >"$LOG_DIR/dockerd.log" 2>&1 < /dev/null &
   wait_for 60 dockerd docker info
+}
+
+docker_trusts_registry() {
+  docker info -f '{{json .RegistryConfig.IndexConfigs}}' | grep -q "\"$DEV_REGISTRY\""
+}
+
+start_registry() {
+  render "$HACK_DIR/registry.yml.in" "$STATE_DIR/registry.yml"
+  mkdir -p "$STATE_DIR/registry"
+  start_daemon registry docker-registry serve "$STATE_DIR/registry.yml"
+  wait_for 30 "the registry" curl -fsS "http://$DEV_REGISTRY/v2/"
 }
 
 # render TEMPLATE OUT: replaces @VAR@ with the value of the shell variable VAR. OUT is only
@@ -137,6 +166,7 @@ ensure_docker
 "$HACK_DIR/base-images.sh"
 setup_netns
 start_containerd
+start_registry
 for image in "$PAUSE_IMAGE" "gefyra-dev/coredns:$COREDNS_VERSION"; do load_image "$image"; done
 start_control_plane
 start_node
@@ -145,3 +175,4 @@ cp "$STATE_DIR/admin.kubeconfig" "$KUBECONFIG_OUT"
 log "cluster ready in $(( $(date +%s) - started ))s; kubeconfig: $KUBECONFIG_OUT"
 ln -sf "$BIN_DIR/kubectl" "$(dirname "$KUBECONFIG_OUT")/kubectl"
 echo "$NODE_IP" > "$(dirname "$KUBECONFIG_OUT")/node-ip"
+echo "$DEV_REGISTRY" > "$(dirname "$KUBECONFIG_OUT")/registry"

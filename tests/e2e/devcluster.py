@@ -14,8 +14,14 @@ REPO = Path(__file__).resolve().parents[2]
 DEVCLUSTER = Path(os.environ.get("GEFYRA_DEVCLUSTER_DIR", REPO / ".devcluster"))
 KUBECONFIG = DEVCLUSTER / "kubeconfig"
 KUBECTL = DEVCLUSTER / "kubectl"
-# Podman's CLI needs the ulimit setting of this machine (see hack/devcluster/containers.conf).
+# Podman's CLI needs the ulimit setting of this machine (see hack/devcluster/containers.conf), and
+# to know that the development registry speaks plain HTTP.
 os.environ.setdefault("CONTAINERS_CONF", str(REPO / "hack" / "devcluster" / "containers.conf"))
+os.environ.setdefault("CONTAINERS_REGISTRIES_CONF", str(REPO / "hack" / "devcluster" / "registries.conf"))
+#: gefyra's images come from the development registry, as a user's come from theirs.
+REGISTRY_FILE = DEVCLUSTER / "registry"
+if REGISTRY_FILE.exists():
+    os.environ.setdefault("GEFYRA_REGISTRY", REGISTRY_FILE.read_text().strip())
 TEST_IMAGE = "gefyra/testserver:dev"
 
 

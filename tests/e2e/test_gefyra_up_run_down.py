@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -170,13 +171,13 @@ current-context: nowhere
 
 @pytest.mark.parametrize(("case", "exit_code", "fragment"), [
     ("unreachable cluster", 4, "does not answer"),
-    ("bad kubeconfig", 3, "cannot load the kubeconfig"),
-    ("unknown context", 3, "cannot load the kubeconfig"),
+    ("bad kubeconfig", 3, "missing.yaml does not exist"),
+    ("unknown context", 3, "has no context 'nope'"),
     ("engine missing", 5, "cannot reach "),
     ("unknown namespace", 8, "namespace nope-"),
     ("unknown workload", 8, "deployment nope"),
     ("malformed workload", 2, "cannot read the workload"),
-    ("image missing", 8, "image gefyra/does-not-exist:1 is not in "),
+    ("image missing", 8, "cannot pull "),
     ("name in use", 7, "already exists"),
 ])
 def test_bad_input_gets_one_clear_line_and_changes_nothing(
@@ -195,7 +196,8 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(
         "unknown namespace": (["run", "-i", TEST_IMAGE, "-N", "gfy-bad", "-n", unique("nope"), "-d"], {}),
         "unknown workload": ([*base, "--env-from", "deploy/nope"], {}),
         "malformed workload": ([*base, "--env-from", "nope"], {}),
-        "image missing": (["run", "-i", "gefyra/does-not-exist:1", "-N", "gfy-bad", "-n", ns_a, "-d"], {}),
+        "image missing": (["run", "-i", f"{os.environ['GEFYRA_REGISTRY']}/gefyra/does-not-exist:1", "-N", "gfy-bad",
+                           "-n", ns_a, "-d"], {}),
         "name in use": (["run", "-i", TEST_IMAGE, "-N", "gfy-local", "-n", ns_a, "-d"], {}),
     }
     args, kwargs = invocations[case]

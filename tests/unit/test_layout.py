@@ -120,4 +120,4 @@ def test_no_engine_at_all_is_one_line_and_its_exit_code_and_a_bad_kubeconfig_sti
     assert listed.stderr.count("\n") == 1 and listed.stderr.startswith("error: cannot reach docker"), listed.stderr
     status = gefyra_without_engine("--kubeconfig", str(tmp_path / "missing"), "status")
     assert status.returncode == gefyra.ConfigError.exit_code, status.stderr
-    assert status.stderr.count("\n") == 1 and "cannot load the kubeconfig" in status.stderr, status.stderr
+    assert status.stderr.count("\n") == 1 and "missing does not exist" in status.stderr, status.stderr

@@ -96,7 +96,11 @@ BAD: list[Any] = [
     pytest.param([*RUN, "-p", "0:80"], {}, "'0:80'", id="run-port-zero"),
     pytest.param([*RUN, "-p", "8080:80/icmp"], {}, "'icmp'", id="run-port-protocol"),
     pytest.param([*RUN, "-e", "1X=2"], {}, "'1X'", id="run-env-digit-first"),
-    pytest.param([*RUN, "-e", "NOVALUE"], {}, "KEY=VALUE", id="run-env-no-equals"),
+    pytest.param([*RUN, "-e", "=1"], {}, "KEY=VALUE", id="run-env-no-key"),
+    pytest.param([*RUN, "--env-file", "/nonexistent/env"], {}, "cannot read it", id="run-env-file-missing"),
+    pytest.param([*RUN, "--command", "true", "--", "false"], {}, "not both", id="run-command-twice"),
+    pytest.param(["--registry", "registry:port", "up"], {}, "--registry", id="registry-bad-port"),
+    pytest.param(["up", "--registry", "a b"], {}, "'a b'", id="registry-after-the-command"),
     pytest.param(replaced(RUN, "-i", "My Image"), {}, "'My Image'", id="run-image-space"),
     pytest.param(replaced(RUN, "-N", "x y"), {}, "'x y'", id="run-name-space"),
     pytest.param([*RUN, "--env-from", "deploy/"], {}, "--env-from", id="run-env-from-empty-name"),
@@ -107,7 +111,7 @@ BAD: list[Any] = [
     pytest.param(["unbridge", "-N", "a;b"], {}, "'a;b'", id="unbridge-name-semicolon"),
     pytest.param(["unbridge"], {}, "pass --all", id="unbridge-nothing"),
     pytest.param(["bridge", "-N", "myapp", "-p", "80:8080"], {}, "--target", id="bridge-target-missing"),
-    pytest.param(["status", "-o", "yaml"], {}, "'yaml'", id="status-output-unknown"),
+    pytest.param(["status", "-o", "xml"], {}, "'xml'", id="status-output-unknown"),
 ]
 
 
@@ -140,6 +144,9 @@ GOOD: list[Any] = [
     pytest.param(replaced(BRIDGE, "--target", "pod/api.v2-0/web"), {}, id="bridge-pod-subdomain-name"),
     pytest.param(["unbridge", "-N", "myapp", "-N", "dev-1-myapp-deployment-api"], {}, id="unbridge-names"),
     pytest.param(["unbridge", "--all"], {}, id="unbridge-all"),
+    pytest.param(["up", "--client-id", "dev-2", "--context", "kind-dev", "-q", "--registry", "10.0.0.1:5000/team"], {},
+                 id="global-flags-after-the-command"),
+    pytest.param([*RUN, "-e", "HOME", "--", "sh", "-c", "echo hi"], {}, id="run-command-after-dashes"),
 ]
 
 
@@ -147,7 +154,7 @@ GOOD: list[Any] = [
 def test_good_input_gets_past_the_checks_to_the_kubeconfig(args: list[str], env: dict[str, str]) -> None:
     result = gefyra(args, env)
     assert result.exit_code == errors.ConfigError.exit_code, result.stderr
-    assert "cannot load the kubeconfig" in result.stderr
+    assert f"the kubeconfig {MISSING_KUBECONFIG} does not exist" in result.stderr
 
 
 def test_an_empty_gefyra_still_shows_the_help() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiodocker
@@ -13,6 +14,9 @@ import aiohttp
 
 from gefyra import errors
 from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec, NetworkInfo
+
+#: Seconds between two progress lines of a pull.
+_PROGRESS_EVERY = 0.5
 
 
 class DockerRuntime(ContainerRuntime):
@@ -54,6 +58,10 @@ class DockerRuntime(ContainerRuntime):
         info = await self._call(self._api.version())
         return str(info.get("Version", "?"))
 
+    async def operating_system(self) -> str:
+        info = await self._call(self._api.system.info())
+        return str(info.get("OperatingSystem", ""))
+
     async def _call(self, awaitable: Any, *, what: str = "") -> Any:
         """Awaits an aiodocker call, translating its errors into gefyra errors."""
         try:
@@ -78,6 +86,42 @@ class DockerRuntime(ContainerRuntime):
         except errors.NotFoundError:
             return False
         return True
+
+    async def pull_image(self, image: str, progress: Callable[[str], Awaitable[None]]) -> None:
+        layers: dict[str, tuple[int, int]] = {}  # layer -> (bytes done, bytes in all)
+        last = 0.0
+        try:
+            async for event in self._api.images.pull(from_image=image, stream=True):
+                if event.get("error"):
+                    raise self._pull_failure(image, str(event["error"]))
+                detail = event.get("progressDetail") or {}
+                if event.get("id") and detail.get("total"):
+                    layers[event["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
+                if time.monotonic() - last >= _PROGRESS_EVERY and layers:
+                    last = time.monotonic()
+                    done, total = sum(d for d, _ in layers.values()), sum(t for _, t in layers.values())
+                    await progress(f"pulling {image}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+        except aiodocker.DockerError as exc:
+            raise self._pull_failure(image, exc.message if hasattr(exc, "message") else str(exc)) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def image_available(self, image: str) -> bool | None:
+        try:
+            await self._call(self._api._query_json(f"distribution/{image}/json"), what=f"image {image}")
+        except errors.NotFoundError:
+            return False
+        except errors.EngineUnavailableError:
+            raise
+        except errors.GefyraError:
+            return False  # the registry refused or was not reached: pulling would fail the same way
+        return True
+
+    def _pull_failure(self, image: str, message: str) -> errors.GefyraError:
+        hint = "check the image's name and tag, and that the registry has it (and lets this machine pull)"
+        if "not found" in message.lower() or "manifest unknown" in message.lower():
+            return errors.NotFoundError(f"{self.name} cannot pull {image}: {message.strip()}", hint)
+        return errors.GefyraError(f"{self.name} cannot pull {image}: {message.strip()}", hint)
 
     # Networks
 

@@ -194,6 +194,15 @@ class WireGuardTunnel(Tunnel):
                                               payload.decode("latin-1")])
         return output.encode("latin-1", errors="replace")
 
+    async def largest_packet(self, runtime: ContainerRuntime, name: str, sizes: Sequence[int]) -> int:
+        for size in sizes:
+            # -M do: don't fragment; the payload is the packet less IP (20) and ICMP (8) headers.
+            code, _ = await runtime.exec(name, ["ping", "-c", "2", "-W", "1", "-M", "do", "-s", str(int(size) - 28),
+                                                TUNNEL_SERVER_ADDRESS])
+            if code == 0:
+                return int(size)
+        return 0
+
     async def steered_connections(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> dict[int, int]:
         _, listing = await runtime.exec(name, ["iptables", "-t", "nat", "-L", STEER_CHAIN, "-v", "-x", "-n"])
         counted = dict.fromkeys(ports, 0)

@@ -1,0 +1,91 @@
+"""Where cargo sends the tunnel's packets: an address of a node (where stowaway's UDP NodePort
+listens), as reached from a container of the local engine. A pure decision, unit-tested case by
+case; `up` hands it what it knows.
+
+1. ``--host`` wins.
+2. The engine runs in a VM that reaches the cluster's nodes only through the engine's own host
+   gateway (Docker Desktop, Colima, WSL2's Docker Desktop): ``host.docker.internal``, where the
+   node's port must be published (kind's extraPortMappings, k3d's ``-p 31820:31820/udp@server:0``).
+3. minikube (a context named so): the node's address, which the host reaches.
+4. The API server's host, when it is a node (it then carries the NodePort too) or when nothing
+   is known of the nodes.
+5. Else (a loopback address or a forwarded port, as kind and k3d write kubeconfigs; an API
+   endpoint that is a load balancer): a node's ExternalIP, else its InternalIP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from typing import Any
+
+#: The name under which Docker Desktop's (and Colima's, and Podman machine's) containers reach the host.
+HOST_GATEWAY_NAME = "host.docker.internal"
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """What `up` knows when it chooses."""
+
+    #: The API server's host, as the kubeconfig names it.
+    api_host: str
+    #: Node addresses, preferred first (ExternalIPs, then InternalIPs), as the cluster side was
+    #: told at install; empty when unknown.
+    node_addresses: tuple[str, ...] = ()
+    #: The engine's operating system as it reports it ("Docker Desktop", "Ubuntu 22.04", ...).
+    engine_os: str = ""
+    #: The kubeconfig's context name.
+    context: str = ""
+    #: The local kernel's release (WSL2's says "microsoft").
+    kernel: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    host: str
+    #: Why, for `up`'s progress and `check`.
+    why: str
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def choose(facts: Facts, given: str | None = None) -> Choice:
+    if given:
+        return Choice(given, "--host")
+    engine = facts.engine_os.lower()
+    if "docker desktop" in engine or "colima" in engine or "microsoft" in facts.kernel.lower():
+        return Choice(HOST_GATEWAY_NAME, f"the engine ({facts.engine_os or 'WSL2'}) reaches nodes through its host gateway")
+    if facts.context == "minikube" and facts.node_addresses:
+        return Choice(facts.node_addresses[0], "minikube's node")
+    if not _loopback(facts.api_host) and (not facts.node_addresses or facts.api_host in facts.node_addresses):
+        return Choice(facts.api_host, "the API server's host is a node" if facts.node_addresses
+                      else "the API server's host (nodes unknown)")
+    if facts.node_addresses:
+        why = "the API server is reached through a loopback address" if _loopback(facts.api_host) \
+            else "the API server's host is not a node"
+        return Choice(facts.node_addresses[0], f"{why}: a node's address")
+    return Choice(facts.api_host, "the API server's host (nodes unknown)")
+
+
+def node_addresses(nodes: list[dict[str, Any]]) -> list[str]:
+    """Ready nodes' IPv4 ExternalIPs, then their InternalIPs, from Node objects (as JSON)."""
+    found: dict[str, list[str]] = {"ExternalIP": [], "InternalIP": []}
+    for node in nodes:
+        status = node.get("status") or {}
+        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+            continue
+        for address in status.get("addresses") or []:
+            try:
+                ip = ipaddress.ip_address(str(address.get("address")))
+            except ValueError:
+                continue
+            if ip.version == 4 and address.get("type") in found:
+                found[address["type"]].append(str(ip))
+    return found["ExternalIP"] + found["InternalIP"]

@@ -1,0 +1,41 @@
+"""The tunnel endpoint's choice, case by case (gefyra.core.endpoint)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gefyra.core.endpoint import HOST_GATEWAY_NAME, Facts, choose, node_addresses
+
+NODES = ("172.18.0.2",)
+
+
+@pytest.mark.parametrize(("facts", "given", "host", "why"), [
+    (Facts("10.250.0.2", ("10.250.0.2",)), None, "10.250.0.2", "is a node"),
+    (Facts("10.250.0.2"), None, "10.250.0.2", "nodes unknown"),
+    (Facts("127.0.0.1", NODES, context="kind-dev"), None, "172.18.0.2", "loopback"),  # kind, k3d
+    (Facts("localhost", NODES), None, "172.18.0.2", "loopback"),
+    (Facts("0:0:0:0:0:0:0:1", NODES), None, "172.18.0.2", "loopback"),
+    (Facts("api.example.com", ("203.0.113.7", "10.0.0.4")), None, "203.0.113.7", "not a node"),  # a load balancer
+    (Facts("127.0.0.1", NODES, engine_os="Docker Desktop"), None, HOST_GATEWAY_NAME, "host gateway"),
+    (Facts("127.0.0.1", NODES, engine_os="colima"), None, HOST_GATEWAY_NAME, "host gateway"),
+    (Facts("127.0.0.1", NODES, kernel="5.15.90.1-microsoft-standard-WSL2"), None, HOST_GATEWAY_NAME, "WSL2"),
+    (Facts("192.168.49.2", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
+    (Facts("127.0.0.1", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
+    (Facts("127.0.0.1"), None, "127.0.0.1", "nodes unknown"),
+    (Facts("127.0.0.1", NODES, engine_os="Docker Desktop"), "10.1.2.3", "10.1.2.3", "--host"),
+])
+def test_the_endpoint_is_chosen_where_containers_reach_the_nodes(facts: Facts, given: str | None, host: str,
+                                                                   why: str) -> None:
+    chosen = choose(facts, given)
+    assert chosen.host == host and why in chosen.why, chosen
+
+
+def test_node_addresses_come_external_first_from_ready_nodes_only() -> None:
+    def node(ready: bool, *addresses: tuple[str, str]) -> dict[str, object]:
+        return {"status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                           "addresses": [{"type": t, "address": a} for t, a in addresses]}}
+
+    nodes = [node(True, ("InternalIP", "10.0.0.4"), ("Hostname", "n1"), ("ExternalIP", "203.0.113.7")),
+             node(False, ("InternalIP", "10.0.0.5")),
+             node(True, ("InternalIP", "fd00::4"), ("InternalIP", "not-an-ip"), ("InternalIP", "10.0.0.6"))]
+    assert node_addresses(nodes) == ["203.0.113.7", "10.0.0.4", "10.0.0.6"]
