@@ -324,13 +324,16 @@ def uninstall(ctx: click.Context) -> None:
               help="HOSTPORT:CONTAINERPORT[/udp] to publish. Repeatable.")
 @click.option("--command", callback=_checked(validation.command),
               help="Command to run instead of the image's default (shell syntax); or give it after --.")
+@click.option("--entrypoint", callback=_checked(validation.command),
+              help="Entrypoint to run instead of the image's (shell syntax), as with docker run.")
 @click.option("-d", "--detach", is_flag=True, help="Return once started instead of streaming the output.")
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it stops.")
 @click.argument("command_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARG...]]")
 @click.pass_context
 def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: dict[str, str],
         env_files: dict[str, str], env_from: str | None, volumes: list[str], ports: dict[str, int],
-        command: list[str] | None, detach: bool, auto_remove: bool, command_args: tuple[str, ...]) -> None:
+        command: list[str] | None, entrypoint: list[str] | None, detach: bool, auto_remove: bool,
+        command_args: tuple[str, ...]) -> None:
     """Run a local container inside the cluster's network: it resolves the cluster's names and
     reaches its Services and pods like a pod of the namespace, from its first instruction on.
     Attached (without -d) it streams the output and ends with the command's exit code:
@@ -348,7 +351,7 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
     # Attached, the engine must not remove the container at its end: its output and exit code are
     # read first (a command that ends at once would take them along).
     request = RunRequest(image=image, name=name, namespace=_namespace(ctx, namespace), env=env_files | env,
-                         env_from=env_from, volumes=volumes, ports=ports, command=command,
+                         env_from=env_from, volumes=volumes, ports=ports, command=command, entrypoint=entrypoint,
                          auto_remove=auto_remove and detach)
 
     import anyio

@@ -23,6 +23,7 @@ import ipaddress
 import os
 from typing import Any
 
+import anyio
 import structlog
 
 from gefyra import errors
@@ -290,7 +291,10 @@ class LocalNetwork(Step[Context]):
         return await ctx.runtime.get_network(ctx.settings.network_name) is not None
 
     async def apply(self, ctx: Context) -> None:
-        await ctx.runtime.ensure_network(ctx.settings.network_name, ctx.settings.labels("network"))
+        # Shielded: cancelled half-way (another step failed), the engine could still make the
+        # network after this step's undo looked for it.
+        with anyio.CancelScope(shield=True):
+            await ctx.runtime.ensure_network(ctx.settings.network_name, ctx.settings.labels("network"))
 
     async def undo(self, ctx: Context) -> None:
         await ctx.runtime.remove_network(ctx.settings.network_name)

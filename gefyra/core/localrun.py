@@ -40,6 +40,8 @@ class RunRequest:
     volumes: list[str] = dataclasses.field(default_factory=list)
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     command: list[str] | None = None
+    #: The image's entrypoint replaced (as docker run --entrypoint).
+    entrypoint: list[str] | None = None
     auto_remove: bool = False
 
 
@@ -209,7 +211,8 @@ class CreateContainer(Step[Context]):
         await ctx.runtime.create_container(ContainerSpec(
             name=request.name, image=request.image, network_mode=f"container:{holder}",
             labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace, LABEL_NETNS: holder},
-            env=ctx.env, command=request.command, volumes=request.volumes, auto_remove=request.auto_remove,
+            env=ctx.env, command=request.command, entrypoint=request.entrypoint, volumes=request.volumes,
+            auto_remove=request.auto_remove,
         ))
 
     async def undo(self, ctx: Context) -> None:

@@ -539,6 +539,7 @@ def run_request(request: RunRequest) -> None:
     volumes(request.volumes, "RunRequest.volumes")
     published_port_values(request.ports, "RunRequest.ports")
     command_words(request.command, "RunRequest.command")
+    command_words(request.entrypoint, "RunRequest.entrypoint")
 
 
 def bridge_request(request: BridgeRequest) -> None:

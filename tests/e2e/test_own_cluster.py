@@ -144,14 +144,17 @@ def test_a_kubeconfig_through_a_forwarded_loopback_port_connects_without_host(ns
 
 def test_a_one_shot_run_reaches_the_cluster_at_once_and_returns_the_exit_code(ns: str, tmp_path: Path) -> None:
     ok("up")
-    answered = ok("run", "--rm", "-i", TEST_IMAGE, "-N", "gfy-own-once", "-n", ns, "-q", "--",
-                  "testserver", "get", "http://web/")
+    # The test server's image has an entrypoint (testserver): the words after -- are its arguments.
+    answered = ok("run", "--rm", "-i", TEST_IMAGE, "-N", "gfy-own-once", "-n", ns, "-q", "--", "get", "http://web/")
     assert answered.stdout.startswith("hello from web-"), answered.stdout
-    failed = gefyra("run", "--rm", "-i", TEST_IMAGE, "-N", "gfy-own-fail", "-n", ns, "-q", "--", "sh", "-c", "exit 3")
+    failed = gefyra("run", "--rm", "-i", "debian:bookworm-slim", "-N", "gfy-own-fail", "-n", ns, "-q", "--",
+                    "sh", "-c", "exit 3")
     assert failed.returncode == 3, failed.stderr
+    said = ok("run", "--rm", "-i", "debian:bookworm-slim", "-N", "gfy-own-hi", "-n", ns, "-q", "--", "sh", "-c", "echo hi")
+    assert said.stdout == "hi\n"
     env_file = tmp_path / "app.env"
     env_file.write_text("# comment\nGREETING=hi there\n\nFROM_HOST\n")
-    said = ok("run", "--rm", "-i", TEST_IMAGE, "-N", "gfy-own-env", "-n", ns, "-q", "--env-file", str(env_file),
+    said = ok("run", "--rm", "-i", "debian:bookworm-slim", "-N", "gfy-own-env", "-n", ns, "-q", "--env-file", str(env_file),
               "-e", "OVERRIDE=yes", "--", "sh", "-c", 'echo "$GREETING/$FROM_HOST/$OVERRIDE"',
               env={"FROM_HOST": "from-the-host"})
     assert said.stdout == "hi there/from-the-host/yes\n", said.stdout
