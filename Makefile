@@ -19,7 +19,10 @@ cluster:
 cluster-down:
 	hack/devcluster/down.sh
 
-images: cluster
+## Without REGISTRY: into the development cluster's registry (the cluster comes up first). With
+## REGISTRY=HOST[:PORT][/PATH]: gefyra's images pushed there, for `gefyra up --registry ...`.
+images:
+	@if [ -z "$(REGISTRY)" ]; then $(MAKE) --no-print-directory cluster; fi
 	REGISTRY="$(REGISTRY)" hack/devcluster/images.sh
 
 podman:

@@ -22,8 +22,8 @@ from gefyra.core.config import Settings
 from gefyra.core.identity import default_client_id
 
 if TYPE_CHECKING:
+    from gefyra import progress
     from gefyra._gefyra import Gefyra
-    from gefyra.core.bus import Event
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,42 +86,27 @@ def _label(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     return _checked(lambda value, flag: validation.dns_label(value, flag, what))
 
 
-def _show_progress(event: Event) -> None:
-    from gefyra.core.bus import EventKind
-
-    symbols = {EventKind.STEP_DONE: "✓", EventKind.STEP_SKIPPED: "=", EventKind.STEP_FAILED: "✗",
-               EventKind.STEP_UNDONE: "↺", EventKind.STEP_STARTED: "…", EventKind.PROGRESS: " "}
-    if event.kind not in symbols:
-        return  # facts connect the steps; they are not news for the user
-    text = event.message
-    if event.kind is EventKind.STEP_SKIPPED:
-        text += " (already done)"
-    elif event.kind is EventKind.STEP_FAILED:
-        return  # the error itself is printed once, at the end
-    elif event.kind is EventKind.STEP_UNDONE:
-        text = f"undone: {text}"
-    click.echo(f"{symbols[event.kind]} {text}", err=True)
-
-
 def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *, exit_on_error: bool = True) -> T:
     """Runs an async operation with progress on stderr; errors become one line and an exit code
     (or, with ``exit_on_error=False``, are raised to the caller)."""
     import anyio
 
-    from gefyra import logs
+    from gefyra import logs, progress
     from gefyra._gefyra import Gefyra
 
     logs.configure(ctx.obj["log_format"], ctx.obj["verbose"])
     settings: Settings = ctx.obj["settings"]
+    show: progress.Renderer | None = None
 
     async def main() -> T:
         async with Gefyra(settings) as g:
-            if not ctx.obj["quiet"]:
-                g.bus.subscribe(_show_progress)
+            if show is not None:
+                g.bus.subscribe(show)
             return await operation(g)
 
     try:
-        return anyio.run(main)
+        with progress.renderer(ctx.obj["quiet"]) as show:
+            return anyio.run(main)
     except errors.GefyraError as exc:
         if not exit_on_error:
             raise

@@ -28,7 +28,8 @@ if ! have_image "$PAUSE_IMAGE"; then
 fi
 
 COREDNS_IMAGE="gefyra-dev/coredns:$COREDNS_VERSION"
-if ! have_image "$COREDNS_IMAGE"; then
+# The cluster's DNS (built with the cluster's binaries: not there when only gefyra's images are made).
+if ! have_image "$COREDNS_IMAGE" && [[ -x $BIN_DIR/coredns ]]; then
   dir=$(mktemp -d)
   cp "$BIN_DIR/coredns" "$dir/coredns"
   printf 'FROM debian:bookworm-slim\nCOPY coredns /coredns\nENTRYPOINT ["/coredns"]\n' > "$dir/Dockerfile"

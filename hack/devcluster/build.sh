@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes components and the cluster's CoreDNS from their official Go modules into
 # $BIN_DIR, and the binaries of gefyra's images (wireguard-go, cargo's CoreDNS) into $IMAGE_BIN_DIR.
-# A second run finds the binaries cached and returns at once.
+# A second run finds the binaries cached and returns at once. `build.sh images`: only the images'.
 source "$(dirname "$0")/common.sh"
+only_images=0
+[[ ${1:-} == images ]] && only_images=1
 
 KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
-if [[ -f "$BIN_DIR/.complete" && -f "$IMAGE_BIN_DIR/.complete" ]]; then
+if [[ ( $only_images == 1 || -f "$BIN_DIR/.complete" ) && -f "$IMAGE_BIN_DIR/.complete" ]]; then
   log "binaries cached in $CACHE_DIR"
   exit 0
 fi
@@ -79,7 +81,7 @@ start=$(date +%s)
 # The cluster DNS add-on; cargo's DNS server needs no kubernetes plugin (client-go would triple its
 # size and its resident memory).
 COMMON_PLUGINS=(cache errors forward hosts loadbalance log reload rewrite template)
-if [[ ! -f "$BIN_DIR/.complete" ]]; then
+if [[ $only_images == 0 && ! -f "$BIN_DIR/.complete" ]]; then
   (build_kube)
   (build_coredns "$BIN_DIR/coredns" "${COMMON_PLUGINS[@]}" health kubernetes loop ready)
   touch "$BIN_DIR/.complete"

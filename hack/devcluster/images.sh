@@ -17,12 +17,18 @@ GEFYRA_IMAGES=(cargo carrier operator stowaway)
 # The development cluster's operator carries the tests' third-party plugin (an interceptor that is
 # used only by bridges that name it), as a user's own operator image would carry theirs.
 export GEFYRA_OPERATOR_PLUGINS="${GEFYRA_OPERATOR_PLUGINS-$REPO_ROOT/tests/plugins/recording_interceptor}"
-[[ -S $CONTAINERD_SOCK ]] || die "the development cluster is not running: run 'make cluster' first"
+# Pushing to another registry needs no development cluster; the test images then are not built.
+cluster_running=0
+[[ -S $CONTAINERD_SOCK ]] && cluster_running=1
+(( cluster_running )) || [[ $PUSH_TO != "$DEV_REGISTRY" ]] \
+  || die "the development cluster is not running: run 'make cluster' first (or pass REGISTRY=HOST:PORT)"
+"$HACK_DIR/build.sh" images
 "$HACK_DIR/base-images.sh"
 
 for dir in "$REPO_ROOT"/images/*/; do
   name=$(basename "$dir")
   [[ -f $dir/Dockerfile ]] || continue
+  if [[ " ${GEFYRA_IMAGES[*]} " != *" $name "* ]] && (( ! cluster_running )); then continue; fi
   context=$(mktemp -d)
   cp -r "$dir"/. "$context"/
   if [[ -f $dir/go.mod ]]; then
@@ -36,7 +42,7 @@ for dir in "$REPO_ROOT"/images/*/; do
     log "image $image"
     docker build -q --pull=false -t "gefyra/$name:$TAG" -t "$image" "$context" >/dev/null
     docker push -q "$image" >/dev/null
-    if [[ $PUSH_TO == "$DEV_REGISTRY" ]]; then
+    if [[ $PUSH_TO == "$DEV_REGISTRY" ]] && (( cluster_running )); then
       ctr_k8s images rm "$image" >/dev/null 2>&1 || true
       podman rmi -f "$image" >/dev/null 2>&1 || true
     fi
