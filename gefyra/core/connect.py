@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
-import os
 from typing import Any
 
 import anyio
@@ -381,8 +380,7 @@ class LocalEndStep(Step[Context]):
         dns = ctx.orchestrator.dns().setup(tunnel.dns_dir, facts.dns_ip, settings.cluster_domain)
         chosen = endpoint.choose(endpoint.Facts(
             api_host=ctx.cluster.api_host, node_addresses=facts.node_addresses,
-            engine_os=await ctx.runtime.operating_system(), context=ctx.cluster.context_name,
-            kernel=os.uname().release), settings.host)
+            vm_gateway=await ctx.runtime.vm_host_gateway(), context=ctx.cluster.context_name), settings.host)
         ctx.endpoint = f"{chosen.host}:{settings.port}"
         await ctx.progress(self.name, f"tunnel endpoint {ctx.endpoint} ({chosen.why})")
         await tunnel.start_local_end(ctx.runtime, settings, LocalEnd(

@@ -3,9 +3,9 @@ listens), as reached from a container of the local engine. A pure decision, unit
 case; `up` hands it what it knows.
 
 1. ``--host`` wins.
-2. The engine runs in a VM that reaches the cluster's nodes only through the engine's own host
-   gateway (Docker Desktop, Colima, WSL2's Docker Desktop): ``host.docker.internal``, where the
-   node's port must be published (kind's extraPortMappings, k3d's ``-p 31820:31820/udp@server:0``).
+2. The engine runs in a VM whose containers reach the cluster's nodes only through the engine's
+   gateway to the host (the runtime plugin names it), where the node's port must be published
+   (kind's extraPortMappings, k3d's ``-p 31820:31820/udp@server:0``).
 3. minikube (a context named so): the node's address, which the host reaches.
 4. The API server's host, when it is a node (it then carries the NodePort too) or when nothing
    is known of the nodes.
@@ -19,9 +19,6 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-#: The name under which Docker Desktop's (and Colima's, and Podman machine's) containers reach the host.
-HOST_GATEWAY_NAME = "host.docker.internal"
-
 
 @dataclasses.dataclass(frozen=True)
 class Facts:
@@ -32,12 +29,11 @@ class Facts:
     #: Node addresses, preferred first (ExternalIPs, then InternalIPs), as the cluster side was
     #: told at install; empty when unknown.
     node_addresses: tuple[str, ...] = ()
-    #: The engine's operating system as it reports it ("Docker Desktop", "Ubuntu 22.04", ...).
-    engine_os: str = ""
+    #: Where the engine's containers reach the host, when the engine runs in a VM that reaches
+    #: nodes only through it (ContainerRuntime.vm_host_gateway); None for an engine on this host.
+    vm_gateway: str | None = None
     #: The kubeconfig's context name.
     context: str = ""
-    #: The local kernel's release (WSL2's says "microsoft").
-    kernel: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +55,8 @@ def _loopback(host: str) -> bool:
 def choose(facts: Facts, given: str | None = None) -> Choice:
     if given:
         return Choice(given, "--host")
-    engine = facts.engine_os.lower()
-    if "docker desktop" in engine or "colima" in engine or "microsoft" in facts.kernel.lower():
-        return Choice(HOST_GATEWAY_NAME, f"the engine ({facts.engine_os or 'WSL2'}) reaches nodes through its host gateway")
+    if facts.vm_gateway:
+        return Choice(facts.vm_gateway, "the engine runs in a VM: its containers reach nodes through its host gateway")
     if facts.context == "minikube" and facts.node_addresses:
         return Choice(facts.node_addresses[0], "minikube's node")
     if not _loopback(facts.api_host) and (not facts.node_addresses or facts.api_host in facts.node_addresses):

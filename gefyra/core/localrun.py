@@ -40,7 +40,7 @@ class RunRequest:
     volumes: list[str] = dataclasses.field(default_factory=list)
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     command: list[str] | None = None
-    #: The image's entrypoint replaced (as docker run --entrypoint).
+    #: The image's entrypoint replaced (as the engines' run --entrypoint).
     entrypoint: list[str] | None = None
     auto_remove: bool = False
 

@@ -7,7 +7,7 @@
 - network: gefyra's container network overlaps neither the cluster's ranges nor this machine's
   routes (a VPN's, say): a packet for such an address would not go where it should;
 - tunnel: with the cluster side installed, a throwaway client connects through the endpoint `up`
-  would use (UDP to the NodePort, a WireGuard handshake, a packet through), and the largest packet
+  would use (UDP to the NodePort, the tunnel's handshake, a packet through), and the largest packet
   that passes the path whole is measured against the tunnel's MTU.
 """
 

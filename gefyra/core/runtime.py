@@ -85,10 +85,11 @@ class ContainerRuntime(abc.ABC):
     @abc.abstractmethod
     async def version(self) -> str: ...
 
-    async def operating_system(self) -> str:
-        """The engine's operating system as it names it (e.g. "Docker Desktop"): where it runs
-        decides how its containers reach the cluster's nodes. "" if unknown."""
-        return ""
+    async def vm_host_gateway(self) -> str | None:
+        """Where this engine's containers reach the host, if the engine runs in a VM whose
+        containers reach the cluster's nodes only that way (they then reach the host's published
+        ports); None for an engine that runs on this host."""
+        return None
 
     @abc.abstractmethod
     async def image_exists(self, image: str) -> bool: ...

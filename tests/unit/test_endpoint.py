@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gefyra.core.endpoint import HOST_GATEWAY_NAME, Facts, choose, node_addresses
+from gefyra.core.endpoint import Facts, choose, node_addresses
+
+HOST_GATEWAY_NAME = "host.docker.internal"
 
 NODES = ("172.18.0.2",)
 
@@ -16,13 +18,12 @@ NODES = ("172.18.0.2",)
     (Facts("localhost", NODES), None, "172.18.0.2", "loopback"),
     (Facts("0:0:0:0:0:0:0:1", NODES), None, "172.18.0.2", "loopback"),
     (Facts("api.example.com", ("203.0.113.7", "10.0.0.4")), None, "203.0.113.7", "not a node"),  # a load balancer
-    (Facts("127.0.0.1", NODES, engine_os="Docker Desktop"), None, HOST_GATEWAY_NAME, "host gateway"),
-    (Facts("127.0.0.1", NODES, engine_os="colima"), None, HOST_GATEWAY_NAME, "host gateway"),
-    (Facts("127.0.0.1", NODES, kernel="5.15.90.1-microsoft-standard-WSL2"), None, HOST_GATEWAY_NAME, "WSL2"),
+    (Facts("127.0.0.1", NODES, vm_gateway=HOST_GATEWAY_NAME), None, HOST_GATEWAY_NAME, "host gateway"),
+    (Facts("10.250.0.2", ("10.250.0.2",), vm_gateway=HOST_GATEWAY_NAME), None, HOST_GATEWAY_NAME, "a VM"),
     (Facts("192.168.49.2", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
     (Facts("127.0.0.1", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
     (Facts("127.0.0.1"), None, "127.0.0.1", "nodes unknown"),
-    (Facts("127.0.0.1", NODES, engine_os="Docker Desktop"), "10.1.2.3", "10.1.2.3", "--host"),
+    (Facts("127.0.0.1", NODES, vm_gateway=HOST_GATEWAY_NAME), "10.1.2.3", "10.1.2.3", "--host"),
 ])
 def test_the_endpoint_is_chosen_where_containers_reach_the_nodes(facts: Facts, given: str | None, host: str,
                                                                    why: str) -> None:

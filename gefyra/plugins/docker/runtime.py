@@ -15,6 +15,8 @@ import aiohttp
 from gefyra import errors
 from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec, NetworkInfo
 
+#: The name under which containers of an engine in a VM reach the host.
+_HOST_GATEWAY = "host.docker.internal"
 #: Seconds between two progress lines of a pull.
 _PROGRESS_EVERY = 0.5
 
@@ -58,9 +60,12 @@ class DockerRuntime(ContainerRuntime):
         info = await self._call(self._api.version())
         return str(info.get("Version", "?"))
 
-    async def operating_system(self) -> str:
+    async def vm_host_gateway(self) -> str | None:
+        """Docker Desktop (macOS, Windows, WSL2) and Colima run containers in a VM, and give them
+        the host as host.docker.internal."""
         info = await self._call(self._api.system.info())
-        return str(info.get("OperatingSystem", ""))
+        where = f"{info.get('OperatingSystem', '')} {info.get('Name', '')} {info.get('KernelVersion', '')}".lower()
+        return _HOST_GATEWAY if any(vm in where for vm in ("docker desktop", "colima", "microsoft")) else None
 
     async def _call(self, awaitable: Any, *, what: str = "") -> Any:
         """Awaits an aiodocker call, translating its errors into gefyra errors."""
