@@ -5,8 +5,8 @@
 #   engines pull them like a user's would: gefyra runs them as REGISTRY/gefyra/NAME:VERSION
 #   (GEFYRA_REGISTRY=REGISTRY). A stale copy in the cluster's containerd is dropped, so that the
 #   next pod pulls the fresh image.
-# - the test workloads (testserver) are gefyra/NAME:dev, loaded into the cluster's containerd and
-#   into Podman (their pods use imagePullPolicy: Never).
+# - the test workloads' image (testserver) is pushed to the development registry as
+#   REGISTRY/gefyra/NAME:dev (the tests' pods pull it), and loaded into Podman as gefyra/NAME:dev.
 # A directory with a go.mod gets its static Go binary built into the build context first.
 source "$(dirname "$0")/common.sh"
 
@@ -47,9 +47,13 @@ for dir in "$REPO_ROOT"/images/*/; do
       podman rmi -f "$image" >/dev/null 2>&1 || true
     fi
   else
-    log "image gefyra/$name:dev"
-    docker build -q --pull=false -t "gefyra/$name:dev" "$context" >/dev/null
-    load_image "gefyra/$name:dev"
+    # The test workloads pull it from the development registry (as a user's pull theirs); local
+    # containers of the tests run it as gefyra/NAME:dev.
+    image="$DEV_REGISTRY/gefyra/$name:dev"
+    log "image $image"
+    docker build -q --pull=false -t "gefyra/$name:dev" -t "$image" "$context" >/dev/null
+    docker push -q "$image" >/dev/null
+    ctr_k8s images rm "$image" >/dev/null 2>&1 || true
     load_into_podman "gefyra/$name:dev"
   fi
   rm -rf "$context"

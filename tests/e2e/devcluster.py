@@ -22,6 +22,10 @@ os.environ.setdefault("CONTAINERS_REGISTRIES_CONF", str(REPO / "hack" / "devclus
 REGISTRY_FILE = DEVCLUSTER / "registry"
 if REGISTRY_FILE.exists():
     os.environ.setdefault("GEFYRA_REGISTRY", REGISTRY_FILE.read_text().strip())
+#: The test server, for the cluster's workloads: pulled from the development registry, as a user's
+#: workloads pull theirs (so carrier can be pulled in their place too).
+WORKLOAD_IMAGE = f"{os.environ.get('GEFYRA_REGISTRY', '10.250.0.2:5000')}/gefyra/testserver:dev"
+#: The test server, for local containers (Docker and Podman have it under this name).
 TEST_IMAGE = "gefyra/testserver:dev"
 
 
@@ -94,8 +98,8 @@ def http_workload(name: str, namespace: str, replicas: int = 2, env: dict[str, s
       terminationGracePeriodSeconds: 1
       containers:
       - name: server
-        image: {TEST_IMAGE}
-        imagePullPolicy: Never
+        image: {WORKLOAD_IMAGE}
+        imagePullPolicy: IfNotPresent
         ports: [{{containerPort: 8080}}, {{containerPort: 9000}}, {{containerPort: 9001, protocol: UDP}}]
         env:
         - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}{env_lines}
@@ -145,8 +149,8 @@ spec:
   terminationGracePeriodSeconds: 0
   containers:
   - name: client
-    image: {TEST_IMAGE}
-    imagePullPolicy: Never
+    image: {WORKLOAD_IMAGE}
+    imagePullPolicy: IfNotPresent
     command: [sleep, infinity]
 """
 

@@ -12,14 +12,16 @@ from typing import Any
 
 import pytest
 
+from gefyra.core.config import Settings
 from gefyra.core.names import STEER_BOUND
 from tests.e2e import devcluster
-from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, engine, eventually, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, WORKLOAD_IMAGE, engine, eventually, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok
 
 pytestmark = pytest.mark.e2e
 
 MEASURED: dict[str, Any] = {}
+CARRIER = Settings().image("carrier")
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +64,12 @@ spec:
       containers:
       - name: web
         image: {image}
-        imagePullPolicy: Never
+        imagePullPolicy: IfNotPresent
         ports: [{{containerPort: 8080}}]
         readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
       - name: admin
         image: {image}
-        imagePullPolicy: Never
+        imagePullPolicy: IfNotPresent
         args: [serve, --http, ":8081", --tcp, ":9100", --udp, ":9101"]
         ports: [{{containerPort: 8081}}]
         readinessProbe: {{httpGet: {{path: /healthz, port: 8081}}, periodSeconds: 1}}
@@ -82,7 +84,7 @@ spec:
 
 
 def test_two_bridges_on_two_containers_of_one_pod(ns: str) -> None:
-    devcluster.apply(DUO.format(ns=ns, image=TEST_IMAGE))
+    devcluster.apply(DUO.format(ns=ns, image=WORKLOAD_IMAGE))
     kubectl("-n", ns, "rollout", "status", "deploy/duo", "--timeout=90s")
     pod = kubectl_json("-n", ns, "get", "pods", "-l", "app=duo")["items"][0]
     ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/duo/web", "-p", "8080:8080")
@@ -91,14 +93,14 @@ def test_two_bridges_on_two_containers_of_one_pod(ns: str) -> None:
         assert servers(tally(ns, "http://duo:80/", 6)) == {"LOCAL-A"}
         assert servers(tally(ns, "http://duo:81/", 6)) == {"LOCAL-B"}
         now = kubectl_json("-n", ns, "get", "pod", pod["metadata"]["name"])
-        assert [c["image"] for c in now["spec"]["containers"]] == ["gefyra/carrier:dev"] * 2
+        assert [c["image"] for c in now["spec"]["containers"]] == [CARRIER] * 2
         annotations = now["metadata"]["annotations"]
-        assert annotations["web.bridged.gefyra.dev/original-image"] == TEST_IMAGE
-        assert annotations["admin.bridged.gefyra.dev/original-image"] == TEST_IMAGE
+        assert annotations["web.bridged.gefyra.dev/original-image"] == WORKLOAD_IMAGE
+        assert annotations["admin.bridged.gefyra.dev/original-image"] == WORKLOAD_IMAGE
     finally:
         ok("unbridge", "-N", "gfy-f-a")
         after_one = kubectl_json("-n", ns, "get", "pod", pod["metadata"]["name"])
-        assert [c["image"] for c in after_one["spec"]["containers"]] == [TEST_IMAGE, "gefyra/carrier:dev"]
+        assert [c["image"] for c in after_one["spec"]["containers"]] == [WORKLOAD_IMAGE, CARRIER]
         ok("unbridge", "-N", "gfy-f-b")
     after = kubectl_json("-n", ns, "get", "pod", pod["metadata"]["name"])
     assert after["spec"] == pod["spec"]
@@ -162,7 +164,7 @@ def test_operator_killed_while_a_bridge_is_made_and_while_it_is_removed(ns: str)
     eventually(lambda: assert_(servers(tally(ns, "http://kil/", 10)) == {"LOCAL-A"}), timeout=30)
     MEASURED["bridge Ready after the operator's restart (s)"] = round(time.monotonic() - back, 1)
     pod = kubectl_json("-n", ns, "get", "pods", "-l", "app=kil")["items"][0]
-    assert pod["metadata"]["annotations"]["server.bridged.gefyra.dev/original-image"] == TEST_IMAGE
+    assert pod["metadata"]["annotations"]["server.bridged.gefyra.dev/original-image"] == WORKLOAD_IMAGE
 
     removing = cli("unbridge", "--all")
     eventually(lambda: assert_(any(b["metadata"].get("deletionTimestamp") for b in bridge_objects())),
@@ -289,3 +291,23 @@ def test_down_finishes_and_gives_the_workloads_back_when_the_operator_is_gone(ns
     ok("up")  # for the module's other tests
     for local, message in (("gfy-f-a", "LOCAL-A"), ("gfy-f-b", "LOCAL-B")):
         ok("run", "-i", TEST_IMAGE, "-N", local, "-n", ns, "-d", "-e", f"MESSAGE={message}")
+
+
+def test_a_restarted_cargo_carries_bridges_and_outbound_traffic_again(ns: str) -> None:
+    deploy(ns, "again", replicas=1)
+    deploy(ns, "outside", replicas=1)
+    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/again", "-p", "8080:8080")
+    try:
+        def both_ways() -> None:
+            out = engine("exec", "gfy-f-b", "testserver", "get", "http://outside/", "--timeout", "2s").stdout
+            assert out.startswith("hello from outside-"), out
+            assert servers(tally(ns, "http://again/", 4)) == {"LOCAL-A"}
+
+        both_ways()
+        cargo = json.loads(ok("status", "-o", "json").stdout)["cargo"]["name"]
+        started = time.monotonic()
+        engine("restart", cargo)
+        eventually(both_ways, timeout=60, interval=0.5)
+        MEASURED["both directions again after cargo restarted (s)"] = round(time.monotonic() - started, 1)
+    finally:
+        ok("unbridge", "--all")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import KUBECONFIG, KUBECTL, TEST_IMAGE, eventually, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import KUBECONFIG, KUBECTL, TEST_IMAGE, WORKLOAD_IMAGE, eventually, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok
 
 pytestmark = pytest.mark.e2e
@@ -189,7 +189,7 @@ spec:
       containers:
       - name: server
         image: {image}
-        imagePullPolicy: Never
+        imagePullPolicy: IfNotPresent
         command: [testserver]
         args: [serve, --tcp, ":9000"]
         ports: [{{containerPort: 8080}}, {{containerPort: 9000}}]
@@ -208,7 +208,7 @@ spec:
 
 @pytest.mark.parametrize("personal", [False, True], ids=["global", "personal"])
 def test_a_container_that_sets_its_command_and_has_an_exec_probe_is_bridged(ns: str, personal: bool) -> None:
-    devcluster.apply(COMMAND_WORKLOAD.format(ns=ns, image=TEST_IMAGE))
+    devcluster.apply(COMMAND_WORKLOAD.format(ns=ns, image=WORKLOAD_IMAGE))
     kubectl("-n", ns, "rollout", "status", "deploy/cmd", "--timeout=90s")
     before = shop_state(ns, "cmd", "cmd")
     pods_before = {p["metadata"]["name"]: p["spec"] for p in kubectl_json("-n", ns, "get", "pods", "-l", "app=cmd")["items"]}

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import TEST_IMAGE, eventually, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import TEST_IMAGE, WORKLOAD_IMAGE, eventually, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -34,8 +34,8 @@ spec:
         seccompProfile: {{type: RuntimeDefault}}
       containers:
       - name: server
-        image: {TEST_IMAGE}
-        imagePullPolicy: Never
+        image: {WORKLOAD_IMAGE}
+        imagePullPolicy: IfNotPresent
         ports: [{{containerPort: 8080}}]
         securityContext:
           allowPrivilegeEscalation: false

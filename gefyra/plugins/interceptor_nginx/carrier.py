@@ -84,10 +84,12 @@ def probe_ports(container: client.V1Container) -> dict[int, str]:
 
 def fits(container: client.V1Container) -> bool:
     """carrier can take this container's place in place: it uses its image's entrypoint (carrier
-    would get its command) and has no exec probe (carrier could not answer it)."""
+    would get its command), has no exec probe (carrier could not answer it), and may pull an image
+    (the pull policy stays the container's: Never would find no carrier on a node without one)."""
     probes = (container.liveness_probe, container.readiness_probe, container.startup_probe)
     # "exec" is a keyword: the client names it _exec.
-    return not container.command and not any(p is not None and p._exec is not None for p in probes)
+    return (not container.command and container.image_pull_policy != "Never"
+            and not any(p is not None and p._exec is not None for p in probes))
 
 
 def _container(pod: client.V1Pod, name: str) -> client.V1Container | None:
