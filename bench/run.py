@@ -143,7 +143,8 @@ def iperf_mbits(client: list[str], server_ip: str, seconds: int) -> float:
 
 
 def setup() -> None:
-    kubectl("create", "namespace", NS, check=False)
+    kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=120s")  # an earlier run's
+    kubectl("create", "namespace", NS)
     devcluster.apply(devcluster.http_workload("web", NS, replicas=1))
     devcluster.apply(devcluster.client_pod("caller", NS))
     kubectl("-n", NS, "rollout", "status", "deploy/web", "--timeout=120s")

@@ -40,7 +40,8 @@ def main() -> None:
     seconds, count = args.minutes * 60, int(args.minutes * 60 * args.rate)
 
     gefyra("down")
-    kubectl("create", "namespace", NS, check=False)
+    kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=120s")  # an earlier run's
+    kubectl("create", "namespace", NS)
     devcluster.apply(devcluster.http_workload("web", NS, replicas=2))
     devcluster.apply(devcluster.client_pod("caller", NS))
     kubectl("-n", NS, "rollout", "status", "deploy/web", "--timeout=120s")

@@ -22,7 +22,6 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-import anyio
 import structlog
 
 from gefyra import errors
@@ -37,6 +36,7 @@ from gefyra.core.names import (
     GEFYRA_NAMESPACE,
     LABEL_CLIENT,
     LABEL_MANAGED_BY,
+    LABEL_NETNS,
     LABEL_PUBLIC_KEY,
     LABEL_ROUTES,
     MANAGED_BY,
@@ -290,10 +290,7 @@ class LocalNetwork(Step[Context]):
         return await ctx.runtime.get_network(ctx.settings.network_name) is not None
 
     async def apply(self, ctx: Context) -> None:
-        # Shielded: cancelled half-way (another step failed), the engine could still make the
-        # network after this step's undo looked for it.
-        with anyio.CancelScope(shield=True):
-            await ctx.runtime.ensure_network(ctx.settings.network_name, ctx.settings.labels("network"))
+        await ctx.runtime.ensure_network(ctx.settings.network_name, ctx.settings.labels("network"))
 
     async def undo(self, ctx: Context) -> None:
         await ctx.runtime.remove_network(ctx.settings.network_name)
@@ -382,13 +379,14 @@ class LocalEndStep(Step[Context]):
             api_host=ctx.cluster.api_host, node_addresses=facts.node_addresses,
             vm_gateway=await ctx.runtime.vm_host_gateway(), context=ctx.cluster.context_name), settings.host)
         ctx.endpoint = f"{chosen.host}:{settings.port}"
+        network = await ctx.runtime.get_network(settings.network_name)
         await ctx.progress(self.name, f"tunnel endpoint {ctx.endpoint} ({chosen.why})")
         await tunnel.start_local_end(ctx.runtime, settings, LocalEnd(
             name=settings.cargo_name, network=settings.network_name,
             labels=settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes)},
             keys=ctx.keys, address=ctx.address, server_public_key=ctx.server_public_key,
-            endpoint=ctx.endpoint, routes=routes,
-            mtu=settings.tunnel_mtu, dns=dns))
+            endpoint=ctx.endpoint, routes=routes, mtu=settings.tunnel_mtu, dns=dns,
+            network_address=network.reserved if network else ""))
 
     async def undo(self, ctx: Context) -> None:
         await ctx.runtime.remove_container(ctx.settings.cargo_name)
@@ -462,7 +460,9 @@ class RemoveContainers(Step[Context]):
         return not await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id})
 
     async def apply(self, ctx: Context) -> None:
-        for container in await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id}):
+        found = await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id})
+        # A container in another's network namespace goes before that one (Podman insists).
+        for container in sorted(found, key=lambda c: LABEL_NETNS not in c.labels):
             await ctx.runtime.remove_container(container.name)
             ctx.removed.append(f"container {container.name}")
 

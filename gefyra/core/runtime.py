@@ -35,6 +35,8 @@ class ContainerSpec:
     #: container port (``"8080/tcp"``) -> host port.
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     auto_remove: bool = False
+    #: A fixed address on ``network`` (its NetworkInfo.reserved), else the engine picks one.
+    ip: str | None = None
 
 
 @dataclasses.dataclass
@@ -58,6 +60,10 @@ class NetworkInfo:
     subnet: str
     gateway: str
     labels: dict[str, str]
+    #: An address of the network that the engine gives no container unless asked for it (the
+    #: tunnel's local end keeps it across restarts: the other containers' DNS server and route).
+    #: "" for a network without one (made before, or by an engine that cannot).
+    reserved: str = ""
 
 
 class ContainerRuntime(abc.ABC):
@@ -106,7 +112,8 @@ class ContainerRuntime(abc.ABC):
 
     @abc.abstractmethod
     async def ensure_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:
-        """Creates the bridge network ``name`` unless it exists; returns it."""
+        """Creates the bridge network ``name`` unless it exists, if it can with a reserved address
+        (NetworkInfo.reserved); returns it."""
 
     @abc.abstractmethod
     async def get_network(self, name: str) -> NetworkInfo | None: ...

@@ -47,6 +47,9 @@ class LocalEnd:
     routes: Sequence[str]
     mtu: int
     dns: DnsSetup
+    #: Its fixed address on ``network`` ("" to let the engine choose): the `run` containers' DNS
+    #: server and route, which a local end made anew must keep.
+    network_address: str = ""
 
 
 class Tunnel(abc.ABC):

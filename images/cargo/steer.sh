@@ -8,6 +8,9 @@ set -eu
 CHAIN=GEFYRA-BRIDGES
 DIR=/etc/gefyra/steer
 mkdir -p "$DIR"
+# One at a time (cargo's start and gefyra may both run it at once).
+exec 9>"$DIR/.lock"
+flock 9
 iptables -t nat -N "$CHAIN" 2>/dev/null || true
 iptables -t nat -C PREROUTING -i wg0 -j "$CHAIN" 2>/dev/null || iptables -t nat -A PREROUTING -i wg0 -j "$CHAIN"
 iptables -t nat -C POSTROUTING -o eth0 -m conntrack --ctstate DNAT -j MASQUERADE 2>/dev/null \
@@ -25,7 +28,7 @@ wanted() { # PORT: the destination its file names, if it is a well-formed one
 # Rules that no file asks for, or for another destination, go.
 iptables -t nat -S "$CHAIN" | sed -n 's/.*--dport \([0-9]*\) .*--to-destination \([0-9.:]*\).*/\1 \2/p' |
   while read -r port to; do
-    [ "$(wanted "$port")" = "$to" ] || rule -D "$port" "$to"
+    [ "$(wanted "$port")" = "$to" ] || rule -D "$port" "$to" 2>/dev/null || true
   done
 # Rules that files ask for and are missing come.
 for file in "$DIR"/*; do

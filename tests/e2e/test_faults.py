@@ -311,3 +311,20 @@ def test_a_restarted_cargo_carries_bridges_and_outbound_traffic_again(ns: str) -
         MEASURED["both directions again after cargo restarted (s)"] = round(time.monotonic() - started, 1)
     finally:
         ok("unbridge", "--all")
+
+
+def test_run_containers_keep_resolving_and_reaching_the_cluster_when_up_makes_cargo_anew(ns: str) -> None:
+    deploy(ns, "named", replicas=1)
+
+    def reaches() -> None:
+        out = engine("exec", "gfy-f-b", "testserver", "get", "http://named/", "--timeout", "2s").stdout
+        assert out.startswith("hello from named-"), out
+
+    reaches()
+    cargo = json.loads(ok("status", "-o", "json").stdout)["cargo"]["name"]
+    address = engine("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", cargo).stdout.strip()
+    engine("rm", "-f", cargo)
+    ok("up")  # a new cargo, with a new key: the same address on gefyra's network
+    assert engine("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                  cargo).stdout.strip() == address
+    eventually(reaches, timeout=20)

@@ -127,7 +127,7 @@ def test_local_container_reaches_the_host_directly(local: Callable[..., str]) ->
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        info = json.loads(engine("inspect", "gfy-local").stdout)[0]
+        info = json.loads(engine("inspect", "gfy-local-gefyra-net").stdout)[0]  # its network namespace's holder
         network = next(iter(info["NetworkSettings"]["Networks"].values()))
         answer = local("testserver", "get", f"http://{network['Gateway']}:{server.server_address[1]}/")
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import tarfile
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import aiodocker
 import aiohttp
+import anyio
 
 from gefyra import errors
 from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec, NetworkInfo
@@ -19,6 +21,17 @@ from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec, 
 _HOST_GATEWAY = "host.docker.internal"
 #: Seconds between two progress lines of a pull.
 _PROGRESS_EVERY = 0.5
+
+
+def _reserved(config: Mapping[str, Any]) -> str:
+    """The network's .2 when the engine allocates from an IPRange that leaves it out, else ""."""
+    try:
+        subnet = ipaddress.IPv4Network(config.get("Subnet", ""))
+        allocated = ipaddress.IPv4Network(config.get("IPRange", ""))
+    except ValueError:
+        return ""
+    reserved = subnet.network_address + 2
+    return str(reserved) if reserved in subnet and reserved not in allocated else ""
 
 
 class DockerRuntime(ContainerRuntime):
@@ -137,14 +150,36 @@ class DockerRuntime(ContainerRuntime):
         except errors.NotFoundError:
             return None
         config = (data.get("IPAM", {}).get("Config") or [{}])[0]
-        return NetworkInfo(name=data["Name"], subnet=config.get("Subnet", ""),
-                           gateway=config.get("Gateway", ""), labels=data.get("Labels") or {})
+        return NetworkInfo(name=data["Name"], subnet=config.get("Subnet", ""), gateway=config.get("Gateway", ""),
+                           labels=data.get("Labels") or {}, reserved=_reserved(config))
 
     async def ensure_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:
+        """The engine picks a free range (it knows its other networks and its address pools);
+        the network is then made again on that range with the engine's own allocation limited to
+        its upper half, so that the address .2 is reserved."""
         existing = await self.get_network(name)
         if existing is not None:
             return existing
+        with anyio.CancelScope(shield=True):  # see create_container
+            created = await self._create_network(name, labels)
+        return created
+
+    async def _create_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:
         await self._call(self._api.networks.create(self._network_config(name, labels)), what=f"network {name}")
+        picked = await self.get_network(name)
+        assert picked is not None
+        try:
+            subnet = ipaddress.IPv4Network(picked.subnet)
+        except ValueError:
+            return picked  # not an IPv4 range gefyra can split
+        if subnet.num_addresses < 16:
+            return picked
+        await self.remove_network(name)
+        upper = list(subnet.subnets(prefixlen_diff=1))[1]
+        ipam = {"Config": [{"Subnet": str(subnet), "Gateway": picked.gateway or str(subnet.network_address + 1),
+                            "IPRange": str(upper)}]}
+        await self._call(self._api.networks.create({**self._network_config(name, labels), "IPAM": ipam}),
+                         what=f"network {name}")
         created = await self.get_network(name)
         assert created is not None
         return created
@@ -183,6 +218,8 @@ class DockerRuntime(ContainerRuntime):
             "HostConfig": host,
             "ExposedPorts": {port: {} for port in spec.ports},
         }
+        if spec.network and spec.ip:
+            config["NetworkingConfig"] = {"EndpointsConfig": {spec.network: {"IPAMConfig": {"IPv4Address": spec.ip}}}}
         if spec.command is not None:
             config["Cmd"] = spec.command
         if spec.entrypoint is not None:
@@ -193,8 +230,11 @@ class DockerRuntime(ContainerRuntime):
         if not await self.image_exists(spec.image):
             raise errors.NotFoundError(f"image {spec.image} is not in {self.name}",
                                        f"build or pull it first ({self.name} images lists what is there)")
-        await self._call(self._api.containers.create(self._container_config(spec), name=spec.name),
-                         what=f"container name {spec.name}")
+        # Shielded: a cancelled request could still make the container after the caller's undo
+        # looked for it (a plan cancels its other steps when one fails).
+        with anyio.CancelScope(shield=True):
+            await self._call(self._api.containers.create(self._container_config(spec), name=spec.name),
+                             what=f"container name {spec.name}")
         info = await self.get_container(spec.name)
         assert info is not None
         return info

@@ -18,5 +18,8 @@ class PodmanRuntime(DockerRuntime):
         return status == 409 or "already in use" in message
 
     async def image_exists(self, image: str) -> bool:
-        # Images loaded from an archive are named localhost/NAME: accept either spelling.
-        return await super().image_exists(image) or await super().image_exists(f"localhost/{image}")
+        # Images loaded from an archive are named localhost/NAME: accept either spelling (for a
+        # name without a registry of its own).
+        first = image.split("/", 1)[0]
+        registry = "/" in image and ("." in first or ":" in first or first == "localhost")
+        return await super().image_exists(image) or (not registry and await super().image_exists(f"localhost/{image}"))

@@ -103,7 +103,7 @@ class WireGuardTunnel(Tunnel):
             name=end.name, image=self.local_image(settings), labels=dict(end.labels), network=end.network,
             # wireguard-go makes its tun device (MKNOD when no /dev/net/tun is passed) and sets
             # routes and NAT in cargo's own network namespace (NET_ADMIN); nothing more.
-            cap_add=["NET_ADMIN", "MKNOD"], devices=["/dev/net/tun"],
+            cap_add=["NET_ADMIN", "MKNOD"], devices=["/dev/net/tun"], ip=end.network_address or None,
         ))
         await runtime.put_files(end.name, _CONFIG_DIR, {"wg0.conf": wg_conf.encode(), "cargo.env": env})
         await runtime.put_files(end.name, self.dns_dir, end.dns.files)
