@@ -461,7 +461,7 @@ class RemoveContainers(Step[Context]):
 
     async def apply(self, ctx: Context) -> None:
         found = await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id})
-        # A container in another's network namespace goes before that one (Podman insists).
+        # A container in another's network namespace goes before that one (some engines insist).
         for container in sorted(found, key=lambda c: LABEL_NETNS not in c.labels):
             await ctx.runtime.remove_container(container.name)
             ctx.removed.append(f"container {container.name}")
