@@ -142,13 +142,18 @@ def iperf_mbits(client: list[str], server_ip: str, seconds: int) -> float:
     raise RuntimeError(f"iperf3 from {' '.join(client)}: {result.stdout.strip()} {result.stderr.strip()}")
 
 
-def setup() -> None:
+def workloads(replicas: int) -> None:
+    """A fresh namespace NS with the test server `web` (behind its Service) and the caller pod."""
     kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=120s")  # an earlier run's
     kubectl("create", "namespace", NS)
-    devcluster.apply(devcluster.http_workload("web", NS, replicas=1))
+    devcluster.apply(devcluster.http_workload("web", NS, replicas=replicas))
     devcluster.apply(devcluster.client_pod("caller", NS))
     kubectl("-n", NS, "rollout", "status", "deploy/web", "--timeout=120s")
     kubectl("-n", NS, "wait", "--for=condition=Ready", "pod/caller", "--timeout=60s")
+
+
+def setup() -> None:
+    workloads(replicas=1)
     # Same content, another image id: the pod's status then names the image it really runs.
     subprocess.run(f"echo 'FROM {TEST_IMAGE}' | {DOCKER} build -q --pull=false --label gefyra.bench=1 "
                    f"-t gefyra/testserver:bench - >/dev/null", shell=True, check=True)
@@ -339,10 +344,10 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
         gefyra("down", env={"GEFYRA_CLIENT_ID": client_id})
 
     # CLI start
-    versions = [timed(lambda: gefyra("version")) for _ in range(reps * 2)]
+    versions = [timed(lambda: gefyra("version", "--client")) for _ in range(reps * 2)]
     helps = [timed(lambda: sh(*GEFYRA, "--help")) for _ in range(reps * 2)]
     python = [timed(lambda: sh(sys.executable, "-c", "pass")) for _ in range(reps * 2)]
-    figures.append(ratio_figure("gefyra version wall time", versions, python, 8))
+    figures.append(ratio_figure("gefyra version --client wall time", versions, python, 8))
     figures.append(ratio_figure("gefyra --help wall time", helps, python, 8))
 
     gefyra("down")

@@ -19,7 +19,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import LOCAL, NS, container_rss_mib, gefyra, sh, until  # noqa: E402
+from bench.run import LOCAL, NS, container_rss_mib, gefyra, sh, until, workloads  # noqa: E402
 from tests.e2e import devcluster  # noqa: E402
 from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
 
@@ -40,12 +40,7 @@ def main() -> None:
     seconds, count = args.minutes * 60, int(args.minutes * 60 * args.rate)
 
     gefyra("down")
-    kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=120s")  # an earlier run's
-    kubectl("create", "namespace", NS)
-    devcluster.apply(devcluster.http_workload("web", NS, replicas=2))
-    devcluster.apply(devcluster.client_pod("caller", NS))
-    kubectl("-n", NS, "rollout", "status", "deploy/web", "--timeout=120s")
-    kubectl("-n", NS, "wait", "--for=condition=Ready", "pod/caller", "--timeout=60s")
+    workloads(replicas=2)
     gefyra("up")
     sh("docker", "rm", "-f", LOCAL, check=False)
     gefyra("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", NS, "-d", "-e", "MESSAGE=LOCAL")

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -125,6 +125,16 @@ def deploy(ns: str, name: str, replicas: int = 2) -> list[str]:
     return result
 
 
+def traffic_both_ways(ns: str, local: str, outside: str, bridged: str, answer: str) -> Callable[[], None]:
+    """A check: the local container ``local`` reaches the Service ``outside``, and requests to the
+    bridged Service ``bridged`` are answered by ``answer``."""
+    def check() -> None:
+        out = engine("exec", local, "testserver", "get", f"http://{outside}/", "--timeout", "2s").stdout
+        assert out.startswith(f"hello from {outside}-"), out
+        assert servers(tally(ns, f"http://{bridged}/", 4)) == {answer}
+    return check
+
+
 def cli(*args: str) -> subprocess.Popen[str]:
     """`gefyra ARGS` started in the background."""
     return subprocess.Popen([sys.executable, "-m", "gefyra", "--kubeconfig", str(KUBECONFIG), *args],
@@ -184,11 +194,7 @@ def test_the_tunnel_heals_after_the_stowaway_pod_is_deleted(ns: str) -> None:
     deploy(ns, "backend", replicas=1)
     ok("bridge", "-N", "gfy-f-b", "-n", ns, "--target", "deploy/heal", "-p", "8080:8080")
     try:
-        def both_ways() -> None:
-            out = engine("exec", "gfy-f-a", "testserver", "get", "http://backend/", "--timeout", "2s").stdout
-            assert out.startswith("hello from backend-"), out
-            assert servers(tally(ns, "http://heal/", 4)) == {"LOCAL-B"}
-
+        both_ways = traffic_both_ways(ns, "gfy-f-a", "backend", "heal", "LOCAL-B")
         both_ways()
         deleted = time.monotonic()
         kubectl("-n", "gefyra", "delete", "pod", devcluster.stowaway_pod()["metadata"]["name"], "--wait=false")
@@ -298,11 +304,7 @@ def test_a_restarted_cargo_carries_bridges_and_outbound_traffic_again(ns: str) -
     deploy(ns, "outside", replicas=1)
     ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/again", "-p", "8080:8080")
     try:
-        def both_ways() -> None:
-            out = engine("exec", "gfy-f-b", "testserver", "get", "http://outside/", "--timeout", "2s").stdout
-            assert out.startswith("hello from outside-"), out
-            assert servers(tally(ns, "http://again/", 4)) == {"LOCAL-A"}
-
+        both_ways = traffic_both_ways(ns, "gfy-f-b", "outside", "again", "LOCAL-A")
         both_ways()
         cargo = json.loads(ok("status", "-o", "json").stdout)["cargo"]["name"]
         started = time.monotonic()

@@ -269,8 +269,11 @@ class Router:
         if serving:
             for service_name, ports in layout.services.items():
                 await self._reroute(api, rerouted[service_name], name, serving, ports)
+        ours = await self._slices_of(api, target.namespace, name)
         for service in services:  # Services no bridge needs any more
-            if service["metadata"]["name"] not in layout.services:
+            service_name = service["metadata"]["name"]
+            if service_name not in layout.services and (
+                    service_name in ours or (service["spec"].get("selector") or {}).get(ROUTER_LABEL) == name):
                 await self._give_back_service(api, service, name)
         switched = bool(serving) and all([await self._switched(api, target.namespace, s, name) for s in layout.services])
         ready = switched and len(current) == len(ips)
@@ -342,6 +345,12 @@ class Router:
         if (service["spec"].get("selector") or {}).get(ROUTER_LABEL) != router:
             await kube.request(api, "PATCH", _path(namespace, "services", name),
                                {"spec": {"selector": {ROUTER_LABEL: router}}}, content_type=kube.MERGE_PATCH)
+
+    async def _slices_of(self, api: client.ApiClient, namespace: str, router: str) -> set[str]:
+        """The Services that gefyra's EndpointSlices of this router belong to."""
+        slices = (await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
+                                     query=[("labelSelector", f"{ROUTER_LABEL}={router}")]))["items"]
+        return {str((s["metadata"].get("labels") or {}).get(_SERVICE_NAME, "")) for s in slices}
 
     async def _switched(self, api: client.ApiClient, namespace: str, service: str, router: str) -> bool:
         """Only gefyra's slice of the Service has endpoints left."""
