@@ -325,7 +325,7 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
 
     \b
     gefyra run -i myapp:dev -N myapp -n shop --env-from deploy/myapp -d
-    gefyra run --rm -i curlimages/curl -N probe -- curl -s http://api/healthz
+    gefyra run --rm -i busybox -N probe -- wget -qO- http://api/healthz
     """
     from gefyra.core.localrun import RunRequest, remove_run_container
 
@@ -492,7 +492,9 @@ def status(ctx: click.Context, output: str | None) -> None:
 @output_option
 @click.pass_context
 def check(ctx: click.Context, output: str | None) -> None:
-    """Check the container engine, the cluster and the permissions gefyra needs."""
+    """Check what `up` needs, before `up`: the engine, the cluster, your rights, the images, the
+    container network's ranges, and (where the cluster side is installed) the tunnel through its
+    UDP port with a throwaway client, and the packet size it carries. Exit 1 if any check fails."""
     results = _execute(ctx, lambda g: g.check())
     _emit(results, output, lambda rows: "\n".join(f"{'✓' if r.ok else '✗'} {r.name:<12} {r.detail}" for r in rows))
     if not all(r.ok for r in results):
@@ -519,7 +521,9 @@ def version(ctx: click.Context, client_only: bool, output: str | None) -> None:
 @main.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
-    """Print the shell completion script: e.g. `source <(gefyra completion bash)` in ~/.bashrc."""
+    """Print the shell completion script for bash, zsh or fish.
+
+    For bash, put `source <(gefyra completion bash)` in ~/.bashrc."""
     from click.shell_completion import get_completion_class
 
     completer = get_completion_class(shell)
