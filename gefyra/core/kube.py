@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import aiohttp
 import anyio
+import structlog
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
@@ -23,6 +24,8 @@ from gefyra import errors
 from gefyra.core import kubeconfig
 from gefyra.core.config import Settings
 from gefyra.core.names import CRD_GROUP, CRD_VERSION
+
+log = structlog.get_logger(__name__)
 
 #: (apiVersion, kind) -> (plural, namespaced) for every kind gefyra applies or deletes.
 _KINDS: dict[tuple[str, str], tuple[str, bool]] = {
@@ -61,6 +64,18 @@ MERGE_PATCH = "application/merge-patch+json"
 #: Accept header for an object's metadata only (a Secret read without its data).
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+#: Seconds between the tries of a request whose answer said "not now" rather than "no" (see
+#: transient): about 8 s in all, what an API server takes to come back after a restart.
+RETRY_WAITS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def transient(method: str, exc: BaseException) -> bool:
+    """Whether a failed request is worth another try: the API server was busy (429), not ready
+    (503), or, for requests that are safe to repeat, failed inside (5xx) or dropped the
+    connection. A POST is repeated only when the server said it did not take it."""
+    if isinstance(exc, ApiException):
+        return exc.status in (429, 503) or (method != "POST" and exc.status in (500, 502, 504))
+    return method != "POST" and isinstance(exc, aiohttp.ClientConnectionError)
 
 
 async def request(api: client.ApiClient, method: str, path: str, body: Any = None, *,
@@ -201,8 +216,19 @@ class Cluster:
     async def request(self, method: str, path: str, body: Any = None, *,
                       query: list[tuple[str, str]] | None = None, content_type: str = "application/json",
                       accept: str = "application/json") -> Any:
-        """A raw API request; returns the decoded JSON answer."""
+        """A raw API request; returns the decoded JSON answer. A transient failure is tried again
+        (RETRY_WAITS) before it is reported."""
         async with self.calling(f"{method} {path}"):
+            for wait in RETRY_WAITS:
+                try:
+                    return await request(self.api, method, path, body, query=query, content_type=content_type,
+                                         accept=accept)
+                except (ApiException, aiohttp.ClientError) as exc:
+                    if not transient(method, exc):
+                        raise
+                    log.debug("cluster request tried again", request=f"{method} {path}",
+                              failure=exc.status if isinstance(exc, ApiException) else type(exc).__name__)
+                await anyio.sleep(wait)
             return await request(self.api, method, path, body, query=query, content_type=content_type, accept=accept)
 
     async def username(self) -> str:

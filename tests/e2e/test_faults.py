@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 from gefyra.core.config import Settings
@@ -218,6 +219,33 @@ def test_the_operator_outlives_a_restart_of_the_api_server(ns: str) -> None:
         ok("unbridge", "--all")
     assert servers(tally(ns, "http://api/", 6)) == set(pods)
     assert devcluster.container_state(devcluster.stowaway_pod(), "operator")["restartCount"] == restarts
+
+
+def test_a_client_connection_outlives_a_restart_of_the_api_server() -> None:
+    """Requests of a connected client while kube-apiserver is killed and started again: each one
+    is answered (tried again while the server is away), none is reported as an error."""
+    from gefyra.core.kube import Cluster
+
+    async def main() -> tuple[int, float]:
+        answered, gone = 0, 0.0
+        async with Cluster(Settings(kubeconfig=str(KUBECONFIG))) as cluster, anyio.create_task_group() as tg:
+            restarted = anyio.Event()
+
+            async def restart() -> None:
+                await anyio.to_thread.run_sync(devcluster.restart_apiserver)
+                restarted.set()
+
+            tg.start_soon(restart)
+            while not restarted.is_set():
+                started = anyio.current_time()
+                await cluster.request("GET", "/api/v1/namespaces/default")
+                answered, gone = answered + 1, max(gone, anyio.current_time() - started)
+                await anyio.sleep(0.05)
+        return answered, gone
+
+    answered, longest = anyio.run(main)
+    MEASURED["client request across an API server restart: longest (s)"] = round(longest, 1)
+    assert answered > 0 and longest > 0.5, (answered, longest)  # at least one request met the restart
 
 
 def test_a_bridge_whose_client_was_killed_on_the_way_is_restored(ns: str) -> None:

@@ -94,8 +94,9 @@ def test_up_twice_at_once_ends_connected_and_undoes_nothing() -> None:
     command = [sys.executable, "-m", "gefyra", "--kubeconfig", str(KUBECONFIG), "up"]
     both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.communicate(timeout=300)[1], p.returncode)[::-1] for p in both]
-    assert [code for code, _ in results] == [0, 0], results
-    assert not any("undone" in stderr for _, stderr in results), results
+    shown = "\n\n".join(f"exit {code}:\n{stderr}" for code, stderr in results)
+    assert [code for code, _ in results] == [0, 0], shown
+    assert not any("undone" in stderr for _, stderr in results), shown
     status = json.loads(ok("status", "-o", "json").stdout)
     assert status["connected"] and status["cargo"]["state"] == "running"
 

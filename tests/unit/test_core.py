@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import inspect
 
+import aiohttp
 import anyio
 import pytest
 from click.testing import CliRunner
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from gefyra import errors, hookimpl
 from gefyra.cli import main
 from gefyra.core import hookspecs
 from gefyra.core.bus import Event, EventBus, EventKind
 from gefyra.core.config import Settings
+from gefyra.core.kube import transient
 from gefyra.core.orchestrator import Orchestrator
 from gefyra.core.steps import PlanError, Step, StepState, check_plan, run_plan
 from gefyra.plugins.docker import DockerRuntime
@@ -244,3 +247,18 @@ def test_label_selector_keeps_the_whole_selector() -> None:
     assert label_selector(selector) == "app=web,tier in (a,b),env notin (x),team,!old"
     with pytest.raises(errors.UsageError):
         label_selector(client.V1LabelSelector(match_expressions=[requirement(key="a", operator="Near")]))
+
+
+@pytest.mark.parametrize(("method", "failure", "again"), [
+    ("GET", ApiException(status=503), True),
+    ("PATCH", ApiException(status=500), True),
+    ("DELETE", aiohttp.ServerDisconnectedError(), True),
+    ("POST", ApiException(status=429), True),
+    ("POST", ApiException(status=500), False),  # it may have been taken: a second create would conflict
+    ("POST", aiohttp.ServerDisconnectedError(), False),
+    ("GET", ApiException(status=404), False),
+    ("PATCH", ApiException(status=422), False),
+    ("GET", ApiException(status=403), False),
+])
+def test_only_failures_that_say_not_now_are_tried_again(method: str, failure: BaseException, again: bool) -> None:
+    assert transient(method, failure) is again
