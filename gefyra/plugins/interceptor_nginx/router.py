@@ -225,6 +225,8 @@ class Router:
         self.board = board
         #: router -> the pod IPs it was last given configurations for.
         self._ips: dict[str, set[str]] = {}
+        #: router -> its listeners as last planned (what its routes come off from when it goes).
+        self._listeners: dict[str, tuple[Listener, ...]] = {}
 
     async def held(self, api: client.ApiClient) -> list[Target]:
         """The targets of the routers that run."""
@@ -243,25 +245,17 @@ class Router:
                         ) -> tuple[dict[str, RouteState], bool]:
         name = router_name(target)
         if not routes:
-            return {}, await self._give_back(api, target.namespace, name)
+            return {}, await self._routes_off(api, name) and await self._give_back(api, target.namespace, name)
         template = await self._template(api, target, routes)
         services = (await kube.request(api, "GET", _path(target.namespace, "services")))["items"]
         pods = (await kube.request(api, "GET", _path(target.namespace, "pods")))["items"]
         layout = plan(name, routes, template, services, pods, target.namespace)
         await self._ensure_deployment(api, name, target)
 
-        routers = [p for p in (await kube.request(api, "GET", _path(GEFYRA_NAMESPACE, "pods"),
-                                                  query=[("labelSelector", f"{ROUTER_LABEL}={name}")]))["items"]
-                   if not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")]
-        stream, http = router_config(name, layout.listeners)
-        version = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
-        body = json.dumps({"version": version, "stream": stream, "http": http}).encode()
+        routers = await self._router_pods(api, name)
         ips = {p["status"]["podIP"] for p in routers}
-        for gone in self._ips.get(name, set()) - ips:
-            self.board.forget((gone, ""))
-        self._ips[name] = ips
-        for ip in ips:
-            self.board.want((ip, ""), version, body)
+        self._listeners[name] = tuple(layout.listeners)
+        version = self._publish(name, layout.listeners, ips)
         serving = sorted(ip for ip in ips if self.board.applied((ip, "")))
         current = [ip for ip in serving if self.board.applied((ip, "")) == version]
 
@@ -283,6 +277,38 @@ class Router:
             message=f"{len(current)} of {REPLICAS} routers carry the bridge"
                     + ("" if switched else "; the Services do not lead to them yet")) for r in routes}
         return states, bool(ips) and len(current) == len(ips)
+
+    async def _router_pods(self, api: client.ApiClient, name: str) -> list[dict[str, Any]]:
+        """The router's pods that run and have an address (not those on their way out)."""
+        found = await kube.request(api, "GET", _path(GEFYRA_NAMESPACE, "pods"),
+                                   query=[("labelSelector", f"{ROUTER_LABEL}={name}")])
+        return [p for p in found["items"]
+                if not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")]
+
+    def _publish(self, name: str, listeners: Sequence[Listener], ips: set[str]) -> str:
+        """Offers the router's pods at ``ips`` the configuration of ``listeners`` (pods gone since
+        are forgotten); returns its version."""
+        stream, http = router_config(name, listeners)
+        version = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
+        body = json.dumps({"version": version, "stream": stream, "http": http}).encode()
+        for gone in self._ips.get(name, set()) - ips:
+            self.board.forget((gone, ""))
+        self._ips[name] = ips
+        for ip in ips:
+            self.board.want((ip, ""), version, body)
+        return version
+
+    async def _routes_off(self, api: client.ApiClient, name: str) -> bool:
+        """Before a router's Services are given back, its routes come off: what still reaches it
+        while kube-proxy catches up, and while it drains, goes to the workload's own pods, never to
+        a developer whose bridge is gone. True once every router pod that serves runs that."""
+        listeners = self._listeners.get(name)
+        if listeners is None:  # not planned since the operator started: nothing known to take off
+            return True
+        ips = {p["status"]["podIP"] for p in await self._router_pods(api, name)}
+        passing = [dataclasses.replace(listener, personal=(), everything_to="") for listener in listeners]
+        version = self._publish(name, passing, ips)
+        return all(self.board.applied((ip, "")) in (None, version) for ip in ips)
 
     async def _template(self, api: client.ApiClient, target: Target, routes: Sequence[Route]) -> dict[str, Any]:
         """The target's pod template (metadata, spec); InvalidRoute if the workload is gone."""
@@ -408,4 +434,5 @@ class Router:
             log.info("router removed", router=router)
         for ip in self._ips.pop(router, set()):
             self.board.forget((ip, ""))
+        self._listeners.pop(router, None)
         return True
