@@ -219,17 +219,16 @@ class Cluster:
         """A raw API request; returns the decoded JSON answer. A transient failure is tried again
         (RETRY_WAITS) before it is reported."""
         async with self.calling(f"{method} {path}"):
-            for wait in RETRY_WAITS:
+            for wait in (*RETRY_WAITS, None):
                 try:
                     return await request(self.api, method, path, body, query=query, content_type=content_type,
                                          accept=accept)
                 except (ApiException, aiohttp.ClientError) as exc:
-                    if not transient(method, exc):
+                    if wait is None or not transient(method, exc):
                         raise
                     log.debug("cluster request tried again", request=f"{method} {path}",
                               failure=exc.status if isinstance(exc, ApiException) else type(exc).__name__)
                 await anyio.sleep(wait)
-            return await request(self.api, method, path, body, query=query, content_type=content_type, accept=accept)
 
     async def username(self) -> str:
         """Who the cluster takes this kubeconfig's credentials for (SelfSubjectReview: any
