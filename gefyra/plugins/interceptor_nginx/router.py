@@ -191,6 +191,17 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
     return _Plan(listeners, slice_ports, routed)
 
 
+def _service_of(endpoint_slice: dict[str, Any]) -> str:
+    return str((endpoint_slice["metadata"].get("labels") or {}).get(_SERVICE_NAME, ""))
+
+
+def _stood_in_for(router: str, services: Sequence[dict[str, Any]], slices: Sequence[dict[str, Any]]) -> set[str]:
+    """The names of the Services that ``router`` stands in for, or did: its key is on their
+    selector, or one of its ``slices`` belongs to them."""
+    keyed = {s["metadata"]["name"] for s in services if (s["spec"].get("selector") or {}).get(ROUTER_LABEL) == router}
+    return keyed | {_service_of(s) for s in slices}
+
+
 def _forward_to(route: Route, port: int) -> str:
     forward = next(f for f in route.forwards if f.port == port)
     return f"{forward.host}:{forward.host_port}"
@@ -263,11 +274,10 @@ class Router:
         if serving:
             for service_name, ports in layout.services.items():
                 await self._reroute(api, rerouted[service_name], name, serving, ports)
-        ours = await self._slices_of(api, target.namespace, name)
-        for service in services:  # Services no bridge needs any more
-            service_name = service["metadata"]["name"]
-            if service_name not in layout.services and (
-                    service_name in ours or (service["spec"].get("selector") or {}).get(ROUTER_LABEL) == name):
+        no_longer = _stood_in_for(name, services, await self._router_slices(api, target.namespace, name)) \
+            - layout.services.keys()  # Services no bridge needs any more
+        for service in services:
+            if service["metadata"]["name"] in no_longer:
                 await self._give_back_service(api, service, name)
         switched = bool(serving) and all([await self._switched(api, target.namespace, s, name) for s in layout.services])
         ready = switched and len(current) == len(ips)
@@ -372,11 +382,11 @@ class Router:
             await kube.request(api, "PATCH", _path(namespace, "services", name),
                                {"spec": {"selector": {ROUTER_LABEL: router}}}, content_type=kube.MERGE_PATCH)
 
-    async def _slices_of(self, api: client.ApiClient, namespace: str, router: str) -> set[str]:
-        """The Services that gefyra's EndpointSlices of this router belong to."""
-        slices = (await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
-                                     query=[("labelSelector", f"{ROUTER_LABEL}={router}")]))["items"]
-        return {str((s["metadata"].get("labels") or {}).get(_SERVICE_NAME, "")) for s in slices}
+    async def _router_slices(self, api: client.ApiClient, namespace: str, router: str) -> list[dict[str, Any]]:
+        """gefyra's EndpointSlices that list this router, in the target's namespace."""
+        found = await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
+                                   query=[("labelSelector", f"{ROUTER_LABEL}={router}")])
+        return list(found["items"])
 
     async def _switched(self, api: client.ApiClient, namespace: str, service: str, router: str) -> bool:
         """Only gefyra's slice of the Service has endpoints left."""
@@ -420,15 +430,13 @@ class Router:
             if exc.status != 404:
                 raise
             services = []
-        slices = (await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
-                                     query=[("labelSelector", f"{ROUTER_LABEL}={router}")]))["items"] if services else []
-        involved = {s["metadata"]["name"] for s in services if (s["spec"].get("selector") or {}).get(ROUTER_LABEL) == router}
-        involved |= {(s["metadata"].get("labels") or {}).get(_SERVICE_NAME, "") for s in slices}
+        slices = await self._router_slices(api, namespace, router) if services else []
+        involved = _stood_in_for(router, services, slices)
         done = [await self._give_back_service(api, s, router) for s in services if s["metadata"]["name"] in involved]
         if not all(done):
             return False
         for orphan in slices:  # slices whose Service is gone
-            if orphan["metadata"]["labels"].get(_SERVICE_NAME) not in {s["metadata"]["name"] for s in services}:
+            if _service_of(orphan) not in {s["metadata"]["name"] for s in services}:
                 await _delete(api, _path(namespace, "endpointslices", orphan["metadata"]["name"], _SLICES))
         if await _delete(api, _path(GEFYRA_NAMESPACE, "deployments", router, "apps/v1")):
             log.info("router removed", router=router)
