@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from gefyra._version import __version__
-from gefyra.core.config import Settings
+from gefyra.core.model.settings import Settings
 from gefyra.errors import (
     ClusterUnreachableError,
     ConfigError,
@@ -28,10 +28,10 @@ from gefyra.errors import (
 )
 
 if TYPE_CHECKING:
-    from gefyra._gefyra import Gefyra
-    from gefyra.core.bridging import BridgeRequest
-    from gefyra.core.localrun import RunRequest
-    from gefyra.core.results import (
+    from gefyra.client.bridging import BridgeRequest
+    from gefyra.client.run import RunRequest
+    from gefyra.client.session import Gefyra
+    from gefyra.core.model.results import (
         BridgeInfo,
         CargoInfo,
         CheckResult,
@@ -45,10 +45,10 @@ if TYPE_CHECKING:
 hookimpl = pluggy.HookimplMarker("gefyra")
 
 _LAZY = {
-    "Gefyra": "gefyra._gefyra",
-    "BridgeRequest": "gefyra.core.bridging",
-    "RunRequest": "gefyra.core.localrun",
-    **{name: "gefyra.core.results" for name in (
+    "Gefyra": "gefyra.client.session",
+    "BridgeRequest": "gefyra.client.bridging",
+    "RunRequest": "gefyra.client.run",
+    **{name: "gefyra.core.model.results" for name in (
         "BridgeInfo", "CargoInfo", "CheckResult", "ClientInfo", "ClusterInfo", "Condition", "LocalContainer",
         "Status")},
 }

@@ -4,11 +4,11 @@ Programs that make several calls keep one ``Gefyra`` open instead (its connectio
 from __future__ import annotations
 
 from gefyra import __version__
-from gefyra._gefyra import Gefyra
-from gefyra.core.bridging import BridgeRequest
-from gefyra.core.config import Settings
-from gefyra.core.localrun import RunRequest
-from gefyra.core.results import BridgeInfo, CheckResult, LocalContainer, Status
+from gefyra.client.bridging import BridgeRequest
+from gefyra.client.run import RunRequest
+from gefyra.client.session import Gefyra
+from gefyra.core.model.results import BridgeInfo, CheckResult, LocalContainer, Status
+from gefyra.core.model.settings import Settings
 
 __all__ = ["BridgeRequest", "RunRequest", "bridge", "check", "down", "list_bridges", "list_containers", "run",
            "status", "unbridge", "up", "version"]

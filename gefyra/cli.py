@@ -17,13 +17,13 @@ import click
 from click.core import ParameterSource
 
 from gefyra import __version__, errors
-from gefyra.core import validation
-from gefyra.core.config import Settings
-from gefyra.core.identity import default_client_id
+from gefyra.core.model import validation
+from gefyra.core.model.identity import default_client_id
+from gefyra.core.model.settings import Settings
 
 if TYPE_CHECKING:
     from gefyra import progress
-    from gefyra._gefyra import Gefyra
+    from gefyra.client.session import Gefyra
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,7 +75,7 @@ def _flag(ctx: click.Context, param: click.Parameter) -> str:
 
 def _checked(check: Callable[[Any, str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A click callback that passes a given value (a tuple for a repeatable option) through
-    ``check(value, flag)`` of :mod:`gefyra.core.validation`: every flag is checked while click
+    ``check(value, flag)`` of :mod:`gefyra.core.model.validation`: every flag is checked while click
     reads it, before any command runs."""
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         return None if value is None else check(value, _flag(ctx, param))
@@ -92,7 +92,7 @@ def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *,
     import anyio
 
     from gefyra import logs, progress
-    from gefyra._gefyra import Gefyra
+    from gefyra.client.session import Gefyra
 
     logs.configure(ctx.obj["log_format"], ctx.obj["verbose"])
     settings: Settings = ctx.obj["settings"]
@@ -221,7 +221,7 @@ def _namespace(ctx: click.Context, given: str | None) -> str:
     """-n as given, else the namespace of the kubeconfig's context, else "default" (as kubectl)."""
     if given:
         return given
-    from gefyra.core import kubeconfig
+    from gefyra.core.kube import kubeconfig
 
     settings: Settings = ctx.obj["settings"]
     found = kubeconfig.read(settings.kubeconfig, settings.context).namespace or "default"
@@ -273,7 +273,7 @@ def install(ctx: click.Context, apply_: bool, output: str) -> None:
         applied = _execute(ctx, lambda g: g.install())
         click.echo("installed: " + ", ".join(applied))
         return
-    from gefyra._gefyra import Gefyra
+    from gefyra.client.session import Gefyra
 
     docs = Gefyra(ctx.obj["settings"]).manifests()
     if output == "json":
@@ -327,7 +327,7 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
     gefyra run -i myapp:dev -N myapp -n shop --env-from deploy/myapp -d
     gefyra run --rm -i busybox -N probe -- wget -qO- http://api/healthz
     """
-    from gefyra.core.localrun import RunRequest, remove_run_container
+    from gefyra.client.run import RunRequest, remove_run_container
 
     if command is not None and command_args:
         raise click.UsageError("give the command either with --command or after --, not both")
@@ -362,7 +362,7 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
     sys.exit(_execute(ctx, operation))
 
 
-#: The kinds of a personal bridge's conditions (gefyra.core.interceptor.MATCH_KINDS; kept here so
+#: The kinds of a personal bridge's conditions (gefyra.core.spi.interceptor.MATCH_KINDS; kept here so
 #: that --help does not import the orchestrator's modules).
 MATCH_KINDS = ("header-exact", "header-prefix", "header-regex", "path-exact", "path-prefix", "path-regex")
 
@@ -416,8 +416,8 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
     gefyra bridge -N api --target deploy/api -p 8080:8080 --match-header-exact x-dev:alice
     gefyra bridge -N api --target deploy/api -p 8080:8080 --match-path-prefix /v2/ --match-header-exact x-dev:alice
     """
-    from gefyra.core.bridging import BridgeRequest
-    from gefyra.core.interceptor import Match
+    from gefyra.client.bridging import BridgeRequest
+    from gefyra.core.spi.interceptor import Match
 
     matches = [Match(kind, value, header) for kind in MATCH_KINDS
                for header, value in conditions[f"match_{kind.replace('-', '_')}"]]
@@ -469,7 +469,7 @@ def list_(ctx: click.Context, output: str | None) -> None:
 @click.pass_context
 def status(ctx: click.Context, output: str | None) -> None:
     """Show what is installed and connected."""
-    from gefyra.core.results import Status
+    from gefyra.core.model.results import Status
 
     result = _execute(ctx, lambda g: g.status())
 

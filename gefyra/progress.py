@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from gefyra.core.bus import Event, EventKind
+from gefyra.core.engine.bus import Event, EventKind
 
 Renderer = Callable[[Event], None]
 

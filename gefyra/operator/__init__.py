@@ -19,10 +19,10 @@ import anyio
 import structlog
 from kubernetes_asyncio import client, config, watch
 
-from gefyra.core.config import Settings
-from gefyra.core.names import BRIDGES, CLIENTS, CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE
-from gefyra.core.orchestrator import Orchestrator
-from gefyra.operator import endpoint
+from gefyra.core.engine.orchestrator import Orchestrator
+from gefyra.core.model.names import BRIDGES, CLIENTS, CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE
+from gefyra.core.model.settings import Settings
+from gefyra.operator import http as endpoint
 from gefyra.operator.bridges import Bridges
 from gefyra.operator.clients import Clients
 from gefyra.operator.retry import backoff

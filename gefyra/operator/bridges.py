@@ -29,9 +29,11 @@ import structlog
 from kubernetes_asyncio import client
 
 from gefyra import errors
-from gefyra.core import kube, validation
-from gefyra.core.interceptor import Forward, Interceptor, InvalidRoute, Match, Route, RouteState, Target
-from gefyra.core.names import (
+from gefyra.core.engine.orchestrator import Orchestrator
+from gefyra.core.kube import cluster as kube
+from gefyra.core.kube.workloads import pod_spec_and_selector, undeclared_port
+from gefyra.core.model import validation
+from gefyra.core.model.names import (
     ANNOTATION_STEERED,
     BRIDGE_FINALIZER,
     BRIDGES,
@@ -46,10 +48,9 @@ from gefyra.core.names import (
     RESTORING,
     STEER_BOUND,
 )
-from gefyra.core.orchestrator import Orchestrator
-from gefyra.core.tunnel import ServerForward, TunnelServer
-from gefyra.core.validation import WORKLOAD_ALIASES
-from gefyra.core.workloads import pod_spec_and_selector, undeclared_port
+from gefyra.core.model.validation import WORKLOAD_ALIASES
+from gefyra.core.spi.interceptor import Forward, Interceptor, InvalidRoute, Match, Route, RouteState, Target
+from gefyra.core.spi.tunnel import ServerForward, TunnelServer
 from gefyra.operator.clients import ActiveClient
 from gefyra.operator.retry import backoff
 

@@ -17,9 +17,9 @@ from typing import Any
 import structlog
 from kubernetes_asyncio import client
 
-from gefyra.core import kube
-from gefyra.core.names import CLIENTS, CRD_GROUP, CRD_VERSION, TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS
-from gefyra.core.tunnel import TunnelServer
+from gefyra.core.kube import cluster as kube
+from gefyra.core.model.names import CLIENTS, CRD_GROUP, CRD_VERSION, TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS
+from gefyra.core.spi.tunnel import TunnelServer
 
 log = structlog.get_logger("gefyra.operator")
 

@@ -1,4 +1,4 @@
-"""The contract of an interceptor plugin (:class:`gefyra.core.interceptor.Interceptor`), on a real
+"""The contract of an interceptor plugin (:class:`gefyra.core.spi.interceptor.Interceptor`), on a real
 cluster: it carries a global route on a real pod, level-based, and gives the workload back exactly.
 
 A plugin's own test module subclasses :class:`InterceptorContract` and provides ``interceptor``,
@@ -16,7 +16,7 @@ import anyio
 import pytest
 from kubernetes_asyncio import client
 
-from gefyra.core.interceptor import Forward, Interception, Interceptor, Route, Target
+from gefyra.core.spi.interceptor import Forward, Interception, Interceptor, Route, Target
 
 
 async def _eventually(check: Callable[[], Awaitable[Interception | None]], timeout: float = 60) -> Interception:

@@ -1,4 +1,4 @@
-"""The contract of a container runtime plugin (:class:`gefyra.core.runtime.ContainerRuntime`).
+"""The contract of a container runtime plugin (:class:`gefyra.core.spi.runtime.ContainerRuntime`).
 
 A plugin's own test module subclasses :class:`RuntimeContract` and provides two fixtures:
 ``runtime`` (a connected runtime) and ``image`` (an image in that engine, with ``sh`` and ``cat``,
@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from gefyra import errors
-from gefyra.core.runtime import ContainerRuntime, ContainerSpec
+from gefyra.core.spi.runtime import ContainerRuntime, ContainerSpec
 
 
 def _name(what: str) -> str:

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client, config
 
-from gefyra.core.config import Settings
-from gefyra.core.interceptor import EndpointRequest, Interceptor
-from gefyra.core.runtime import ContainerRuntime
-from gefyra.core.tunnel import Tunnel
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.interceptor import EndpointRequest, Interceptor
+from gefyra.core.spi.runtime import ContainerRuntime
+from gefyra.core.spi.tunnel import Tunnel
 from gefyra.plugins.docker import DockerRuntime
 from gefyra.plugins.interceptor_nginx import NginxInterceptor
 from gefyra.plugins.podman import PodmanRuntime, podman_socket

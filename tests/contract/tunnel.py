@@ -1,4 +1,4 @@
-"""The contract of a tunnel plugin (:class:`gefyra.core.tunnel.Tunnel`), client side and the
+"""The contract of a tunnel plugin (:class:`gefyra.core.spi.tunnel.Tunnel`), client side and the
 checks of its server side that need no cluster (the end-to-end suite proves the rest).
 
 A plugin's own test module subclasses :class:`TunnelContract` and provides ``tunnel`` and a
@@ -11,10 +11,10 @@ import uuid
 import pytest
 
 from gefyra import errors
-from gefyra.core.config import Settings
-from gefyra.core.dns import DnsSetup
-from gefyra.core.runtime import ContainerRuntime
-from gefyra.core.tunnel import LocalEnd, Tunnel
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.dns import DnsSetup
+from gefyra.core.spi.runtime import ContainerRuntime
+from gefyra.core.spi.tunnel import LocalEnd, Tunnel
 
 
 def _end(tunnel: Tunnel, name: str, network: str, **overrides: object) -> LocalEnd:

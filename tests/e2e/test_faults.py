@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
-from gefyra.core.config import Settings
-from gefyra.core.kube import Cluster
-from gefyra.core.names import STEER_BOUND
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.model.names import STEER_BOUND
+from gefyra.core.model.settings import Settings
 from tests.e2e import devcluster
 from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, WORKLOAD_IMAGE, engine, eventually, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok

@@ -12,12 +12,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from gefyra import errors, hookimpl
 from gefyra.cli import main
-from gefyra.core import hookspecs
-from gefyra.core.bus import Event, EventBus, EventKind
-from gefyra.core.config import Settings
-from gefyra.core.kube import transient
-from gefyra.core.orchestrator import Orchestrator
-from gefyra.core.steps import PlanError, Step, StepState, check_plan, run_plan
+from gefyra.core.engine import hookspecs
+from gefyra.core.engine.bus import Event, EventBus, EventKind
+from gefyra.core.engine.orchestrator import Orchestrator
+from gefyra.core.engine.steps import PlanError, Step, StepState, check_plan, run_plan
+from gefyra.core.kube.cluster import transient
+from gefyra.core.model.settings import Settings
 from gefyra.plugins.docker import DockerRuntime
 
 pytestmark = pytest.mark.anyio
@@ -238,7 +238,7 @@ def test_cli_rejects_malformed_flags() -> None:
 def test_label_selector_keeps_the_whole_selector() -> None:
     from kubernetes_asyncio import client
 
-    from gefyra.core.workloads import label_selector
+    from gefyra.core.kube.workloads import label_selector
 
     requirement = client.V1LabelSelectorRequirement
     selector = client.V1LabelSelector(match_labels={"app": "web"}, match_expressions=[

@@ -1,10 +1,10 @@
-"""The tunnel endpoint's choice, case by case (gefyra.core.endpoint)."""
+"""The tunnel endpoint's choice, case by case (gefyra.client.tunnel_endpoint)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gefyra.core.endpoint import Facts, choose, node_addresses
+from gefyra.client.tunnel_endpoint import Facts, choose, node_addresses
 
 HOST_GATEWAY_NAME = "host.docker.internal"
 

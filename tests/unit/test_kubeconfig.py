@@ -1,5 +1,5 @@
 """Every way a kubeconfig can be unusable is one line with the configuration's exit code, fast,
-before anything connects; the context's namespace is -n's default (gefyra.core.kubeconfig)."""
+before anything connects; the context's namespace is -n's default (gefyra.core.kube.kubeconfig)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gefyra import errors
-from gefyra.core import kubeconfig
+from gefyra.core.kube import kubeconfig
 
 GOOD = """
 apiVersion: v1

@@ -14,9 +14,9 @@ import pytest
 
 import gefyra
 from gefyra import hookimpl
-from gefyra.core.config import Settings
-from gefyra.core.dns import Dns, DnsSetup
-from gefyra.core.orchestrator import Orchestrator
+from gefyra.core.engine.orchestrator import Orchestrator
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.dns import Dns, DnsSetup
 from gefyra.plugins.coredns import CoreDns
 from gefyra.plugins.interceptor_nginx import NginxInterceptor
 from gefyra.plugins.wireguard import WireGuardTunnel
@@ -44,7 +44,7 @@ def test_public_api_exports_are_sorted_and_all_importable() -> None:
     for name in gefyra.__all__:
         assert getattr(gefyra, name) is not None, name
     assert {"Gefyra", "Settings", "hookimpl", "GefyraError", "Status", "BridgeInfo"} <= set(gefyra.__all__)
-    assert gefyra.Gefyra.__module__ == "gefyra._gefyra"
+    assert gefyra.Gefyra.__module__ == "gefyra.client.session"
     with pytest.raises(AttributeError):
         gefyra.NoSuchThing  # noqa: B018
 
@@ -61,7 +61,7 @@ def test_builtin_modules_the_issue_names_import() -> None:
     for module in ("gefyra.plugins.interceptor_nginx", "gefyra.plugins.wireguard", "gefyra.plugins.coredns",
                    "gefyra.plugins.docker", "gefyra.plugins.podman"):
         importlib.import_module(module)
-    import gefyra.core.hookspecs as h
+    import gefyra.core.engine.hookspecs as h
 
     assert callable(h.gefyra_tunnel) and callable(h.gefyra_interceptor) and callable(h.gefyra_dns)
 

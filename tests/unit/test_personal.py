@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from gefyra import errors
-from gefyra.core import bridging, validation
-from gefyra.core.interceptor import Forward, InvalidRoute, Match, Route
+from gefyra.client import bridging
+from gefyra.core.model import validation
+from gefyra.core.spi.interceptor import Forward, InvalidRoute, Match, Route
 from gefyra.operator import bridges, retry
 from gefyra.plugins.interceptor_nginx import router as router_module
 from gefyra.plugins.interceptor_nginx.routing import Listener, condition_regex, router_config

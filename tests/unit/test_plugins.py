@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import gefyra.plugins.docker as docker_plugin
-from gefyra.core.config import Settings
-from gefyra.core.orchestrator import Orchestrator
+from gefyra.core.engine.orchestrator import Orchestrator
+from gefyra.core.model.settings import Settings
 from gefyra.plugins.docker import DockerRuntime
 from gefyra.plugins.podman import PodmanRuntime
 
@@ -74,7 +74,7 @@ def test_third_party_runtime_plugin_is_found_through_the_entry_point_group(tmp_p
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(package)], check=True)
-    probe = "from gefyra.core.orchestrator import Orchestrator; from gefyra.core.config import Settings; " \
+    probe = "from gefyra.core.engine.orchestrator import Orchestrator; from gefyra.core.model.settings import Settings; " \
             "print(Orchestrator(Settings(runtime='tiny')).runtime().name)"
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)

@@ -11,9 +11,10 @@ import anyio
 import pytest
 
 from gefyra import errors
-from gefyra.core import identity, manifests
-from gefyra.core.config import Settings
-from gefyra.core.tunnel import ServerForward
+from gefyra.client import manifests
+from gefyra.core.model import identity
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.tunnel import ServerForward
 from gefyra.operator import bridges
 from gefyra.plugins.interceptor_nginx import board as board_module
 from gefyra.plugins.interceptor_nginx import carrier
@@ -178,7 +179,7 @@ def test_carrier_board_tells_two_carriers_of_one_pod_apart_by_container_id(monke
 
 
 def test_carrier_config_refuses_a_host_that_is_not_an_address() -> None:
-    from gefyra.core.interceptor import Forward
+    from gefyra.core.spi.interceptor import Forward
 
     with pytest.raises(ValueError):
         carrier.carrier_config([Forward(8080, "10.0.0.1; include /etc/passwd", 20000)], {})
@@ -193,7 +194,7 @@ def test_default_client_id_is_random_and_kept(tmp_path: Path, monkeypatch: pytes
 
 
 def test_one_operation_per_client_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gefyra.core.lock import client_lock
+    from gefyra.client.lock import client_lock
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
 

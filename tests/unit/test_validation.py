@@ -16,12 +16,12 @@ import yaml
 from click.testing import CliRunner, Result
 
 from gefyra import errors
-from gefyra._gefyra import Gefyra
 from gefyra.cli import main
-from gefyra.core import validation
-from gefyra.core.bridging import BridgeRequest
-from gefyra.core.config import ENVIRONMENT, Settings
-from gefyra.core.localrun import RunRequest
+from gefyra.client.bridging import BridgeRequest
+from gefyra.client.run import RunRequest
+from gefyra.client.session import Gefyra
+from gefyra.core.model import validation
+from gefyra.core.model.settings import ENVIRONMENT, Settings
 from gefyra.plugins.wireguard.keys import generate_keypair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -223,7 +223,7 @@ def test_a_long_value_is_cut_in_the_message() -> None:
 
 
 def crds() -> dict[str, dict[str, Any]]:
-    """Each CRD's openAPIV3Schema by kind, from crds.yaml rendered as gefyra.core.manifests does
+    """Each CRD's openAPIV3Schema by kind, from crds.yaml rendered as gefyra.client.manifests does
     (``$$`` is a literal dollar sign there)."""
     text = string.Template((REPO / "manifests" / "crds.yaml").read_text()).substitute({})
     return {doc["spec"]["names"]["kind"]: doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -7,8 +7,8 @@ import ipaddress
 import re
 
 from gefyra import errors, hookimpl
-from gefyra.core.config import Settings
-from gefyra.core.dns import Dns, DnsSetup
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.dns import Dns, DnsSetup
 
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from gefyra import hookimpl
-from gefyra.core.config import Settings
-from gefyra.core.runtime import ContainerRuntime
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.runtime import ContainerRuntime
 from gefyra.plugins.docker.runtime import DockerRuntime
 
 __all__ = ["DockerRuntime", "docker_available"]

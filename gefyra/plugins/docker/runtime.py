@@ -15,7 +15,7 @@ import aiohttp
 import anyio
 
 from gefyra import errors
-from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec, NetworkInfo
+from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime, ContainerSpec, NetworkInfo
 
 #: The name under which containers of an engine in a VM reach the host.
 _HOST_GATEWAY = "host.docker.internal"

@@ -12,8 +12,8 @@ Both get their nginx configuration from the operator's endpoint (:mod:`.board`).
 from __future__ import annotations
 
 from gefyra import hookimpl
-from gefyra.core.config import Settings
-from gefyra.core.interceptor import Interceptor
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.interceptor import Interceptor
 from gefyra.plugins.interceptor_nginx.carrier import carrier_config, probe_ports
 from gefyra.plugins.interceptor_nginx.interceptor import NginxInterceptor
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import anyio
 
-from gefyra.core.interceptor import EndpointAnswer
+from gefyra.core.spi.interceptor import EndpointAnswer
 
 #: Seconds the endpoint holds a request that has nothing new (carrier's agent waits 35 s).
 LONG_POLL = 25.0

@@ -25,9 +25,9 @@ from typing import Any
 import structlog
 from kubernetes_asyncio import client
 
-from gefyra.core import kube
-from gefyra.core.interceptor import Forward, Route, RouteState, Target
-from gefyra.core.workloads import container_status, live_pods
+from gefyra.core.kube import cluster as kube
+from gefyra.core.kube.workloads import container_status, live_pods
+from gefyra.core.spi.interceptor import Forward, Route, RouteState, Target
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 
 log = structlog.get_logger("gefyra.operator")

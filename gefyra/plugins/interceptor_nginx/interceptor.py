@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import structlog
 from kubernetes_asyncio import client
 
-from gefyra.core.interceptor import (
+from gefyra.core.kube.workloads import pod_spec_and_selector
+from gefyra.core.spi.interceptor import (
     EndpointAnswer,
     EndpointHandler,
     EndpointRequest,
@@ -18,7 +19,6 @@ from gefyra.core.interceptor import (
     Route,
     Target,
 )
-from gefyra.core.workloads import pod_spec_and_selector
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 from gefyra.plugins.interceptor_nginx.carrier import InPlace, fits
 from gefyra.plugins.interceptor_nginx.router import Router

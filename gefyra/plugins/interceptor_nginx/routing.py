@@ -17,8 +17,8 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-from gefyra.core import validation
-from gefyra.core.interceptor import PROBE_ANSWER, PROBE_HEADER, Match
+from gefyra.core.model import validation
+from gefyra.core.spi.interceptor import PROBE_ANSWER, PROBE_HEADER, Match
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 

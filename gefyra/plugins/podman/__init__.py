@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from gefyra import hookimpl
-from gefyra.core.config import Settings
-from gefyra.core.runtime import ContainerRuntime
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.runtime import ContainerRuntime
 from gefyra.plugins.docker import docker_available
 from gefyra.plugins.podman.runtime import PodmanRuntime
 

@@ -8,8 +8,8 @@ ends, in one chain of each end's own network namespace.
 from __future__ import annotations
 
 from gefyra import hookimpl
-from gefyra.core.config import Settings
-from gefyra.core.tunnel import Tunnel
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.tunnel import Tunnel
 from gefyra.plugins.wireguard.local import WireGuardTunnel
 from gefyra.plugins.wireguard.server import WireGuardServer
 

@@ -9,7 +9,7 @@ import base64
 import binascii
 import re
 
-from gefyra.core.tunnel import KeyPair
+from gefyra.core.spi.tunnel import KeyPair
 
 _KEY = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 import anyio
 
 from gefyra import errors
-from gefyra.core.config import Settings
-from gefyra.core.names import TUNNEL_SERVER_ADDRESS
-from gefyra.core.runtime import ContainerRuntime, ContainerSpec
-from gefyra.core.tunnel import KeyPair, LocalEnd, Tunnel
+from gefyra.core.model.names import TUNNEL_SERVER_ADDRESS
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.runtime import ContainerRuntime, ContainerSpec
+from gefyra.core.spi.tunnel import KeyPair, LocalEnd, Tunnel
 from gefyra.plugins.wireguard import keys
 from gefyra.plugins.wireguard.server import WireGuardServer
 

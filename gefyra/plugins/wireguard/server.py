@@ -13,8 +13,8 @@ import anyio
 import structlog
 
 from gefyra import errors
-from gefyra.core.names import TUNNEL_NETWORK
-from gefyra.core.tunnel import ServerForward, TunnelServer
+from gefyra.core.model.names import TUNNEL_NETWORK
+from gefyra.core.spi.tunnel import ServerForward, TunnelServer
 from gefyra.plugins.wireguard import keys
 
 log = structlog.get_logger("gefyra.operator")

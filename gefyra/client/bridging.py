@@ -22,12 +22,14 @@ import structlog
 from kubernetes_asyncio import client
 
 from gefyra import errors
-from gefyra.core import kube
-from gefyra.core.config import Settings
-from gefyra.core.interceptor import PROBE_ANSWER, PROBE_HEADER, Interceptor, Match, Target
-from gefyra.core.kube import Cluster
-from gefyra.core.localrun import local_address, running_cargo
-from gefyra.core.names import (
+from gefyra.client.run import local_address, running_cargo
+from gefyra.core.engine.orchestrator import OperationContext
+from gefyra.core.engine.steps import Step
+from gefyra.core.engine.waiting import wait_until
+from gefyra.core.kube import cluster as kube
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.workloads import parse_workload, pod_spec_and_selector, undeclared_port
+from gefyra.core.model.names import (
     ANNOTATION_STEERED,
     BRIDGES_PATH,
     CRD_GROUP,
@@ -40,10 +42,8 @@ from gefyra.core.names import (
     READY,
     STOWAWAY,
 )
-from gefyra.core.orchestrator import OperationContext
-from gefyra.core.steps import Step
-from gefyra.core.waiting import wait_until
-from gefyra.core.workloads import parse_workload, pod_spec_and_selector, undeclared_port
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.interceptor import PROBE_ANSWER, PROBE_HEADER, Interceptor, Match, Target
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """The tunnel backend interface: how this machine and the cluster are joined.
 
 Two ends. The *local end* ("cargo") is a container on gefyra's container network: it carries the
-cluster's ranges into the tunnel, answers DNS (the :mod:`~gefyra.core.dns` backend runs inside it)
+cluster's ranges into the tunnel, answers DNS (the :mod:`~gefyra.core.spi.dns` backend runs inside it)
 and steers bridged ports that arrive from the cluster to local containers. The *server end* runs
 in the cluster beside the operator, which drives it through :class:`TunnelServer`: one peer per
 client (its public key and one tunnel address), and port forwards from the server into the tunnel
@@ -14,9 +14,9 @@ import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from gefyra.core.config import Settings
-from gefyra.core.dns import DnsSetup
-from gefyra.core.runtime import ContainerRuntime
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.dns import DnsSetup
+from gefyra.core.spi.runtime import ContainerRuntime
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from gefyra._version import __version__
-from gefyra.core.config import Settings
-from gefyra.core.names import ANNOTATION_MANIFESTS, TUNNEL_SERVER_ADDRESS
+from gefyra.core.model.names import ANNOTATION_MANIFESTS, TUNNEL_SERVER_ADDRESS
+from gefyra.core.model.settings import Settings
 
 _FILES = ("crds.yaml", "gefyra.yaml")
 

@@ -19,13 +19,13 @@ import structlog
 from kubernetes_asyncio import client
 
 from gefyra import errors
-from gefyra.core.config import Settings
-from gefyra.core.kube import Cluster, exec_in_pod
-from gefyra.core.names import LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROUTES
-from gefyra.core.orchestrator import OperationContext
-from gefyra.core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
-from gefyra.core.steps import Step
-from gefyra.core.workloads import live_pods, parse_workload
+from gefyra.core.engine.orchestrator import OperationContext
+from gefyra.core.engine.steps import Step
+from gefyra.core.kube.cluster import Cluster, exec_in_pod
+from gefyra.core.kube.workloads import live_pods, parse_workload
+from gefyra.core.model.names import LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROUTES
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import anyio
 
 from gefyra import errors
-from gefyra.core.identity import config_dir
+from gefyra.core.model.identity import config_dir
 
 #: Seconds between two tries while another operation of the same client runs.
 _POLL = 0.1

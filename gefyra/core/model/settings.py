@@ -6,9 +6,9 @@ import dataclasses
 import os
 
 from gefyra._version import __version__
-from gefyra.core import validation
-from gefyra.core.identity import default_client_id
-from gefyra.core.names import LABEL_CLIENT, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY
+from gefyra.core.model import validation
+from gefyra.core.model.identity import default_client_id
+from gefyra.core.model.names import LABEL_CLIENT, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY
 
 #: The environment variables that Settings reads, by field (an empty variable counts as unset).
 ENVIRONMENT = {

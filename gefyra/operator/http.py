@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 import structlog
 from aiohttp import web
 
-from gefyra.core.interceptor import EndpointRequest, Interceptor
+from gefyra.core.spi.interceptor import EndpointRequest, Interceptor
 
 log = structlog.get_logger("gefyra.operator")
 

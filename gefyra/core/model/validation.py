@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, NoReturn
 from gefyra import errors
 
 if TYPE_CHECKING:
-    from gefyra.core.bridging import BridgeRequest
-    from gefyra.core.localrun import RunRequest
+    from gefyra.client.bridging import BridgeRequest
+    from gefyra.client.run import RunRequest
 
 #: What ``KIND/NAME[/CONTAINER]`` may say as its kind, and the workload kind each means (the one
-#: table: gefyra.core.workloads reads references with it, the operator checks bridges' kinds).
+#: table: gefyra.core.kube.workloads reads references with it, the operator checks bridges' kinds).
 WORKLOAD_ALIASES = {"deploy": "deployment", "deployment": "deployment", "sts": "statefulset",
                     "statefulset": "statefulset", "pod": "pod", "po": "pod"}
 WORKLOAD_KINDS = tuple(WORKLOAD_ALIASES)
@@ -162,7 +162,7 @@ _MATCH_HINT = "e.g. --match-header-exact x-dev:alice or --match-path-prefix /api
 def match_problem(kind: object, header: object, value: object) -> str | None:
     """Why (kind, header, value) is not a condition gefyra can route by, or None. Checked alike on
     the client and in the operator (which reads it back from a GefyraBridge: untrusted)."""
-    from gefyra.core.interceptor import MATCH_KINDS
+    from gefyra.core.spi.interceptor import MATCH_KINDS
 
     if kind not in MATCH_KINDS:
         return f"the condition kind {shown(kind)} is not one of {', '.join(MATCH_KINDS)}"
@@ -201,13 +201,13 @@ def match_flag(text: str, flag: str, kind: str) -> tuple[str, str]:
 
 def match_values(matches: Sequence[object], flag: str) -> None:
     """The conditions of a bridge request: at most :data:`MAX_MATCHES`, each a sound one."""
-    from gefyra.core.interceptor import Match
+    from gefyra.core.spi.interceptor import Match
 
     if isinstance(matches, str) or not isinstance(matches, Sequence) or len(matches) > MAX_MATCHES:
         _refuse(flag, matches, f"a bridge has a list of at most {MAX_MATCHES} conditions", _MATCH_HINT)
     for m in matches:
         problem = (match_problem(m.kind, m.header, m.value) if isinstance(m, Match)
-                   else "a condition is a gefyra.core.interceptor.Match")
+                   else "a condition is a gefyra.core.spi.interceptor.Match")
         if problem:
             _refuse(flag, m, problem, _MATCH_HINT)
 
@@ -323,7 +323,7 @@ def published_ports(items: Sequence[str], flag: str) -> dict[str, int]:
 
 
 def published_port_values(mapping: dict[str, int], flag: str) -> dict[str, int]:
-    """{``"PORT/PROTOCOL"``: host port}, as :class:`gefyra.core.runtime.ContainerSpec` takes it."""
+    """{``"PORT/PROTOCOL"``: host port}, as :class:`gefyra.core.spi.runtime.ContainerSpec` takes it."""
     for key, host in mapping.items():
         problem = (_container_port_problem(key) if isinstance(key, str) and "/" in key
                    else "the container port is not PORT/PROTOCOL")

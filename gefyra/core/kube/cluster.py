@@ -21,9 +21,9 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 from kubernetes_asyncio.stream import WsApiClient
 
 from gefyra import errors
-from gefyra.core import kubeconfig
-from gefyra.core.config import Settings
-from gefyra.core.names import CRD_GROUP, CRD_VERSION
+from gefyra.core.kube import kubeconfig
+from gefyra.core.model.names import CRD_GROUP, CRD_VERSION
+from gefyra.core.model.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -13,15 +13,15 @@ import pluggy
 import structlog
 
 from gefyra import errors
-from gefyra.core.bus import Event, EventBus, EventKind
-from gefyra.core.config import Settings
-from gefyra.core.dns import Dns
-from gefyra.core.interceptor import Interceptor
-from gefyra.core.kube import Cluster
-from gefyra.core.plugins import make_plugin_manager
-from gefyra.core.runtime import ContainerRuntime
-from gefyra.core.steps import PlanResult, Step, run_plan
-from gefyra.core.tunnel import Tunnel
+from gefyra.core.engine.bus import Event, EventBus, EventKind
+from gefyra.core.engine.plugins import make_plugin_manager
+from gefyra.core.engine.steps import PlanResult, Step, run_plan
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.dns import Dns
+from gefyra.core.spi.interceptor import Interceptor
+from gefyra.core.spi.runtime import ContainerRuntime
+from gefyra.core.spi.tunnel import Tunnel
 
 log = structlog.get_logger(__name__)
 C = TypeVar("C")

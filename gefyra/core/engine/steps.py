@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 import anyio
 import structlog
 
-from gefyra.core.bus import Event, EventBus, EventKind
+from gefyra.core.engine.bus import Event, EventBus, EventKind
 
 log = structlog.get_logger(__name__)
 

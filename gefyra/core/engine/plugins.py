@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pluggy
 
-from gefyra.core import hookspecs
+from gefyra.core.engine import hookspecs
 from gefyra.plugins import BUILTIN_PLUGINS
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gefyra import errors
-from gefyra.core.results import CheckResult
+from gefyra.core.model.results import CheckResult
 
 #: What a throwaway client of `check` is called: this machine's client id with this added.
 CHECK_SUFFIX = "-check"

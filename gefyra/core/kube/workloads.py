@@ -6,7 +6,7 @@ from __future__ import annotations
 from kubernetes_asyncio import client
 
 from gefyra import errors
-from gefyra.core.validation import WORKLOAD_ALIASES as _KINDS
+from gefyra.core.model.validation import WORKLOAD_ALIASES as _KINDS
 
 
 def parse_workload(ref: str) -> tuple[str, str, str | None]:

@@ -12,16 +12,18 @@ from typing import Any, Self
 import anyio
 
 from gefyra import errors
-from gefyra.core import bridging, connect, localrun, manifests, preflight, validation
-from gefyra.core.bridging import BridgeRequest
-from gefyra.core.bus import EventBus
-from gefyra.core.config import Settings
-from gefyra.core.kube import Cluster
-from gefyra.core.localrun import RunRequest
-from gefyra.core.lock import client_lock
-from gefyra.core.names import BRIDGES_PATH, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE, STOWAWAY
-from gefyra.core.orchestrator import Orchestrator
-from gefyra.core.results import (
+from gefyra.client import bridging, connect, manifests
+from gefyra.client import check as preflight
+from gefyra.client import run as localrun
+from gefyra.client.bridging import BridgeRequest
+from gefyra.client.lock import client_lock
+from gefyra.client.run import RunRequest
+from gefyra.core.engine.bus import EventBus
+from gefyra.core.engine.orchestrator import Orchestrator
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.model import validation
+from gefyra.core.model.names import BRIDGES_PATH, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE, STOWAWAY
+from gefyra.core.model.results import (
     BridgeInfo,
     CargoInfo,
     CheckResult,
@@ -30,7 +32,8 @@ from gefyra.core.results import (
     LocalContainer,
     Status,
 )
-from gefyra.core.runtime import ContainerInfo, ContainerRuntime
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime
 
 
 class Gefyra:
@@ -191,7 +194,7 @@ class Gefyra:
             bridges=await self.bridges() if installed else [])
 
     async def check(self) -> list[CheckResult]:
-        """Checks what `up` needs, before `up` (gefyra.core.preflight); each result says what is
+        """Checks what `up` needs, before `up` (gefyra.client.check); each result says what is
         fine or what to do."""
         results: list[CheckResult] = []
         runtime, cluster = None, None

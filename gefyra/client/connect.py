@@ -25,10 +25,13 @@ from typing import Any
 import structlog
 
 from gefyra import errors
-from gefyra.core import bridging, endpoint, manifests
-from gefyra.core.config import Settings
-from gefyra.core.kube import METADATA_ONLY, Cluster, object_path
-from gefyra.core.names import (
+from gefyra.client import bridging, manifests
+from gefyra.client import tunnel_endpoint as endpoint
+from gefyra.core.engine.orchestrator import OperationContext
+from gefyra.core.engine.steps import Step
+from gefyra.core.engine.waiting import wait_until
+from gefyra.core.kube.cluster import METADATA_ONLY, Cluster, object_path
+from gefyra.core.model.names import (
     ANNOTATION_LIFECYCLE,
     ANNOTATION_MANIFESTS,
     CLIENTS_PATH,
@@ -44,10 +47,8 @@ from gefyra.core.names import (
     STOWAWAY_KEY_SECRET,
     TUNNEL_SERVER_ADDRESS,
 )
-from gefyra.core.orchestrator import OperationContext
-from gefyra.core.steps import Step
-from gefyra.core.tunnel import KeyPair, LocalEnd, Tunnel
-from gefyra.core.waiting import wait_until
+from gefyra.core.model.settings import Settings
+from gefyra.core.spi.tunnel import KeyPair, LocalEnd, Tunnel
 
 log = structlog.get_logger(__name__)
 

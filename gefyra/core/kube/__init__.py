@@ -1,0 +1,3 @@
+"""The Kubernetes adapter: the only package that talks to the cluster's API (kubernetes_asyncio).
+One client with error translation and retries, every REST path in one place, the kubeconfig,
+workloads and their pods."""
