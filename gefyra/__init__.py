@@ -28,9 +28,8 @@ from gefyra.errors import (
 )
 
 if TYPE_CHECKING:
-    from gefyra.client.bridging import BridgeRequest
-    from gefyra.client.run import RunRequest
     from gefyra.client.session import Gefyra
+    from gefyra.core.model.requests import BridgeRequest, RunRequest
     from gefyra.core.model.results import (
         BridgeInfo,
         CargoInfo,
@@ -46,8 +45,8 @@ hookimpl = pluggy.HookimplMarker("gefyra")
 
 _LAZY = {
     "Gefyra": "gefyra.client.session",
-    "BridgeRequest": "gefyra.client.bridging",
-    "RunRequest": "gefyra.client.run",
+    "BridgeRequest": "gefyra.core.model.requests",
+    "RunRequest": "gefyra.core.model.requests",
     **{name: "gefyra.core.model.results" for name in (
         "BridgeInfo", "CargoInfo", "CheckResult", "ClientInfo", "ClusterInfo", "Condition", "LocalContainer",
         "Status")},

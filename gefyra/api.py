@@ -4,9 +4,8 @@ Programs that make several calls keep one ``Gefyra`` open instead (its connectio
 from __future__ import annotations
 
 from gefyra import __version__
-from gefyra.client.bridging import BridgeRequest
-from gefyra.client.run import RunRequest
 from gefyra.client.session import Gefyra
+from gefyra.core.model.requests import BridgeRequest, RunRequest
 from gefyra.core.model.results import BridgeInfo, CheckResult, LocalContainer, Status
 from gefyra.core.model.settings import Settings
 

@@ -327,7 +327,8 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
     gefyra run -i myapp:dev -N myapp -n shop --env-from deploy/myapp -d
     gefyra run --rm -i busybox -N probe -- wget -qO- http://api/healthz
     """
-    from gefyra.client.run import RunRequest, remove_run_container
+    from gefyra.client.run import remove_run_container
+    from gefyra.core.model.requests import RunRequest
 
     if command is not None and command_args:
         raise click.UsageError("give the command either with --command or after --, not both")
@@ -416,8 +417,8 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
     gefyra bridge -N api --target deploy/api -p 8080:8080 --match-header-exact x-dev:alice
     gefyra bridge -N api --target deploy/api -p 8080:8080 --match-path-prefix /v2/ --match-header-exact x-dev:alice
     """
-    from gefyra.client.bridging import BridgeRequest
-    from gefyra.core.spi.interceptor import Match
+    from gefyra.core.model.requests import BridgeRequest
+    from gefyra.core.model.routing import Match
 
     matches = [Match(kind, value, header) for kind in MATCH_KINDS
                for header, value in conditions[f"match_{kind.replace('-', '_')}"]]

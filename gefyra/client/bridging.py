@@ -42,26 +42,14 @@ from gefyra.core.model.names import (
     READY,
     STOWAWAY,
 )
+from gefyra.core.model.requests import BridgeRequest
+from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER, Target
 from gefyra.core.model.settings import Settings
-from gefyra.core.spi.interceptor import PROBE_ANSWER, PROBE_HEADER, Interceptor, Match, Target
+from gefyra.core.spi.interceptor import Interceptor
 
 log = structlog.get_logger(__name__)
 
 _OPERATOR_LOGS = "check `kubectl -n gefyra logs deploy/gefyra-stowaway -c operator`"
-
-
-@dataclasses.dataclass
-class BridgeRequest:
-    local: str
-    target: str
-    ports: dict[int, int]  # remote (container port in the cluster) -> local container port
-    namespace: str = "default"
-    #: None: the default interceptor.
-    interceptor: str | None = None
-    #: A personal bridge's conditions (all must hold for a request to come here); none: global.
-    matches: list[Match] = dataclasses.field(default_factory=list)
-    wait: bool = True
-    timeout: float = 60.0
 
 
 def bridge_name(settings: Settings, local: str, kind: str, name: str, container: str) -> str:

@@ -24,25 +24,11 @@ from gefyra.core.engine.steps import Step
 from gefyra.core.kube.cluster import Cluster, exec_in_pod
 from gefyra.core.kube.workloads import live_pods, parse_workload
 from gefyra.core.model.names import LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROUTES
+from gefyra.core.model.requests import RunRequest
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
 
 log = structlog.get_logger(__name__)
-
-
-@dataclasses.dataclass
-class RunRequest:
-    image: str
-    name: str
-    namespace: str = "default"
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
-    env_from: str | None = None
-    volumes: list[str] = dataclasses.field(default_factory=list)
-    ports: dict[str, int] = dataclasses.field(default_factory=dict)
-    command: list[str] | None = None
-    #: The image's entrypoint replaced (as the engines' run --entrypoint).
-    entrypoint: list[str] | None = None
-    auto_remove: bool = False
 
 
 async def _workload_pod(cluster: Cluster, namespace: str, kind: str, name: str) -> client.V1Pod:

@@ -15,14 +15,13 @@ from gefyra import errors
 from gefyra.client import bridging, connect, manifests
 from gefyra.client import check as preflight
 from gefyra.client import run as localrun
-from gefyra.client.bridging import BridgeRequest
 from gefyra.client.lock import client_lock
-from gefyra.client.run import RunRequest
 from gefyra.core.engine.bus import EventBus
 from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.model import validation
 from gefyra.core.model.names import BRIDGES_PATH, GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE, STOWAWAY
+from gefyra.core.model.requests import BridgeRequest, RunRequest
 from gefyra.core.model.results import (
     BridgeInfo,
     CargoInfo,
@@ -34,6 +33,7 @@ from gefyra.core.model.results import (
 )
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime
+from gefyra.plugins import BUILTIN_PLUGINS
 
 
 class Gefyra:
@@ -45,7 +45,8 @@ class Gefyra:
 
     def __init__(self, settings: Settings | None = None, *, plugins: Iterable[object | ModuleType] = (),
                  bus: EventBus | None = None, entry_points: bool = True) -> None:
-        self.orchestrator = Orchestrator(settings, plugins=plugins, bus=bus, entry_points=entry_points)
+        self.orchestrator = Orchestrator(settings, builtins=BUILTIN_PLUGINS, plugins=plugins, bus=bus,
+                                         entry_points=entry_points)
         self.settings.validate()  # again: a caller may have changed them since they were made
 
     @property
@@ -111,7 +112,7 @@ class Gefyra:
 
     async def run(self, request: RunRequest) -> LocalContainer:
         """Starts a local container that behaves like a pod of ``request.namespace``."""
-        validation.run_request(request)
+        request.validate()
         cluster, runtime = await self.orchestrator.both()
         await self.orchestrator.run_plan("run", localrun.run_plan(),
                                          localrun.Context(self.orchestrator, cluster, runtime, request))
@@ -122,7 +123,7 @@ class Gefyra:
 
     async def bridge(self, request: BridgeRequest) -> BridgeInfo:
         """Sends the traffic of ``request.target``'s ports to the local container ``request.local``."""
-        validation.bridge_request(request)
+        request.validate()
         cluster, runtime = await self.orchestrator.both()
         ctx = bridging.Context(self.orchestrator, cluster, runtime, request,
                                self.orchestrator.interceptor(request.interceptor))

@@ -26,6 +26,7 @@ from gefyra.operator import http as endpoint
 from gefyra.operator.bridges import Bridges
 from gefyra.operator.clients import Clients
 from gefyra.operator.retry import backoff
+from gefyra.plugins import BUILTIN_PLUGINS
 
 log = structlog.get_logger("gefyra.operator")
 
@@ -90,7 +91,7 @@ async def _watch_pods(core: client.CoreV1Api, bridges: Bridges, wakeup: _Wakeup)
 async def main() -> None:
     config.load_incluster_config()  # type: ignore[no-untyped-call]
     namespace = os.environ.get("GEFYRA_NAMESPACE", GEFYRA_NAMESPACE)
-    orchestrator = Orchestrator(Settings())
+    orchestrator = Orchestrator(Settings(), builtins=BUILTIN_PLUGINS)
     server = orchestrator.tunnel().server()
     await server.wait_ready()
     async with client.ApiClient() as api:

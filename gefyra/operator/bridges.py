@@ -48,8 +48,9 @@ from gefyra.core.model.names import (
     RESTORING,
     STEER_BOUND,
 )
+from gefyra.core.model.routing import Forward, Match, Route, RouteState, Target
 from gefyra.core.model.validation import WORKLOAD_ALIASES
-from gefyra.core.spi.interceptor import Forward, Interceptor, InvalidRoute, Match, Route, RouteState, Target
+from gefyra.core.spi.interceptor import Interceptor, InvalidRoute
 from gefyra.core.spi.tunnel import ServerForward, TunnelServer
 from gefyra.operator.clients import ActiveClient
 from gefyra.operator.retry import backoff

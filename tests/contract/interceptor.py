@@ -16,7 +16,8 @@ import anyio
 import pytest
 from kubernetes_asyncio import client
 
-from gefyra.core.spi.interceptor import Forward, Interception, Interceptor, Route, Target
+from gefyra.core.model.routing import Forward, Interception, Route, Target
+from gefyra.core.spi.interceptor import Interceptor
 
 
 async def _eventually(check: Callable[[], Awaitable[Interception | None]], timeout: float = 60) -> Interception:

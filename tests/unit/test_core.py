@@ -14,11 +14,11 @@ from gefyra import errors, hookimpl
 from gefyra.cli import main
 from gefyra.core.engine import hookspecs
 from gefyra.core.engine.bus import Event, EventBus, EventKind
-from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.engine.steps import PlanError, Step, StepState, check_plan, run_plan
 from gefyra.core.kube.cluster import transient
 from gefyra.core.model.settings import Settings
 from gefyra.plugins.docker import DockerRuntime
+from tests.unit.helpers import orchestrator_of
 
 pytestmark = pytest.mark.anyio
 
@@ -159,7 +159,7 @@ async def test_a_plugin_adds_a_step_to_an_operation_through_the_hook() -> None:
         def gefyra_plan_steps(self, operation: str, settings: Settings) -> list[Step[list[str]]] | None:
             return [Recorder("extra", needs="a")] if operation == "up" else None
 
-    orchestrator = Orchestrator(plugins=[Plugin()], entry_points=False)
+    orchestrator = orchestrator_of(plugins=[Plugin()], entry_points=False)
     assert [s.name for s in orchestrator.plan("down", [Recorder("a")])] == ["a"]
     ctx: list[str] = []
     await orchestrator.run_plan("up", [Recorder("a")], ctx)
@@ -167,7 +167,7 @@ async def test_a_plugin_adds_a_step_to_an_operation_through_the_hook() -> None:
 
 
 def test_docker_is_the_default_runtime_and_a_plugin_can_replace_it() -> None:
-    assert isinstance(Orchestrator(Settings(runtime=None)).runtime(), DockerRuntime)
+    assert isinstance(orchestrator_of(Settings(runtime=None)).runtime(), DockerRuntime)
 
     class Custom(DockerRuntime):
         name = "custom"
@@ -177,10 +177,10 @@ def test_docker_is_the_default_runtime_and_a_plugin_can_replace_it() -> None:
         def gefyra_container_runtime(self, settings: Settings) -> DockerRuntime | None:
             return Custom() if settings.runtime == "custom" else None
 
-    assert Orchestrator(Settings(runtime="custom"), plugins=[Plugin()]).runtime().name == "custom"
-    assert Orchestrator(Settings(runtime="docker"), plugins=[Plugin()]).runtime().name == "docker"
+    assert orchestrator_of(Settings(runtime="custom"), plugins=[Plugin()]).runtime().name == "custom"
+    assert orchestrator_of(Settings(runtime="docker"), plugins=[Plugin()]).runtime().name == "docker"
     with pytest.raises(errors.UsageError, match="no plugin provides the container runtime 'nope'"):
-        Orchestrator(Settings(runtime="nope")).runtime()
+        orchestrator_of(Settings(runtime="nope")).runtime()
 
 
 def test_event_hook_sees_every_published_event() -> None:
@@ -191,21 +191,21 @@ def test_event_hook_sees_every_published_event() -> None:
         def gefyra_event(self, event: Event) -> None:
             seen.append(event.step)
 
-    orchestrator = Orchestrator(plugins=[Listener()])
+    orchestrator = orchestrator_of(plugins=[Listener()])
     anyio.run(orchestrator.bus.publish, Event(EventKind.PROGRESS, "x"))
     assert seen == ["x"]
 
 
 def test_default_dns_sends_the_cluster_domain_to_the_cluster_dns() -> None:
-    setup = Orchestrator().dns().setup("/etc/gefyra/dns", "10.96.0.10", "cluster.local")
+    setup = orchestrator_of().dns().setup("/etc/gefyra/dns", "10.96.0.10", "cluster.local")
     corefile = setup.files["Corefile"].decode()
     assert "cluster.local:53 in-addr.arpa:53 {\n    forward . 10.96.0.10" in corefile
     assert "forward . /etc/resolv.conf" in corefile
     assert setup.command == ("coredns", "-conf", "/etc/gefyra/dns/Corefile")
     with pytest.raises(errors.UsageError):
-        Orchestrator().dns().setup("/d", "10.96.0.10", "cluster.local\n}\nevil {")
+        orchestrator_of().dns().setup("/d", "10.96.0.10", "cluster.local\n}\nevil {")
     with pytest.raises(errors.UsageError):
-        Orchestrator().dns().setup("/d", "10.96.0.10; rm", "cluster.local")
+        orchestrator_of().dns().setup("/d", "10.96.0.10; rm", "cluster.local")
 
 
 def test_every_hookspec_is_documented() -> None:

@@ -14,12 +14,12 @@ import pytest
 
 import gefyra
 from gefyra import hookimpl
-from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.dns import Dns, DnsSetup
 from gefyra.plugins.coredns import CoreDns
 from gefyra.plugins.interceptor_nginx import NginxInterceptor
 from gefyra.plugins.wireguard import WireGuardTunnel
+from tests.unit.helpers import orchestrator_of
 
 REPO = Path(__file__).resolve().parents[2]
 #: Words of the built-in backends; gefyra/core/ talks about none of them.
@@ -67,7 +67,7 @@ def test_builtin_modules_the_issue_names_import() -> None:
 
 
 def test_tunnel_hook_defaults_to_wireguard_and_a_plugin_replaces_it() -> None:
-    assert isinstance(Orchestrator(Settings(tunnel=None)).tunnel(), WireGuardTunnel)
+    assert isinstance(orchestrator_of(Settings(tunnel=None)).tunnel(), WireGuardTunnel)
 
     class Other(WireGuardTunnel):
         name = "other"
@@ -77,13 +77,13 @@ def test_tunnel_hook_defaults_to_wireguard_and_a_plugin_replaces_it() -> None:
         def gefyra_tunnel(self, settings: Settings) -> WireGuardTunnel | None:
             return Other() if settings.tunnel == "other" else None
 
-    assert Orchestrator(Settings(tunnel="other"), plugins=[Plugin()]).tunnel().name == "other"
+    assert orchestrator_of(Settings(tunnel="other"), plugins=[Plugin()]).tunnel().name == "other"
     with pytest.raises(gefyra.UsageError, match="no plugin provides the tunnel 'nope'"):
-        Orchestrator(Settings(tunnel="nope")).tunnel()
+        orchestrator_of(Settings(tunnel="nope")).tunnel()
 
 
 def test_interceptor_hook_chooses_by_name() -> None:
-    orchestrator = Orchestrator()
+    orchestrator = orchestrator_of()
     assert isinstance(orchestrator.interceptor(), NginxInterceptor)
     assert isinstance(orchestrator.interceptor("nginx"), NginxInterceptor)
     assert orchestrator.interceptor().image == Settings().image("carrier")
@@ -92,7 +92,7 @@ def test_interceptor_hook_chooses_by_name() -> None:
 
 
 def test_dns_hook_defaults_to_coredns_and_a_plugin_replaces_it() -> None:
-    assert isinstance(Orchestrator().dns(), CoreDns)
+    assert isinstance(orchestrator_of().dns(), CoreDns)
 
     class Hosts(Dns):
         name = "hosts"
@@ -105,7 +105,7 @@ def test_dns_hook_defaults_to_coredns_and_a_plugin_replaces_it() -> None:
         def gefyra_dns(self, settings: Settings) -> Dns:
             return Hosts()
 
-    assert Orchestrator(plugins=[Plugin()]).dns().name == "hosts"
+    assert orchestrator_of(plugins=[Plugin()]).dns().name == "hosts"
 
 
 def test_no_engine_at_all_is_one_line_and_its_exit_code_and_a_bad_kubeconfig_still_wins(tmp_path: Path) -> None:

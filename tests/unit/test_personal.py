@@ -11,7 +11,8 @@ import pytest
 from gefyra import errors
 from gefyra.client import bridging
 from gefyra.core.model import validation
-from gefyra.core.spi.interceptor import Forward, InvalidRoute, Match, Route
+from gefyra.core.model.routing import Forward, Match, Route
+from gefyra.core.spi.interceptor import InvalidRoute
 from gefyra.operator import bridges, retry
 from gefyra.plugins.interceptor_nginx import router as router_module
 from gefyra.plugins.interceptor_nginx.routing import Listener, condition_regex, router_config

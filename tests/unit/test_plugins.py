@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import gefyra.plugins.docker as docker_plugin
-from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.model.settings import Settings
 from gefyra.plugins.docker import DockerRuntime
 from gefyra.plugins.podman import PodmanRuntime
+from tests.unit.helpers import orchestrator_of
 
 
 @pytest.fixture
@@ -33,18 +33,18 @@ def podman_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
 
 def test_podman_is_chosen_by_name() -> None:
-    assert isinstance(Orchestrator(Settings(runtime="podman")).runtime(), PodmanRuntime)
-    assert type(Orchestrator(Settings(runtime="docker")).runtime()) is DockerRuntime
+    assert isinstance(orchestrator_of(Settings(runtime="podman")).runtime(), PodmanRuntime)
+    assert type(orchestrator_of(Settings(runtime="docker")).runtime()) is DockerRuntime
 
 
 def test_podman_is_detected_when_only_its_socket_exists(podman_socket: Path) -> None:
-    runtime = Orchestrator(Settings(runtime=None)).runtime()
+    runtime = orchestrator_of(Settings(runtime=None)).runtime()
     assert isinstance(runtime, PodmanRuntime) and runtime._url == f"unix://{podman_socket}"
 
 
 def test_docker_wins_when_both_are_there(podman_socket: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
-    assert type(Orchestrator(Settings(runtime=None)).runtime()) is DockerRuntime
+    assert type(orchestrator_of(Settings(runtime=None)).runtime()) is DockerRuntime
 
 
 def test_third_party_runtime_plugin_is_found_through_the_entry_point_group(tmp_path: Path) -> None:
@@ -74,8 +74,8 @@ def test_third_party_runtime_plugin_is_found_through_the_entry_point_group(tmp_p
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(package)], check=True)
-    probe = "from gefyra.core.engine.orchestrator import Orchestrator; from gefyra.core.model.settings import Settings; " \
-            "print(Orchestrator(Settings(runtime='tiny')).runtime().name)"
+    probe = "from tests.unit.helpers import orchestrator_of; from gefyra.core.model.settings import Settings; " \
+            "print(orchestrator_of(Settings(runtime='tiny')).runtime().name)"
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "tiny"

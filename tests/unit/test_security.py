@@ -179,7 +179,7 @@ def test_carrier_board_tells_two_carriers_of_one_pod_apart_by_container_id(monke
 
 
 def test_carrier_config_refuses_a_host_that_is_not_an_address() -> None:
-    from gefyra.core.spi.interceptor import Forward
+    from gefyra.core.model.routing import Forward
 
     with pytest.raises(ValueError):
         carrier.carrier_config([Forward(8080, "10.0.0.1; include /etc/passwd", 20000)], {})

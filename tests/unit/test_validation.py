@@ -17,10 +17,9 @@ from click.testing import CliRunner, Result
 
 from gefyra import errors
 from gefyra.cli import main
-from gefyra.client.bridging import BridgeRequest
-from gefyra.client.run import RunRequest
 from gefyra.client.session import Gefyra
 from gefyra.core.model import validation
+from gefyra.core.model.requests import BridgeRequest, RunRequest
 from gefyra.core.model.settings import ENVIRONMENT, Settings
 from gefyra.plugins.wireguard.keys import generate_keypair
 

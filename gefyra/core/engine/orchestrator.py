@@ -1,20 +1,23 @@
 """The orchestrator: one per embedding program (or CLI command). It owns the settings, the plugin
 manager and the event bus, chooses the backends through the hooks, keeps the cluster and engine
-connections open across operations, and runs plans (the built-in steps plus the plugins')."""
+connections open across operations, and runs plans (the built-in steps plus the plugins').
+
+It knows no backend: the program that makes it names the built-in plugins (``builtins``: the
+client and the operator pass :data:`gefyra.plugins.BUILTIN_PLUGINS`)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from types import ModuleType, TracebackType
-from typing import Any, Self, TypeVar
+from types import ModuleType
+from typing import Any, TypeVar
 
 import pluggy
 import structlog
 
 from gefyra import errors
 from gefyra.core.engine.bus import Event, EventBus, EventKind
-from gefyra.core.engine.plugins import make_plugin_manager
+from gefyra.core.engine.plugins import PluginInfo, describe, make_plugin_manager
 from gefyra.core.engine.steps import PlanResult, Step, run_plan
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.model.settings import Settings
@@ -45,10 +48,12 @@ class OperationContext:
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings | None = None, *, plugins: Iterable[object | ModuleType] = (),
-                 bus: EventBus | None = None, entry_points: bool = True) -> None:
+    def __init__(self, settings: Settings | None = None, *, builtins: Sequence[str] = (),
+                 plugins: Iterable[object | ModuleType] = (), bus: EventBus | None = None,
+                 entry_points: bool = True) -> None:
         self.settings = settings or Settings()
-        self.pm: pluggy.PluginManager = make_plugin_manager(plugins, entry_points=entry_points)
+        self.builtins = tuple(builtins)
+        self.pm: pluggy.PluginManager = make_plugin_manager(self.builtins, plugins, entry_points=entry_points)
         self.bus = bus or EventBus()
         self.bus.subscribe(self._to_plugins)
         self._cluster: Cluster | None = None
@@ -114,13 +119,6 @@ class Orchestrator:
         if engine is not None:
             await engine.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
-
     # Plans.
 
     def plan(self, operation: str, steps: Sequence[Step[Any]]) -> list[Step[Any]]:
@@ -129,7 +127,11 @@ class Orchestrator:
                  if found for s in found]
         return [*steps, *extra]
 
-    async def run_plan(self, operation: str, steps: Sequence[Step[C]], ctx: C, facts: Iterable[str] = ()) -> PlanResult:
+    def plugins(self) -> list[PluginInfo]:
+        """The plugins in use, where each came from and the hooks it implements."""
+        return describe(self.pm, self.builtins)
+
+    async def run_plan(self, operation: str, steps: Sequence[Step[C]], ctx: C) -> PlanResult:
         """Runs the plan of ``operation`` (``steps`` and the plugins' own) on the bus."""
         log.debug("plan", operation=operation, steps=[s.name for s in steps])
-        return await run_plan(self.plan(operation, steps), ctx, self.bus, facts)
+        return await run_plan(self.plan(operation, steps), ctx, self.bus)

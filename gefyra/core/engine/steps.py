@@ -15,7 +15,7 @@ import abc
 import dataclasses
 import enum
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import anyio
@@ -72,13 +72,14 @@ class PlanResult:
     states: dict[str, StepState]
 
 
-def check_plan(steps: Sequence[Step[C]], facts: Iterable[str] = ()) -> None:
+def check_plan(steps: Sequence[Step[C]]) -> None:
     """Raises PlanError unless every step can start: each need is provided by an earlier-startable
-    step or given in ``facts``."""
+    step."""
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
         raise PlanError(f"step names repeat in the plan: {names}")
-    known, pending = set(facts), list(steps)
+    known: set[str] = set()
+    pending = list(steps)
     while pending:
         startable = [s for s in pending if s.needs <= known]
         if not startable:
@@ -89,16 +90,13 @@ def check_plan(steps: Sequence[Step[C]], facts: Iterable[str] = ()) -> None:
             pending.remove(step)
 
 
-async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus, facts: Iterable[str] = ()) -> PlanResult:
+async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus) -> PlanResult:
     """Runs ``steps`` as their needs allow; on failure or cancellation undoes the applied ones.
-    ``facts`` are given from the start. Raises the first step's error after the undo."""
-    facts = tuple(facts)
-    check_plan(steps, facts)
+    Raises the first step's error after the undo."""
+    check_plan(steps)
     plan = {"plan": uuid.uuid4().hex}  # facts count only within their plan: plans may share a bus
     states = {s.name: StepState.PENDING for s in steps}
     published: dict[str, anyio.Event] = {need: anyio.Event() for s in steps for need in s.needs}
-    for fact in facts:
-        published.setdefault(fact, anyio.Event()).set()
 
     def on_fact(event: Event) -> None:
         if event.kind is EventKind.FACT and event.data.get("plan") == plan["plan"] and event.message in published:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from gefyra.core.spi.interceptor import Match
+from gefyra.core.model.routing import Match
 
 
 @dataclasses.dataclass

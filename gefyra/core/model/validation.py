@@ -19,13 +19,9 @@ import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from gefyra import errors
-
-if TYPE_CHECKING:
-    from gefyra.client.bridging import BridgeRequest
-    from gefyra.client.run import RunRequest
 
 #: What ``KIND/NAME[/CONTAINER]`` may say as its kind, and the workload kind each means (the one
 #: table: gefyra.core.kube.workloads reads references with it, the operator checks bridges' kinds).
@@ -162,7 +158,7 @@ _MATCH_HINT = "e.g. --match-header-exact x-dev:alice or --match-path-prefix /api
 def match_problem(kind: object, header: object, value: object) -> str | None:
     """Why (kind, header, value) is not a condition gefyra can route by, or None. Checked alike on
     the client and in the operator (which reads it back from a GefyraBridge: untrusted)."""
-    from gefyra.core.spi.interceptor import MATCH_KINDS
+    from gefyra.core.model.routing import MATCH_KINDS
 
     if kind not in MATCH_KINDS:
         return f"the condition kind {shown(kind)} is not one of {', '.join(MATCH_KINDS)}"
@@ -201,7 +197,7 @@ def match_flag(text: str, flag: str, kind: str) -> tuple[str, str]:
 
 def match_values(matches: Sequence[object], flag: str) -> None:
     """The conditions of a bridge request: at most :data:`MAX_MATCHES`, each a sound one."""
-    from gefyra.core.spi.interceptor import Match
+    from gefyra.core.model.routing import Match
 
     if isinstance(matches, str) or not isinstance(matches, Sequence) or len(matches) > MAX_MATCHES:
         _refuse(flag, matches, f"a bridge has a list of at most {MAX_MATCHES} conditions", _MATCH_HINT)
@@ -401,6 +397,13 @@ def env_name(name: str, flag: str) -> str:
     return name
 
 
+def text_value(value: str, flag: str, what: str) -> str:
+    """Any text (an environment variable's value)."""
+    if not isinstance(value, str):
+        _refuse(flag, value, f"{what} is not text", "pass text values")
+    return value
+
+
 def env_pairs(items: Sequence[str], flag: str) -> dict[str, str]:
     """``KEY=VALUE`` items -> {KEY: VALUE} (a later KEY wins, as with the engine's own flag); a bare
     ``KEY`` passes this machine's value of KEY, and nothing if it has none (as container engines do)."""
@@ -520,35 +523,3 @@ def context_name(text: str, flag: str) -> str:
         _refuse(flag, text, "a context's name is 1 to 253 characters without control characters",
                 "`kubectl config get-contexts` lists the contexts")
     return text
-
-
-# The requests of the API
-
-
-def run_request(request: RunRequest) -> None:
-    """Everything of a `run` request, with the fields' names in the message."""
-    image(request.image, "RunRequest.image")
-    dns_label(request.name, "RunRequest.name", "container name")
-    dns_label(request.namespace, "RunRequest.namespace", "namespace")
-    for key, value in request.env.items():
-        env_name(key, "RunRequest.env")
-        if not isinstance(value, str):
-            _refuse("RunRequest.env", value, f"the value of {key} is not text", "pass text values")
-    if request.env_from is not None:
-        workload(request.env_from, "RunRequest.env_from")
-    volumes(request.volumes, "RunRequest.volumes")
-    published_port_values(request.ports, "RunRequest.ports")
-    command_words(request.command, "RunRequest.command")
-    command_words(request.entrypoint, "RunRequest.entrypoint")
-
-
-def bridge_request(request: BridgeRequest) -> None:
-    """Everything of a `bridge` request, with the fields' names in the message."""
-    dns_label(request.local, "BridgeRequest.local", "container name")
-    workload(request.target, "BridgeRequest.target")
-    bridge_port_values(request.ports, "BridgeRequest.ports")
-    dns_label(request.namespace, "BridgeRequest.namespace", "namespace")
-    if request.interceptor is not None:
-        dns_label(request.interceptor, "BridgeRequest.interceptor", "interceptor")
-    match_values(request.matches, "BridgeRequest.matches")
-    seconds_value(request.timeout, "BridgeRequest.timeout")

@@ -27,7 +27,7 @@ from kubernetes_asyncio import client
 
 from gefyra.core.kube import cluster as kube
 from gefyra.core.kube.workloads import container_status, live_pods
-from gefyra.core.spi.interceptor import Forward, Route, RouteState, Target
+from gefyra.core.model.routing import Forward, Route, RouteState, Target
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 
 log = structlog.get_logger("gefyra.operator")

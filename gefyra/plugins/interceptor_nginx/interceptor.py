@@ -8,17 +8,8 @@ import structlog
 from kubernetes_asyncio import client
 
 from gefyra.core.kube.workloads import pod_spec_and_selector
-from gefyra.core.spi.interceptor import (
-    EndpointAnswer,
-    EndpointHandler,
-    EndpointRequest,
-    Interception,
-    Interceptor,
-    InvalidRoute,
-    Match,
-    Route,
-    Target,
-)
+from gefyra.core.model.routing import Interception, Match, Route, Target
+from gefyra.core.spi.interceptor import EndpointAnswer, EndpointHandler, EndpointRequest, Interceptor, InvalidRoute
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 from gefyra.plugins.interceptor_nginx.carrier import InPlace, fits
 from gefyra.plugins.interceptor_nginx.router import Router

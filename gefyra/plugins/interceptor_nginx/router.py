@@ -33,7 +33,8 @@ from kubernetes_asyncio import client
 
 from gefyra.core.kube import cluster as kube
 from gefyra.core.model.names import GEFYRA_NAMESPACE, LABEL_MANAGED_BY, MANAGED_BY
-from gefyra.core.spi.interceptor import InvalidRoute, Route, RouteState, Target
+from gefyra.core.model.routing import Route, RouteState, Target
+from gefyra.core.spi.interceptor import InvalidRoute
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 from gefyra.plugins.interceptor_nginx.routing import Listener, router_config
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from gefyra.core.model import validation
-from gefyra.core.spi.interceptor import PROBE_ANSWER, PROBE_HEADER, Match
+from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER, Match
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 

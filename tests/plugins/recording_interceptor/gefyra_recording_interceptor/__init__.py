@@ -11,7 +11,8 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from gefyra import Settings, hookimpl
-from gefyra.core.spi.interceptor import Interception, Interceptor, Match, Route, Target
+from gefyra.core.model.routing import Interception, Match, Route, Target
+from gefyra.core.spi.interceptor import Interceptor
 from gefyra.plugins.interceptor_nginx import NginxInterceptor
 
 

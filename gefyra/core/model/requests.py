@@ -1,0 +1,73 @@
+"""What `run` and `bridge` are asked to do: the requests of the API (and of the CLI), each of which
+checks itself before anything connects (:meth:`validate`, with the fields' names in the message)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gefyra.core.model import validation
+from gefyra.core.model.routing import Match
+
+
+@dataclasses.dataclass
+class RunRequest:
+    """A local container that behaves like a pod of ``namespace``."""
+
+    image: str
+    name: str
+    namespace: str = "default"
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: ``deploy/NAME[/CONTAINER]`` (or ``pod/``, ``sts/``) whose environment the container gets.
+    env_from: str | None = None
+    #: ``HOST_PATH:CONTAINER_PATH[:ro]`` bind mounts.
+    volumes: list[str] = dataclasses.field(default_factory=list)
+    #: container port (``"8080/tcp"``) -> host port.
+    ports: dict[str, int] = dataclasses.field(default_factory=dict)
+    command: list[str] | None = None
+    #: The image's entrypoint replaced (as the engines' run --entrypoint).
+    entrypoint: list[str] | None = None
+    auto_remove: bool = False
+
+    def validate(self) -> None:
+        """Raises UsageError for a bad field, naming it (``RunRequest.image``)."""
+        v = validation
+        v.image(self.image, "RunRequest.image")
+        v.dns_label(self.name, "RunRequest.name", "container name")
+        v.dns_label(self.namespace, "RunRequest.namespace", "namespace")
+        for key, value in self.env.items():
+            v.env_name(key, "RunRequest.env")
+            v.text_value(value, "RunRequest.env", f"the value of {key}")
+        if self.env_from is not None:
+            v.workload(self.env_from, "RunRequest.env_from")
+        v.volumes(self.volumes, "RunRequest.volumes")
+        v.published_port_values(self.ports, "RunRequest.ports")
+        v.command_words(self.command, "RunRequest.command")
+        v.command_words(self.entrypoint, "RunRequest.entrypoint")
+
+
+@dataclasses.dataclass
+class BridgeRequest:
+    """The traffic of ``target``'s ``ports`` sent to the local container ``local``."""
+
+    local: str
+    target: str
+    ports: dict[int, int]  # remote (container port in the cluster) -> local container port
+    namespace: str = "default"
+    #: None: the default interceptor.
+    interceptor: str | None = None
+    #: A personal bridge's conditions (all must hold for a request to come here); none: global.
+    matches: list[Match] = dataclasses.field(default_factory=list)
+    wait: bool = True
+    timeout: float = 60.0
+
+    def validate(self) -> None:
+        """Raises UsageError for a bad field, naming it (``BridgeRequest.ports``)."""
+        v = validation
+        v.dns_label(self.local, "BridgeRequest.local", "container name")
+        v.workload(self.target, "BridgeRequest.target")
+        v.bridge_port_values(self.ports, "BridgeRequest.ports")
+        v.dns_label(self.namespace, "BridgeRequest.namespace", "namespace")
+        if self.interceptor is not None:
+            v.dns_label(self.interceptor, "BridgeRequest.interceptor", "interceptor")
+        v.match_values(self.matches, "BridgeRequest.matches")
+        v.seconds_value(self.timeout, "BridgeRequest.timeout")
