@@ -28,18 +28,11 @@ from gefyra.errors import (
 )
 
 if TYPE_CHECKING:
+    from gefyra.client.results import BridgeInfo, CargoInfo, CheckResult, ClientInfo, ClusterInfo, LocalContainer, Status
     from gefyra.client.session import Gefyra
+    from gefyra.core.engine.plugins import PluginInfo
+    from gefyra.core.model.conditions import Condition
     from gefyra.core.model.requests import BridgeRequest, RunRequest
-    from gefyra.core.model.results import (
-        BridgeInfo,
-        CargoInfo,
-        CheckResult,
-        ClientInfo,
-        ClusterInfo,
-        Condition,
-        LocalContainer,
-        Status,
-    )
 
 hookimpl = pluggy.HookimplMarker("gefyra")
 
@@ -47,9 +40,10 @@ _LAZY = {
     "Gefyra": "gefyra.client.session",
     "BridgeRequest": "gefyra.core.model.requests",
     "RunRequest": "gefyra.core.model.requests",
-    **{name: "gefyra.core.model.results" for name in (
-        "BridgeInfo", "CargoInfo", "CheckResult", "ClientInfo", "ClusterInfo", "Condition", "LocalContainer",
-        "Status")},
+    **{name: "gefyra.client.results" for name in (
+        "BridgeInfo", "CargoInfo", "CheckResult", "ClientInfo", "ClusterInfo", "LocalContainer", "Status")},
+    "Condition": "gefyra.core.model.conditions",
+    "PluginInfo": "gefyra.core.engine.plugins",
 }
 
 
@@ -77,6 +71,7 @@ __all__ = [
     "LocalContainer",
     "NotConnectedError",
     "NotFoundError",
+    "PluginInfo",
     "ReadinessTimeoutError",
     "RunRequest",
     "Settings",

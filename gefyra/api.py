@@ -4,9 +4,9 @@ Programs that make several calls keep one ``Gefyra`` open instead (its connectio
 from __future__ import annotations
 
 from gefyra import __version__
+from gefyra.client.results import BridgeInfo, CheckResult, LocalContainer, Status
 from gefyra.client.session import Gefyra
 from gefyra.core.model.requests import BridgeRequest, RunRequest
-from gefyra.core.model.results import BridgeInfo, CheckResult, LocalContainer, Status
 from gefyra.core.model.settings import Settings
 
 __all__ = ["BridgeRequest", "RunRequest", "bridge", "check", "down", "list_bridges", "list_containers", "run",

@@ -470,7 +470,7 @@ def list_(ctx: click.Context, output: str | None) -> None:
 @click.pass_context
 def status(ctx: click.Context, output: str | None) -> None:
     """Show what is installed and connected."""
-    from gefyra.core.model.results import Status
+    from gefyra.client.results import Status
 
     result = _execute(ctx, lambda g: g.status())
 

@@ -18,8 +18,14 @@ import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 
+import anyio
+
 from gefyra import errors
-from gefyra.core.model.results import CheckResult
+from gefyra.client import cluster_side, down, up
+from gefyra.client.results import CheckResult
+from gefyra.core.engine.orchestrator import Orchestrator
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.spi.runtime import ContainerRuntime
 
 #: What a throwaway client of `check` is called: this machine's client id with this added.
 CHECK_SUFFIX = "-check"
@@ -93,3 +99,107 @@ class PathMtu:
 
 def failed(name: str, exc: errors.GefyraError) -> CheckResult:
     return CheckResult(name, False, str(exc))
+
+
+async def check(orchestrator: Orchestrator) -> list[CheckResult]:
+    """Every check, in order; each says what is fine or what to do."""
+    results: list[CheckResult] = []
+    runtime, cluster = None, None
+    try:
+        runtime = await orchestrator.engine()
+        results.append(CheckResult("engine", True, f"{runtime.name} {await runtime.version()}"))
+    except errors.GefyraError as exc:
+        results.append(failed("engine", exc))
+    try:
+        cluster = await orchestrator.cluster()
+        results.append(CheckResult("cluster", True, f"{cluster.server} (context {cluster.context_name})"))
+    except errors.GefyraError as exc:
+        results.append(failed("cluster", exc))
+    if cluster is not None:
+        results.append(await _rights(cluster))
+    if runtime is not None:
+        results.append(await _images(orchestrator, runtime))
+    if runtime is not None and cluster is not None:
+        results += await _network_and_tunnel(orchestrator, cluster, runtime)
+    return results
+
+
+async def _rights(cluster: Cluster) -> CheckResult:
+    try:
+        installed = await cluster_side.installed_lifecycle(cluster) is not None
+        if await cluster.may("create", "gefyra.dev", "gefyraclients", "gefyra") and installed:
+            return CheckResult("rights", True, "may use the installed cluster side")
+        if await cluster.may("create", "apiextensions.k8s.io", "customresourcedefinitions"):
+            return CheckResult("rights", True, "may install gefyra's cluster side" if not installed
+                               else "may use (and install) the cluster side")
+        return CheckResult("rights", False, "may neither install gefyra's cluster side nor use it: ask an admin "
+                                            "to run `gefyra install --apply` and to bind you the role gefyra-user")
+    except errors.GefyraError as exc:
+        return failed("rights", exc)
+
+
+async def _images(orchestrator: Orchestrator, runtime: ContainerRuntime) -> CheckResult:
+    image = orchestrator.tunnel().local_image(orchestrator.settings)
+    try:
+        if await runtime.image_exists(image):
+            return CheckResult("images", True, f"{image} is here")
+        available = await runtime.image_available(image)
+        if available is None:
+            return CheckResult("images", True, f"{image} is not here; `up` pulls it ({runtime.name} cannot tell "
+                                               "beforehand whether its registry has it)")
+        if available:
+            return CheckResult("images", True, f"{image} is in its registry")
+        return CheckResult("images", False, f"{image} is neither here nor in its registry: push gefyra's images "
+                                            "(`make images REGISTRY=...`) or pass --registry")
+    except errors.GefyraError as exc:
+        return failed("images", exc)
+
+
+async def _network_and_tunnel(orchestrator: Orchestrator, cluster: Cluster, runtime: ContainerRuntime
+                              ) -> list[CheckResult]:
+    s, results = orchestrator.settings, []
+    try:
+        ranges = {f"the cluster's Service range {s.service_cidr or await cluster.service_cidr()}":
+                  s.service_cidr or await cluster.service_cidr()}
+        network = await cluster_side.cluster_network(cluster) if await cluster_side.installed_lifecycle(cluster) else None
+        pods = list(s.pod_cidrs) or (network.pod_cidrs if network else await cluster.pod_cidrs())
+        ranges |= {f"the cluster's pod range {p}": p for p in pods}
+    except errors.GefyraError as exc:
+        return [failed("network", exc)]
+    local_network = await runtime.get_network(s.network_name)
+    results.append(network_check(local_network.subnet if local_network else None, ranges, host_routes()))
+    if network is None:
+        results.append(CheckResult("tunnel", True, "not tried: the cluster side is not installed (`up` installs it)"))
+        return results
+    return [*results, *await _throwaway_client(orchestrator)]
+
+
+async def _throwaway_client(orchestrator: Orchestrator) -> list[CheckResult]:
+    """A real client of its own id connects through the endpoint `up` would use, measures the
+    largest packet that passes, and is removed again."""
+    s = orchestrator.settings
+    probe = dataclasses.replace(s, client_id=s.client_id[:63 - len(CHECK_SUFFIX)].rstrip("-") + CHECK_SUFFIX,
+                                timeout=min(s.timeout, 20.0))
+    throwaway = Orchestrator(probe, builtins=orchestrator.builtins)
+    results = []
+    try:
+        cluster, runtime = await throwaway.both()
+        ctx = up.ConnectContext(throwaway, cluster, runtime)
+        try:
+            await throwaway.run_plan("up", up.up_plan(), ctx)
+            tunnel = throwaway.tunnel()
+            largest = await tunnel.largest_packet(runtime, tunnel.local_name(probe),
+                                                  [s.tunnel_mtu, 1280, 1200, 1000, 576])
+            results.append(CheckResult("tunnel", True, "UDP to the tunnel's server end passes: a throwaway client "
+                                                       "connected"))
+            results.append(PathMtu(largest, s.tunnel_mtu).result())
+        except errors.GefyraError as exc:
+            results.append(failed("tunnel", exc))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await throwaway.run_plan("down", down.down_plan(keep_cluster_side=True),
+                                         up.ConnectContext(throwaway, cluster, runtime))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await throwaway.close()
+    return results

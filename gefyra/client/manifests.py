@@ -1,4 +1,6 @@
-"""The cluster side's manifests (manifests/ in the source tree, packaged as gefyra/manifests)."""
+"""The cluster side's manifests: gefyra's own (manifests/ in the source tree, packaged as
+gefyra/manifests: namespace, CRDs, rights, the ownership policy, the operator's Deployment) with
+the tunnel backend's server end merged in (:meth:`gefyra.core.spi.tunnel.Tunnel.server_side`)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from typing import Any
 import yaml
 
 from gefyra._version import __version__
-from gefyra.core.model.names import ANNOTATION_MANIFESTS, TUNNEL_SERVER_ADDRESS
-from gefyra.core.model.settings import Settings
+from gefyra.core.model.names import ANNOTATION_MANIFESTS
+from gefyra.core.model.settings import ENVIRONMENT, Settings, image_overrides
+from gefyra.core.spi.tunnel import ServerSide, Tunnel
 
 _FILES = ("crds.yaml", "gefyra.yaml")
+OPERATOR_CONTAINER = "operator"
 
 
 def _directory() -> Path:
@@ -32,40 +36,76 @@ INSTALLED = "install"
 WITH_CLIENTS = "with-clients"
 
 
-def cluster_side(settings: Settings, lifecycle: str = WITH_CLIENTS) -> list[dict[str, Any]]:
-    """All objects of the cluster side, rendered for ``settings``, in apply order. The stowaway
-    Deployment carries a digest of them all (lifecycle aside), so that `up` can tell whether the
-    installed cluster side is the wanted one by reading that one object."""
+def cluster_side(settings: Settings, tunnel: Tunnel, lifecycle: str = WITH_CLIENTS) -> list[dict[str, Any]]:
+    """All objects of the cluster side, rendered for ``settings``, in apply order. Its Deployment
+    carries a digest of them all (lifecycle aside), so that `up` can tell whether the installed
+    cluster side is the wanted one by reading that one object."""
+    server = tunnel.server_side(settings)
     values = {
-        "stowaway_image": settings.image("stowaway"),
         "operator_image": settings.image("operator"),
-        "carrier_image": settings.image("carrier"),
         "version": __version__,
-        "tunnel_server_address": f"{TUNNEL_SERVER_ADDRESS}/16",
-        "tunnel_mtu": str(settings.tunnel_mtu),
-        "port": str(settings.port),
         "client_timeout": str(settings.client_timeout),
+        "deployment": server.deployment,
+        "pod_security": server.pod_security,
     }
-    return copy.deepcopy(_rendered(tuple(sorted(values.items())), lifecycle))
-
-
-@functools.lru_cache(maxsize=8)
-def _rendered(values: tuple[tuple[str, str], ...], lifecycle: str) -> list[dict[str, Any]]:
-    """Rendering is the slow part (about 60 ms of YAML), and `up` asks several times."""
-    documents = _render(dict(values), lifecycle)
-    digest = hashlib.sha256(json.dumps(_render(dict(values), ""), sort_keys=True).encode()).hexdigest()[:20]
-    deployment = next(d for d in documents if d["kind"] == "Deployment")
-    deployment["metadata"].setdefault("annotations", {})[ANNOTATION_MANIFESTS] = digest
+    key = tuple(sorted(values.items()))
+    documents = [*_rendered(key, lifecycle), *_objects(server)]
+    _add_server_end(_deployment(documents, server.deployment), server, settings)
+    anonymous = [*_rendered(key, ""), *_objects(server)]
+    _add_server_end(_deployment(anonymous, server.deployment), server, settings)
+    digest = hashlib.sha256(json.dumps(anonymous, sort_keys=True).encode()).hexdigest()[:20]
+    _deployment(documents, server.deployment)["metadata"].setdefault("annotations", {})[ANNOTATION_MANIFESTS] = digest
     return documents
 
 
-def _render(values: dict[str, str], lifecycle: str) -> list[dict[str, Any]]:
+def deployment(settings: Settings, tunnel: Tunnel) -> dict[str, Any]:
+    """The cluster side's Deployment (operator and server end) as wanted now."""
+    return _deployment(cluster_side(settings, tunnel), tunnel.server_side(settings).deployment)
+
+
+def _objects(server: ServerSide) -> list[dict[str, Any]]:
+    return [dict(copy.deepcopy(doc)) for doc in server.objects]
+
+
+def _deployment(documents: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+
+
+def _operator_env(settings: Settings) -> list[dict[str, str]]:
+    """Where gefyra's images come from, as on this machine: the interceptors run them in pods."""
+    env = {"GEFYRA_IMAGE_PREFIX": settings.image_prefix, "GEFYRA_IMAGE_TAG": settings.image_tag}
+    if settings.registry:
+        env[ENVIRONMENT["registry"]] = settings.registry
+    env |= image_overrides()
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def _add_server_end(found: dict[str, Any], server: ServerSide, settings: Settings) -> None:
+    """The server end's containers (first: `kubectl logs` shows them by default) and volumes in
+    the Deployment's pod, and what the operator's container needs of it."""
+    pod = found["spec"]["template"]["spec"]
+    operator = next(c for c in pod["containers"] if c["name"] == OPERATOR_CONTAINER)
+    operator["env"] = [*operator["env"], *_operator_env(settings)]
+    operator["volumeMounts"] = [*copy.deepcopy(list(server.operator_mounts)), *operator["volumeMounts"]]
+    if server.operator_capabilities:
+        operator["securityContext"]["capabilities"]["add"] = list(server.operator_capabilities)
+    pod["containers"] = [*copy.deepcopy(list(server.containers)), *pod["containers"]]
+    pod["volumes"] = [*copy.deepcopy(list(server.volumes)), *pod["volumes"]]
+
+
+def _rendered(values: tuple[tuple[str, str], ...], lifecycle: str) -> list[dict[str, Any]]:
+    return copy.deepcopy(_render(values, lifecycle))
+
+
+@functools.lru_cache(maxsize=8)
+def _render(values: tuple[tuple[str, str], ...], lifecycle: str) -> list[dict[str, Any]]:
+    """Rendering is the slow part (about 60 ms of YAML), and `up` asks several times."""
     documents: list[dict[str, Any]] = []
     for name in _FILES:
-        text = string.Template((_directory() / name).read_text()).substitute(values, lifecycle=lifecycle)
-        documents.extend(doc for doc in yaml.load_all(text, Loader=_LOADER) if doc)
+        text = string.Template((_directory() / name).read_text()).substitute(dict(values), lifecycle=lifecycle)
+        documents.extend(doc for doc in yaml.load_all(text, Loader=LOADER) if doc)
     return documents
 
 
 #: libyaml's loader where PyYAML has it (several times faster).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

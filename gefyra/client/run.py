@@ -1,12 +1,13 @@
 """`run`: a local container on gefyra's network that resolves and routes like a pod, as a plan.
 
 The container's network namespace is made first, by a small holder container on gefyra's network
-(cargo's DNS, the namespace's search domains, the published ports), and routed through cargo; only
+(the local end's DNS, the namespace's search domains, the published ports), and routed through the
+tunnel's local end; only
 then does the container start, in that namespace: its first instruction already reaches the
 cluster, and one that exits at once is no problem. The holder (``NAME-gefyra-net``) goes with the
 container.
 
-Facts: "cargo" (the local end runs, with its routes), "namespace", "name-free", "env" (the
+Facts: "local-end" (the tunnel's local end runs, with its routes), "namespace", "name-free", "env" (the
 environment, from a workload if asked), "image" (pulled if missing), then "holder", "routed",
 "created", "started".
 """
@@ -16,25 +17,27 @@ from __future__ import annotations
 import dataclasses
 
 import structlog
-from kubernetes_asyncio import client
 
 from gefyra import errors
 from gefyra.core.engine.orchestrator import OperationContext
 from gefyra.core.engine.steps import Step
-from gefyra.core.kube.cluster import Cluster, exec_in_pod
-from gefyra.core.kube.workloads import live_pods, parse_workload
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.workloads import live_pods
 from gefyra.core.model.names import LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROUTES
 from gefyra.core.model.requests import RunRequest
 from gefyra.core.model.settings import Settings
+from gefyra.core.model.workload import Pod, parse_workload
 from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
 
 log = structlog.get_logger(__name__)
 
 
-async def _workload_pod(cluster: Cluster, namespace: str, kind: str, name: str) -> client.V1Pod:
-    async with cluster.calling(f"{kind} {name} in namespace {namespace}"):
-        pods = await live_pods(cluster.api, namespace, kind, name)
-    running = [p for p in pods if p.status.phase == "Running"]
+async def _workload_pod(cluster: Cluster, namespace: str, kind: str, name: str) -> Pod:
+    try:
+        pods = await live_pods(cluster, namespace, kind, name)
+    except errors.NotFoundError as exc:
+        raise errors.NotFoundError(f"{kind} {name} in namespace {namespace} not found") from exc
+    running = [p for p in pods if p.phase == "Running"]
     if not running:
         raise errors.NotFoundError(f"{kind} {name} in namespace {namespace} has no running pod",
                                    "wait until it runs, or choose another workload")
@@ -45,12 +48,11 @@ async def workload_env(cluster: Cluster, namespace: str, ref: str) -> dict[str, 
     """The environment of a running container of the workload ``ref`` (as ``env`` prints it)."""
     kind, name, container = parse_workload(ref)
     pod = await _workload_pod(cluster, namespace, kind, name)
-    names = [c.name for c in pod.spec.containers]
+    names = [c.name for c in pod.containers]
     container = container or names[0]
     if container not in names:
         raise errors.NotFoundError(f"{kind} {name} has no container {container!r}", f"its containers: {', '.join(names)}")
-    async with cluster.calling(f"reading the environment of {ref}"):
-        output = await exec_in_pod(cluster.api, namespace, pod.metadata.name, container, ["env"])
+    output = await cluster.exec(namespace, pod.name, container, ["env"])
     env = {}
     for line in output.splitlines():
         key, sep, value = line.partition("=")
@@ -59,43 +61,44 @@ async def workload_env(cluster: Cluster, namespace: str, ref: str) -> dict[str, 
     return env
 
 
-async def running_cargo(settings: Settings, runtime: ContainerRuntime) -> ContainerInfo:
-    """This client's cargo; NotConnectedError unless it runs (`run` and `bridge` need it)."""
-    cargo = await runtime.get_container(settings.cargo_name)
-    if cargo is None or not cargo.running:
-        raise errors.NotConnectedError("gefyra is not connected to a cluster (cargo is not running)",
-                                       "run `gefyra up` first")
-    return cargo
+async def running_local_end(ctx: OperationContext) -> ContainerInfo:
+    """This client's tunnel local end; NotConnectedError unless it runs (`run` and `bridge` need it)."""
+    name = ctx.orchestrator.tunnel().local_name(ctx.settings)
+    found = await ctx.runtime.get_container(name)
+    if found is None or not found.running:
+        raise errors.NotConnectedError(f"gefyra is not connected to a cluster (the tunnel's local end {name} is not "
+                                       "running)", "run `gefyra up` first")
+    return found
 
 
 @dataclasses.dataclass
-class Context(OperationContext):
+class RunContext(OperationContext):
     request: RunRequest
-    cargo_ip: str = ""
+    local_end_ip: str = ""
     routes: list[str] = dataclasses.field(default_factory=list)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-class CheckCargo(Step[Context]):
-    name = "cargo"
+class CheckLocalEnd(Step[RunContext]):
+    name = "local-end"
     title = "check the tunnel's local end"
-    provides = frozenset({"cargo"})
+    provides = frozenset({"local-end"})
 
-    async def apply(self, ctx: Context) -> None:
-        cargo = await running_cargo(ctx.settings, ctx.runtime)
-        ctx.routes = cargo.labels.get(LABEL_ROUTES, "").split()
+    async def apply(self, ctx: RunContext) -> None:
+        local_end = await running_local_end(ctx)
+        ctx.routes = local_end.labels.get(LABEL_ROUTES, "").split()
         if not ctx.routes:
-            raise errors.NotConnectedError(f"cargo ({cargo.name}) does not say which ranges it routes",
-                                           "run `gefyra down`, then `gefyra up`")
-        ctx.cargo_ip = cargo.addresses.get(ctx.settings.network_name, "")
+            raise errors.NotConnectedError(f"the tunnel's local end {local_end.name} does not say which ranges it "
+                                           "routes", "run `gefyra down`, then `gefyra up`")
+        ctx.local_end_ip = local_end.addresses.get(ctx.settings.network_name, "")
 
 
-class CheckNamespace(Step[Context]):
+class CheckNamespace(Step[RunContext]):
     name = "namespace"
     title = "check the namespace"
     provides = frozenset({"namespace"})
 
-    async def apply(self, ctx: Context) -> None:
+    async def apply(self, ctx: RunContext) -> None:
         try:
             exists = await ctx.cluster.namespace_exists(ctx.request.namespace)
         except errors.ForbiddenError:
@@ -105,27 +108,27 @@ class CheckNamespace(Step[Context]):
                                        "pass an existing one with -n")
 
 
-class CheckName(Step[Context]):
+class CheckName(Step[RunContext]):
     name = "name"
     title = "check the container name"
     provides = frozenset({"name-free"})
 
-    async def apply(self, ctx: Context) -> None:
+    async def apply(self, ctx: RunContext) -> None:
         if await ctx.runtime.get_container(ctx.request.name) is not None:
             raise errors.ConflictError(f"a container named {ctx.request.name} already exists",
                                        "choose another name with -N, or remove it first")
 
 
-class Environment(Step[Context]):
+class Environment(Step[RunContext]):
     name = "env"
     title = "read the environment of the workload"
     provides = frozenset({"env"})
 
-    async def verify(self, ctx: Context) -> bool:
+    async def verify(self, ctx: RunContext) -> bool:
         ctx.env = dict(ctx.request.env)
         return ctx.request.env_from is None
 
-    async def apply(self, ctx: Context) -> None:
+    async def apply(self, ctx: RunContext) -> None:
         assert ctx.request.env_from is not None
         ctx.env = await workload_env(ctx.cluster, ctx.request.namespace, ctx.request.env_from) | ctx.request.env
 
@@ -149,25 +152,25 @@ async def remove_run_container(runtime: ContainerRuntime, name: str) -> None:
     await runtime.remove_container(holder_name(name))
 
 
-class PullImage(Step[Context]):
+class PullImage(Step[RunContext]):
     name = "image"
     title = "pull the image if it is missing"
     provides = frozenset({"image"})
 
-    async def verify(self, ctx: Context) -> bool:
+    async def verify(self, ctx: RunContext) -> bool:
         return await ctx.runtime.image_exists(ctx.request.image)
 
-    async def apply(self, ctx: Context) -> None:
+    async def apply(self, ctx: RunContext) -> None:
         await ctx.runtime.pull_image(ctx.request.image, lambda line: ctx.progress(self.name, line))
 
 
-class NetworkHolder(Step[Context]):
+class NetworkHolder(Step[RunContext]):
     name = "holder"
     title = "make the container's network namespace (DNS and routes like a pod's)"
-    needs = frozenset({"cargo", "namespace", "name-free"})
+    needs = frozenset({"local-end", "namespace", "name-free"})
     provides = frozenset({"holder"})
 
-    async def apply(self, ctx: Context) -> None:
+    async def apply(self, ctx: RunContext) -> None:
         request, settings, tunnel = ctx.request, ctx.settings, ctx.orchestrator.tunnel()
         domain, name = settings.cluster_domain, holder_name(request.name)
         await ctx.runtime.remove_container(name)  # left by a `run -d --rm` whose container ended
@@ -175,46 +178,46 @@ class NetworkHolder(Step[Context]):
             name=name, image=tunnel.local_image(settings), network=settings.network_name,
             labels=settings.labels("run-network") | {LABEL_NAMESPACE: request.namespace},
             entrypoint=["sleep", "infinity"], ports=request.ports,
-            dns=[ctx.cargo_ip], dns_search=[f"{request.namespace}.svc.{domain}", f"svc.{domain}", domain],
+            dns=[ctx.local_end_ip], dns_search=[f"{request.namespace}.svc.{domain}", f"svc.{domain}", domain],
             dns_options=["ndots:5"],
         ))
         await ctx.runtime.start_container(name)
-        await tunnel.route_container(ctx.runtime, settings, name, ctx.cargo_ip, ctx.routes)
+        await tunnel.route_container(ctx.runtime, settings, name, ctx.local_end_ip, ctx.routes)
 
-    async def undo(self, ctx: Context) -> None:
+    async def undo(self, ctx: RunContext) -> None:
         await ctx.runtime.remove_container(holder_name(ctx.request.name))
 
 
-class CreateContainer(Step[Context]):
+class CreateContainer(Step[RunContext]):
     name = "create"
     title = "create the container"
     needs = frozenset({"holder", "env", "image"})
     provides = frozenset({"created"})
 
-    async def apply(self, ctx: Context) -> None:
+    async def apply(self, ctx: RunContext) -> None:
         request, settings = ctx.request, ctx.settings
         holder = holder_name(request.name)
         await ctx.runtime.create_container(ContainerSpec(
-            name=request.name, image=request.image, network_mode=f"container:{holder}",
+            name=request.name, image=request.image, network_of=holder,
             labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace, LABEL_NETNS: holder},
             env=ctx.env, command=request.command, entrypoint=request.entrypoint, volumes=request.volumes,
             auto_remove=request.auto_remove,
         ))
 
-    async def undo(self, ctx: Context) -> None:
+    async def undo(self, ctx: RunContext) -> None:
         await ctx.runtime.remove_container(ctx.request.name)
 
 
-class StartContainer(Step[Context]):
+class StartContainer(Step[RunContext]):
     name = "start"
     title = "start the container"
     needs = frozenset({"created"})
     provides = frozenset({"started"})
 
-    async def apply(self, ctx: Context) -> None:
+    async def apply(self, ctx: RunContext) -> None:
         await ctx.runtime.start_container(ctx.request.name)
 
 
-def run_plan() -> list[Step[Context]]:
-    return [CheckCargo(), CheckNamespace(), CheckName(), Environment(), PullImage(), NetworkHolder(),
+def run_plan() -> list[Step[RunContext]]:
+    return [CheckLocalEnd(), CheckNamespace(), CheckName(), Environment(), PullImage(), NetworkHolder(),
             CreateContainer(), StartContainer()]

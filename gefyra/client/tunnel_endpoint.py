@@ -1,4 +1,4 @@
-"""Where cargo sends the tunnel's packets: an address of a node (where stowaway's UDP NodePort
+"""Where the tunnel's local end sends its packets: an address of a node (where the server end's UDP NodePort
 listens), as reached from a container of the local engine. A pure decision, unit-tested case by
 case; `up` hands it what it knows.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
-class Facts:
+class Known:
     """What `up` knows when it chooses."""
 
     #: The API server's host, as the kubeconfig names it.
@@ -52,21 +52,21 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def choose(facts: Facts, given: str | None = None) -> Choice:
+def choose(known: Known, given: str | None = None) -> Choice:
     if given:
         return Choice(given, "--host")
-    if facts.vm_gateway:
-        return Choice(facts.vm_gateway, "the engine runs in a VM: its containers reach nodes through its host gateway")
-    if facts.context == "minikube" and facts.node_addresses:
-        return Choice(facts.node_addresses[0], "minikube's node")
-    if not _loopback(facts.api_host) and (not facts.node_addresses or facts.api_host in facts.node_addresses):
-        return Choice(facts.api_host, "the API server's host is a node" if facts.node_addresses
+    if known.vm_gateway:
+        return Choice(known.vm_gateway, "the engine runs in a VM: its containers reach nodes through its host gateway")
+    if known.context == "minikube" and known.node_addresses:
+        return Choice(known.node_addresses[0], "minikube's node")
+    if not _loopback(known.api_host) and (not known.node_addresses or known.api_host in known.node_addresses):
+        return Choice(known.api_host, "the API server's host is a node" if known.node_addresses
                       else "the API server's host (nodes unknown)")
-    if facts.node_addresses:
-        why = "the API server is reached through a loopback address" if _loopback(facts.api_host) \
+    if known.node_addresses:
+        why = "the API server is reached through a loopback address" if _loopback(known.api_host) \
             else "the API server's host is not a node"
-        return Choice(facts.node_addresses[0], f"{why}: a node's address")
-    return Choice(facts.api_host, "the API server's host (nodes unknown)")
+        return Choice(known.node_addresses[0], f"{why}: a node's address")
+    return Choice(known.api_host, "the API server's host (nodes unknown)")
 
 
 def node_addresses(nodes: list[dict[str, Any]]) -> list[str]:

@@ -1,4 +1,4 @@
-"""`gefyra operator`: runs as a container of the stowaway pod and reconciles gefyra's custom
+"""`gefyra operator`: runs in the cluster side's pod, beside the tunnel's server end, and reconciles gefyra's custom
 resources: tunnel peers (GefyraClient) and bridges (GefyraBridge). State lives in those objects,
 so a restarted operator simply carries on.
 
@@ -13,19 +13,21 @@ ready: the bridge is Ready, or Restored, a round later instead of a poll later).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
 import anyio
 import structlog
-from kubernetes_asyncio import client, config, watch
 
 from gefyra.core.engine.orchestrator import Orchestrator
-from gefyra.core.model.names import BRIDGES, CLIENTS, CRD_GROUP, CRD_VERSION, GEFYRA_NAMESPACE
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
+from gefyra.core.model.names import BRIDGES, CLIENTS
 from gefyra.core.model.settings import Settings
-from gefyra.operator import http as endpoint
+from gefyra.operator import http
 from gefyra.operator.bridges import Bridges
 from gefyra.operator.clients import Clients
 from gefyra.operator.retry import backoff
+from gefyra.operator.settings import OperatorSettings
 from gefyra.plugins import BUILTIN_PLUGINS
 
 log = structlog.get_logger("gefyra.operator")
@@ -58,63 +60,54 @@ class _Wakeup:
         self._event = anyio.Event()
 
 
-async def _watch(custom: client.CustomObjectsApi, namespace: str, plural: str, wakeup: _Wakeup) -> None:
+async def _watch(cluster: Cluster, collection: str, wakeup: _Wakeup,
+                 wanted: Callable[[str], bool] = lambda namespace: True) -> None:
+    """Wakes the loop on every change of ``collection`` (of an object whose namespace is
+    ``wanted``), forever: a watch that ends or fails is opened again."""
     while True:
         try:
-            async with watch.Watch() as stream:
-                async for _ in stream.stream(custom.list_namespaced_custom_object, CRD_GROUP, CRD_VERSION,
-                                             namespace, plural, timeout_seconds=WATCH_SECONDS,
-                                             _request_timeout=WATCH_SECONDS + WATCH_GRACE):
+            async for event in cluster.watch(collection, seconds=WATCH_SECONDS, grace=WATCH_GRACE):
+                metadata = (event.get("object") or {}).get("metadata") or {}
+                if wanted(str(metadata.get("namespace", ""))):
                     wakeup.set()
         except Exception as exc:  # noqa: BLE001 - any failure of a watch: open it again
-            log.warning("watch failed; reopening", plural=plural, error=f"{type(exc).__name__}: {exc}")
-            await anyio.sleep(INTERVAL)
-
-
-async def _watch_pods(core: client.CoreV1Api, bridges: Bridges, wakeup: _Wakeup) -> None:
-    """One watch of every pod (the operator may read pods anywhere); only pods in the bridges'
-    target namespaces wake the loop, so an idle operator does no rounds for the cluster's churn."""
-    while True:
-        try:
-            async with watch.Watch() as stream:
-                async for event in stream.stream(core.list_pod_for_all_namespaces, timeout_seconds=WATCH_SECONDS,
-                                                 _request_timeout=WATCH_SECONDS + WATCH_GRACE):
-                    obj = event.get("object")
-                    metadata = getattr(obj, "metadata", None)
-                    if metadata is not None and metadata.namespace in bridges.namespaces:
-                        wakeup.set()
-        except Exception as exc:  # noqa: BLE001 - any failure of a watch: open it again
-            log.warning("watch failed; reopening", plural="pods", error=f"{type(exc).__name__}: {exc}")
+            log.warning("watch failed; reopening", collection=collection, error=f"{type(exc).__name__}: {exc}")
             await anyio.sleep(INTERVAL)
 
 
 async def main() -> None:
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
-    namespace = os.environ.get("GEFYRA_NAMESPACE", GEFYRA_NAMESPACE)
+    settings = OperatorSettings.from_environment()
     orchestrator = Orchestrator(Settings(), builtins=BUILTIN_PLUGINS)
-    server = orchestrator.tunnel().server()
+    tunnel = orchestrator.tunnel()
+    server = tunnel.server()
     await server.wait_ready()
-    async with client.ApiClient() as api:
+    cluster = await Cluster.in_cluster(orchestrator.settings)
+    try:
         wakeup = _Wakeup()
-        health = endpoint.Health()
-        clients = Clients(api, namespace, server)
-        bridges = Bridges(api, namespace, orchestrator, server, os.environ["POD_IP"], wakeup.set)
-        runner = await endpoint.serve(endpoint.app(health, bridges.interceptors))
-        log.info("operator started", namespace=namespace, tunnel=orchestrator.tunnel().name,
-                 plugins=sorted(n for n, _ in orchestrator.pm.list_name_plugin()))
+        health = http.Health()
+        clients = Clients(cluster, settings.namespace, tunnel, server, settings.client_timeout)
+        bridges = Bridges(cluster, settings.namespace, orchestrator, server, settings.pod_ip, wakeup.set)
+        runner = await http.serve(http.app(health, bridges.interceptors))
+        log.info("operator started", namespace=settings.namespace, tunnel=tunnel.name,
+                 plugins=sorted(p.name for p in orchestrator.plugins()))
         try:
-            await _reconcile_forever(api, namespace, clients, bridges, wakeup, health)
+            await _reconcile_forever(cluster, settings.namespace, clients, bridges, wakeup, health)
         finally:
             with anyio.CancelScope(shield=True):
                 await runner.cleanup()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await cluster.close()
 
 
-async def _reconcile_forever(api: client.ApiClient, namespace: str, clients: Clients, bridges: Bridges,
-                             wakeup: _Wakeup, health: endpoint.Health) -> None:
+async def _reconcile_forever(cluster: Cluster, namespace: str, clients: Clients, bridges: Bridges,
+                             wakeup: _Wakeup, health: http.Health) -> None:
     async with anyio.create_task_group() as tg:
         for plural in (CLIENTS, BRIDGES):
-            tg.start_soon(_watch, client.CustomObjectsApi(api), namespace, plural, wakeup)
-        tg.start_soon(_watch_pods, client.CoreV1Api(api), bridges, wakeup)
+            tg.start_soon(_watch, cluster, path(plural, namespace), wakeup)
+        # One watch of every pod (the operator may read pods anywhere); only pods in the bridges'
+        # target namespaces wake the loop, so an idle operator does no rounds for the cluster's churn.
+        tg.start_soon(_watch, cluster, path("pods"), wakeup, lambda namespace: namespace in bridges.namespaces)
         failures = 0
         while True:
             try:
@@ -123,7 +116,6 @@ async def _reconcile_forever(api: client.ApiClient, namespace: str, clients: Cli
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - any failure (API, connection, timeout): back off, try again
                 failures += 1
-                detail = f"{exc.status} {exc.reason}" if isinstance(exc, client.ApiException) else f"{type(exc).__name__}: {exc}"
-                log.warning("round failed; retrying", error=detail, retry_in=backoff(failures))
+                log.warning("round failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in=backoff(failures))
             health.round_done()
             await wakeup.wait(backoff(failures) if failures else BUSY_INTERVAL if bridges.busy else INTERVAL)

@@ -1,55 +1,42 @@
-"""Bridges follow the GefyraBridge objects. Each round:
+"""Bridges follow the GefyraBridge objects. Each round (:meth:`Bridges.sync`) has three phases:
 
-- every bridge is checked on its own: its spec (read back from the cluster: untrusted), its
-  client and owner, its target (the workload, the container, its declared ports, the
-  interceptor's own rules, its conditions), and the other bridges on the same container (a global
-  bridge shares a port with no other bridge); if not, it gets condition Invalid with the reason;
-- its ports get stowaway ports (status.proxyPorts), which the tunnel's server end forwards to the
-  client's tunnel address, for connections from the addresses the interceptor names;
-- the bridges of one target workload go to its interceptor together, as routes (in the order they
-  were made: the first personal bridge whose conditions match takes a request); the interceptor
-  reports each route's state (condition Ready) and whether routes that are gone are undone;
-- a bridge that is being deleted, or whose client is gone, is Restoring until the interceptor has
-  undone it (Restored); only then does it lose its finalizer.
+1. every bridge is checked on its own (:meth:`Bridges._prepare`): its spec (read back from the
+   cluster: untrusted, checked by :func:`gefyra.core.model.crd.parse_bridge`), its client and
+   owner, its target (the workload, the container, its declared ports, the interceptor's own
+   rules), and the other bridges on the same container (:func:`gefyra.core.model.crd.conflict`);
+   if not, it gets condition Invalid with the reason. Its ports get the server end's ports
+   (status.proxyPorts), which the server end forwards to the client's tunnel address, for
+   connections from the addresses the interceptor names;
+2. the bridges of one target workload go to its interceptor together, as routes (in the order they
+   were made: the first personal bridge whose conditions match takes a request); the interceptor
+   reports each route's state (condition Ready) and whether routes that are gone are undone; a
+   bridge that is being deleted, or whose client is gone, is Restoring until the interceptor has
+   undone it (Restored); only then does it lose its finalizer;
+3. the server end's forwards are set, and what interceptors hold of targets no bridge names any
+   more is given back.
 
-One target's or one bridge's failure is logged and retried in the next round; the others go on.
+One target's or one bridge's failure is logged and retried in a later round; the others go on.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 import structlog
-from kubernetes_asyncio import client
 
 from gefyra import errors
 from gefyra.core.engine.orchestrator import Orchestrator
-from gefyra.core.kube import cluster as kube
-from gefyra.core.kube.workloads import pod_spec_and_selector, undeclared_port
-from gefyra.core.model import validation
-from gefyra.core.model.names import (
-    ANNOTATION_STEERED,
-    BRIDGE_FINALIZER,
-    BRIDGES,
-    CRD_GROUP,
-    CRD_VERSION,
-    GEFYRA_NAMESPACE,
-    INVALID,
-    PROTECTED_NAMESPACES,
-    PROXY_PORTS,
-    READY,
-    RESTORED,
-    RESTORING,
-    STEER_BOUND,
-)
-from gefyra.core.model.routing import Forward, Match, Route, RouteState, Target
-from gefyra.core.model.validation import WORKLOAD_ALIASES
+from gefyra.core.kube.cluster import MERGE_PATCH, Cluster
+from gefyra.core.kube.paths import path
+from gefyra.core.kube.workloads import read_workload
+from gefyra.core.model.conditions import INVALID, READY, RESTORED, RESTORING, with_condition
+from gefyra.core.model.crd import BridgeStatus, GefyraBridge, PortClaim, conflict, parse_bridge, status_patch
+from gefyra.core.model.names import BRIDGE_FINALIZER, BRIDGES, GEFYRA_NAMESPACE, PROXY_PORTS, STEER_BOUND
+from gefyra.core.model.routing import Forward, Route, RouteState, Target
 from gefyra.core.spi.interceptor import Interceptor, InvalidRoute
 from gefyra.core.spi.tunnel import ServerForward, TunnelServer
 from gefyra.operator.clients import ActiveClient
@@ -65,154 +52,46 @@ class InvalidBridge(Exception):
     """The bridge cannot be made as it is; the message is the reason, for its Invalid condition."""
 
 
-_KINDS = set(WORKLOAD_ALIASES.values())
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-
-
 def _allocate(used: set[int]) -> int:
     for port in PROXY_PORTS:
         if port not in used:
             used.add(port)
             return port
-    raise InvalidBridge("no free stowaway port is left for a bridge")
-
-
-def conditions_with(current: list[dict[str, Any]], kind: str, status: bool, reason: str,
-                    message: str = "") -> list[dict[str, Any]]:
-    """``current`` with condition ``kind`` set; its transition time changes only with its status."""
-    value = "True" if status else "False"
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    result, found = [], False
-    for c in current:
-        if c.get("type") == kind:
-            found = True
-            when = c.get("lastTransitionTime", now) if c.get("status") == value else now
-            c = {"type": kind, "status": value, "reason": reason, "message": message, "lastTransitionTime": when}
-        result.append(c)
-    if not found:
-        result.append({"type": kind, "status": value, "reason": reason, "message": message, "lastTransitionTime": now})
-    return result
-
-
-def _target(spec: dict[str, Any]) -> dict[str, str]:
-    """spec.target, checked: names Kubernetes could have, in a namespace gefyra may touch."""
-    target = spec.get("target")
-    if not isinstance(target, dict):
-        raise InvalidBridge("spec.target is missing")
-    for field in ("namespace", "kind", "name", "container"):
-        value = target.get(field)
-        if not isinstance(value, str) or not _NAME.fullmatch(value):
-            raise InvalidBridge(f"spec.target.{field} is not a Kubernetes name: {str(value)[:60]!r}")
-    if target["kind"] not in _KINDS:
-        raise InvalidBridge(f"spec.target.kind must be one of {', '.join(sorted(_KINDS))}")
-    if target["namespace"] in PROTECTED_NAMESPACES:
-        raise InvalidBridge(f"gefyra does not bridge workloads in namespace {target['namespace']}")
-    return target
-
-
-def _proxy_ports(bridge: dict[str, Any], ports: list[int] | None) -> dict[int, int]:
-    """status.proxyPorts (remote port -> stowaway port) as the operator wrote it, or {} when it is
-    not exactly that: stowaway ports out of gefyra's range, or remote ports other than ``ports``
-    (None: any). Read back from the cluster, so checked like any input."""
-    found = (bridge.get("status") or {}).get("proxyPorts")
-    if not isinstance(found, dict):
-        return {}
-    try:
-        proxy = {int(k): int(v) for k, v in found.items() if str(k).isascii()}
-    except (TypeError, ValueError):
-        return {}
-    if (len(proxy) != len(found) or not all(p in PROXY_PORTS for p in proxy.values())
-            or (ports is not None and set(proxy) != set(ports))):
-        return {}
-    return proxy
-
-
-def _ports(spec: dict[str, Any]) -> list[int]:
-    ports = spec.get("ports")
-    if not isinstance(ports, list) or not ports:
-        raise InvalidBridge("spec.ports names no port")
-    found = []
-    for p in ports:
-        remote = p.get("remote") if isinstance(p, dict) else None
-        if not isinstance(remote, int) or not 1 <= remote <= 65535:
-            raise InvalidBridge(f"spec.ports has a remote port that is not 1-65535: {remote!r}")
-        found.append(remote)
-    return found
-
-
-def _target_of(bridge: dict[str, Any]) -> Target | None:
-    """The bridge's target workload, or None if its spec does not name one properly."""
-    try:
-        found = _target(bridge.get("spec") or {})
-    except InvalidBridge:
-        return None
-    return Target(found["namespace"], found["kind"], found["name"])
-
-
-def _unsteered_for(bridge: dict[str, Any]) -> float:
-    """Seconds since the bridge was made, while its client has not said that it steers it (0 once
-    it has)."""
-    metadata = bridge["metadata"]
-    if (metadata.get("annotations") or {}).get(ANNOTATION_STEERED):
-        return 0.0
-    try:
-        made = datetime.datetime.fromisoformat(str(metadata.get("creationTimestamp")).replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return (datetime.datetime.now(datetime.UTC) - made).total_seconds()
-
-
-def _matches(spec: dict[str, Any]) -> tuple[Match, ...]:
-    """spec.match, checked: a personal bridge's conditions (none: a global bridge)."""
-    found = spec.get("match") or []
-    if not isinstance(found, list) or len(found) > validation.MAX_MATCHES:
-        raise InvalidBridge(f"spec.match is not a list of at most {validation.MAX_MATCHES} conditions")
-    matches = []
-    for item in found:
-        item = item if isinstance(item, dict) else {}
-        kind, header, value = item.get("kind"), item.get("header", ""), item.get("value")
-        problem = validation.match_problem(kind, header, value)
-        if problem:
-            raise InvalidBridge(f"spec.match: {problem}")
-        matches.append(Match(str(kind), str(value), str(header)))
-    return tuple(matches)
+    raise InvalidBridge("no free port of the tunnel's server end is left for a bridge")
 
 
 @dataclasses.dataclass
 class _Member:
-    """A bridge of a target: with its route while it should exist, without while it is retiring."""
+    """A bridge of a target: with its route while it should exist, without while it is retiring.
+    ``status`` is what the object's status is now, ``status_json`` the same as JSON (each write
+    updates both)."""
 
-    bridge: dict[str, Any]
+    bridge: GefyraBridge
+    status: BridgeStatus
+    status_json: Mapping[str, Any]
     route: Route | None = None
     owner: ActiveClient | None = None
     proxy: dict[int, int] = dataclasses.field(default_factory=dict)
     orphaned: bool = False
 
-
-def _conflict(route: Route, earlier: list[Route]) -> str | None:
-    """Why ``route`` cannot share its container's ports with the bridges made before it."""
-    for other in earlier:
-        shared = {f.port for f in route.forwards} & {f.port for f in other.forwards}
-        if other.container != route.container or not shared:
-            continue
-        port = min(shared)
-        if not other.matches:
-            return f"port {port} of container {route.container} is bridged globally by {other.bridge}"
-        if not route.matches:
-            return (f"port {port} of container {route.container} has personal bridges ({other.bridge}); "
-                    "a global bridge would take their requests")
-    return None
+    @property
+    def claim(self) -> PortClaim | None:
+        if self.route is None:
+            return None
+        return PortClaim(self.route.bridge, self.route.container, frozenset(f.port for f in self.route.forwards),
+                         bool(self.route.matches))
 
 
 class Bridges:
-    def __init__(self, api: client.ApiClient, namespace: str, orchestrator: Orchestrator, server: TunnelServer,
-                 stowaway_ip: str, notify: Callable[[], None]) -> None:
-        self.api = api
+    """Reconciles the GefyraBridge objects through the interceptors and the tunnel's server end."""
+
+    def __init__(self, cluster: Cluster, namespace: str, orchestrator: Orchestrator, server: TunnelServer,
+                 server_ip: str, notify: Callable[[], None]) -> None:
+        self.cluster = cluster
         self.namespace = namespace
         self.orchestrator = orchestrator
         self.server = server
-        self.stowaway_ip = stowaway_ip
-        self.custom = client.CustomObjectsApi(api)
+        self.server_ip = server_ip
         #: True after a round in which some bridge was on its way (the next round comes sooner).
         self.busy = False
         #: The namespaces of the bridges' targets (and gefyra's, where interceptors may run pods of
@@ -230,61 +109,77 @@ class Bridges:
     def interceptors(self) -> list[Interceptor]:
         return list(self._interceptors.values())
 
-    async def _patch(self, name: str, body: dict[str, Any], *, status: bool = False) -> None:
-        path = kube.custom_path(self.namespace, BRIDGES, name, "status" if status else "")
-        await kube.request(self.api, "PATCH", path, body, content_type=kube.MERGE_PATCH)
+    def _path(self, name: str, subresource: str = "") -> str:
+        return path(BRIDGES, self.namespace, name, subresource)
 
-    async def _set_status(self, bridge: dict[str, Any], **changes: Any) -> None:
+    async def _set_status(self, member: _Member, **changes: object) -> None:
         """Patches the status fields that differ from what the object has."""
-        status = bridge.get("status") or {}
-        diff = {k: v for k, v in changes.items() if status.get(k) != v}
-        if diff:
-            await self._patch(bridge["metadata"]["name"], {"status": diff}, status=True)
-            status.update(diff)
-            bridge["status"] = status
+        wanted = dataclasses.replace(member.status, **changes)  # type: ignore[arg-type]
+        patch = status_patch(member.status_json, wanted)
+        if patch:
+            await self.cluster.request("PATCH", self._path(member.bridge.name, "status"), patch, content_type=MERGE_PATCH)
+        member.status, member.status_json = wanted, wanted.to_json()
 
     async def sync(self, clients: dict[str, ActiveClient]) -> None:
-        listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES)
-        bridges = sorted(listing["items"], key=lambda b: (b["metadata"].get("creationTimestamp", ""),
-                                                          b["metadata"]["name"]))
-        used = {p for b in bridges for p in _proxy_ports(b, None).values()}
-        busy = False
+        """One round (see the module)."""
+        found = [parse_bridge(b) for b in await self.cluster.objects(path(BRIDGES, self.namespace))]
+        bridges = sorted(found, key=lambda b: (b.created, b.name))
+        targets, interceptors, held, failed = await self._group(bridges, clients)
+        self.namespaces = {t.namespace for t in targets} | {GEFYRA_NAMESPACE}
+        rules, busy = await self._reconcile_targets(targets, interceptors, held)
+        self.busy = busy or failed
+        await self.server.forward(rules)
+        await self._give_back_orphans(targets.keys() | held)
+
+    async def _group(self, bridges: list[GefyraBridge], clients: dict[str, ActiveClient]
+                     ) -> tuple[dict[Target, list[_Member]], dict[Target, Interceptor], set[Target], bool]:
+        """Phase 1: the bridges checked and grouped by target, with the interceptor of each target,
+        the targets held back this round (one of their bridges failed for a reason that may pass,
+        an API error, and without it their routes would look removed), and whether any failed so."""
+        used = {p for b in bridges for p in b.status.proxy_ports.values()}
         targets: dict[Target, list[_Member]] = {}
         interceptors: dict[Target, Interceptor] = {}
-        #: Targets with a bridge that failed for a reason that may pass (an API error): without that
-        #: bridge its routes would look removed, so the target waits for a round that reads it all.
         held: set[Target] = set()
+        failed = False
         for bridge in bridges:
-            name = bridge["metadata"]["name"]
+            member = _Member(bridge, bridge.status, bridge.status_json)
             try:
-                member = await self._prepare(bridge, clients, used)
-                if member is None:
+                if not await self._prepare(member, clients, used):
                     continue  # nothing of it was ever made, and it is gone now
-                target = _target_of(bridge)
-                assert target is not None  # _prepare checked it
-                interceptor = self._interceptor(bridge["spec"])
+                assert bridge.spec.target is not None  # _prepare checked it
+                target = bridge.spec.target.workload
+                interceptor = self._interceptor(bridge.spec.interceptor)
                 chosen = interceptors.setdefault(target, interceptor)
-                if member.route is not None and chosen is not interceptor:
+                claim = member.claim
+                if claim is not None and chosen is not interceptor:
                     raise InvalidBridge(f"{target} is bridged with the interceptor {chosen.name} already")
-                if member.route is not None:
-                    problem = _conflict(member.route, [m.route for m in targets.get(target, []) if m.route])
+                if claim is not None:
+                    problem = conflict(claim, [c for m in targets.get(target, []) if (c := m.claim) is not None])
                     if problem:
                         raise InvalidBridge(problem)
                 targets.setdefault(target, []).append(member)
             except InvalidBridge as exc:
-                await self._invalid(bridge, str(exc))
+                await self._invalid(member, str(exc))
             except Exception as exc:  # noqa: BLE001 - one bridge must not stop the others
-                busy = True
-                log.warning("bridge failed; retrying", bridge=name, error=f"{type(exc).__name__}: {exc}")
-                held |= {t for t in [_target_of(bridge)] if t is not None}
-        self.namespaces = {t.namespace for t in targets} | {GEFYRA_NAMESPACE}
+                log.warning("bridge failed; retrying", bridge=bridge.name, error=f"{type(exc).__name__}: {exc}")
+                failed = True
+                if bridge.spec.target is not None:
+                    held.add(bridge.spec.target.workload)
+        return targets, interceptors, held, failed
+
+    async def _reconcile_targets(self, targets: dict[Target, list[_Member]], interceptors: dict[Target, Interceptor],
+                                 held: set[Target]) -> tuple[list[ServerForward], bool]:
+        """Phase 2: each target through its interceptor, unless it is held back or backing off
+        after failures (then what carried its traffic keeps doing so). Returns the server end's
+        forwards and whether some bridge is still on its way."""
         rules: list[ServerForward] = []
+        busy = False
         now = time.monotonic()
         for target in sorted(targets.keys() | held, key=str):
             failures, not_before = self._failures.get(target, (0, 0.0))
             if target in held or target not in targets or now < not_before:
                 busy = True
-                rules.extend(self._rules.get(target, []))  # what carried its traffic keeps doing so
+                rules.extend(self._rules.get(target, []))
                 continue
             try:
                 with anyio.fail_after(TARGET_TIMEOUT):
@@ -299,35 +194,31 @@ class Bridges:
                             retry_in=backoff(failures + 1))
             rules.extend(self._rules.get(target, []))
         self._rules = {t: r for t, r in self._rules.items() if t in targets or t in held}
-        self.busy = busy
-        await self.server.forward(rules)
-        await self._give_back_orphans(targets.keys() | held)
+        return rules, busy
 
     async def _give_back_orphans(self, named: set[Target]) -> None:
-        """What interceptors still hold of targets that no bridge names (removed while the operator
-        was away, or by a client that had to give the target back itself) is given back."""
-        self._interceptor({})  # the default one looks even when no bridge names it
+        """Phase 3: what interceptors still hold of targets that no bridge names (removed while the
+        operator was away, or by a client that had to give the target back itself) is given back."""
+        self._interceptor(None)  # the default one looks even when no bridge names it
         for interceptor in self.interceptors():
             try:
                 with anyio.fail_after(TARGET_TIMEOUT):
-                    for target in await interceptor.held(self.api):
+                    for target in await interceptor.held(self.cluster):
                         if target not in named:
                             log.info("giving back a target no bridge names", target=str(target))
-                            await interceptor.intercept(self.api, target, [])
+                            await interceptor.intercept(self.cluster, target, [])
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 log.warning("giving back failed; retrying", interceptor=interceptor.name,
                             error=f"{type(exc).__name__}: {exc}")
 
-    async def _invalid(self, bridge: dict[str, Any], reason: str) -> None:
-        status = bridge.get("status") or {}
-        conditions = conditions_with(status.get("conditions") or [], INVALID, True, "TargetRefused", reason)
-        conditions = conditions_with(conditions, READY, False, "Invalid", reason)
-        if status.get("phase") != "Invalid" or status.get("message") != reason:
-            log.warning("bridge invalid", bridge=bridge["metadata"]["name"], reason=reason)
-        await self._set_status(bridge, phase="Invalid", message=reason, conditions=conditions)
+    async def _invalid(self, member: _Member, reason: str) -> None:
+        conditions = with_condition(member.status.conditions, INVALID, True, "TargetRefused", reason)
+        conditions = with_condition(conditions, READY, False, "Invalid", reason)
+        if member.status.phase != "Invalid" or member.status.message != reason:
+            log.warning("bridge invalid", bridge=member.bridge.name, reason=reason)
+        await self._set_status(member, phase="Invalid", message=reason, conditions=conditions)
 
-    def _interceptor(self, spec: dict[str, Any]) -> Interceptor:
-        name = spec.get("interceptor") or None
+    def _interceptor(self, name: str | None) -> Interceptor:
         if name not in self._interceptors:
             try:
                 interceptor = self.orchestrator.interceptor(name)
@@ -337,58 +228,61 @@ class Bridges:
             self._interceptors[name] = interceptor
         return self._interceptors[name]
 
-    async def _prepare(self, bridge: dict[str, Any], clients: dict[str, ActiveClient], used: set[int]) -> _Member | None:
-        """The bridge checked, with its route (or without, while it retires); None for a retiring
-        bridge that never got as far as its target (its finalizer is removed here)."""
-        name, spec = bridge["metadata"]["name"], bridge.get("spec") or {}
-        owner = clients.get(spec.get("client", ""))
-        if bridge["metadata"].get("deletionTimestamp") or owner is None:
+    async def _prepare(self, member: _Member, clients: dict[str, ActiveClient], used: set[int]) -> bool:
+        """Checks the bridge and gives ``member`` its route (none while it retires). False for a
+        retiring bridge that never got as far as its target (its finalizer is removed here)."""
+        bridge = member.bridge
+        spec = bridge.spec
+        owner = clients.get(spec.client)
+        if bridge.deleting or owner is None:
+            member.orphaned = owner is None
             try:
-                _target(spec)
-                self._interceptor(spec)
+                if spec.target is None:
+                    raise InvalidBridge(bridge.problem or "")
+                self._interceptor(spec.interceptor)
             except InvalidBridge:
-                await self._let_go(bridge, orphaned=owner is None)  # it never took anything over
-                return None
-            return _Member(bridge, orphaned=owner is None)
+                await self._let_go(member)  # it never took anything over
+                return False
+            return True
         # No owner: an admin made it (the ownership policy admits that from nobody else).
-        if spec.get("owner") and spec["owner"] != owner.owner:
-            raise InvalidBridge(f"client {spec.get('client')} belongs to {owner.owner or 'an admin'}, "
-                                f"not to {spec['owner']}")
-        interceptor = self._interceptor(spec)
-        target = _target(spec)
-        ports = _ports(spec)
-        matches = _matches(spec)
+        if spec.owner and spec.owner != owner.owner:
+            raise InvalidBridge(f"client {spec.client} belongs to {owner.owner or 'an admin'}, not to {spec.owner}")
+        interceptor = self._interceptor(spec.interceptor)
+        if bridge.problem or spec.target is None:
+            raise InvalidBridge(bridge.problem or "spec.target is missing")
+        await self._check_target(bridge, interceptor)
+        if bridge.unsteered_for() > STEER_BOUND:
+            log.info("bridge never steered by its client; removing it", bridge=bridge.name, bound=STEER_BOUND)
+            await self.cluster.delete(self._path(bridge.name), foreground=False)
+            return True  # retiring: the next round sees it being deleted
+        if BRIDGE_FINALIZER not in bridge.finalizers:
+            await self.cluster.patch(self._path(bridge.name), {"metadata": {"finalizers": [BRIDGE_FINALIZER]}})
+        proxy = bridge.proxy_ports()
+        if not proxy:
+            proxy = {p: _allocate(used) for p in spec.remote_ports}
+            await self._set_status(member, proxy_ports=proxy, phase="Pending")
+        forwards = tuple(Forward(remote, self.server_ip, port) for remote, port in sorted(proxy.items()))
+        member.route = Route(bridge.name, spec.target.container, forwards, spec.matches)
+        member.owner, member.proxy = owner, proxy
+        return True
+
+    async def _check_target(self, bridge: GefyraBridge, interceptor: Interceptor) -> None:
+        """The target exists, has the container, which declares the ports, and the interceptor
+        takes it; InvalidBridge if not."""
+        target = bridge.spec.target
+        assert target is not None
         try:
-            pod_spec, _ = await pod_spec_and_selector(self.api, target["namespace"], target["kind"], target["name"])
-        except client.ApiException as exc:
-            if exc.status == 404:
-                raise InvalidBridge(f"{target['kind']} {target['name']} does not exist in namespace "
-                                    f"{target['namespace']}") from exc
-            raise
-        template = next((c for c in pod_spec.containers if c.name == target["container"]), None)
+            workload = await read_workload(self.cluster, target.namespace, target.kind, target.name)
+        except errors.NotFoundError as exc:
+            raise InvalidBridge(f"{target.kind} {target.name} does not exist in namespace {target.namespace}") from exc
+        template = workload.container(target.container)
         if template is None:
-            raise InvalidBridge(f"{target['kind']}/{target['name']} has no container {target['container']!r} "
-                                f"(its containers: {', '.join(c.name for c in pod_spec.containers)})")
-        reason = undeclared_port(template, ports) or interceptor.validate(template, ports, matches)
+            raise InvalidBridge(f"{target.kind}/{target.name} has no container {target.container!r} "
+                                f"(its containers: {', '.join(c.name for c in workload.containers)})")
+        ports = list(bridge.spec.remote_ports)
+        reason = template.undeclared(ports) or interceptor.validate(template, ports, bridge.spec.matches)
         if reason:
             raise InvalidBridge(reason)
-        if _unsteered_for(bridge) > STEER_BOUND:
-            log.info("bridge never steered by its client; removing it", bridge=name, bound=STEER_BOUND)
-            await self.custom.delete_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES, name)
-            return _Member(bridge)  # retiring: the next round sees it being deleted
-
-        if BRIDGE_FINALIZER not in (bridge["metadata"].get("finalizers") or []):
-            await self._patch(name, {"metadata": {"finalizers": [BRIDGE_FINALIZER]}})
-        proxy = _proxy_ports(bridge, ports)
-        if not proxy and (bridge.get("status") or {}).get("proxyPorts"):
-            # A merge patch merges maps: what is there must go before the new ports are written.
-            await self._patch(name, {"status": {"proxyPorts": None}}, status=True)
-            bridge["status"].pop("proxyPorts")
-        if not proxy:
-            proxy = {p: _allocate(used) for p in ports}
-            await self._set_status(bridge, proxyPorts={str(k): v for k, v in proxy.items()}, phase="Pending")
-        forwards = tuple(Forward(remote, self.stowaway_ip, port) for remote, port in sorted(proxy.items()))
-        return _Member(bridge, Route(name, target["container"], forwards, matches), owner, proxy)
 
     async def _reconcile_target(self, interceptor: Interceptor, target: Target, members: list[_Member]
                                 ) -> tuple[bool, list[ServerForward]]:
@@ -398,52 +292,51 @@ class Bridges:
         active = [m for m in members if m.route is not None]
         while True:
             try:
-                interception = await interceptor.intercept(self.api, target, [m.route for m in active if m.route])
+                interception = await interceptor.intercept(self.cluster, target, [m.route for m in active if m.route])
                 break
             except InvalidRoute as exc:
                 refused = next((m for m in active if m.route and m.route.bridge == exc.bridge), None)
                 if refused is None:
                     raise RuntimeError(f"the interceptor refused a route it was not given: {exc.bridge}") from exc
-                await self._invalid(refused.bridge, str(exc))
+                await self._invalid(refused, str(exc))
                 active.remove(refused)
         done = interception.settled
         for member in active:
             assert member.route is not None and member.owner is not None
             state = interception.routes.get(member.route.bridge, RouteState(ready=False))
             rules.extend(ServerForward(port, member.owner.address, state.sources) for port in member.proxy.values())
-            await self._report(member.bridge, state)
+            await self._report(member, state)
             done = done and state.ready
         for member in members:
             if member.route is None:
-                done = await self._retire(member.bridge, interception.settled, orphaned=member.orphaned) and done
+                done = await self._retire(member, interception.settled) and done
         return done, rules
 
-    async def _report(self, bridge: dict[str, Any], state: RouteState) -> None:
-        conditions = (bridge.get("status") or {}).get("conditions") or []
-        conditions = conditions_with(conditions, INVALID, False, "TargetAccepted")
-        conditions = conditions_with(conditions, READY, state.ready, "Forwarding" if state.ready else "TakingOver",
-                                     state.message)
-        await self._set_status(bridge, pods=list(state.pods), podNamespace=state.namespace, services=list(state.services),
+    async def _report(self, member: _Member, state: RouteState) -> None:
+        conditions = with_condition(member.status.conditions, INVALID, False, "TargetAccepted")
+        conditions = with_condition(conditions, READY, state.ready, "Forwarding" if state.ready else "TakingOver",
+                                    state.message)
+        await self._set_status(member, pods=state.pods, pod_namespace=state.namespace, services=state.services,
                                mode=state.mode, phase="Active" if state.ready else "Pending", message="",
                                conditions=conditions)
 
-    async def _retire(self, bridge: dict[str, Any], settled: bool, *, orphaned: bool) -> bool:
+    async def _retire(self, member: _Member, settled: bool) -> bool:
         """Restoring until the interceptor has undone the bridge, then Restored and let go. True when done."""
-        if bridge["metadata"].get("finalizers"):
-            conditions = conditions_with((bridge.get("status") or {}).get("conditions") or [], RESTORING, True,
-                                         "Unbridged" if not orphaned else "ClientGone")
+        if member.bridge.finalizers:
+            conditions = with_condition(member.status.conditions, RESTORING, True,
+                                        "Unbridged" if not member.orphaned else "ClientGone")
             if not settled:
-                await self._set_status(bridge, phase="Restoring", conditions=conditions)
+                await self._set_status(member, phase="Restoring", conditions=conditions)
                 return False
-            conditions = conditions_with(conditions, RESTORED, True, "Restored", "the workload is as it was before")
-            await self._set_status(bridge, phase="Restored", conditions=conditions)
-        await self._let_go(bridge, orphaned=orphaned)
+            conditions = with_condition(conditions, RESTORED, True, "Restored", "the workload is as it was before")
+            await self._set_status(member, phase="Restored", conditions=conditions)
+        await self._let_go(member)
         return True
 
-    async def _let_go(self, bridge: dict[str, Any], *, orphaned: bool) -> None:
-        name = bridge["metadata"]["name"]
-        if bridge["metadata"].get("finalizers"):
-            await self._patch(name, {"metadata": {"finalizers": None}})
-        if orphaned and not bridge["metadata"].get("deletionTimestamp"):
-            log.info("client gone; removing its bridge", bridge=name)
-            await self.custom.delete_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, BRIDGES, name)
+    async def _let_go(self, member: _Member) -> None:
+        bridge = member.bridge
+        if bridge.finalizers:
+            await self.cluster.patch(self._path(bridge.name), {"metadata": {"finalizers": None}})
+        if member.orphaned and not bridge.deleting:
+            log.info("client gone; removing its bridge", bridge=bridge.name)
+            await self.cluster.delete(self._path(bridge.name), foreground=False)

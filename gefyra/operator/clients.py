@@ -1,25 +1,24 @@
 """The tunnel's peers follow the GefyraClient objects. Level-based: each round compares the
 wanted peers with the server end's and adds or removes the difference (never restarting it).
 
-A client whose peer has received nothing (not even its keepalives) for GEFYRA_CLIENT_TIMEOUT
-seconds is gone: its GefyraClient is deleted, and with it its peer and its bridges. A client whose
-public key is malformed or already taken by another client is reported on its status and skipped."""
+A client whose peer has received nothing (not even its keepalives) for the client timeout is
+gone: its GefyraClient is deleted, and with it its peer and its bridges. A client whose public key
+is malformed or already taken by another client is reported on its status and skipped."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 import time
 from pathlib import Path
-from typing import Any
 
 import structlog
-from kubernetes_asyncio import client
 
-from gefyra.core.kube import cluster as kube
-from gefyra.core.model.names import CLIENTS, CRD_GROUP, CRD_VERSION, TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS
-from gefyra.core.spi.tunnel import TunnelServer
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
+from gefyra.core.model.crd import ClientStatus, GefyraClient, parse_client, status_patch
+from gefyra.core.model.names import CLIENTS
+from gefyra.core.spi.tunnel import Tunnel, TunnelServer
 
 log = structlog.get_logger("gefyra.operator")
 
@@ -36,32 +35,31 @@ class ActiveClient:
     owner: str
 
 
-def _allocate(taken: set[str]) -> str:
-    network = ipaddress.ip_network(TUNNEL_NETWORK)
-    for host in network.hosts():
-        address = str(host)
-        if address != TUNNEL_SERVER_ADDRESS and address not in taken:
-            return address
-    raise RuntimeError("the tunnel's address range is exhausted")
-
-
-def _valid_address(text: Any) -> bool:
-    try:
-        return (isinstance(text, str) and ipaddress.ip_address(text) in ipaddress.ip_network(TUNNEL_NETWORK)
-                and text != TUNNEL_SERVER_ADDRESS)
-    except ValueError:
-        return False
-
-
 class Clients:
-    def __init__(self, api: client.ApiClient, namespace: str, server: TunnelServer) -> None:
-        self.api = api
+    """Reconciles the GefyraClient objects with the tunnel server end's peers (see the module)."""
+
+    def __init__(self, cluster: Cluster, namespace: str, tunnel: Tunnel, server: TunnelServer, timeout: float) -> None:
+        self.cluster = cluster
         self.namespace = namespace
+        self.network = ipaddress.ip_network(tunnel.network)
+        self.server_address = tunnel.server_address
         self.server = server
-        self.custom = client.CustomObjectsApi(api)
-        self.timeout = float(os.environ.get("GEFYRA_CLIENT_TIMEOUT", "60"))
+        self.timeout = timeout
         #: public key -> (received bytes, when that number last changed)
         self._received: dict[str, tuple[int, float]] = {}
+
+    def _allocate(self, taken: set[str]) -> str:
+        for host in self.network.hosts():
+            address = str(host)
+            if address != self.server_address and address not in taken:
+                return address
+        raise RuntimeError("the tunnel's address range is exhausted")
+
+    def _valid_address(self, text: str) -> bool:
+        try:
+            return ipaddress.ip_address(text) in self.network and text != self.server_address
+        except ValueError:
+            return False
 
     async def _silent_keys(self) -> set[str]:
         """Peers that have received nothing for longer than the timeout."""
@@ -80,38 +78,37 @@ class Clients:
             raise RuntimeError(f"{SERVER_PUBLIC_KEY} holds no public key of the tunnel")
         return key
 
-    async def _patch_status(self, name: str, status: dict[str, str]) -> None:
-        await kube.request(self.api, "PATCH", kube.custom_path(self.namespace, CLIENTS, name, "status"),
-                           {"status": status}, content_type=kube.MERGE_PATCH)
+    async def _set_status(self, found: GefyraClient, status: ClientStatus) -> ClientStatus:
+        patch = status_patch(found.status_json, status)
+        if patch:
+            await self.cluster.request("PATCH", path(CLIENTS, self.namespace, found.name, "status"), patch,
+                                       content_type="application/merge-patch+json")
+        return status
 
     async def sync(self) -> dict[str, ActiveClient]:
         """One round; returns the active clients by name."""
-        listing = await self.custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, self.namespace, CLIENTS)
-        clients = sorted(listing["items"], key=lambda c: c["metadata"]["creationTimestamp"])
+        clients = sorted(map(parse_client, await self.cluster.objects(path(CLIENTS, self.namespace))),
+                         key=lambda c: c.created)
         server_key = self._server_public_key()
-        taken: set[str] = {str((c.get("status") or {})["address"]) for c in clients
-                           if _valid_address((c.get("status") or {}).get("address"))}
+        taken = {c.status.address for c in clients if self._valid_address(c.status.address)}
         wanted: dict[str, str] = {}  # public key -> address
-        active: list[dict[str, Any]] = []
+        active: list[tuple[GefyraClient, ClientStatus]] = []
         for item in clients:
-            name, status = item["metadata"]["name"], item.get("status") or {}
-            key = (item.get("spec") or {}).get("publicKey", "")
-            well_formed = isinstance(key, str) and self.server.is_public_key(key)
-            problem = ("spec.publicKey is not a public key of the tunnel" if not well_formed
-                       else "spec.publicKey is already used by another client" if key in wanted else None)
+            problem = ("spec.publicKey is not a public key of the tunnel" if not self.server.is_public_key(item.public_key)
+                       else "spec.publicKey is already used by another client" if item.public_key in wanted else None)
             if problem:
-                if status.get("phase") != "Invalid" or status.get("message") != problem:
-                    await self._patch_status(name, {"phase": "Invalid", "message": problem})
-                    log.warning("client refused", client=name, reason=problem)
+                if item.status.phase != "Invalid" or item.status.message != problem:
+                    await self._set_status(item, ClientStatus(phase="Invalid", message=problem))
+                    log.warning("client refused", client=item.name, reason=problem)
                 continue
-            address = str(status.get("address"))
-            if not _valid_address(address):
-                address = _allocate(taken)
+            status = item.status
+            if not self._valid_address(status.address):
+                address = self._allocate(taken)
                 taken.add(address)
-                await self._patch_status(name, {"address": address, "serverPublicKey": server_key, "phase": "Pending"})
-                log.info("address allocated", client=name, address=address)
-            wanted[key] = address
-            active.append(item)
+                status = await self._set_status(item, ClientStatus(address, server_key, "Pending"))
+                log.info("address allocated", client=item.name, address=address)
+            wanted[item.public_key] = status.address
+            active.append((item, status))
 
         current = await self.server.peers()
         for key in current.keys() - wanted.keys():
@@ -121,20 +118,16 @@ class Clients:
                 await self.server.set_peer(key, address)
 
         silent = await self._silent_keys()
-        for item in list(active):
-            key = item["spec"]["publicKey"]
-            if key in silent:
-                log.info("client silent; removing it", client=item["metadata"]["name"], timeout=self.timeout)
-                await self.custom.delete_namespaced_custom_object(
-                    CRD_GROUP, CRD_VERSION, self.namespace, CLIENTS, item["metadata"]["name"])
-                active.remove(item)
-                self._received.pop(key, None)
-            elif (item.get("status") or {}).get("phase") != "Active":
-                await self._patch_status(item["metadata"]["name"], {"phase": "Active", "serverPublicKey": server_key,
-                                                                    "message": ""})
-        return {c["metadata"]["name"]: ActiveClient(wanted[c["spec"]["publicKey"]], _owner(c)) for c in active}
-
-
-def _owner(item: dict[str, Any]) -> str:
-    owner = (item.get("spec") or {}).get("owner")
-    return owner if isinstance(owner, str) else ""
+        found: dict[str, ActiveClient] = {}
+        for item, status in active:
+            if item.public_key in silent:
+                log.info("client silent; removing it", client=item.name, timeout=self.timeout)
+                await self.cluster.delete(path(CLIENTS, self.namespace, item.name), foreground=False)
+                self._received.pop(item.public_key, None)
+                continue
+            if status.phase != "Active":
+                await self._set_status(dataclasses.replace(item, status=status),
+                                       dataclasses.replace(status, phase="Active", server_public_key=server_key,
+                                                           message=""))
+            found[item.name] = ActiveClient(wanted[item.public_key], item.owner)
+        return found

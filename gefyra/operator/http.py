@@ -1,4 +1,4 @@
-"""The operator's HTTP endpoint (port 8080): the interceptors' parts in bridged pods fetch their
+"""The operator's HTTP server (port 8080): the interceptors' parts in bridged pods fetch their
 configuration here (each interceptor names its paths), and the kubelet's liveness probe asks
 ``/healthz``, which fails once the reconcile loop has made no round for ``STALE`` seconds."""
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 import structlog
 from aiohttp import web
 
-from gefyra.core.spi.interceptor import EndpointRequest, Interceptor
+from gefyra.core.spi.interceptor import HttpRequest, Interceptor
 
 log = structlog.get_logger("gefyra.operator")
 
@@ -43,9 +43,9 @@ def app(health: Health, interceptors: Callable[[], Iterable[Interceptor]]) -> we
         """The first interceptor that knows the caller answers (several may serve the same path:
         a plugin's interceptor may extend a built-in one)."""
         for interceptor in interceptors():
-            handler = interceptor.endpoints().get(request.path)
+            handler = interceptor.http_paths().get(request.path)
             if handler is not None:
-                answer = await handler(EndpointRequest(peer=request.remote or "", query=dict(request.query)))
+                answer = await handler(HttpRequest(peer=request.remote or "", query=dict(request.query)))
                 if answer.status != 404:
                     return web.Response(status=answer.status, body=answer.body, content_type="application/json")
         return web.Response(status=404)

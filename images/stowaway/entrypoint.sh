@@ -1,5 +1,5 @@
 #!/bin/sh
-# Starts the tunnel server. Settings come from the environment (see manifests/stowaway.yaml).
+# Starts the tunnel server. Settings come from the environment (see gefyra/plugins/wireguard/server-side.yaml).
 set -eu
 : "${WG_LISTEN_PORT:=51820}" "${WG_ADDRESS:=198.18.0.1/16}" "${WG_MTU:=1380}"
 : "${WG_PRIVATE_KEY_FILE:=/etc/gefyra/server/private-key}"

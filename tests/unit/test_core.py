@@ -236,17 +236,14 @@ def test_cli_rejects_malformed_flags() -> None:
 
 
 def test_label_selector_keeps_the_whole_selector() -> None:
-    from kubernetes_asyncio import client
+    from gefyra.core.model.workload import label_selector
 
-    from gefyra.core.kube.workloads import label_selector
-
-    requirement = client.V1LabelSelectorRequirement
-    selector = client.V1LabelSelector(match_labels={"app": "web"}, match_expressions=[
-        requirement(key="tier", operator="In", values=["a", "b"]), requirement(key="env", operator="NotIn", values=["x"]),
-        requirement(key="team", operator="Exists"), requirement(key="old", operator="DoesNotExist")])
+    selector = {"matchLabels": {"app": "web"}, "matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["a", "b"]}, {"key": "env", "operator": "NotIn", "values": ["x"]},
+        {"key": "team", "operator": "Exists"}, {"key": "old", "operator": "DoesNotExist"}]}
     assert label_selector(selector) == "app=web,tier in (a,b),env notin (x),team,!old"
     with pytest.raises(errors.UsageError):
-        label_selector(client.V1LabelSelector(match_expressions=[requirement(key="a", operator="Near")]))
+        label_selector({"matchExpressions": [{"key": "a", "operator": "Near"}]})
 
 
 @pytest.mark.parametrize(("method", "failure", "again"), [

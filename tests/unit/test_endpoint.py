@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gefyra.client.tunnel_endpoint import Facts, choose, node_addresses
+from gefyra.client.tunnel_endpoint import Known, choose, node_addresses
 
 HOST_GATEWAY_NAME = "host.docker.internal"
 
@@ -12,18 +12,18 @@ NODES = ("172.18.0.2",)
 
 
 @pytest.mark.parametrize(("facts", "given", "host", "why"), [
-    (Facts("10.250.0.2", ("10.250.0.2",)), None, "10.250.0.2", "is a node"),
-    (Facts("10.250.0.2"), None, "10.250.0.2", "nodes unknown"),
-    (Facts("127.0.0.1", NODES, context="kind-dev"), None, "172.18.0.2", "loopback"),  # kind, k3d
-    (Facts("localhost", NODES), None, "172.18.0.2", "loopback"),
-    (Facts("0:0:0:0:0:0:0:1", NODES), None, "172.18.0.2", "loopback"),
-    (Facts("api.example.com", ("203.0.113.7", "10.0.0.4")), None, "203.0.113.7", "not a node"),  # a load balancer
-    (Facts("127.0.0.1", NODES, vm_gateway=HOST_GATEWAY_NAME), None, HOST_GATEWAY_NAME, "host gateway"),
-    (Facts("10.250.0.2", ("10.250.0.2",), vm_gateway=HOST_GATEWAY_NAME), None, HOST_GATEWAY_NAME, "a VM"),
-    (Facts("192.168.49.2", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
-    (Facts("127.0.0.1", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
-    (Facts("127.0.0.1"), None, "127.0.0.1", "nodes unknown"),
-    (Facts("127.0.0.1", NODES, vm_gateway=HOST_GATEWAY_NAME), "10.1.2.3", "10.1.2.3", "--host"),
+    (Known("10.250.0.2", ("10.250.0.2",)), None, "10.250.0.2", "is a node"),
+    (Known("10.250.0.2"), None, "10.250.0.2", "nodes unknown"),
+    (Known("127.0.0.1", NODES, context="kind-dev"), None, "172.18.0.2", "loopback"),  # kind, k3d
+    (Known("localhost", NODES), None, "172.18.0.2", "loopback"),
+    (Known("0:0:0:0:0:0:0:1", NODES), None, "172.18.0.2", "loopback"),
+    (Known("api.example.com", ("203.0.113.7", "10.0.0.4")), None, "203.0.113.7", "not a node"),  # a load balancer
+    (Known("127.0.0.1", NODES, vm_gateway=HOST_GATEWAY_NAME), None, HOST_GATEWAY_NAME, "host gateway"),
+    (Known("10.250.0.2", ("10.250.0.2",), vm_gateway=HOST_GATEWAY_NAME), None, HOST_GATEWAY_NAME, "a VM"),
+    (Known("192.168.49.2", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
+    (Known("127.0.0.1", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
+    (Known("127.0.0.1"), None, "127.0.0.1", "nodes unknown"),
+    (Known("127.0.0.1", NODES, vm_gateway=HOST_GATEWAY_NAME), "10.1.2.3", "10.1.2.3", "--host"),
 ])
 def test_the_endpoint_is_chosen_where_containers_reach_the_nodes(facts: Facts, given: str | None, host: str,
                                                                    why: str) -> None:

@@ -3,17 +3,15 @@ conflicts between bridges; and the operator's retry pauses."""
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import pytest
 
 from gefyra import errors
-from gefyra.client import bridging
 from gefyra.core.model import validation
 from gefyra.core.model.routing import Forward, Match, Route
 from gefyra.core.spi.interceptor import InvalidRoute
-from gefyra.operator import bridges, retry
+from gefyra.operator import retry
 from gefyra.plugins.interceptor_nginx import router as router_module
 from gefyra.plugins.interceptor_nginx.routing import Listener, condition_regex, router_config
 
@@ -136,40 +134,6 @@ def test_a_route_that_no_service_leads_to_is_invalid() -> None:
     route = Route("a", "server", (Forward(9000, "10.0.0.9", 20001),), (Match("path-prefix", "/"),))
     with pytest.raises(InvalidRoute, match="no Service of namespace shop sends traffic to port 9000"):
         router_module.plan("r1", [route], TEMPLATE, [_service("other", {"app": "other"}, [{"port": 9000}])], [], "shop")
-
-
-def test_a_global_bridge_and_personal_ones_refuse_each_other() -> None:
-    def route(name: str, personal: bool, port: int = 8080, container: str = "server") -> Route:
-        return Route(name, container, (Forward(port, "10.0.0.9", 20001),),
-                     (Match("path-prefix", "/"),) if personal else ())
-
-    assert bridges._conflict(route("b", True), [route("a", True)]) is None
-    assert "bridged globally by a" in (bridges._conflict(route("b", True), [route("a", False)]) or "")
-    assert "has personal bridges" in (bridges._conflict(route("b", False), [route("a", True)]) or "")
-    assert bridges._conflict(route("b", False), [route("a", False, port=9000)]) is None
-    assert bridges._conflict(route("b", False), [route("a", False, container="admin")]) is None
-    existing = {"spec": {"client": "dev-a", "target": {"namespace": "shop", "kind": "deployment", "name": "web",
-                                                       "container": "server"},
-                         "ports": [{"remote": 8080}], "match": [{"kind": "path-prefix", "value": "/"}]}}
-    target = ("shop", "deployment", "web", "server")
-    assert bridging._conflict(existing, target, {8080}, personal=True) is None
-    assert "has personal bridges" in (bridging._conflict(existing, target, {8080}, personal=False) or "")
-    assert bridging._conflict(existing, target, {9000}, personal=False) is None
-
-
-def test_the_operator_reads_conditions_back_checked() -> None:
-    assert bridges._matches({"match": [{"kind": "header-exact", "header": "x-dev", "value": "a"}]}) == (
-        Match("header-exact", "a", "x-dev"),)
-    for bad in ([{"kind": "header-exact", "header": "x-dev", "value": "a\nb"}], "x", [{"kind": "nope", "value": "/"}]):
-        with pytest.raises(bridges.InvalidBridge):
-            bridges._matches({"match": bad})
-
-
-def test_a_bridge_is_unsteered_until_its_client_says_so() -> None:
-    made = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert 39 < bridges._unsteered_for({"metadata": {"creationTimestamp": made}}) < 60
-    assert bridges._unsteered_for({"metadata": {"creationTimestamp": made,
-                                                "annotations": {"gefyra.dev/steered": "true"}}}) == 0
 
 
 def test_backoff_doubles_up_to_its_limit() -> None:

@@ -15,14 +15,14 @@ from gefyra.client import manifests
 from gefyra.core.model import identity
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.tunnel import ServerForward
-from gefyra.operator import bridges
 from gefyra.plugins.interceptor_nginx import board as board_module
 from gefyra.plugins.interceptor_nginx import carrier
+from gefyra.plugins.wireguard import WireGuardTunnel
 from gefyra.plugins.wireguard.server import dnat_rules
 
 
 def _docs(lifecycle: str = manifests.WITH_CLIENTS) -> list[dict[str, Any]]:
-    return manifests.cluster_side(Settings(client_id="unit"), lifecycle)
+    return manifests.cluster_side(Settings(client_id="unit"), WireGuardTunnel(), lifecycle)
 
 
 def _named(kind: str, name: str) -> dict[str, Any]:
@@ -97,32 +97,6 @@ def test_dnat_rules_match_the_bridges_pods_and_never_the_tunnel() -> None:
 def test_dnat_rules_refuse_unchecked_values(rule: ServerForward) -> None:
     with pytest.raises(errors.UsageError):
         dnat_rules([rule])
-
-
-@pytest.mark.parametrize(("target", "reason"), [
-    ({"namespace": "kube-system", "kind": "deployment", "name": "coredns", "container": "coredns"}, "kube-system"),
-    ({"namespace": "gefyra", "kind": "deployment", "name": "x", "container": "x"}, "namespace gefyra"),
-    ({"namespace": "a;b", "kind": "deployment", "name": "x", "container": "x"}, "not a Kubernetes name"),
-    ({"namespace": "a", "kind": "daemonset", "name": "x", "container": "x"}, "kind must be"),
-    ({"namespace": "a", "kind": "deployment", "name": "x\ny", "container": "x"}, "not a Kubernetes name"),
-    (None, "missing"),
-])
-def test_operator_refuses_targets(target: Any, reason: str) -> None:
-    with pytest.raises(bridges.InvalidBridge, match=reason):
-        bridges._target({"target": target})
-
-
-@pytest.mark.parametrize(("status", "ports", "expected"), [
-    ({"proxyPorts": {"8080": 20001}}, [8080], {8080: 20001}),
-    ({"proxyPorts": {"8080": 20001}}, [9000], {}),  # not the bridge's ports
-    ({"proxyPorts": {"8080": 80}}, [8080], {}),  # not a stowaway port
-    ({"proxyPorts": {"8080": "x"}}, [8080], {}),
-    ({"proxyPorts": ["8080"]}, [8080], {}),
-    ({}, [8080], {}),
-])
-def test_operator_reads_proxy_ports_back_checked(status: dict[str, Any], ports: list[int],
-                                                 expected: dict[int, int]) -> None:
-    assert bridges._proxy_ports({"status": status}, ports) == expected
 
 
 def test_carrier_board_answers_each_pod_only_about_itself(monkeypatch: pytest.MonkeyPatch) -> None:

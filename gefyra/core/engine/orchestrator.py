@@ -85,7 +85,7 @@ class Orchestrator:
     def dns(self) -> Dns:
         found: Dns | None = self.pm.hook.gefyra_dns(settings=self.settings)
         if found is None:
-            raise errors.UsageError("no plugin provides cargo's DNS server")
+            raise errors.UsageError("no plugin provides the DNS server of the tunnel's local end")
         return found
 
     def interceptor(self, name: str | None = None) -> Interceptor:

@@ -1,5 +1,7 @@
-"""The cluster connection: kubeconfig loading, error translation, and the few API calls gefyra
-makes. kubernetes_asyncio's ApiException never leaves this module untranslated."""
+"""The one way gefyra reaches the cluster: :class:`Cluster`, over kubernetes_asyncio's connection
+(kubeconfig or in-cluster), with every answer translated into :mod:`gefyra.errors` and requests
+that fail with "not now" tried again. Objects are plain JSON (dicts), as the API has them; paths
+come from :mod:`gefyra.core.kube.paths`."""
 
 from __future__ import annotations
 
@@ -22,48 +24,18 @@ from kubernetes_asyncio.stream import WsApiClient
 
 from gefyra import errors
 from gefyra.core.kube import kubeconfig
-from gefyra.core.model.names import CRD_GROUP, CRD_VERSION
+from gefyra.core.kube.paths import collection_path, object_path, path
 from gefyra.core.model.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-#: (apiVersion, kind) -> (plural, namespaced) for every kind gefyra applies or deletes.
-_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
-    ("v1", "Namespace"): ("namespaces", False),
-    ("v1", "ServiceAccount"): ("serviceaccounts", True),
-    ("v1", "Service"): ("services", True),
-    ("v1", "Secret"): ("secrets", True),
-    ("v1", "ConfigMap"): ("configmaps", True),
-    ("apps/v1", "Deployment"): ("deployments", True),
-    ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("clusterroles", False),
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
-    ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
-    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): ("validatingadmissionpolicies", False),
-    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"):
-        ("validatingadmissionpolicybindings", False),
-    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
-    ("gefyra.dev/v1alpha1", "GefyraClient"): ("gefyraclients", True),
-    ("gefyra.dev/v1alpha1", "GefyraBridge"): ("gefyrabridges", True),
-}
-
-
-def object_path(doc: Mapping[str, Any]) -> str:
-    """The REST path of the object described by ``doc``."""
-    api_version, kind = doc["apiVersion"], doc["kind"]
-    plural, namespaced = _KINDS[(api_version, kind)]
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    meta = doc["metadata"]
-    ns = f"/namespaces/{meta['namespace']}" if namespaced else ""
-    return f"{prefix}{ns}/{plural}/{meta['name']}"
-
-
 #: Seconds one API request or exec may take (kubernetes_asyncio's default is no limit at all).
 REQUEST_TIMEOUT = 30
 MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 #: Accept header for an object's metadata only (a Secret read without its data).
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
-STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 #: Seconds between the tries of a request whose answer said "not now" rather than "no" (see
 #: transient): about 8 s in all, what an API server takes to come back after a restart.
 RETRY_WAITS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -76,47 +48,6 @@ def transient(method: str, exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in (429, 503) or (method != "POST" and exc.status in (500, 502, 504))
     return method != "POST" and isinstance(exc, aiohttp.ClientConnectionError)
-
-
-async def request(api: client.ApiClient, method: str, path: str, body: Any = None, *,
-                  query: list[tuple[str, str]] | None = None, content_type: str = "application/json",
-                  accept: str = "application/json") -> Any:
-    """A raw API request; returns the decoded JSON answer. Raises ApiException (and aiohttp's
-    errors, TimeoutError) untranslated: :class:`Cluster` translates them for the client, the
-    operator retries them."""
-    with anyio.fail_after(REQUEST_TIMEOUT):
-        response = await api.call_api(
-            path, method, query_params=query or [], header_params={"Content-Type": content_type,
-                                                                   "Accept": accept},
-            body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-        )
-        data = await response.read()
-    if response.status >= 400:
-        failure = ApiException(status=response.status, reason=response.reason)
-        failure.body = data.decode(errors="replace")
-        raise failure
-    return json.loads(data) if data else None
-
-
-def pod_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/pods/{name}"
-
-
-def custom_path(namespace: str, plural: str, name: str, subresource: str = "") -> str:
-    """The path of one of gefyra's custom objects (or of its ``status`` subresource)."""
-    return f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{namespace}/{plural}/{name}" + (
-        f"/{subresource}" if subresource else "")
-
-
-async def exec_in_pod(api: client.ApiClient, namespace: str, pod: str, container: str, command: list[str]) -> str:
-    """Runs ``command`` in a container of a pod; returns its output (stdout and stderr)."""
-    async with WsApiClient(configuration=api.configuration) as ws:
-        with anyio.fail_after(REQUEST_TIMEOUT):
-            output = await client.CoreV1Api(ws).connect_get_namespaced_pod_exec(
-                pod, namespace, container=container,
-                command=command,  # type: ignore[arg-type]  # the client's hint says str; it takes a list
-                stderr=True, stdin=False, stdout=True, tty=False)
-    return str(output)
 
 
 def _body(exc: ApiException) -> str:
@@ -143,8 +74,17 @@ def translate(exc: ApiException, what: str) -> errors.GefyraError:
     return errors.GefyraError(f"the cluster refused {what}: {reason}")
 
 
+Target = str | Mapping[str, Any]
+
+
+def _path_of(target: Target) -> str:
+    """A path as given, or the path of the object a manifest describes."""
+    return target if isinstance(target, str) else object_path(target)
+
+
 class Cluster:
-    """An open connection to the cluster of ``settings`` (kubeconfig and context)."""
+    """An open connection to the cluster: of ``settings`` (kubeconfig and context, ``async with``),
+    or of the pod it runs in (:meth:`in_cluster`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -152,14 +92,29 @@ class Cluster:
         self._username: str | None = None
         self._context: kubeconfig.KubeContext | None = None
 
+    @classmethod
+    async def in_cluster(cls, settings: Settings) -> Cluster:
+        """The connection of a program in a pod, with its service account's token (renewed as the
+        kubelet renews the file)."""
+        cluster = cls(settings)
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        cluster._api = client.ApiClient(configuration)
+        return cluster
+
     @property
-    def api(self) -> client.ApiClient:
+    def _client(self) -> client.ApiClient:
         assert self._api is not None, "cluster not connected"
         return self._api
 
     @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return str(self._client.configuration.host)
+
+    @property
     def api_host(self) -> str:
-        return urlparse(str(self.api.configuration.host)).hostname or ""
+        return urlparse(self.server).hostname or ""
 
     @property
     def context_name(self) -> str:
@@ -213,16 +168,29 @@ class Cluster:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise errors.ClusterUnreachableError(f"lost the cluster while doing {what}: {exc or type(exc).__name__}") from exc
 
+    async def _once(self, method: str, path: str, body: Any, query: list[tuple[str, str]], content_type: str,
+                    accept: str) -> Any:
+        with anyio.fail_after(REQUEST_TIMEOUT):
+            response = await self._client.call_api(
+                path, method, query_params=query, header_params={"Content-Type": content_type, "Accept": accept},
+                body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+            )
+            data = await response.read()
+        if response.status >= 400:
+            failure = ApiException(status=response.status, reason=response.reason)
+            failure.body = data.decode(errors="replace")
+            raise failure
+        return json.loads(data) if data else None
+
     async def request(self, method: str, path: str, body: Any = None, *,
                       query: list[tuple[str, str]] | None = None, content_type: str = "application/json",
-                      accept: str = "application/json") -> Any:
-        """A raw API request; returns the decoded JSON answer. A transient failure is tried again
-        (RETRY_WAITS) before it is reported."""
+                      accept: str = "application/json", retry: bool = True) -> Any:
+        """One API request; returns the decoded JSON answer. A transient failure is tried again
+        (RETRY_WAITS) before it is reported, unless ``retry`` is False."""
         async with self.calling(f"{method} {path}"):
-            for wait in (*RETRY_WAITS, None):
+            for wait in (*(RETRY_WAITS if retry else ()), None):
                 try:
-                    return await request(self.api, method, path, body, query=query, content_type=content_type,
-                                         accept=accept)
+                    return await self._once(method, path, body, query or [], content_type, accept)
                 except (ApiException, aiohttp.ClientError) as exc:
                     if wait is None or not transient(method, exc):
                         raise
@@ -230,43 +198,109 @@ class Cluster:
                               failure=exc.status if isinstance(exc, ApiException) else type(exc).__name__)
                 await anyio.sleep(wait)
 
-    async def username(self) -> str:
-        """Who the cluster takes this kubeconfig's credentials for (SelfSubjectReview: any
-        authenticated user may ask). gefyra's objects record it as their owner."""
-        if self._username is None:
-            review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-            answer = await self.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)
-            self._username = str(answer["status"]["userInfo"].get("username", ""))
-        return self._username
+    # Objects, by path or by the manifest that describes them.
+
+    async def get(self, target: Target, *, accept: str = "application/json") -> dict[str, Any] | None:
+        """The object as the cluster has it, or None."""
+        try:
+            found: dict[str, Any] = await self.request("GET", _path_of(target), accept=accept)
+        except errors.NotFoundError:
+            return None
+        return found
+
+    async def exists(self, target: Target) -> bool:
+        return await self.get(target) is not None
+
+    async def objects(self, collection: str, *, label_selector: str = "", field_selector: str = "") -> list[dict[str, Any]]:
+        """The items of a collection (a path from :func:`paths.path` without a name); [] where the
+        collection does not exist (a custom resource that is not installed)."""
+        query = [(k, v) for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v]
+        try:
+            found = await self.request("GET", collection, query=query)
+        except errors.NotFoundError:
+            return []
+        return list(found.get("items") or [])
+
+    async def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Creates the object ``doc``; ConflictError if it exists."""
+        made: dict[str, Any] = await self.request("POST", collection_path(doc), doc)
+        return made
+
+    async def patch(self, target: Target, body: Mapping[str, Any], *, strategic: bool = False) -> dict[str, Any]:
+        """A merge patch (a strategic one for built-in kinds where lists merge by name)."""
+        patched: dict[str, Any] = await self.request("PATCH", _path_of(target), body,
+                                                     content_type=STRATEGIC_PATCH if strategic else MERGE_PATCH)
+        return patched
 
     async def apply(self, doc: Mapping[str, Any]) -> Any:
         """Server-side apply of one object (field manager ``gefyra``, conflicts forced)."""
-        return await self.request("PATCH", object_path(doc), doc,
-                                  query=[("fieldManager", "gefyra"), ("force", "true")],
-                                  content_type="application/apply-patch+yaml")
+        return await self.request("PATCH", object_path(doc), doc, query=[("fieldManager", "gefyra"), ("force", "true")],
+                                  content_type=APPLY_PATCH)
 
-    async def delete(self, doc: Mapping[str, Any], *, foreground: bool = True) -> bool:
+    async def delete(self, target: Target, *, foreground: bool = True) -> bool:
         """Deletes one object; False if it did not exist. Foreground (the default) keeps the object
         until its dependents are gone; an object without dependents is better deleted in the
         background: the garbage collector learns a new CRD's kind only at its next resync (up to
         30 s), and a foreground-deleted custom object waits that long."""
         try:
-            await self.request("DELETE", object_path(doc),
+            await self.request("DELETE", _path_of(target),
                                {"propagationPolicy": "Foreground" if foreground else "Background"})
         except errors.NotFoundError:
             return False
         return True
 
-    async def get(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The object described by ``doc`` as the cluster has it, or None."""
-        try:
-            found: dict[str, Any] = await self.request("GET", object_path(doc))
-        except errors.NotFoundError:
-            return None
-        return found
+    async def watch(self, collection: str, *, seconds: int, grace: int) -> AsyncIterator[dict[str, Any]]:
+        """The events of a collection (each ``{"type": ..., "object": ...}``), from now until the API
+        server ends the watch (after ``seconds``); a watch that has not ended ``grace`` seconds
+        later is cut (a connection dropped without a word). Raises gefyra errors."""
+        async with self.calling(f"watching {collection}"):
+            response = await self._client.call_api(
+                collection, "GET", query_params=[("watch", "true"), ("timeoutSeconds", str(seconds))],
+                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+                _preload_content=False, _return_http_data_only=True, _request_timeout=seconds + grace)
+            try:
+                if response.status >= 400:
+                    failure = ApiException(status=response.status, reason=response.reason)
+                    failure.body = (await response.read()).decode(errors="replace")
+                    raise failure
+                while line := await response.content.readline():
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        failure = ApiException(status=int(status.get("code") or 500), reason=status.get("reason"))
+                        failure.body = json.dumps(status).encode()
+                        raise failure
+                    yield event
+            finally:
+                response.close()
 
-    async def exists(self, doc: Mapping[str, Any]) -> bool:
-        return await self.get(doc) is not None
+    async def exec(self, namespace: str, pod: str, container: str, command: list[str]) -> str:
+        """Runs ``command`` in a container of a pod; returns its output (stdout and stderr)."""
+        async with self.calling(f"exec in pod {pod} of namespace {namespace}"):
+            async with WsApiClient(configuration=self._client.configuration) as ws:
+                with anyio.fail_after(REQUEST_TIMEOUT):
+                    output = await client.CoreV1Api(ws).connect_get_namespaced_pod_exec(
+                        pod, namespace, container=container,
+                        command=command,  # type: ignore[arg-type]  # the client's hint says str; it takes a list
+                        stderr=True, stdin=False, stdout=True, tty=False)
+        return str(output)
+
+    async def username(self) -> str:
+        """Who the cluster takes this kubeconfig's credentials for (SelfSubjectReview: any
+        authenticated user may ask). gefyra's objects record it as their owner."""
+        if self._username is None:
+            review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            answer = await self.request("POST", path("selfsubjectreviews"), review)
+            self._username = str(answer["status"]["userInfo"].get("username", ""))
+        return self._username
+
+    async def may(self, verb: str, group: str, resource: str, namespace: str = "") -> bool:
+        """Whether these credentials may ``verb`` the ``resource`` (SelfSubjectAccessReview)."""
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": {"group": group, "verb": verb, "resource": resource,
+                                                  **({"namespace": namespace} if namespace else {})}}}
+        answer = await self.request("POST", path("selfsubjectaccessreviews"), review)
+        return bool(answer.get("status", {}).get("allowed"))
 
     # Discovery of what the tunnel must route.
 
@@ -277,7 +311,8 @@ class Cluster:
                  "metadata": {"name": "gefyra-cidr-probe", "namespace": "default"},
                  "spec": {"clusterIP": "1.1.1.1", "ports": [{"port": 443}]}}
         try:
-            await request(self.api, "POST", "/api/v1/namespaces/default/services", probe, query=[("dryRun", "All")])
+            await self._once("POST", path("services", "default"), probe, [("dryRun", "All")], "application/json",
+                             "application/json")
         except ApiException as exc:
             match = re.search(r"valid IPs is ([0-9a-f.:/]+)", _body(exc))
             if match:
@@ -286,17 +321,19 @@ class Cluster:
         raise errors.GefyraError("cannot find the cluster's Service range", "pass --service-cidr")
 
     async def pod_cidrs(self) -> list[str]:
-        async with self.calling("listing nodes"):
-            nodes = await client.CoreV1Api(self.api).list_node()
         cidrs: set[str] = set()
-        for node in nodes.items:
-            cidrs.update(node.spec.pod_cidrs or ([node.spec.pod_cidr] if node.spec.pod_cidr else []))
+        for node in await self.objects(path("nodes")):
+            spec = node.get("spec") or {}
+            cidrs.update(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
         return sorted(c for c in cidrs if ipaddress.ip_network(c).version == 4)
 
     async def cluster_dns_ip(self) -> str:
-        async with self.calling("reading kube-system/kube-dns"):
-            service = await client.CoreV1Api(self.api).read_namespaced_service("kube-dns", "kube-system")
-        return str(service.spec.cluster_ip)
+        found = await self.request("GET", path("services", "kube-system", "kube-dns"))
+        return str(found["spec"]["clusterIP"])
+
+    async def kubernetes_service_ip(self) -> str:
+        found = await self.request("GET", path("services", "default", "kubernetes"))
+        return str(found["spec"]["clusterIP"])
 
     async def namespace_exists(self, name: str) -> bool:
-        return await self.exists({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return await self.exists(path("namespaces", name=name))

@@ -26,7 +26,7 @@ PROTECTED_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-nod
 #: On the Namespace: "install" (an admin installed the cluster side; `down` keeps it) or
 #: "with-clients" (`up` installed it; the last client's `down` removes it).
 ANNOTATION_LIFECYCLE: Final = "gefyra.dev/lifecycle"
-#: On the stowaway Deployment: a digest of the cluster side's manifests, to tell an outdated install.
+#: On the cluster side's Deployment: a digest of its manifests, to tell an outdated install.
 ANNOTATION_MANIFESTS: Final = "gefyra.dev/manifests"
 #: What the tunnel routes and where cluster DNS is: written at install for developers who may not
 #: discover it themselves.
@@ -35,8 +35,6 @@ CRD_GROUP: Final = "gefyra.dev"
 CRD_VERSION: Final = "v1alpha1"
 CLIENTS: Final = "gefyraclients"
 BRIDGES: Final = "gefyrabridges"
-CLIENTS_PATH: Final = f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{GEFYRA_NAMESPACE}/{CLIENTS}"
-BRIDGES_PATH: Final = f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{GEFYRA_NAMESPACE}/{BRIDGES}"
 #: The operator removes it from a GefyraBridge once the target's pods are restored.
 BRIDGE_FINALIZER: Final = "gefyra.dev/restore-pods"
 #: On a GefyraBridge: its client steers the bridged ports to the local container. A bridge without
@@ -45,20 +43,5 @@ BRIDGE_FINALIZER: Final = "gefyra.dev/restore-pods"
 ANNOTATION_STEERED: Final = "gefyra.dev/steered"
 STEER_BOUND: Final = 30
 
-#: The cluster side's tunnel server (Deployment, Service) and the Secret with its key pair.
-STOWAWAY: Final = "gefyra-stowaway"
-STOWAWAY_KEY_SECRET: Final = "gefyra-stowaway-key"
-OPERATOR_CONTAINER: Final = "operator"
-
-#: The tunnel's own range: stowaway is .1, each client gets one address. RFC 2544's benchmarking
-#: range, chosen because local and cluster networks practically never use it.
-TUNNEL_NETWORK: Final = "198.18.0.0/16"
-TUNNEL_SERVER_ADDRESS: Final = "198.18.0.1"
-#: Stowaway's ports that lead into the tunnel, one per bridged port.
+#: The tunnel server end's ports that lead into the tunnel, one per bridged port.
 PROXY_PORTS: Final = range(20000, 30000)
-
-#: Condition types on a GefyraBridge's status (``status.conditions``), set by the operator.
-READY: Final = "Ready"  # every live pod of the target forwards to the client
-INVALID: Final = "Invalid"  # the bridge cannot be made; the reason is in the message
-RESTORING: Final = "Restoring"  # the bridge is going away; pods get their containers back
-RESTORED: Final = "Restored"  # every pod runs its own container again

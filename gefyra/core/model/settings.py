@@ -22,8 +22,8 @@ ENVIRONMENT = {
 }
 
 
-#: gefyra's images: the tunnel's local end, its server end, the operator, the interceptor.
-COMPONENTS = ("cargo", "stowaway", "operator", "carrier")
+#: GEFYRA_IMAGE_<COMPONENT> names one of gefyra's images outright; these two are not images.
+_IMAGE_SETTINGS = ("GEFYRA_IMAGE_PREFIX", "GEFYRA_IMAGE_TAG")
 
 
 def _env(field: str) -> str | None:
@@ -38,6 +38,13 @@ def _image_override(component: str) -> str | None:
     return os.environ.get(_image_variable(component)) or None
 
 
+def image_overrides() -> dict[str, str]:
+    """The GEFYRA_IMAGE_<COMPONENT> variables that are set (the components are the backends'
+    and the operator's: each names its own)."""
+    return {k: v for k, v in os.environ.items()
+            if k.startswith("GEFYRA_IMAGE_") and k not in _IMAGE_SETTINGS and v}
+
+
 @dataclasses.dataclass
 class Settings:
     """Checked when made and again when a :class:`gefyra.Gefyra` takes them (:meth:`validate`)."""
@@ -49,13 +56,13 @@ class Settings:
     #: The tunnel backend's name, None for the default.
     tunnel: str | None = dataclasses.field(default_factory=lambda: _env("tunnel"))
     client_id: str = dataclasses.field(default_factory=lambda: _env("client_id") or default_client_id())
-    #: Address and UDP port at which this machine reaches stowaway; the host defaults to the API
-    #: server's host.
+    #: Address and port at which this machine reaches the tunnel's server end; the host is chosen
+    #: from what the cluster says when not given (gefyra.client.tunnel_endpoint).
     host: str | None = None
     port: int = 31820
     #: Where gefyra's images come from: ``REGISTRY/PREFIX/COMPONENT:TAG`` (no registry: the
     #: engine's and the cluster's default registry), the tag gefyra's version. One image can be
-    #: named outright in GEFYRA_IMAGE_<COMPONENT> (e.g. GEFYRA_IMAGE_STOWAWAY).
+    #: named outright in GEFYRA_IMAGE_<COMPONENT> (e.g. GEFYRA_IMAGE_OPERATOR).
     registry: str | None = dataclasses.field(default_factory=lambda: _env("registry"))
     image_tag: str = dataclasses.field(default_factory=lambda: _env("image_tag") or __version__)
     image_prefix: str = dataclasses.field(default_factory=lambda: _env("image_prefix") or "gefyra")
@@ -86,9 +93,8 @@ class Settings:
         v.port_number(self.port, name("port"))
         if self.registry is not None:
             v.registry(self.registry, name("registry"))
-        for component in COMPONENTS:
-            if _image_override(component):
-                v.image(_image_override(component) or "", _image_variable(component))
+        for variable, value in image_overrides().items():
+            v.image(value, variable)
         v.image_tag(self.image_tag, name("image_tag"))
         v.image_prefix(self.image_prefix, name("image_prefix"))
         v.dns_subdomain(self.cluster_domain, name("cluster_domain"), "cluster domain")
@@ -106,18 +112,13 @@ class Settings:
         return f"Settings.{field}" + (f" ({env})" if env else "")
 
     def image(self, component: str) -> str:
-        """The image of a component of gefyra: one of COMPONENTS."""
+        """The image of one of gefyra's components (``operator``, or one a backend names)."""
         registry = f"{self.registry}/" if self.registry else ""
         return _image_override(component) or f"{registry}{self.image_prefix}/{component}:{self.image_tag}"
 
     @property
     def network_name(self) -> str:
         return f"gefyra-{self.client_id}"
-
-    @property
-    def cargo_name(self) -> str:
-        """The container of the tunnel's local end (and cargo's DNS server)."""
-        return f"gefyra-cargo-{self.client_id}"
 
     def labels(self, role: str) -> dict[str, str]:
         return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CLIENT: self.client_id, LABEL_ROLE: role}

@@ -104,6 +104,16 @@ def _subdomain_problem(text: str, what: str) -> str | None:
     return next(filter(None, (_part_problem(part, what) for part in text.split("."))), None)
 
 
+def is_dns_label(text: object) -> bool:
+    """Whether ``text`` is a DNS-1123 label (a namespace, a container's name, a label value)."""
+    return isinstance(text, str) and _label_problem(text, "name") is None
+
+
+def is_dns_subdomain(text: object) -> bool:
+    """Whether ``text`` is a DNS-1123 subdomain (the name of most objects, a DNS domain)."""
+    return isinstance(text, str) and _subdomain_problem(text, "name") is None
+
+
 def dns_label(value: str, flag: str, what: str) -> str:
     """A DNS-1123 label: a namespace, a container name, a client id, a plugin's name."""
     problem = _not_text(value, what) or _label_problem(value, what)

@@ -1,7 +1,7 @@
-"""The DNS backend interface: the DNS server that runs in cargo, the tunnel's local end.
+"""The DNS backend interface: the DNS server that runs in the tunnel's local end.
 
 It answers the cluster's names like the cluster DNS does (through the tunnel) and forwards every
-other name to the resolver cargo got from the container engine. Chosen by the ``gefyra_dns`` hook.
+other name to the resolver the local end got from the container engine. Chosen by the ``gefyra_dns`` hook.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 @dataclasses.dataclass(frozen=True)
 class DnsSetup:
-    """How cargo starts the DNS server: its files (name -> content, put into cargo's configuration
+    """How the local end starts the DNS server: its files (name -> content, put into its configuration
     directory before it starts) and the command that serves DNS on port 53 with them."""
 
     files: Mapping[str, bytes]
@@ -21,7 +21,7 @@ class DnsSetup:
 
 
 class Dns(abc.ABC):
-    """A DNS server for cargo. Its program must exist in the tunnel's local-end image."""
+    """A DNS server for the tunnel's local end. Its program must exist in the tunnel's local-end image."""
 
     #: Name shown by ``status``.
     name: str = "?"

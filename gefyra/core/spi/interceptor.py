@@ -15,29 +15,28 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
+from gefyra.core.kube.cluster import Cluster
 from gefyra.core.model.routing import Interception, Match, Route, Target
+from gefyra.core.model.workload import Container
 
-if TYPE_CHECKING:
-    from kubernetes_asyncio import client
 
 @dataclasses.dataclass(frozen=True)
-class EndpointRequest:
-    """A request to the operator's HTTP endpoint, from the interceptor's part in a pod."""
+class HttpRequest:
+    """A request to the operator's HTTP server, from the interceptor's part in a pod."""
 
-    #: The caller's IP address: its pod's (the endpoint answers each pod only about itself).
+    #: The caller's IP address: its pod's (the interceptor answers each pod only about itself).
     peer: str
     query: Mapping[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
-class EndpointAnswer:
+class HttpAnswer:
     status: int
     body: bytes = b""
 
 
-EndpointHandler = Callable[[EndpointRequest], Awaitable[EndpointAnswer]]
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpAnswer]]
 
 
 class InvalidRoute(Exception):
@@ -54,6 +53,9 @@ def _nothing() -> None:
 
 
 class Interceptor(abc.ABC):
+    """An interceptor backend. The operator makes one object per name and keeps it (it may keep
+    state, such as what its parts in the pods were told); it reaches the cluster through the
+    :class:`~gefyra.core.kube.cluster.Cluster` it is handed, whose errors are gefyra's."""
 
     #: The name a GefyraBridge gives in ``spec.interceptor``.
     name: str = "?"
@@ -62,26 +64,26 @@ class Interceptor(abc.ABC):
     #: round comes at once.
     notify: Callable[[], None] = staticmethod(_nothing)
 
-    def endpoints(self) -> Mapping[str, EndpointHandler]:
-        """Paths of the operator's HTTP endpoint that this interceptor answers. Its parts in the
-        pods fetch their configuration there, so the operator needs no right to exec into pods
-        (and no pod needs a token)."""
+    def http_paths(self) -> Mapping[str, HttpHandler]:
+        """Paths of the operator's HTTP server (port 8080, Service ``gefyra-operator``) that this
+        interceptor answers. Its parts in the pods fetch their configuration there, so the operator
+        needs no right to exec into pods (and no pod needs a token)."""
         return {}
 
-    async def held(self, api: client.ApiClient) -> list[Target]:
+    async def held(self, cluster: Cluster) -> list[Target]:
         """The targets this interceptor still holds something of, whatever bridges exist: the
         operator gives back those that no bridge names any more (a bridge removed while the
         operator was down). None known: []."""
         return []
 
     @abc.abstractmethod
-    def validate(self, container: client.V1Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
+    def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
         """None if this interceptor can bridge ``ports`` of ``container`` (all declared by it: that
         is checked before) with these conditions (none: a global bridge); otherwise the reason,
         one sentence for the user."""
 
     @abc.abstractmethod
-    async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]) -> Interception:
+    async def intercept(self, cluster: Cluster, target: Target, routes: Sequence[Route]) -> Interception:
         """Makes exactly ``routes`` true on ``target``, as far as it can in one go, and says how far
         that is. Level-based: called again (every round, and after any change) until everything is
         ready and settled, and again after that; a call that finds everything in place changes

@@ -20,8 +20,8 @@ class ContainerSpec:
     image: str
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     network: str | None = None
-    #: e.g. ``container:NAME`` to join another container's network namespace.
-    network_mode: str | None = None
+    #: The name of another container whose network namespace this one joins (instead of ``network``).
+    network_of: str | None = None
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     command: list[str] | None = None
     entrypoint: list[str] | None = None

@@ -1,11 +1,12 @@
 """The tunnel backend interface: how this machine and the cluster are joined.
 
-Two ends. The *local end* ("cargo") is a container on gefyra's container network: it carries the
-cluster's ranges into the tunnel, answers DNS (the :mod:`~gefyra.core.spi.dns` backend runs inside it)
-and steers bridged ports that arrive from the cluster to local containers. The *server end* runs
-in the cluster beside the operator, which drives it through :class:`TunnelServer`: one peer per
+Two ends. The *local end* is a container on gefyra's container network: it carries the cluster's
+ranges into the tunnel, answers DNS (the :mod:`~gefyra.core.spi.dns` backend runs inside it) and
+steers bridged ports that arrive from the cluster to local containers. The *server end* runs in
+the cluster, in the operator's pod, which drives it through :class:`TunnelServer`: one peer per
 client (its public key and one tunnel address), and port forwards from the server into the tunnel
-for bridges. Chosen by the ``gefyra_tunnel`` hook; every method raises :mod:`gefyra.errors` only.
+for bridges. The backend brings the server end's objects itself (:meth:`Tunnel.server_side`).
+Chosen by the ``gefyra_tunnel`` hook; every method raises :mod:`gefyra.errors` only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.dns import DnsSetup
@@ -52,13 +54,44 @@ class LocalEnd:
     network_address: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerSide:
+    """The tunnel's server end as its backend installs it: in the pod of the cluster side's
+    Deployment, beside the operator, and objects of its own. Manifests are plain JSON."""
+
+    #: The name of that Deployment (it runs the operator and the server end).
+    deployment: str
+    #: The Secret in which the server end's key pair is made at install (keys ``private-key`` and
+    #: ``public-key``; the private half never leaves the cluster).
+    key_secret: str
+    #: The Pod Security level namespace ``gefyra`` must admit for these containers.
+    pod_security: str
+    containers: Sequence[Mapping[str, Any]]
+    volumes: Sequence[Mapping[str, Any]]
+    #: What the operator's container needs to drive the server end: volume mounts (a control
+    #: socket, the server's public key) and capabilities.
+    operator_mounts: Sequence[Mapping[str, Any]] = ()
+    operator_capabilities: Sequence[str] = ()
+    #: Other objects (the Service at which clients reach the server end).
+    objects: Sequence[Mapping[str, Any]] = ()
+
+
 class Tunnel(abc.ABC):
-    """Client side of a tunnel backend; :meth:`server` gives the cluster side."""
+    """Client side of a tunnel backend; :meth:`server` gives the control of its server end, which
+    the operator uses, and :meth:`server_side` what the install puts into the cluster for it."""
 
     #: Name shown by ``status`` and chosen with ``--tunnel``.
     name: str = "?"
     #: Where the DNS server's files go in the local end.
     dns_dir: str = "/etc/gefyra/dns"
+    #: The tunnel's own address range (the operator gives each client one address of it) and the
+    #: server end's address in it.
+    network: str = ""
+    server_address: str = ""
+
+    @abc.abstractmethod
+    def server_side(self, settings: Settings) -> ServerSide:
+        """The server end's part of the cluster side, for ``settings`` (images, port, MTU)."""
 
     @abc.abstractmethod
     def generate_keys(self) -> KeyPair:
@@ -67,6 +100,10 @@ class Tunnel(abc.ABC):
     @abc.abstractmethod
     def local_image(self, settings: Settings) -> str:
         """The image of the local end; it also holds the DNS server's program and the helper tools."""
+
+    @abc.abstractmethod
+    def local_name(self, settings: Settings) -> str:
+        """The container of this client's local end (one per client id)."""
 
     @abc.abstractmethod
     async def start_local_end(self, runtime: ContainerRuntime, settings: Settings, end: LocalEnd) -> None:

@@ -207,8 +207,8 @@ class DockerRuntime(ContainerRuntime):
             "AutoRemove": spec.auto_remove,
             "PortBindings": {port: [{"HostPort": str(host_port)}] for port, host_port in spec.ports.items()},
         }
-        if spec.network_mode:
-            host["NetworkMode"] = spec.network_mode
+        if spec.network_of:
+            host["NetworkMode"] = f"container:{spec.network_of}"
         elif spec.network:
             host["NetworkMode"] = spec.network
         config: dict[str, Any] = {

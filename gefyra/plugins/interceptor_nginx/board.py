@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import anyio
 
-from gefyra.core.spi.interceptor import EndpointAnswer
+from gefyra.core.spi.interceptor import HttpAnswer
 
 #: Seconds the endpoint holds a request that has nothing new (carrier's agent waits 35 s).
 LONG_POLL = 25.0
@@ -65,13 +65,13 @@ class ConfigBoard:
         if event is not None:
             event.set()
 
-    async def answer(self, ip: str, container: str, have: str, on_news: Callable[[], None]) -> EndpointAnswer:
+    async def answer(self, ip: str, container: str, have: str, on_news: Callable[[], None]) -> HttpAnswer:
         """The answer to the carrier at ``ip`` (in ``container``: its name or ID, "" if it does not
         say) that runs version ``have``. ``on_news`` is called at once when that report is news
         (the version it was to apply, not known to be applied before), before the request is held."""
         key = self._key(ip, container)
         if key is None:
-            return EndpointAnswer(404)
+            return HttpAnswer(404)
         wanted = self._wanted[key]
         news = have == wanted[0] and self._applied.get(key) != have
         self._applied[key] = have
@@ -82,5 +82,5 @@ class ConfigBoard:
                 await self._changed.setdefault(key, anyio.Event()).wait()
         current = self._wanted.get(key)
         if current is None:
-            return EndpointAnswer(404)
-        return EndpointAnswer(304) if current[0] == have else EndpointAnswer(200, current[1])
+            return HttpAnswer(404)
+        return HttpAnswer(304) if current[0] == have else HttpAnswer(200, current[1])

@@ -23,11 +23,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from kubernetes_asyncio import client
 
-from gefyra.core.kube import cluster as kube
-from gefyra.core.kube.workloads import container_status, live_pods
+from gefyra import errors
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
+from gefyra.core.kube.workloads import live_pods
 from gefyra.core.model.routing import Forward, Route, RouteState, Target
+from gefyra.core.model.workload import Container, Pod
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 
 log = structlog.get_logger("gefyra.operator")
@@ -41,10 +43,10 @@ def annotation(container: str, what: str) -> str:
     return f"{container}{_SUFFIX}{what}"
 
 
-def bridged_containers(pod: client.V1Pod) -> dict[str, str]:
+def bridged_containers(pod: Pod) -> dict[str, str]:
     """container -> the bridge whose carrier took its place (or is leaving it)."""
     found = {}
-    for key, value in (pod.metadata.annotations or {}).items():
+    for key, value in pod.annotations.items():
         if key.endswith(_SUFFIX + BRIDGE):
             found[key[: -len(_SUFFIX + BRIDGE)]] = value
     return found
@@ -67,44 +69,32 @@ def carrier_config(forwards: Sequence[Forward], probes: dict[int, str]) -> tuple
     return stream, http
 
 
-def probe_ports(container: client.V1Container) -> dict[int, str]:
-    """Port -> "http" or "tcp" for the container's httpGet and tcpSocket probes (numeric ports)."""
+def probe_ports(container: Container) -> dict[int, str]:
+    """Port -> "http" or "tcp" for the container's httpGet and tcpSocket probes."""
     found: dict[int, str] = {}
-    named = {p.name: p.container_port for p in container.ports or [] if p.name}
-    for probe in (container.liveness_probe, container.readiness_probe, container.startup_probe):
-        if probe is None:
-            continue
-        action, kind = (probe.http_get, "http") if probe.http_get else (probe.tcp_socket, "tcp")
-        if action is not None:
-            port = action.port if isinstance(action.port, int) else named.get(action.port)
-            if isinstance(port, int):
-                found[port] = kind
+    for probe in container.probes:
+        port = container.port_number(probe.port)
+        if probe.action in ("http", "tcp") and port is not None:
+            found[port] = probe.action
     return found
 
 
-def fits(container: client.V1Container) -> bool:
+def fits(container: Container) -> bool:
     """carrier can take this container's place in place: it uses its image's entrypoint (carrier
     would get its command), has no exec probe (carrier could not answer it), and may pull an image
     (the pull policy stays the container's: Never would find no carrier on a node without one)."""
-    probes = (container.liveness_probe, container.readiness_probe, container.startup_probe)
-    # "exec" is a keyword: the client names it _exec.
-    return (not container.command and container.image_pull_policy != "Never"
-            and not any(p is not None and p._exec is not None for p in probes))
+    return (not container.command and container.pull_policy != "Never"
+            and not any(p.action == "exec" for p in container.probes))
 
 
-def _container(pod: client.V1Pod, name: str) -> client.V1Container | None:
-    return next((c for c in pod.spec.containers if c.name == name), None)
-
-
-def _running_id(pod: client.V1Pod, name: str) -> str:
+def _running_id(pod: Pod, name: str) -> str:
     """The ID of the container ``name`` if it runs now, else ""."""
-    state = container_status(pod, name)
-    return str(state.container_id or "") if state is not None and state.state.running is not None else ""
+    state = pod.status(name)
+    return state.container_id if state is not None and state.running else ""
 
 
-async def _patch(api: client.ApiClient, pod: client.V1Pod, body: dict[str, Any]) -> None:
-    await kube.request(api, "PATCH", kube.pod_path(pod.metadata.namespace, pod.metadata.name), body,
-                       content_type=kube.STRATEGIC_PATCH)
+async def _patch(cluster: Cluster, pod: Pod, body: dict[str, Any]) -> None:
+    await cluster.patch(path("pods", pod.namespace, pod.name), body, strategic=True)
 
 
 class InPlace:
@@ -113,118 +103,115 @@ class InPlace:
         self.board = board
 
     @staticmethod
-    def is_active(pod: client.V1Pod, container: str) -> bool:
+    def is_active(pod: Pod, container: str) -> bool:
         """True when a container runs that is not the one carrier replaced. (A pod taken over
         before its first container started may still run the original: only carrier's agent asking
         for its configuration proves carrier runs.)"""
-        annotations = pod.metadata.annotations or {}
         running = _running_id(pod, container)
-        return bool(running) and annotations.get(annotation(container, REPLACED), running) != running
+        return bool(running) and pod.annotations.get(annotation(container, REPLACED), running) != running
 
-    async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]
+    async def intercept(self, cluster: Cluster, target: Target, routes: Sequence[Route]
                         ) -> tuple[dict[str, RouteState], bool]:
         """Each live pod of ``target``: the routes' containers taken over and configured, every
         other container bridged before given back. Returns the routes' states and whether nothing
         is left of other routes."""
         wanted = {r.container: r for r in routes}
         try:
-            pods = await live_pods(api, target.namespace, target.kind, target.name)
-        except client.ApiException as exc:
-            if exc.status != 404 or routes:
+            pods = await live_pods(cluster, target.namespace, target.kind, target.name)
+        except errors.NotFoundError:
+            if routes:
                 raise
             pods = []  # the workload is gone: nothing of it is left to give back
         forwarding: dict[str, list[str]] = {r.bridge: [] for r in routes}
         settled = True
         for pod in pods:
-            ip = pod.status.pod_ip if pod.status is not None else None
-            if ip:
-                self.board.know_containers(ip, {str(s.container_id): s.name for s in pod.status.container_statuses or []
-                                                if s.container_id})
+            if pod.ip:
+                self.board.know_containers(pod.ip, {s.container_id: s.name for s in pod.statuses if s.container_id})
             for container, bridge in bridged_containers(pod).items():
                 route = wanted.get(container)
                 if route is None or route.bridge != bridge:
-                    settled = await self._restore(api, pod, container) and settled
+                    settled = await self._restore(cluster, pod, container) and settled
             for route in routes:
-                if await self._take_over(api, pod, route):
-                    forwarding[route.bridge].append(pod.metadata.name)
-        serving = await _serving(api, target.namespace, [p for names in forwarding.values() for p in names])
+                if await self._take_over(cluster, pod, route):
+                    forwarding[route.bridge].append(pod.name)
+        serving = await _serving(cluster, target.namespace, [p for names in forwarding.values() for p in names])
         states = {}
         for route in routes:
             ready = bool(pods) and len(forwarding[route.bridge]) == len(pods) and serving
             states[route.bridge] = RouteState(
                 ready=ready, pods=tuple(sorted(forwarding[route.bridge])), namespace=target.namespace,
-                sources=tuple(sorted(p.status.pod_ip for p in pods if p.status is not None and p.status.pod_ip)),
+                sources=tuple(sorted(p.ip for p in pods if p.ip)),
                 mode="in place", message=f"{len(forwarding[route.bridge])} of {len(pods)} pods forward to the client")
         return states, settled
 
-    async def _take_over(self, api: client.ApiClient, pod: client.V1Pod, route: Route) -> bool:
+    async def _take_over(self, cluster: Cluster, pod: Pod, route: Route) -> bool:
         """carrier in ``route.container``'s place, told where to forward; True once it forwards and
         is ready."""
         name = route.container
-        current = _container(pod, name)
-        annotations = pod.metadata.annotations or {}
+        current = pod.container(name)
+        annotations = pod.annotations
         if current is None:
             return False
         if annotations.get(annotation(name, BRIDGE)) != route.bridge or annotation(name, ORIGINAL) not in annotations:
             if annotation(name, RESTORING) in annotations:
                 return False  # another bridge's carrier is still leaving
             if current.image == self.image:
-                log.warning("container runs carrier without gefyra's notes; left alone", pod=pod.metadata.name,
-                            container=name)
+                log.warning("container runs carrier without gefyra's notes; left alone", pod=pod.name, container=name)
                 return False
-            replaced = str(getattr(container_status(pod, name), "container_id", None) or "")
-            await _patch(api, pod, {"metadata": {"annotations": {annotation(name, BRIDGE): route.bridge,
-                                                                 annotation(name, ORIGINAL): current.image,
-                                                                 annotation(name, REPLACED): replaced}},
-                                    "spec": {"containers": [{"name": name, "image": self.image}]}})
-            log.info("carrier swapped in", bridge=route.bridge, pod=pod.metadata.name, container=name)
+            state = pod.status(name)
+            replaced = state.container_id if state is not None else ""
+            await _patch(cluster, pod, {"metadata": {"annotations": {annotation(name, BRIDGE): route.bridge,
+                                                                     annotation(name, ORIGINAL): current.image,
+                                                                     annotation(name, REPLACED): replaced}},
+                                        "spec": {"containers": [{"name": name, "image": self.image}]}})
+            log.info("carrier swapped in", bridge=route.bridge, pod=pod.name, container=name)
             return False
         if current.image != self.image:  # carrier's image changed (an upgrade): the original stays noted
-            await _patch(api, pod, {"spec": {"containers": [{"name": name, "image": self.image}]}})
+            await _patch(cluster, pod, {"spec": {"containers": [{"name": name, "image": self.image}]}})
             return False
-        ip = pod.status.pod_ip if pod.status is not None else None
-        if not ip:
+        if not pod.ip:
             return False
         stream, http = carrier_config(route.forwards, probe_ports(current))
         version = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
         # Wanted before carrier runs: its first request gets the configuration.
-        self.board.want((ip, name), version, json.dumps({"version": version, "stream": stream, "http": http}).encode())
-        return (self.is_active(pod, name) and self.board.applied((ip, name)) == version
-                and bool(getattr(container_status(pod, name), "ready", False)))
+        self.board.want((pod.ip, name), version, json.dumps({"version": version, "stream": stream, "http": http}).encode())
+        state = pod.status(name)
+        return (self.is_active(pod, name) and self.board.applied((pod.ip, name)) == version
+                and state is not None and state.ready)
 
-    async def _restore(self, api: client.ApiClient, pod: client.V1Pod, name: str) -> bool:
+    async def _restore(self, cluster: Cluster, pod: Pod, name: str) -> bool:
         """Gives ``pod`` back exactly the container that carrier replaced; True once it runs again,
         is ready, and nothing of carrier is left on the pod."""
-        annotations = pod.metadata.annotations or {}
+        annotations = pod.annotations
         original = annotations.get(annotation(name, ORIGINAL))
+        state = pod.status(name)
         if original is not None:
-            carrier = str(getattr(container_status(pod, name), "container_id", None) or "")
-            if pod.status is not None and pod.status.pod_ip:
-                self.board.forget((pod.status.pod_ip, name))
-            await _patch(api, pod, {"metadata": {"annotations": {annotation(name, ORIGINAL): None,
-                                                                 annotation(name, REPLACED): None,
-                                                                 annotation(name, RESTORING): carrier}},
-                                    "spec": {"containers": [{"name": name, "image": original}]}})
-            log.info("original image restored", pod=pod.metadata.name, container=name)
+            carrier = state.container_id if state is not None else ""
+            if pod.ip:
+                self.board.forget((pod.ip, name))
+            await _patch(cluster, pod, {"metadata": {"annotations": {annotation(name, ORIGINAL): None,
+                                                                     annotation(name, REPLACED): None,
+                                                                     annotation(name, RESTORING): carrier}},
+                                        "spec": {"containers": [{"name": name, "image": original}]}})
+            log.info("original image restored", pod=pod.name, container=name)
             return False
-        running, state = _running_id(pod, name), container_status(pod, name)
+        running = _running_id(pod, name)
         if annotation(name, RESTORING) in annotations and (
                 not running or running == annotations[annotation(name, RESTORING)] or state is None or not state.ready):
             return False  # carrier still runs, or the original is not ready yet
-        await _patch(api, pod, {"metadata": {"annotations": {annotation(name, BRIDGE): None,
-                                                             annotation(name, RESTORING): None}}})
-        return await _serving(api, pod.metadata.namespace, [pod.metadata.name])
+        await _patch(cluster, pod, {"metadata": {"annotations": {annotation(name, BRIDGE): None,
+                                                                 annotation(name, RESTORING): None}}})
+        return await _serving(cluster, pod.namespace, [pod.name])
 
 
-async def _serving(api: client.ApiClient, namespace: str, pod_names: list[str]) -> bool:
+async def _serving(cluster: Cluster, namespace: str, pod_names: list[str]) -> bool:
     """True once every Service endpoint of these pods is ready (a restarted container drops out
     of its Services until then)."""
     if not pod_names:
         return True
-    slices = await client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(namespace)
-    for endpoint_slice in slices.items:
-        for endpoint in endpoint_slice.endpoints or []:
-            ref = endpoint.target_ref
-            if ref is not None and ref.name in pod_names and not (endpoint.conditions and endpoint.conditions.ready):
+    for endpoint_slice in await cluster.objects(path("endpointslices", namespace)):
+        for endpoint in endpoint_slice.get("endpoints") or []:
+            ref = endpoint.get("targetRef") or {}
+            if ref.get("name") in pod_names and not (endpoint.get("conditions") or {}).get("ready"):
                 return False
     return True

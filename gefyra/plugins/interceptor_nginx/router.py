@@ -24,16 +24,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from kubernetes_asyncio import client
 
-from gefyra.core.kube import cluster as kube
+from gefyra import errors
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path, workload_path
 from gefyra.core.model.names import GEFYRA_NAMESPACE, LABEL_MANAGED_BY, MANAGED_BY
 from gefyra.core.model.routing import Route, RouteState, Target
+from gefyra.core.model.validation import is_dns_subdomain
+from gefyra.core.model.workload import WORKLOAD_KINDS
 from gefyra.core.spi.interceptor import InvalidRoute
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 from gefyra.plugins.interceptor_nginx.routing import Listener, router_config
@@ -49,8 +51,8 @@ TARGET_ANNOTATION = "gefyra.dev/target"
 #: slices of other managers alone).
 SLICE_MANAGER = "gefyra.dev"
 _SERVICE_NAME = "kubernetes.io/service-name"
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _MANAGED_SLICE = "endpointslice.kubernetes.io/managed-by"
+_SLICES = "discovery.k8s.io/v1"
 #: Two routers: one may restart or move while the other carries the traffic.
 REPLICAS = 2
 #: Seconds a stopping router keeps serving (kube-proxy lets go of it meanwhile) before nginx ends
@@ -208,30 +210,22 @@ def _forward_to(route: Route, port: int) -> str:
     return f"{forward.host}:{forward.host_port}"
 
 
-def _path(namespace: str, plural: str, name: str = "", group: str = "") -> str:
-    base = f"/apis/{group}" if group else "/api/v1"
-    return f"{base}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
-
-
-_SLICES = "discovery.k8s.io/v1"
-
-
-async def _delete(api: client.ApiClient, path: str) -> bool:
-    """Deletes what is at ``path``; False if it was not there. An embedder without the right to
+async def _delete(cluster: Cluster, where: str) -> bool:
+    """Deletes what is at ``where``; False if it was not there. An embedder without the right to
     (a developer's `down` while the operator is gone) leaves it to the operator."""
     try:
-        await kube.request(api, "DELETE", path)
-    except client.ApiException as exc:
-        if exc.status == 403:
-            log.warning("not allowed to delete; the operator will", path=path)
-            return False
-        if exc.status != 404:
-            raise
+        await cluster.request("DELETE", where)
+    except errors.ForbiddenError:
+        log.warning("not allowed to delete; the operator will", path=where)
+        return False
+    except errors.NotFoundError:
         return False
     return True
 
 
 class Router:
+    """The router mode of the nginx interceptor (see the module's docstring)."""
+
     def __init__(self, image: str, board: ConfigBoard) -> None:
         self.image = image
         self.board = board
@@ -240,31 +234,29 @@ class Router:
         #: router -> its listeners as last planned (what its routes come off from when it goes).
         self._listeners: dict[str, tuple[Listener, ...]] = {}
 
-    async def held(self, api: client.ApiClient) -> list[Target]:
+    async def held(self, cluster: Cluster) -> list[Target]:
         """The targets of the routers that run."""
-        found = await kube.request(api, "GET", _path(GEFYRA_NAMESPACE, "deployments", group="apps/v1"),
-                                   query=[("labelSelector", ROUTER_LABEL)])
         targets = []
-        for deployment in found["items"]:
+        for deployment in await cluster.objects(path("deployments", GEFYRA_NAMESPACE), label_selector=ROUTER_LABEL):
             parts = str((deployment["metadata"].get("annotations") or {}).get(TARGET_ANNOTATION, "")).split("/")
             # Read back from the cluster: only names Kubernetes could have go into paths.
-            if len(parts) == 3 and _NAME.fullmatch(parts[0]) and parts[1] in ("deployment", "statefulset", "pod") \
-                    and _NAME.fullmatch(parts[2]):
+            if len(parts) == 3 and is_dns_subdomain(parts[0]) and parts[1] in WORKLOAD_KINDS \
+                    and is_dns_subdomain(parts[2]):
                 targets.append(Target(*parts))
         return targets
 
-    async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]
+    async def intercept(self, cluster: Cluster, target: Target, routes: Sequence[Route]
                         ) -> tuple[dict[str, RouteState], bool]:
         name = router_name(target)
         if not routes:
-            return {}, await self._routes_off(api, name) and await self._give_back(api, target.namespace, name)
-        template = await self._template(api, target, routes)
-        services = (await kube.request(api, "GET", _path(target.namespace, "services")))["items"]
-        pods = (await kube.request(api, "GET", _path(target.namespace, "pods")))["items"]
+            return {}, await self._routes_off(cluster, name) and await self._give_back(cluster, target.namespace, name)
+        template = await self._template(cluster, target, routes)
+        services = await cluster.objects(path("services", target.namespace))
+        pods = await cluster.objects(path("pods", target.namespace))
         layout = plan(name, routes, template, services, pods, target.namespace)
-        await self._ensure_deployment(api, name, target)
+        await self._ensure_deployment(cluster, name, target)
 
-        routers = await self._router_pods(api, name)
+        routers = await self._router_pods(cluster, name)
         ips = {p["status"]["podIP"] for p in routers}
         self._listeners[name] = tuple(layout.listeners)
         version = self._publish(name, layout.listeners, ips)
@@ -274,13 +266,14 @@ class Router:
         rerouted = {s["metadata"]["name"]: s for s in services if s["metadata"]["name"] in layout.services}
         if serving:
             for service_name, ports in layout.services.items():
-                await self._reroute(api, rerouted[service_name], name, serving, ports)
-        no_longer = _stood_in_for(name, services, await self._router_slices(api, target.namespace, name)) \
+                await self._reroute(cluster, rerouted[service_name], name, serving, ports)
+        no_longer = _stood_in_for(name, services, await self._router_slices(cluster, target.namespace, name)) \
             - layout.services.keys()  # Services no bridge needs any more
         for service in services:
             if service["metadata"]["name"] in no_longer:
-                await self._give_back_service(api, service, name)
-        switched = bool(serving) and all([await self._switched(api, target.namespace, s, name) for s in layout.services])
+                await self._give_back_service(cluster, service, name)
+        switched = bool(serving) and all([await self._switched(cluster, target.namespace, s, name)
+                                          for s in layout.services])
         ready = switched and len(current) == len(ips)
         states = {r.bridge: RouteState(
             ready=ready, pods=tuple(sorted(p["metadata"]["name"] for p in routers)), namespace=GEFYRA_NAMESPACE,
@@ -289,12 +282,10 @@ class Router:
                     + ("" if switched else "; the Services do not lead to them yet")) for r in routes}
         return states, bool(ips) and len(current) == len(ips)
 
-    async def _router_pods(self, api: client.ApiClient, name: str) -> list[dict[str, Any]]:
+    async def _router_pods(self, cluster: Cluster, name: str) -> list[dict[str, Any]]:
         """The router's pods that run and have an address (not those on their way out)."""
-        found = await kube.request(api, "GET", _path(GEFYRA_NAMESPACE, "pods"),
-                                   query=[("labelSelector", f"{ROUTER_LABEL}={name}")])
-        return [p for p in found["items"]
-                if not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")]
+        found = await cluster.objects(path("pods", GEFYRA_NAMESPACE), label_selector=f"{ROUTER_LABEL}={name}")
+        return [p for p in found if not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")]
 
     def _publish(self, name: str, listeners: Sequence[Listener], ips: set[str]) -> str:
         """Offers the router's pods at ``ips`` the configuration of ``listeners`` (pods gone since
@@ -309,49 +300,41 @@ class Router:
             self.board.want((ip, ""), version, body)
         return version
 
-    async def _routes_off(self, api: client.ApiClient, name: str) -> bool:
+    async def _routes_off(self, cluster: Cluster, name: str) -> bool:
         """Before a router's Services are given back, its routes come off: what still reaches it
         while kube-proxy catches up, and while it drains, goes to the workload's own pods, never to
         a developer whose bridge is gone. True once every router pod that serves runs that."""
         listeners = self._listeners.get(name)
         if listeners is None:  # not planned since the operator started: nothing known to take off
             return True
-        ips = {p["status"]["podIP"] for p in await self._router_pods(api, name)}
+        ips = {p["status"]["podIP"] for p in await self._router_pods(cluster, name)}
         passing = [dataclasses.replace(listener, personal=(), everything_to="") for listener in listeners]
         version = self._publish(name, passing, ips)
         return all(self.board.applied((ip, "")) in (None, version) for ip in ips)
 
-    async def _template(self, api: client.ApiClient, target: Target, routes: Sequence[Route]) -> dict[str, Any]:
+    async def _template(self, cluster: Cluster, target: Target, routes: Sequence[Route]) -> dict[str, Any]:
         """The target's pod template (metadata, spec); InvalidRoute if the workload is gone."""
-        plural = {"deployment": "deployments", "statefulset": "statefulsets", "pod": "pods"}[target.kind]
         try:
-            found = await kube.request(api, "GET", _path(target.namespace, plural, target.name,
-                                                         "" if target.kind == "pod" else "apps/v1"))
-        except client.ApiException as exc:
-            if exc.status == 404:
-                raise InvalidRoute(routes[0].bridge, f"{target.kind} {target.name} does not exist in namespace "
-                                                     f"{target.namespace}") from exc
-            raise
+            found = await cluster.request("GET", workload_path(target.namespace, target.kind, target.name))
+        except errors.NotFoundError as exc:
+            raise InvalidRoute(routes[0].bridge, f"{target.kind} {target.name} does not exist in namespace "
+                                                 f"{target.namespace}") from exc
         return found if target.kind == "pod" else dict(found["spec"]["template"])
 
-    async def _ensure_deployment(self, api: client.ApiClient, name: str, target: Target) -> None:
+    async def _ensure_deployment(self, cluster: Cluster, name: str, target: Target) -> None:
         wanted = router_deployment(name, target, self.image)
-        path = _path(GEFYRA_NAMESPACE, "deployments", name, "apps/v1")
-        try:
-            found = await kube.request(api, "GET", path)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            await kube.request(api, "POST", _path(GEFYRA_NAMESPACE, "deployments", group="apps/v1"), wanted)
+        found = await cluster.get(wanted)
+        if found is None:
+            await cluster.create(wanted)
             log.info("router started", router=name, target=str(target))
             return
         image = found["spec"]["template"]["spec"]["containers"][0].get("image")
         if found["metadata"].get("deletionTimestamp"):
             return  # the last bridge's router is leaving; the next round makes a new one
         if image != self.image or found["spec"].get("replicas") != REPLICAS:
-            await kube.request(api, "PATCH", path, {"spec": wanted["spec"]}, content_type=kube.MERGE_PATCH)
+            await cluster.patch(wanted, {"spec": wanted["spec"]})
 
-    async def _reroute(self, api: client.ApiClient, service: dict[str, Any], router: str, ips: Sequence[str],
+    async def _reroute(self, cluster: Cluster, service: dict[str, Any], router: str, ips: Sequence[str],
                        ports: list[dict[str, Any]]) -> None:
         """gefyra's EndpointSlice with the routers first, then the selector key."""
         namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
@@ -365,81 +348,65 @@ class Router:
                           for ip in ips],
             "ports": ports,
         }
-        path = _path(namespace, "endpointslices", f"{name}-gefyra", _SLICES)
-        try:
-            found = await kube.request(api, "GET", path)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            await kube.request(api, "POST", _path(namespace, "endpointslices", group=_SLICES), wanted)
+        found = await cluster.get(wanted)
+        if found is None:
+            await cluster.create(wanted)
             log.info("service leads to the router", service=name, namespace=namespace, router=router)
         else:
             if (found["metadata"].get("labels") or {}).get(ROUTER_LABEL) != router:
                 raise RuntimeError(f"EndpointSlice {namespace}/{name}-gefyra is not this router's")
             if found.get("endpoints") != wanted["endpoints"] or found.get("ports") != ports:
-                await kube.request(api, "PATCH", path, {"endpoints": wanted["endpoints"], "ports": ports},
-                                   content_type=kube.MERGE_PATCH)
+                await cluster.patch(wanted, {"endpoints": wanted["endpoints"], "ports": ports})
         if (service["spec"].get("selector") or {}).get(ROUTER_LABEL) != router:
-            await kube.request(api, "PATCH", _path(namespace, "services", name),
-                               {"spec": {"selector": {ROUTER_LABEL: router}}}, content_type=kube.MERGE_PATCH)
+            await cluster.patch(path("services", namespace, name), {"spec": {"selector": {ROUTER_LABEL: router}}})
 
-    async def _router_slices(self, api: client.ApiClient, namespace: str, router: str) -> list[dict[str, Any]]:
+    async def _router_slices(self, cluster: Cluster, namespace: str, router: str) -> list[dict[str, Any]]:
         """gefyra's EndpointSlices that list this router, in the target's namespace."""
-        found = await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
-                                   query=[("labelSelector", f"{ROUTER_LABEL}={router}")])
-        return list(found["items"])
+        return await cluster.objects(path("endpointslices", namespace), label_selector=f"{ROUTER_LABEL}={router}")
 
-    async def _switched(self, api: client.ApiClient, namespace: str, service: str, router: str) -> bool:
+    async def _switched(self, cluster: Cluster, namespace: str, service: str, router: str) -> bool:
         """Only gefyra's slice of the Service has endpoints left."""
-        slices = (await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
-                                     query=[("labelSelector", f"{_SERVICE_NAME}={service}")]))["items"]
+        slices = await cluster.objects(path("endpointslices", namespace), label_selector=f"{_SERVICE_NAME}={service}")
         ours = [s for s in slices if (s["metadata"].get("labels") or {}).get(ROUTER_LABEL) == router]
         others = [s for s in slices if s not in ours]
         return bool(ours) and not any(s.get("endpoints") for s in others)
 
-    async def _give_back_service(self, api: client.ApiClient, service: dict[str, Any], router: str) -> bool:
+    async def _give_back_service(self, cluster: Cluster, service: dict[str, Any], router: str) -> bool:
         """The Service's selector as it was; once Kubernetes' own slices list its ready pods again,
         gefyra's slice goes. True when nothing of gefyra's is left on it."""
         namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
         selector = (service["spec"].get("selector") or {})
         if selector.get(ROUTER_LABEL) == router:
-            await kube.request(api, "PATCH", _path(namespace, "services", name),
-                               {"spec": {"selector": {ROUTER_LABEL: None}}}, content_type=kube.MERGE_PATCH)
+            await cluster.patch(path("services", namespace, name), {"spec": {"selector": {ROUTER_LABEL: None}}})
             log.info("service selector given back", service=name, namespace=namespace)
             return False
-        slices = (await kube.request(api, "GET", _path(namespace, "endpointslices", group=_SLICES),
-                                     query=[("labelSelector", f"{_SERVICE_NAME}={name}")]))["items"]
+        slices = await cluster.objects(path("endpointslices", namespace), label_selector=f"{_SERVICE_NAME}={name}")
         ours = [s for s in slices if (s["metadata"].get("labels") or {}).get(ROUTER_LABEL) == router]
         if not ours:
             return True
-        pods = (await kube.request(api, "GET", _path(namespace, "pods")))["items"]
+        pods = await cluster.objects(path("pods", namespace))
         wanted = {_ready_ip(p) for p in pods if _selects(selector, p["metadata"].get("labels") or {})} - {""}
         listed = {a for s in slices if s not in ours for e in s.get("endpoints") or []
                   if (e.get("conditions") or {}).get("ready") for a in e.get("addresses") or []}
         if not wanted <= listed:
             return False  # Kubernetes has not put the pods back yet: the router keeps serving
         for found in ours:
-            await _delete(api, _path(namespace, "endpointslices", found["metadata"]["name"], _SLICES))
+            await _delete(cluster, path("endpointslices", namespace, found["metadata"]["name"]))
         return True
 
-    async def _give_back(self, api: client.ApiClient, namespace: str, router: str) -> bool:
+    async def _give_back(self, cluster: Cluster, namespace: str, router: str) -> bool:
         """Every Service the router stood in for given back, then the router removed. True once
         nothing of it is left (its pods may still be draining)."""
-        try:
-            services = (await kube.request(api, "GET", _path(namespace, "services")))["items"]
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            services = []
-        slices = await self._router_slices(api, namespace, router) if services else []
+        services = await cluster.objects(path("services", namespace))
+        slices = await self._router_slices(cluster, namespace, router) if services else []
         involved = _stood_in_for(router, services, slices)
-        done = [await self._give_back_service(api, s, router) for s in services if s["metadata"]["name"] in involved]
+        done = [await self._give_back_service(cluster, s, router) for s in services if s["metadata"]["name"] in involved]
         if not all(done):
             return False
         for orphan in slices:  # slices whose Service is gone
             if _service_of(orphan) not in {s["metadata"]["name"] for s in services}:
-                await _delete(api, _path(namespace, "endpointslices", orphan["metadata"]["name"], _SLICES))
-        if await _delete(api, _path(GEFYRA_NAMESPACE, "deployments", router, "apps/v1")):
+                await _delete(cluster, path("endpointslices", namespace, orphan["metadata"]["name"]))
+        if await _delete(cluster, path("deployments", GEFYRA_NAMESPACE, router)):
             log.info("router removed", router=router)
         for ip in self._ips.pop(router, set()):
             self.board.forget((ip, ""))

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 from collections.abc import Sequence
 
 from gefyra.core.model import validation
 from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER, Match
-
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +117,7 @@ def _http_listener(listener: Listener, router: str) -> str:
 
 def router_config(router: str, listeners: Sequence[Listener]) -> tuple[str, str]:
     """(stream config, http config) of a router named ``router``."""
-    if not _NAME.fullmatch(router):
+    if not validation.is_dns_label(router):
         raise ValueError(f"not a router name: {router!r}")
     stream, http = [], []
     seen: set[tuple[int, str]] = set()

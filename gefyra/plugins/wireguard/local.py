@@ -4,19 +4,22 @@ ports to local containers. Every value that goes into a command or a file is che
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import shlex
+import string
 from collections.abc import Mapping, Sequence
+from importlib import resources
 
 import anyio
+import yaml
 
 from gefyra import errors
-from gefyra.core.model.names import TUNNEL_SERVER_ADDRESS
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.runtime import ContainerRuntime, ContainerSpec
-from gefyra.core.spi.tunnel import KeyPair, LocalEnd, Tunnel
+from gefyra.core.spi.tunnel import KeyPair, LocalEnd, ServerSide, Tunnel
 from gefyra.plugins.wireguard import keys
-from gefyra.plugins.wireguard.server import WireGuardServer
+from gefyra.plugins.wireguard.server import TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS, WireGuardServer
 
 #: cargo's chain of DNAT rules for bridged ports (nat table, entered from PREROUTING on wg0), and
 #: the files it is made from (images/cargo/steer.sh).
@@ -77,15 +80,38 @@ def _env_file(values: Mapping[str, str]) -> bytes:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()).encode()
 
 
+@functools.lru_cache(maxsize=8)
+def _server_side(image: str, mtu: int, port: int) -> ServerSide:
+    """stowaway's part of the cluster side (server-side.yaml beside this module)."""
+    template = (resources.files("gefyra.plugins.wireguard") / "server-side.yaml").read_text()
+    text = string.Template(template).substitute(image=image, mtu=str(int(mtu)), port=str(_port(port)),
+                                                server_address=f"{TUNNEL_SERVER_ADDRESS}/16")
+    found = yaml.safe_load(text)
+    operator = found.get("operator") or {}
+    return ServerSide(deployment=found["deployment"], key_secret=found["keySecret"], pod_security=found["podSecurity"],
+                      containers=tuple(found["containers"]), volumes=tuple(found["volumes"]),
+                      operator_mounts=tuple(operator.get("volumeMounts") or ()),
+                      operator_capabilities=tuple(operator.get("capabilities") or ()),
+                      objects=tuple(found.get("objects") or ()))
+
+
 class WireGuardTunnel(Tunnel):
     name = "wireguard"
     dns_dir = f"{_CONFIG_DIR}/dns"
+    network = TUNNEL_NETWORK
+    server_address = TUNNEL_SERVER_ADDRESS
 
     def generate_keys(self) -> KeyPair:
         return keys.generate_keypair()
 
     def local_image(self, settings: Settings) -> str:
         return settings.image("cargo")
+
+    def local_name(self, settings: Settings) -> str:
+        return f"gefyra-cargo-{settings.client_id}"
+
+    def server_side(self, settings: Settings) -> ServerSide:
+        return _server_side(settings.image("stowaway"), settings.tunnel_mtu, settings.port)
 
     def server(self) -> WireGuardServer:
         return WireGuardServer()
@@ -154,7 +180,7 @@ class WireGuardTunnel(Tunnel):
         gateway = _address(via)
         script = " && ".join(f"ip route replace {_network(r)} via {gateway}" for r in routes)
         code, output = await runtime.run_to_completion(ContainerSpec(
-            name=f"{container}-gefyra-route", image=self.local_image(settings), network_mode=f"container:{container}",
+            name=f"{container}-gefyra-route", image=self.local_image(settings), network_of=container,
             cap_add=["NET_ADMIN"], entrypoint=["sh", "-c"], command=[script], labels=settings.labels("helper"),
         ))
         if code != 0:

@@ -13,12 +13,15 @@ import anyio
 import structlog
 
 from gefyra import errors
-from gefyra.core.model.names import TUNNEL_NETWORK
 from gefyra.core.spi.tunnel import ServerForward, TunnelServer
 from gefyra.plugins.wireguard import keys
 
 log = structlog.get_logger("gefyra.operator")
 
+#: The tunnel's own range: stowaway is .1, each client gets one address. RFC 2544's benchmarking
+#: range, chosen because local and cluster networks practically never use it.
+TUNNEL_NETWORK = "198.18.0.0/16"
+TUNNEL_SERVER_ADDRESS = "198.18.0.1"
 INTERFACE = "wg0"
 SOCKET = f"/var/run/wireguard/{INTERFACE}.sock"
 #: stowaway's chain of DNAT rules, from its ports to the clients' tunnel addresses.

@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from gefyra.core.model.routing import Match
-
-
-@dataclasses.dataclass
-class Condition:
-    """One condition of a GefyraBridge's status, as the operator set it."""
-
-    type: str
-    status: str
-    reason: str = ""
-    message: str = ""
+from gefyra.core.model.conditions import Condition
+from gefyra.core.model.crd import GefyraBridge
 
 
 @dataclasses.dataclass
@@ -38,20 +28,13 @@ class BridgeInfo:
     conditions: list[Condition] = dataclasses.field(default_factory=list)
 
     @classmethod
-    def of(cls, obj: dict[str, Any]) -> BridgeInfo:
-        """From a GefyraBridge object."""
-        spec, status = obj["spec"], obj.get("status") or {}
-        return cls(name=obj["metadata"]["name"], local=spec.get("localContainer", ""),
-                   target="{kind}/{name}/{container}".format(**spec["target"]),
-                   namespace=spec["target"]["namespace"],
-                   ports={str(p["remote"]): p["local"] for p in spec["ports"]},
-                   phase=status.get("phase", "Pending"), pods=list(status.get("pods") or []),
-                   interceptor=spec.get("interceptor") or "",
-                   match=[str(Match(str(m.get("kind")), str(m.get("value")), str(m.get("header", ""))))
-                          for m in spec.get("match") or [] if isinstance(m, dict)],
-                   mode=str(status.get("mode") or ""),
-                   conditions=[Condition(c.get("type", ""), c.get("status", ""), c.get("reason", ""),
-                                         c.get("message", "")) for c in status.get("conditions") or []])
+    def of(cls, bridge: GefyraBridge) -> BridgeInfo:
+        spec, status = bridge.spec, bridge.status
+        return cls(name=bridge.name, local=spec.local_container, target=str(spec.target or "?"),
+                   namespace=spec.target.namespace if spec.target else "",
+                   ports={str(p.remote): p.local for p in spec.ports}, phase=status.phase or "Pending",
+                   pods=list(status.pods), interceptor=spec.interceptor or "", match=[str(m) for m in spec.matches],
+                   mode=status.mode, conditions=list(status.conditions))
 
 
 @dataclasses.dataclass

@@ -1,0 +1,313 @@
+"""`bridge`, the client's side, as a plan.
+
+The client checks everything first (the local container, the target with the interceptor's own
+validation) and creates a GefyraBridge; the operator does the cluster's part and reports on the
+object's conditions (Ready, Invalid, Restoring, Restored), on which the client waits. The client's
+own part is steering the ports that arrive through the tunnel to the local container.
+
+`bridge`'s facts: "local" and "target" (checked), "bridge" (the object exists), "steered",
+"ready" (condition Ready), "arrived" (traffic through the bridge reaches the local end, or for a
+personal bridge: the workload's Services lead to the interceptor that routes the requests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Callable
+
+from gefyra import errors
+from gefyra.client.bridge_objects import bridge_path, list_bridges, operator_logs
+from gefyra.client.run import local_address, running_local_end
+from gefyra.client.unbridge import remove_bridges
+from gefyra.core.engine.orchestrator import OperationContext
+from gefyra.core.engine.steps import Step
+from gefyra.core.engine.waiting import wait_until
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
+from gefyra.core.kube.workloads import read_workload
+from gefyra.core.model.conditions import INVALID, READY
+from gefyra.core.model.crd import (
+    BridgeSpec,
+    BridgeTarget,
+    GefyraBridge,
+    PortClaim,
+    PortPair,
+    bridge_body,
+    claims_on,
+    conflict,
+    parse_bridge,
+)
+from gefyra.core.model.names import ANNOTATION_STEERED
+from gefyra.core.model.requests import BridgeRequest
+from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER
+from gefyra.core.model.settings import Settings
+from gefyra.core.model.workload import Container, Pod, parse_workload
+from gefyra.core.spi.interceptor import Interceptor
+
+
+def bridge_name(settings: Settings, local: str, kind: str, name: str, container: str) -> str:
+    """``CLIENT-LOCAL-KIND-NAME-CONTAINER`` as a DNS label; cut to 63 characters with a digest of the
+    whole, so that two long names never end up the same."""
+    raw = re.sub(r"[^a-z0-9-]", "-", f"{settings.client_id}-{local}-{kind}-{name}-{container}".lower())
+    if len(raw) > 63:
+        raw = raw[:54].rstrip("-") + "-" + hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return raw.strip("-")
+
+
+@dataclasses.dataclass
+class BridgeContext(OperationContext):
+    request: BridgeRequest
+    interceptor: Interceptor
+    target: BridgeTarget | None = None
+    #: The local container's address on gefyra's network.
+    address: str = ""
+    name: str = ""
+    #: remote port -> the server end's port, as the operator allocated them
+    proxy: dict[int, int] = dataclasses.field(default_factory=dict)
+    found: GefyraBridge | None = None
+    template: Container | None = None
+
+    @property
+    def local_end(self) -> str:
+        return self.orchestrator.tunnel().local_name(self.settings)
+
+
+class CheckLocal(Step[BridgeContext]):
+    name = "local"
+    title = "check the local container"
+    provides = frozenset({"local"})
+
+    async def apply(self, ctx: BridgeContext) -> None:
+        settings, request = ctx.settings, ctx.request
+        await running_local_end(ctx)
+        local = await ctx.runtime.get_container(request.local)
+        if local is None or not local.running:
+            raise errors.NotFoundError(f"local container {request.local} is not running",
+                                       "start it with `gefyra run` first")
+        ctx.address = await local_address(settings, ctx.runtime, local)
+        if not ctx.address:
+            raise errors.UsageError(f"local container {request.local} is not on gefyra's network "
+                                    f"{settings.network_name}", "start it with `gefyra run`")
+
+
+class CheckTarget(Step[BridgeContext]):
+    name = "target"
+    title = "check the target workload"
+    provides = frozenset({"target"})
+
+    async def apply(self, ctx: BridgeContext) -> None:
+        request = ctx.request
+        kind, name, container = parse_workload(request.target)
+        try:
+            workload = await read_workload(ctx.cluster, request.namespace, kind, name)
+        except errors.NotFoundError as exc:
+            raise errors.NotFoundError(f"{kind} {name} in namespace {request.namespace} not found") from exc
+        names = [c.name for c in workload.containers]
+        if container is None:
+            if len(names) != 1:
+                raise errors.UsageError(f"{kind}/{name} has several containers ({', '.join(names)})",
+                                        f"name one: --target {kind}/{name}/CONTAINER")
+            container = names[0]
+        template = workload.container(container)
+        if template is None:
+            raise errors.NotFoundError(f"{kind}/{name} has no container {container!r}",
+                                       f"its containers: {', '.join(names)}")
+        undeclared = template.undeclared(list(request.ports))
+        if undeclared:
+            raise errors.NotFoundError(f"{kind}/{name}: {undeclared}")
+        reason = ctx.interceptor.validate(template, list(request.ports), request.matches)
+        if reason:
+            raise errors.UsageError(f"cannot bridge {kind}/{name}: {reason}",
+                                    "choose another container or port, or another interceptor")
+        target = BridgeTarget(request.namespace, kind, name, container)
+        claim = PortClaim("", container, frozenset(request.ports), bool(request.matches))
+        problem = conflict(claim, claims_on(await list_bridges(ctx.cluster), target.workload))
+        if problem:
+            raise errors.ConflictError(f"{kind}/{name}: {problem}",
+                                       "unbridge that first, or make this one personal (--match-*) too"
+                                       if not request.matches else "unbridge the global bridge first")
+        ctx.target, ctx.template = target, template
+
+
+class CreateBridge(Step[BridgeContext]):
+    name = "bridge"
+    title = "ask the operator for the bridge"
+    needs = frozenset({"local", "target"})
+    provides = frozenset({"bridge"})
+
+    async def apply(self, ctx: BridgeContext) -> None:
+        request, settings, target = ctx.request, ctx.settings, ctx.target
+        assert target is not None, "the target step sets it"
+        name = bridge_name(settings, request.local, target.kind, target.name, target.container)
+        spec = BridgeSpec(client=settings.client_id, owner=await ctx.cluster.username(), local_container=request.local,
+                          target=target, ports=tuple(PortPair(r, lo) for r, lo in request.ports.items()),
+                          matches=tuple(request.matches), interceptor=request.interceptor)
+        await ctx.cluster.create(bridge_body(name, spec))
+        ctx.name = name  # only now is there a bridge to undo (never one of the same name made before)
+
+    async def undo(self, ctx: BridgeContext) -> None:
+        if ctx.name:
+            await remove_bridges(ctx, [ctx.name])
+
+
+class Steer(Step[BridgeContext]):
+    name = "steer"
+    title = "steer the bridged ports to the local container"
+    needs = frozenset({"bridge"})
+    provides = frozenset({"steered"})
+
+    async def apply(self, ctx: BridgeContext) -> None:
+        found = await _wait_for(ctx, lambda b: bool(b.proxy_ports()), 15, "the operator did not take up the bridge")
+        ctx.proxy = found.proxy_ports()
+        forwards = {ctx.proxy[r]: (ctx.address, lo) for r, lo in ctx.request.ports.items()}
+        await ctx.orchestrator.tunnel().steer(ctx.runtime, ctx.local_end, forwards)
+        await ctx.cluster.patch(bridge_path(ctx.name), {"metadata": {"annotations": {ANNOTATION_STEERED: "true"}}})
+
+    async def undo(self, ctx: BridgeContext) -> None:
+        await ctx.orchestrator.tunnel().unsteer(ctx.runtime, ctx.local_end, list(ctx.proxy.values()))
+
+
+class WaitReady(Step[BridgeContext]):
+    name = "ready"
+    title = "wait until the target's pods forward to this machine"
+    needs = frozenset({"steered"})
+    provides = frozenset({"ready"})
+
+    async def apply(self, ctx: BridgeContext) -> None:
+        ctx.found = await _wait_for(ctx, lambda b: b.condition(READY) is not None, ctx.request.timeout,
+                                    "the target's pods were not bridged")
+
+
+class ProveArrival(Step[BridgeContext]):
+    """Connects through each bridged pod (the tunnel, the interceptor and the server end) until the
+    tunnel's local end has passed a connection on every steered port, and through each Service in
+    front of the pods until it opens: kube-proxy puts pods that became Ready again back behind their
+    Services up to a second later, and `bridge` promises that the Services carry traffic."""
+
+    name = "arrival"
+    title = "check that traffic arrives at the local container"
+    needs = frozenset({"ready"})
+    provides = frozenset({"arrived"})
+    TIMEOUT = 30.0
+    #: Through Services that lead to the interceptor: how many connections in a row must reach it
+    #: (while kube-proxy still sends half of them to the workload's own pods, 8 in a row would all
+    #: reach the interceptor by chance once in 256 times).
+    IN_A_ROW = 8
+
+    async def apply(self, ctx: BridgeContext) -> None:
+        assert ctx.found is not None, "the ready step sets it"
+        if ctx.found.status.services:
+            await self._through_services(ctx)
+            return
+        namespace = ctx.request.namespace
+        pods = list(ctx.found.status.pods)
+        ips = [Pod.of(await ctx.cluster.request("GET", path("pods", namespace, p))).ip for p in pods]
+        services = await _service_targets(ctx.cluster, namespace, pods, set(ctx.proxy))
+        knock = [(ip, remote) for ip in ips for remote in ctx.proxy]
+        tunnel = ctx.orchestrator.tunnel()
+
+        async def arrived() -> bool:
+            await tunnel.connects(ctx.runtime, ctx.local_end, knock)
+            if 0 in (await tunnel.steered_connections(ctx.runtime, ctx.local_end, list(ctx.proxy.values()))).values():
+                return False
+            return all(await tunnel.connects(ctx.runtime, ctx.local_end, services))
+
+        await wait_until(arrived, self.TIMEOUT, errors.ReadinessTimeoutError(
+            f"no connection through the bridge reached the local container within {self.TIMEOUT:.0f}s",
+            "check that the local container listens on the given local ports"))
+
+    async def _through_services(self, ctx: BridgeContext) -> None:
+        """The interceptor stands in for the workload's Services: for a personal bridge, each
+        answers the interceptor's probe (no request reaches any application); for a global one, a
+        connection through each reaches the local container."""
+        assert ctx.found is not None and ctx.template is not None
+        namespace, remote = ctx.request.namespace, set(ctx.proxy)
+        services: list[tuple[str, int]] = []
+        for name in ctx.found.status.services:
+            spec = (await ctx.cluster.request("GET", path("services", namespace, name))).get("spec") or {}
+            ip = spec.get("clusterIP")
+            if ip and ip != "None":
+                services += [(ip, p["port"]) for p in spec.get("ports") or []
+                             if ctx.template.port_number(p.get("targetPort", p["port"])) in remote]
+        tunnel, local_end = ctx.orchestrator.tunnel(), ctx.local_end
+        steered = list(ctx.proxy.values())
+
+        async def arrived() -> bool:
+            """kube-proxy may still send some connections to the workload's own pods for a moment:
+            only when every one of a row of them reaches the bridge is that moment over."""
+            for _ in range(self.IN_A_ROW):
+                if ctx.request.matches:
+                    answers = [await tunnel.exchange(ctx.runtime, local_end, target, _PROBE) for target in services]
+                    if not all(_PROBE_ANSWER in a.lower() for a in answers):
+                        return False
+                else:
+                    before = sum((await tunnel.steered_connections(ctx.runtime, local_end, steered)).values())
+                    opened = sum(await tunnel.connects(ctx.runtime, local_end, services))
+                    after = sum((await tunnel.steered_connections(ctx.runtime, local_end, steered)).values())
+                    if opened < len(services) or after - before < opened:
+                        return False
+            return True
+
+        await wait_until(arrived, self.TIMEOUT, errors.ReadinessTimeoutError(
+            f"the workload's Services did not lead to the bridge within {self.TIMEOUT:.0f}s", operator_logs(ctx)))
+
+
+_PROBE = f"GET / HTTP/1.1\r\nHost: gefyra-probe\r\n{PROBE_HEADER}: 1\r\nConnection: close\r\n\r\n".encode()
+_PROBE_ANSWER = f"\r\n{PROBE_ANSWER.lower()}:".encode()
+
+
+async def _service_targets(cluster: Cluster, namespace: str, pods: list[str], ports: set[int]) -> list[tuple[str, int]]:
+    """(cluster IP, service port) of every Service whose endpoints include one of ``pods`` on one
+    of the container ``ports`` (matched through the EndpointSlice's port names)."""
+    wanted: set[tuple[str, str]] = set()  # (service, port name)
+    for endpoint_slice in await cluster.objects(path("endpointslices", namespace)):
+        service = (endpoint_slice["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+        if service and any((e.get("targetRef") or {}).get("name") in pods for e in endpoint_slice.get("endpoints") or []):
+            wanted |= {(service, p.get("name") or "") for p in endpoint_slice.get("ports") or [] if p.get("port") in ports}
+    targets: list[tuple[str, int]] = []
+    for svc in await cluster.objects(path("services", namespace)):
+        ip = (svc.get("spec") or {}).get("clusterIP")
+        if not ip or ip == "None":
+            continue
+        targets += [(ip, p["port"]) for p in svc["spec"].get("ports") or []
+                    if (svc["metadata"]["name"], p.get("name") or "") in wanted]
+    return targets
+
+
+def bridge_plan(request: BridgeRequest) -> list[Step[BridgeContext]]:
+    steps: list[Step[BridgeContext]] = [CheckLocal(), CheckTarget(), CreateBridge(), Steer()]
+    return steps + [WaitReady(), ProveArrival()] if request.wait else steps
+
+
+async def _wait_for(ctx: BridgeContext, wanted: Callable[[GefyraBridge], bool], timeout: float, what: str
+                    ) -> GefyraBridge:
+    """The bridge once ``wanted`` holds for it; the operator's Invalid condition ends the wait."""
+    async def satisfied() -> GefyraBridge | None:
+        found = parse_bridge(await ctx.cluster.request("GET", bridge_path(ctx.name)))
+        invalid = found.condition(INVALID)
+        if invalid:
+            raise errors.UsageError(f"the operator refused the bridge: {invalid.message}",
+                                    "fix the target or the ports, then bridge again")
+        return found if wanted(found) else None
+
+    return await wait_until(satisfied, timeout, errors.ReadinessTimeoutError(f"{what} within {timeout:.0f}s",
+                                                                             operator_logs(ctx)), interval=0.15)
+
+
+async def steer_again(ctx: OperationContext) -> list[str]:
+    """Steers the ports of this client's bridges to their local containers again (after `up` made
+    the local end anew, or a local container got another address); returns the bridges' names."""
+    settings, steered = ctx.settings, []
+    tunnel = ctx.orchestrator.tunnel()
+    for found in await list_bridges(ctx.cluster, settings.client_id):
+        proxy = found.proxy_ports()
+        local = await ctx.runtime.get_container(found.spec.local_container) if found.spec.local_container else None
+        address = await local_address(settings, ctx.runtime, local) if local is not None and local.running else ""
+        if found.deleting or not address or not proxy:
+            continue
+        forwards = {proxy[p.remote]: (address, p.local) for p in found.spec.ports}
+        await tunnel.steer(ctx.runtime, tunnel.local_name(settings), forwards)
+        steered.append(found.name)
+    return steered

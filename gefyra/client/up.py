@@ -1,0 +1,241 @@
+"""`up`: the plan that connects this machine to the cluster. Its steps and the facts they provide
+(other steps, a plugin's too, may need them):
+
+    cluster-side  -> "cluster-side"   namespace, CRDs, rights, operator and server end (not waited for)
+    client        -> "client"         a GefyraClient with this machine's public key; the operator
+                                      answers with an address (needs "cluster-side")
+    network       -> "network"        the local container network
+    local-image   -> "local-image"    the tunnel's local-end image is in the engine
+    server-end    -> "server-end"     the operator and the server end are ready (needs "cluster-side")
+    local-end     -> "local-end"      the tunnel's local end and DNS (needs all four above)
+    tunnel        -> "tunnel"         traffic flows through the tunnel (needs "local-end")
+    steer         -> "steered"        this client's bridges lead to their local containers again
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gefyra import errors
+from gefyra.client import bridge, bridge_objects, cluster_side, manifests, tunnel_endpoint
+from gefyra.core.engine.orchestrator import OperationContext
+from gefyra.core.engine.steps import Step
+from gefyra.core.engine.waiting import wait_until
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
+from gefyra.core.model.crd import ClientStatus, GefyraClient, client_body, parse_client
+from gefyra.core.model.names import CLIENTS, GEFYRA_NAMESPACE, LABEL_PUBLIC_KEY, LABEL_ROUTES
+from gefyra.core.spi.tunnel import KeyPair, LocalEnd, Tunnel
+
+
+@dataclasses.dataclass
+class ConnectContext(OperationContext):
+    """What the steps of `up` and `down` work with."""
+
+    keys: KeyPair | None = None
+    status: ClientStatus = ClientStatus()
+    #: HOST:PORT at which the local end reaches the server end (chosen when the local end is made).
+    endpoint: str = ""
+    #: What `down` removed, for the user.
+    removed: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def tunnel(self) -> Tunnel:
+        return self.orchestrator.tunnel()
+
+    @property
+    def local_end(self) -> str:
+        return self.tunnel.local_name(self.settings)
+
+
+def client_path(client_id: str) -> str:
+    return path(CLIENTS, GEFYRA_NAMESPACE, client_id)
+
+
+async def get_client(cluster: Cluster, client_id: str) -> GefyraClient | None:
+    found = await cluster.get(client_path(client_id))
+    return parse_client(found) if found is not None else None
+
+
+class ClusterSide(Step[ConnectContext]):
+    name = "cluster-side"
+    title = "install gefyra's cluster side (operator, tunnel server)"
+    provides = frozenset({"cluster-side"})
+
+    async def verify(self, ctx: ConnectContext) -> bool:
+        wanted = manifests.deployment(ctx.settings, ctx.tunnel)
+        return cluster_side.is_current(await ctx.cluster.get(wanted), wanted)
+
+    async def apply(self, ctx: ConnectContext) -> None:
+        try:
+            await cluster_side.install(ctx, await cluster_side.installed_lifecycle(ctx.cluster) or manifests.WITH_CLIENTS)
+        except errors.ForbiddenError as exc:
+            raise errors.ForbiddenError(
+                "gefyra's cluster side is missing or outdated, and these credentials may not install it "
+                f"({exc.what})", "ask a cluster admin to run `gefyra install --apply`") from exc
+
+    async def undo(self, ctx: ConnectContext) -> None:
+        if (await cluster_side.installed_lifecycle(ctx.cluster) == manifests.WITH_CLIENTS
+                and not await cluster_side.other_clients(ctx.cluster, ctx.settings.client_id)):
+            await cluster_side.remove(ctx.cluster, ctx.settings, ctx.tunnel, ctx.settings.timeout)
+
+
+class RegisterClient(Step[ConnectContext]):
+    name = "client"
+    title = "register this machine as a tunnel client"
+    needs = frozenset({"cluster-side"})
+    provides = frozenset({"client"})
+
+    async def verify(self, ctx: ConnectContext) -> bool:
+        found = await get_client(ctx.cluster, ctx.settings.client_id)
+        local_end = await ctx.runtime.get_container(ctx.local_end)
+        if not found or not local_end or not local_end.running:
+            return False
+        return local_end.labels.get(LABEL_PUBLIC_KEY) == found.public_key and found.status.phase == "Active"
+
+    async def apply(self, ctx: ConnectContext) -> None:
+        keys = ctx.keys = ctx.tunnel.generate_keys()
+        await ctx.cluster.apply(client_body(ctx.settings.client_id, keys.public, await ctx.cluster.username()))
+        await ctx.progress(self.name, "waiting for the operator to add this client to the tunnel's server end")
+
+        async def active_status() -> ClientStatus | None:
+            found = await get_client(ctx.cluster, ctx.settings.client_id)
+            mine = found is not None and found.public_key == keys.public
+            return found.status if found is not None and mine and found.status.phase == "Active" else None
+
+        timeout = ctx.settings.timeout
+        ctx.status = await wait_until(active_status, timeout, errors.ReadinessTimeoutError(
+            f"the operator did not register this client within {timeout:.0f}s",
+            "check `kubectl -n gefyra describe pod` (are the gefyra images loaded into the cluster?) and the "
+            "operator's log: `kubectl -n gefyra logs deploy/"
+            f"{ctx.tunnel.server_side(ctx.settings).deployment} -c operator`"), 0.1)
+
+    async def undo(self, ctx: ConnectContext) -> None:
+        await ctx.cluster.delete(client_path(ctx.settings.client_id), foreground=False)
+
+
+class LocalNetwork(Step[ConnectContext]):
+    name = "network"
+    title = "create the local container network"
+    provides = frozenset({"network"})
+
+    async def verify(self, ctx: ConnectContext) -> bool:
+        return await ctx.runtime.get_network(ctx.settings.network_name) is not None
+
+    async def apply(self, ctx: ConnectContext) -> None:
+        await ctx.runtime.ensure_network(ctx.settings.network_name, ctx.settings.labels("network"))
+
+    async def undo(self, ctx: ConnectContext) -> None:
+        await ctx.runtime.remove_network(ctx.settings.network_name)
+
+
+class LocalImage(Step[ConnectContext]):
+    name = "local-image"
+    title = "pull the tunnel's local image"
+    provides = frozenset({"local-image"})
+
+    async def verify(self, ctx: ConnectContext) -> bool:
+        return await ctx.runtime.image_exists(ctx.tunnel.local_image(ctx.settings))
+
+    async def apply(self, ctx: ConnectContext) -> None:
+        await ctx.runtime.pull_image(ctx.tunnel.local_image(ctx.settings), lambda line: ctx.progress(self.name, line))
+
+
+class ServerEnd(Step[ConnectContext]):
+    """The local end's first handshake must find the server end behind its port: a lost one costs
+    seconds."""
+
+    name = "server-end"
+    title = "wait until the operator and the tunnel's server end are ready"
+    needs = frozenset({"cluster-side"})
+    provides = frozenset({"server-end"})
+
+    async def verify(self, ctx: ConnectContext) -> bool:
+        wanted = manifests.deployment(ctx.settings, ctx.tunnel)
+        return cluster_side.is_ready(await ctx.cluster.get(wanted), wanted)
+
+    async def apply(self, ctx: ConnectContext) -> None:
+        wanted = manifests.deployment(ctx.settings, ctx.tunnel)
+
+        async def ready() -> bool:
+            current = await ctx.cluster.get(wanted)
+            if cluster_side.is_ready(current, wanted):
+                return True
+            failure = await cluster_side.why_not_starting(ctx.cluster, current, wanted["metadata"]["name"])
+            if failure:
+                raise errors.ReadinessTimeoutError(f"the tunnel's server end cannot start: {failure}",
+                                                   "see README: What gefyra installs and may do")
+            return False
+
+        await wait_until(ready, ctx.settings.timeout, errors.ReadinessTimeoutError(
+            f"the tunnel's server end did not become ready within {ctx.settings.timeout:.0f}s",
+            "check `kubectl -n gefyra describe pod` and the operator's log"), 0.2)
+
+
+class LocalEndStep(Step[ConnectContext]):
+    name = "local-end"
+    title = "start the tunnel's local end (and its DNS)"
+    needs = frozenset({"client", "network", "server-end", "local-image"})
+    provides = frozenset({"local-end"})
+
+    async def verify(self, ctx: ConnectContext) -> bool:
+        return ctx.keys is None  # registration was skipped: the local end runs with the registered key
+
+    async def apply(self, ctx: ConnectContext) -> None:
+        assert ctx.keys is not None, "the client step sets the keys"
+        settings, tunnel = ctx.settings, ctx.tunnel
+        network = await cluster_side.cluster_network(ctx.cluster)
+        routes = [f"{tunnel.server_address}/32", settings.service_cidr or network.service_cidr,
+                  *(settings.pod_cidrs or network.pod_cidrs)]
+        dns = ctx.orchestrator.dns().setup(tunnel.dns_dir, network.dns_ip, settings.cluster_domain)
+        chosen = tunnel_endpoint.choose(tunnel_endpoint.Known(
+            api_host=ctx.cluster.api_host, node_addresses=network.node_addresses,
+            vm_gateway=await ctx.runtime.vm_host_gateway(), context=ctx.cluster.context_name), settings.host)
+        ctx.endpoint = f"{chosen.host}:{settings.port}"
+        local_network = await ctx.runtime.get_network(settings.network_name)
+        await ctx.progress(self.name, f"tunnel endpoint {ctx.endpoint} ({chosen.why})")
+        await tunnel.start_local_end(ctx.runtime, settings, LocalEnd(
+            name=ctx.local_end, network=settings.network_name,
+            labels=settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes)},
+            keys=ctx.keys, address=ctx.status.address, server_public_key=ctx.status.server_public_key,
+            endpoint=ctx.endpoint, routes=routes, mtu=settings.tunnel_mtu, dns=dns,
+            network_address=local_network.reserved if local_network else ""))
+
+    async def undo(self, ctx: ConnectContext) -> None:
+        await ctx.runtime.remove_container(ctx.local_end)
+
+
+class TunnelProbe(Step[ConnectContext]):
+    name = "tunnel"
+    title = "check that traffic flows through the tunnel"
+    needs = frozenset({"local-end"})
+    provides = frozenset({"tunnel"})
+    TIMEOUT = 30.0
+
+    async def apply(self, ctx: ConnectContext) -> None:
+        api_ip = (await cluster_side.cluster_network(ctx.cluster)).api_service_ip
+        try:
+            await ctx.tunnel.wait_connected(ctx.runtime, ctx.local_end, (api_ip, 443),
+                                            min(self.TIMEOUT, ctx.settings.timeout))
+        except errors.ReadinessTimeoutError as exc:
+            raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {ctx.endpoint}/udp)", exc.hint) from exc
+
+
+class SteerAgain(Step[ConnectContext]):
+    """This client's bridges lead into the local end's steering: a local end made anew has none."""
+
+    name = "steer"
+    title = "steer this client's bridges to their local containers"
+    needs = frozenset({"tunnel"})
+    provides = frozenset({"steered"})
+
+    async def verify(self, ctx: ConnectContext) -> bool:
+        return not await bridge_objects.list_bridges(ctx.cluster, ctx.settings.client_id)
+
+    async def apply(self, ctx: ConnectContext) -> None:
+        await bridge.steer_again(ctx)
+
+
+def up_plan() -> list[Step[ConnectContext]]:
+    return [ClusterSide(), RegisterClient(), LocalNetwork(), LocalImage(), ServerEnd(), LocalEndStep(), TunnelProbe(),
+            SteerAgain()]

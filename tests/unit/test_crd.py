@@ -1,0 +1,154 @@
+"""The contract between the client and the operator: GefyraClient and GefyraBridge read in one
+function each (every field checked: what comes back from the cluster is untrusted) and written in
+one; the rule of which bridges may share a port, once; status patches that fix what was there."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from gefyra.core.model import crd
+from gefyra.core.model.conditions import READY, Condition, with_condition
+from gefyra.core.model.crd import BridgeSpec, BridgeStatus, BridgeTarget, PortClaim, PortPair
+from gefyra.core.model.routing import Match, Target
+
+GOOD_TARGET = {"namespace": "shop", "kind": "deployment", "name": "web", "container": "server"}
+
+
+def _bridge(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"client": "dev-a", "owner": "alice", "localContainer": "web-local", "target": GOOD_TARGET,
+                            "ports": [{"remote": 8080, "local": 8000}]}
+    body.update(spec)
+    return {"metadata": {"name": "b1", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": body}
+
+
+def test_a_well_formed_bridge_reads_as_written() -> None:
+    spec = BridgeSpec("dev-a", "alice", "web-local", BridgeTarget("shop", "deployment", "web", "server"),
+                      (PortPair(8080, 8000), PortPair(9000, 9001)), (Match("header-exact", "a", "x-dev"),), "nginx")
+    body = crd.bridge_body("b1", spec)
+    assert body["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "gefyra", "gefyra.dev/client": "dev-a"}
+    found = crd.parse_bridge(body)
+    assert found.name == "b1" and found.spec == spec and found.problem is None
+    assert str(found.spec.target) == "deployment/web/server" and found.spec.target.workload == Target("shop", "deployment", "web")
+
+
+@pytest.mark.parametrize(("target", "reason"), [
+    ({"namespace": "kube-system", "kind": "deployment", "name": "coredns", "container": "coredns"}, "kube-system"),
+    ({"namespace": "gefyra", "kind": "deployment", "name": "x", "container": "x"}, "namespace gefyra"),
+    ({"namespace": "a;b", "kind": "deployment", "name": "x", "container": "x"}, "not a Kubernetes name"),
+    ({"namespace": "a", "kind": "daemonset", "name": "x", "container": "x"}, "kind must be"),
+    ({"namespace": "a", "kind": "deployment", "name": "x\ny", "container": "x"}, "not a Kubernetes name"),
+    ({"namespace": "a", "kind": "deployment", "name": 5, "container": "x"}, "not a Kubernetes name"),
+    (None, "missing"),
+    ("deploy/x", "missing"),
+])
+def test_targets_that_are_refused(target: Any, reason: str) -> None:
+    found = crd.parse_bridge(_bridge(target=target))
+    assert found.spec.target is None and found.problem is not None and reason in found.problem
+
+
+@pytest.mark.parametrize(("ports", "reason"), [
+    ([], "names no port"),
+    ("8080", "names no port"),
+    ([{"remote": 0, "local": 1}], "remote port that is not 1-65535"),
+    ([{"remote": True, "local": 1}], "remote port that is not 1-65535"),
+    ([{"remote": "80", "local": 1}], "remote port that is not 1-65535"),
+    ([{"remote": 80, "local": 70000}], "local port that is not 1-65535"),
+    (["x"], "remote port"),
+])
+def test_ports_that_are_refused(ports: Any, reason: str) -> None:
+    found = crd.parse_bridge(_bridge(ports=ports))
+    assert found.problem is not None and reason in found.problem and found.spec.ports == ()
+
+
+def test_conditions_are_read_back_checked() -> None:
+    good = crd.parse_bridge(_bridge(match=[{"kind": "header-exact", "header": "x-dev", "value": "a"}]))
+    assert good.spec.matches == (Match("header-exact", "a", "x-dev"),) and good.problem is None
+    for bad in ([{"kind": "header-exact", "header": "x-dev", "value": "a\nb"}], "x", [{"kind": "nope", "value": "/"}],
+                [{"kind": "path-prefix", "value": "/"}] * 9):
+        assert (crd.parse_bridge(_bridge(match=bad)).problem or "").startswith("spec.match"), bad
+
+
+def test_the_first_problem_is_the_targets() -> None:
+    assert "spec.target" in (crd.parse_bridge(_bridge(target=None, ports=[])).problem or "")
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    ({"proxyPorts": {"8080": 20001}}, {8080: 20001}),
+    ({"proxyPorts": {"8080": 80}}, {}),  # not a port of the server end
+    ({"proxyPorts": {"8080": "x"}}, {}),
+    ({"proxyPorts": {"80a": 20001}}, {}),
+    ({"proxyPorts": {"٨٠": 20001}}, {}),  # digits, but not ASCII ones
+    ({"proxyPorts": ["8080"]}, {}),
+    ({}, {}),
+])
+def test_proxy_ports_are_read_back_checked(status: dict[str, Any], expected: dict[int, int]) -> None:
+    found = crd.parse_bridge({**_bridge(), "status": status})
+    assert found.status.proxy_ports == expected
+    assert found.proxy_ports() == expected  # the bridge's port is 8080
+
+
+def test_proxy_ports_for_other_ports_than_the_bridges_count_as_none() -> None:
+    found = crd.parse_bridge({**_bridge(), "status": {"proxyPorts": {"9000": 20001}}})
+    assert found.status.proxy_ports == {9000: 20001} and found.proxy_ports() == {}
+
+
+def test_a_status_patch_replaces_and_removes_what_was_there() -> None:
+    found = crd.parse_bridge({**_bridge(), "status": {"proxyPorts": {"9000": 80}, "phase": "Pending", "junk": 1}})
+    wanted = BridgeStatus(phase="Pending", proxy_ports={8080: 20001})
+    assert crd.status_patch(found.status_json, wanted) == {
+        "status": {"junk": None, "proxyPorts": {"9000": None, "8080": 20001}}}
+    assert crd.status_patch(wanted.to_json(), wanted) == {}
+
+
+def test_unset_status_fields_are_left_out_of_what_is_written() -> None:
+    # The CRD's patterns refuse "" for podNamespace and the like.
+    assert BridgeStatus(phase="Active").to_json() == {"phase": "Active"}
+
+
+def test_conditions_keep_their_transition_time_while_their_status_stays() -> None:
+    first = with_condition((), READY, False, "TakingOver")
+    before = Condition(READY, "False", "TakingOver", "", "2020-01-01T00:00:00Z")
+    assert first[0].last_transition_time
+    assert with_condition((before,), READY, False, "Still")[0].last_transition_time == "2020-01-01T00:00:00Z"
+    assert with_condition((before,), READY, True, "Forwarding")[0].last_transition_time != "2020-01-01T00:00:00Z"
+    found = crd.parse_bridge({**_bridge(), "status": {"conditions": [first[0].to_json(), {"type": 5}, "x"]}})
+    assert found.status.conditions == first and found.condition(READY) is None
+
+
+def test_a_bridge_is_unsteered_until_its_client_says_so() -> None:
+    made = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = _bridge()
+    body["metadata"]["creationTimestamp"] = made
+    assert 39 < crd.parse_bridge(body).unsteered_for() < 60
+    body["metadata"]["annotations"] = {"gefyra.dev/steered": "true"}
+    assert crd.parse_bridge(body).unsteered_for() == 0
+
+
+def test_a_client_reads_as_written() -> None:
+    body = crd.client_body("dev-a", "KEY", "alice")
+    body["status"] = {"address": "198.18.0.2", "phase": "Active", "serverPublicKey": 7}
+    found = crd.parse_client(body)
+    assert (found.name, found.public_key, found.owner) == ("dev-a", "KEY", "alice")
+    assert found.status == crd.ClientStatus("198.18.0.2", "", "Active")  # a key that is not text is none
+
+
+def test_a_global_bridge_and_personal_ones_refuse_each_other() -> None:
+    def claim(name: str, personal: bool, port: int = 8080, container: str = "server") -> PortClaim:
+        return PortClaim(name, container, frozenset({port}), personal)
+
+    assert crd.conflict(claim("b", True), [claim("a", True)]) is None
+    assert "bridged globally by a" in (crd.conflict(claim("b", True), [claim("a", False)]) or "")
+    assert "has personal bridges" in (crd.conflict(claim("b", False), [claim("a", True)]) or "")
+    assert crd.conflict(claim("b", False), [claim("a", False, port=9000)]) is None
+    assert crd.conflict(claim("b", False), [claim("a", False, container="admin")]) is None
+
+
+def test_claims_count_the_bridges_on_the_same_workload_that_stay() -> None:
+    personal = crd.parse_bridge(_bridge(match=[{"kind": "path-prefix", "value": "/"}]))
+    other = crd.parse_bridge(_bridge(target={**GOOD_TARGET, "name": "api"}))
+    bad = crd.parse_bridge(_bridge(ports=[]))
+    claims = crd.claims_on([personal, other, bad], Target("shop", "deployment", "web"))
+    assert claims == [PortClaim("b1", "server", frozenset({8080}), True)]
