@@ -6,10 +6,13 @@ PY := $(VENV)/bin/python
 .PHONY: demo test test-unit lint cluster cluster-down images podman venv bench soak
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml tests/plugins/recording_interceptor/pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
+	# The sample third-party plugin: the tests find it through the `gefyra` entry points, as a
+	# user's plugins are found (tests/plugins/recording_interceptor).
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e tests/plugins/recording_interceptor
 	touch $@
 
 ## The development cluster (hack/devcluster/): a real single-node Kubernetes on this machine.

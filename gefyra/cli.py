@@ -126,7 +126,7 @@ def _plain(data: Any) -> Any:
     import dataclasses
 
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return dataclasses.asdict(data)
+        return _plain(dataclasses.asdict(data))
     if isinstance(data, (list, tuple)):
         return [_plain(d) for d in data]
     if isinstance(data, dict):
@@ -517,6 +517,20 @@ def version(ctx: click.Context, client_only: bool, output: str | None) -> None:
             found["cluster"], found["problem"] = None, str(exc)
     _emit(found, output, lambda r: "\n".join([f"client:       {r['client']}"] + ([] if client_only else [
         f"cluster side: {r['cluster'] or 'not installed' if 'problem' not in r else 'unknown (' + r['problem'] + ')'}"])))
+
+
+@main.command()
+@output_option
+@click.pass_context
+def plugins(ctx: click.Context, output: str | None) -> None:
+    """List the plugins in use: gefyra's built-in ones, those installed through the `gefyra`
+    entry-point group (with their distribution), and the hooks each implements. With
+    GEFYRA_TRACE_PLUGINS=1, any command logs every hook call and its result (shown with -v)."""
+    from gefyra.client.session import Gefyra
+
+    found = Gefyra(ctx.obj["settings"]).plugins()
+    _emit(found, output, lambda rows: "\n".join(
+        f"{p.name:<36} {p.source:<12} {p.distribution or '-':<36} {', '.join(p.hooks)}" for p in rows))
 
 
 @main.command()

@@ -4,30 +4,29 @@ WireGuard, nginx, on this machine's engines and the development cluster."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import pytest
-from aiohttp import web
-from kubernetes_asyncio import client, config
 
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
 from gefyra.core.model.settings import Settings
-from gefyra.core.spi.interceptor import EndpointRequest, Interceptor
+from gefyra.core.spi.interceptor import Interceptor
 from gefyra.core.spi.runtime import ContainerRuntime
 from gefyra.core.spi.tunnel import Tunnel
 from gefyra.plugins.docker import DockerRuntime
 from gefyra.plugins.interceptor_nginx import NginxInterceptor
 from gefyra.plugins.podman import PodmanRuntime, podman_socket
 from gefyra.plugins.wireguard import WireGuardTunnel
-from tests.contract.interceptor import InterceptorContract
-from tests.contract.runtime import RuntimeContract
-from tests.contract.tunnel import TunnelContract
+from gefyra.testing import InterceptorContract, RuntimeContract, TunnelContract, serve_http_paths
 from tests.e2e import devcluster
 from tests.e2e.gefyra_cli import gefyra as gefyra_cli
 
 pytestmark = pytest.mark.e2e
 
 _HOST = "10.250.0.1"  # this machine, as the development cluster's pods reach it (hack/devcluster/common.sh)
-_ENDPOINT_PORT = 18080
+_ENDPOINT_PORT = 18080  # where this test process answers as the operator would
 _ENDPOINT_SERVICE = f"""
 apiVersion: v1
 kind: Service
@@ -79,46 +78,36 @@ class TestWireGuardTunnel(TunnelContract):
             yield runtime
 
 
-class TestNginxInterceptor(InterceptorContract):
+class OnTheDevelopmentCluster:
+    """The fixtures of the interceptor contract on the development cluster, for an interceptor that
+    :meth:`make_interceptor` makes (the built-in one, or a plugin's)."""
+
+    def make_interceptor(self) -> Interceptor:
+        raise NotImplementedError
+
     @pytest.fixture
-    async def interceptor(self, pod: client.V1Pod) -> AsyncIterator[Interceptor]:
+    async def interceptor(self, pod: dict[str, Any]) -> AsyncIterator[Interceptor]:
         """carrier asks the `gefyra-operator` Service for its configuration: here that Service leads
-        to this test process, which answers with this interceptor's endpoints. The pod network
+        to this test process, which answers with this interceptor's paths. The pod network
         masquerades traffic to this machine, so the test tells the interceptor the pod's IP."""
-        interceptor = NginxInterceptor(Settings().image("carrier"))
-
-        async def handle(request: web.Request) -> web.Response:
-            if request.path == "/healthz":  # the bridged port's readiness probe, forwarded here
-                return web.Response(text="ok")
-            handler = interceptor.endpoints().get(request.path)
-            if handler is None:
-                return web.Response(status=404)
-            answer = await handler(EndpointRequest(peer=pod.status.pod_ip, query=dict(request.query)))
-            return web.Response(status=answer.status, body=answer.body)
-
-        application = web.Application()
-        application.router.add_get("/{path:.*}", handle)
-        runner = web.AppRunner(application)
-        await runner.setup()
-        await web.TCPSite(runner, host=_HOST, port=_ENDPOINT_PORT).start()
-        gefyra_cli("uninstall")  # the real operator's Service must not be there
-        devcluster.kubectl("create", "namespace", "gefyra", check=False)
-        devcluster.apply(_ENDPOINT_SERVICE)
-        try:
-            yield interceptor
-        finally:
-            devcluster.kubectl("delete", "namespace", "gefyra", "--timeout=60s", check=False)
-            await runner.cleanup()
+        interceptor = self.make_interceptor()
+        async with serve_http_paths(interceptor, _HOST, _ENDPOINT_PORT, lambda: str(pod["status"]["podIP"])):
+            gefyra_cli("uninstall")  # the real operator's Service must not be there
+            devcluster.kubectl("create", "namespace", "gefyra", check=False)
+            devcluster.apply(_ENDPOINT_SERVICE)
+            try:
+                yield interceptor
+            finally:
+                devcluster.kubectl("delete", "namespace", "gefyra", "--timeout=60s", check=False)
 
     @pytest.fixture
     def forward_to(self) -> tuple[str, int]:
         return _HOST, _ENDPOINT_PORT
 
     @pytest.fixture
-    async def api(self) -> AsyncIterator[client.ApiClient]:
-        api = await config.new_client_from_config(config_file=str(devcluster.KUBECONFIG))
-        async with api:
-            yield api
+    async def cluster(self) -> AsyncIterator[Cluster]:
+        async with Cluster(Settings(kubeconfig=str(devcluster.KUBECONFIG))) as cluster:
+            yield cluster
 
     @pytest.fixture
     def namespace(self) -> Iterator[str]:
@@ -128,8 +117,14 @@ class TestNginxInterceptor(InterceptorContract):
         devcluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
     @pytest.fixture
-    async def pod(self, api: client.ApiClient, namespace: str) -> client.V1Pod:
+    async def pod(self, cluster: Cluster, namespace: str) -> dict[str, Any]:
         devcluster.apply(devcluster.http_workload("web", namespace, kind="pod"))
         await anyio.run_process([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", namespace,
                                  "wait", "--for=condition=Ready", "pod/web", "--timeout=90s"])
-        return await client.CoreV1Api(api).read_namespaced_pod("web", namespace)
+        found: dict[str, Any] = await cluster.request("GET", path("pods", namespace, "web"))
+        return found
+
+
+class TestNginxInterceptor(OnTheDevelopmentCluster, InterceptorContract):
+    def make_interceptor(self) -> Interceptor:
+        return NginxInterceptor(Settings().image("carrier"))

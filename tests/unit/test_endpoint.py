@@ -11,7 +11,7 @@ HOST_GATEWAY_NAME = "host.docker.internal"
 NODES = ("172.18.0.2",)
 
 
-@pytest.mark.parametrize(("facts", "given", "host", "why"), [
+@pytest.mark.parametrize(("known", "given", "host", "why"), [
     (Known("10.250.0.2", ("10.250.0.2",)), None, "10.250.0.2", "is a node"),
     (Known("10.250.0.2"), None, "10.250.0.2", "nodes unknown"),
     (Known("127.0.0.1", NODES, context="kind-dev"), None, "172.18.0.2", "loopback"),  # kind, k3d
@@ -25,9 +25,9 @@ NODES = ("172.18.0.2",)
     (Known("127.0.0.1"), None, "127.0.0.1", "nodes unknown"),
     (Known("127.0.0.1", NODES, vm_gateway=HOST_GATEWAY_NAME), "10.1.2.3", "10.1.2.3", "--host"),
 ])
-def test_the_endpoint_is_chosen_where_containers_reach_the_nodes(facts: Facts, given: str | None, host: str,
+def test_the_endpoint_is_chosen_where_containers_reach_the_nodes(known: Known, given: str | None, host: str,
                                                                    why: str) -> None:
-    chosen = choose(facts, given)
+    chosen = choose(known, given)
     assert chosen.host == host and why in chosen.why, chosen
 
 

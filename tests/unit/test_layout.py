@@ -27,11 +27,26 @@ BACKEND_WORDS = re.compile(r"iptables|\bwg\b|wg0|wg-quick|nginx|wireguard|coredn
                            re.IGNORECASE)
 
 
+#: ... and the parts of the built-in backends, which core's model, contracts and engine never name.
+BACKEND_PARTS = re.compile(r"cargo|stowaway|carrier", re.IGNORECASE)
+
+
+def _hits(where: Path, words: re.Pattern[str]) -> list[str]:
+    return [f"{path.relative_to(REPO)}:{number}: {line.strip()}" for path in sorted(where.rglob("*.py"))
+            for number, line in enumerate(path.read_text().splitlines(), 1) if words.search(line)]
+
+
 def test_core_names_no_backend() -> None:
-    hits = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
-            for path in sorted((REPO / "gefyra" / "core").rglob("*.py"))
-            for number, line in enumerate(path.read_text().splitlines(), 1) if BACKEND_WORDS.search(line)]
-    assert hits == []
+    assert _hits(REPO / "gefyra" / "core", BACKEND_WORDS) == []
+    for inner in ("model", "spi", "engine"):
+        assert _hits(REPO / "gefyra" / "core" / inner, BACKEND_PARTS) == []
+
+
+def test_only_the_adapters_import_the_cluster_and_engine_libraries() -> None:
+    imports = re.compile(r"^\s*(from|import)\s+(kubernetes_asyncio|aiodocker)\b")
+    found = {str(path.relative_to(REPO)) for path in sorted((REPO / "gefyra").rglob("*.py"))
+             if any(imports.match(line) for line in path.read_text().splitlines())}
+    assert {f for f in found if not f.startswith("gefyra/core/kube/")} == {"gefyra/plugins/docker/runtime.py"}
 
 
 def test_the_grep_would_catch_a_backend_word() -> None:

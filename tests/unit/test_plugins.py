@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import gefyra.plugins.docker as docker_plugin
+from gefyra import hookimpl
 from gefyra.core.model.settings import Settings
 from gefyra.plugins.docker import DockerRuntime
 from gefyra.plugins.podman import PodmanRuntime
@@ -84,3 +85,37 @@ def test_third_party_runtime_plugin_is_found_through_the_entry_point_group(tmp_p
     cli = subprocess.run([sys.executable, "-m", "gefyra", "--runtime", "tiny", "list"], capture_output=True,
                          text=True, env=env)
     assert cli.returncode == 2 and "no plugin provides the container runtime 'tiny'" in cli.stderr
+
+
+def test_the_plugins_in_use_are_listed_with_where_they_came_from_and_their_hooks() -> None:
+    class Embedded:
+        @hookimpl
+        def gefyra_dns(self, settings: Settings) -> None:
+            return None
+
+    listed = {p.name: p for p in orchestrator_of(plugins=[Embedded()], entry_points=False).plugins()}
+    assert listed["gefyra.plugins.wireguard"].source == "built-in"
+    assert listed["gefyra.plugins.wireguard"].hooks == ("gefyra_tunnel",)
+    embedded = next(p for p in listed.values() if p.source == "embedder")
+    assert embedded.hooks == ("gefyra_dns",) and embedded.distribution == ""
+
+
+def test_hook_calls_are_traced_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import structlog
+    from structlog.testing import capture_logs
+
+    saved = structlog.get_config()
+    structlog.reset_defaults()  # the CLI's tests configure a level that hides these (-v shows them)
+    monkeypatch.setenv("GEFYRA_TRACE_PLUGINS", "1")
+    orchestrator = orchestrator_of(entry_points=False)
+    with capture_logs() as logs:
+        orchestrator.tunnel()
+    called = [e for e in logs if e["event"] == "hook called"]
+    returned = [e for e in logs if e["event"] == "hook returned"]
+    assert called and called[0]["hook"] == "gefyra_tunnel" and "gefyra.plugins.wireguard" in called[0]["plugins"]
+    assert "WireGuardTunnel" in returned[0]["result"]
+    monkeypatch.delenv("GEFYRA_TRACE_PLUGINS")
+    with capture_logs() as quiet:
+        orchestrator_of(entry_points=False).tunnel()
+    assert not quiet
+    structlog.configure(**saved)

@@ -241,9 +241,9 @@ def _ports(value: Any) -> tuple[tuple[PortPair, ...], str | None]:
     for item in value:
         item = _map(item)
         remote, local = item.get("remote"), item.get("local")
-        if isinstance(remote, bool) or not isinstance(remote, int) or not 1 <= remote <= 65535:
+        if not isinstance(remote, int) or not validation.is_port(remote):
             return (), f"spec.ports has a remote port that is not 1-65535: {remote!r}"
-        if isinstance(local, bool) or not isinstance(local, int) or not 1 <= local <= 65535:
+        if not isinstance(local, int) or not validation.is_port(local):
             return (), f"spec.ports has a local port that is not 1-65535: {local!r}"
         found.append(PortPair(remote, local))
     return tuple(found), None
@@ -272,10 +272,10 @@ def _proxy_ports(value: Any) -> dict[int, int]:
         return {}
     found: dict[int, int] = {}
     for key, port in value.items():
-        if (not isinstance(key, str) or not key.isascii() or not key.isdigit() or isinstance(port, bool)
-                or not isinstance(port, int) or port not in PROXY_PORTS or not 1 <= int(key) <= 65535):
+        if (not isinstance(key, str) or not key.isascii() or not key.isdigit() or not validation.is_port(int(key))
+                or not validation.is_port(port) or port not in PROXY_PORTS):
             return {}
-        found[int(key)] = port
+        found[int(key)] = int(port)
     return found
 
 

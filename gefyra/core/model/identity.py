@@ -10,7 +10,7 @@ import secrets
 import socket
 from pathlib import Path
 
-_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+from gefyra.core.model import validation
 
 
 def config_dir() -> Path:
@@ -23,7 +23,7 @@ def default_client_id() -> str:
     path = config_dir() / "client-id"
     try:
         kept = path.read_text().strip()
-        if _ID.fullmatch(kept):
+        if validation.is_dns_label(kept):
             return kept
     except OSError:
         pass

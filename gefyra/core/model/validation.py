@@ -114,6 +114,11 @@ def is_dns_subdomain(text: object) -> bool:
     return isinstance(text, str) and _subdomain_problem(text, "name") is None
 
 
+def is_port(value: object) -> bool:
+    """Whether ``value`` is a port: an int (not a bool) from 1 to 65535."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
 def dns_label(value: str, flag: str, what: str) -> str:
     """A DNS-1123 label: a namespace, a container name, a client id, a plugin's name."""
     problem = _not_text(value, what) or _label_problem(value, what)

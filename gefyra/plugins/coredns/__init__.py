@@ -4,18 +4,16 @@ the tunnel to the cluster's DNS; every other name goes to the resolver cargo got
 from __future__ import annotations
 
 import ipaddress
-import re
 
 from gefyra import errors, hookimpl
+from gefyra.core.model import validation
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.dns import Dns, DnsSetup
-
-_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 def corefile(cluster_dns_ip: str, cluster_domain: str) -> str:
     """The Corefile; both values are checked, so nothing else can enter the configuration."""
-    if not _DOMAIN.match(cluster_domain):
+    if not validation.is_dns_subdomain(cluster_domain):
         raise errors.UsageError(f"{cluster_domain!r} is not a DNS domain", "pass the cluster's domain, e.g. cluster.local")
     try:
         address = ipaddress.ip_address(cluster_dns_ip)

@@ -38,7 +38,7 @@ def _address(text: str) -> str:
     """``IP:PORT``, checked."""
     host, _, port = text.rpartition(":")
     number = int(port)
-    if not 1 <= number <= 65535:
+    if not validation.is_port(number):
         raise ValueError(f"port out of range in {text!r}")
     return f"{ipaddress.IPv4Address(host)}:{number}"
 
@@ -123,7 +123,7 @@ def router_config(router: str, listeners: Sequence[Listener]) -> tuple[str, str]
     seen: set[tuple[int, str]] = set()
     for listener in sorted(listeners, key=lambda x: (x.port, x.protocol)):
         port = int(listener.port)
-        if not 1 <= port <= 65535 or listener.protocol not in ("tcp", "udp") or (port, listener.protocol) in seen:
+        if not validation.is_port(port) or listener.protocol not in ("tcp", "udp") or (port, listener.protocol) in seen:
             raise ValueError(f"bad or repeated listener {listener.port}/{listener.protocol}")
         seen.add((port, listener.protocol))
         udp = " udp" if listener.protocol == "udp" else ""

@@ -19,7 +19,7 @@ from gefyra.core.model.settings import Settings
 from gefyra.core.spi.runtime import ContainerRuntime, ContainerSpec
 from gefyra.core.spi.tunnel import KeyPair, LocalEnd, ServerSide, Tunnel
 from gefyra.plugins.wireguard import keys
-from gefyra.plugins.wireguard.server import TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS, WireGuardServer
+from gefyra.plugins.wireguard.server import TUNNEL_NETWORK, TUNNEL_SERVER_ADDRESS, WireGuardServer, checked_port
 
 #: cargo's chain of DNAT rules for bridged ports (nat table, entered from PREROUTING on wg0), and
 #: the files it is made from (images/cargo/steer.sh).
@@ -46,17 +46,11 @@ def _network(text: str) -> str:
         raise errors.UsageError(f"{text!r} is not an address range (CIDR)") from exc
 
 
-def _port(value: int) -> int:
-    if not isinstance(value, int) or not 1 <= value <= 65535:
-        raise errors.UsageError(f"{value!r} is not a port (1-65535)")
-    return value
-
-
 def _endpoint(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not host or any(c.isspace() or c in "#\\=" for c in host):
         raise errors.UsageError(f"{text!r} is not a tunnel endpoint HOST:PORT")
-    return f"{host}:{_port(int(port))}"
+    return f"{host}:{checked_port(int(port))}"
 
 
 def peer_config(private_key: str, server_public_key: str, endpoint: str, allowed_ips: Sequence[str]) -> str:
@@ -84,7 +78,7 @@ def _env_file(values: Mapping[str, str]) -> bytes:
 def _server_side(image: str, mtu: int, port: int) -> ServerSide:
     """stowaway's part of the cluster side (server-side.yaml beside this module)."""
     template = (resources.files("gefyra.plugins.wireguard") / "server-side.yaml").read_text()
-    text = string.Template(template).substitute(image=image, mtu=str(int(mtu)), port=str(_port(port)),
+    text = string.Template(template).substitute(image=image, mtu=str(int(mtu)), port=str(checked_port(port)),
                                                 server_address=f"{TUNNEL_SERVER_ADDRESS}/16")
     found = yaml.safe_load(text)
     operator = found.get("operator") or {}
@@ -140,7 +134,7 @@ class WireGuardTunnel(Tunnel):
         """Pings the server end through the tunnel and opens a TCP connection to ``probe``. While no
         handshake has happened the peer is loaded anew (see _FIRST_KICK): a first handshake lost
         before the server's NodePort works would otherwise wait WireGuard's 5 s."""
-        ip, port = _address(probe[0]), _port(probe[1])
+        ip, port = _address(probe[0]), checked_port(probe[1])
         check = ["sh", "-c", f"ping -c1 -W0.5 {TUNNEL_SERVER_ADDRESS} >/dev/null && "
                              f"timeout 2 bash -c '</dev/tcp/{ip}/{port}'"]
         kick = ["sh", "-c", "[ \"$(wg show wg0 latest-handshakes | cut -f2)\" != 0 ] || "
@@ -190,7 +184,8 @@ class WireGuardTunnel(Tunnel):
         """One file per stowaway port in cargo (ADDRESS:PORT, checked here), then cargo's
         gefyra-steer makes its DNAT rules match the files; cargo applies them again when it
         restarts. Steering a port again replaces its rule."""
-        args = [a for p, (address, local) in forwards.items() for a in (str(_port(p)), f"{_address(address)}:{_port(local)}")]
+        args = [a for p, (address, local) in forwards.items()
+                for a in (str(checked_port(p)), f"{_address(address)}:{checked_port(local)}")]
         script = (f'mkdir -p {STEER_DIR} && while [ $# -gt 0 ]; do printf %s "$2" > "{STEER_DIR}/$1"; shift 2; done'
                   " && gefyra-steer")
         code, output = await runtime.exec(name, ["sh", "-c", script, "steer", *args])
@@ -200,20 +195,20 @@ class WireGuardTunnel(Tunnel):
     async def unsteer(self, runtime: ContainerRuntime, name: str, ports: Sequence[int]) -> None:
         cargo = await runtime.get_container(name)
         if ports and cargo is not None and cargo.running:
-            files = [f"{STEER_DIR}/{_port(p)}" for p in ports]
+            files = [f"{STEER_DIR}/{checked_port(p)}" for p in ports]
             await runtime.exec(name, ["sh", "-c", 'rm -f "$@" && gefyra-steer', "unsteer", *files])
 
     async def connects(self, runtime: ContainerRuntime, name: str, targets: Sequence[tuple[str, int]]) -> list[bool]:
         if not targets:
             return []
-        script = " ; ".join(f"if timeout 2 bash -c '</dev/tcp/{_address(ip)}/{_port(p)}' 2>/dev/null; "
+        script = " ; ".join(f"if timeout 2 bash -c '</dev/tcp/{_address(ip)}/{checked_port(p)}' 2>/dev/null; "
                             "then echo open; else echo closed; fi" for ip, p in targets)
         _, output = await runtime.exec(name, ["sh", "-c", script])
         answers = output.split()
         return [i < len(answers) and answers[i] == "open" for i in range(len(targets))]
 
     async def exchange(self, runtime: ContainerRuntime, name: str, target: tuple[str, int], payload: bytes) -> bytes:
-        ip, port = _address(target[0]), _port(target[1])
+        ip, port = _address(target[0]), checked_port(target[1])
         # The payload is an argument, never part of the script.
         script = f'exec 3<>/dev/tcp/{ip}/{port} && printf %s "$1" >&3 && head -c 4096 <&3'
         _, output = await runtime.exec(name, ["timeout", "3", "bash", "-c", script, "exchange",

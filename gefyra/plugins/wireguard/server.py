@@ -13,6 +13,7 @@ import anyio
 import structlog
 
 from gefyra import errors
+from gefyra.core.model import validation
 from gefyra.core.spi.tunnel import ServerForward, TunnelServer
 from gefyra.plugins.wireguard import keys
 
@@ -110,14 +111,15 @@ def dnat_rules(rules: Sequence[ServerForward]) -> list[list[str]]:
     tunnel only for connections from that bridge's pods, arriving from the cluster side (never
     from the tunnel: one client must not reach another's bridge). Every value is checked."""
     return sorted(["-A", FORWARD_CHAIN, "-s", f"{_pod_address(source)}/32", "!", "-i", INTERFACE,
-                   "-p", "tcp", "-m", "tcp", "--dport", str(_port(rule.port)), "-j", "DNAT",
-                   "--to-destination", f"{_tunnel_address(rule.address)}:{_port(rule.port)}"]
+                   "-p", "tcp", "-m", "tcp", "--dport", str(checked_port(rule.port)), "-j", "DNAT",
+                   "--to-destination", f"{_tunnel_address(rule.address)}:{checked_port(rule.port)}"]
                   for rule in rules for source in rule.sources)
 
 
-def _port(value: int) -> int:
-    if not isinstance(value, int) or not 1 <= value <= 65535:
-        raise errors.UsageError(f"{value!r} is not a TCP port")
+def checked_port(value: int) -> int:
+    """``value`` if it is a port (it goes into commands and configuration files), else UsageError."""
+    if not validation.is_port(value):
+        raise errors.UsageError(f"{value!r} is not a port (1-65535)")
     return value
 
 

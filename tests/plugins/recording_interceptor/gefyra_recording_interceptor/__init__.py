@@ -8,10 +8,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from gefyra import Settings, hookimpl
+from gefyra.core.kube.cluster import Cluster
 from gefyra.core.model.routing import Interception, Match, Route, Target
+from gefyra.core.model.workload import Container
 from gefyra.core.spi.interceptor import Interceptor
 from gefyra.plugins.interceptor_nginx import NginxInterceptor
 
@@ -25,12 +25,12 @@ def _record(method: str, **fields: Any) -> None:
 class RecordingInterceptor(NginxInterceptor):
     name = "recording"
 
-    def validate(self, container: client.V1Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
+    def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
         _record("validate", container=container.name, ports=list(ports), matches=[str(m) for m in matches])
         return super().validate(container, ports, matches)
 
-    async def intercept(self, api: client.ApiClient, target: Target, routes: Sequence[Route]) -> Interception:
-        found = await super().intercept(api, target, routes)
+    async def intercept(self, cluster: Cluster, target: Target, routes: Sequence[Route]) -> Interception:
+        found = await super().intercept(cluster, target, routes)
         _record("intercept", target=str(target), routes=[r.bridge for r in routes], settled=found.settled,
                 pods={name: list(state.pods) for name, state in found.routes.items()},
                 ready={name: state.ready for name, state in found.routes.items()})

@@ -19,7 +19,7 @@ def _name(what: str) -> str:
 
 
 class RuntimeContract:
-    pytestmark = pytest.mark.anyio  # inherited by the plugins\' subclasses
+    pytestmark = pytest.mark.anyio  # inherited by the plugins' subclasses
 
     async def test_version_and_images(self, runtime: ContainerRuntime, image: str) -> None:
         assert await runtime.version()
