@@ -152,3 +152,34 @@ def test_claims_count_the_bridges_on_the_same_workload_that_stay() -> None:
     bad = crd.parse_bridge(_bridge(ports=[]))
     claims = crd.claims_on([personal, other, bad], Target("shop", "deployment", "web"))
     assert claims == [PortClaim("b1", "server", frozenset({8080}), True)]
+
+
+#: The objects of the end-to-end bad-input table (tests/e2e/test_bad_inputs.py) that the API
+#: server's schema refuses, or the operator reports Invalid: the parser refuses each on its own,
+#: with the reason the operator writes on the object.
+BAD_BRIDGES = [
+    ("bridge-port-zero", {"ports": [{"remote": 0, "local": 8080}]}, "spec.ports has a remote port that is not 1-65535: 0"),
+    ("bridge-port-too-big", {"ports": [{"remote": 70000, "local": 8080}]},
+     "spec.ports has a remote port that is not 1-65535: 70000"),
+    ("bridge-target-name-quote", {"target": {**GOOD_TARGET, "name": "web'x"}},
+     "spec.target.name is not a Kubernetes name: \"web'x\""),
+    ("bridge-target-kube-system", {"target": {"namespace": "kube-system", "kind": "deployment", "name": "coredns",
+                                              "container": "coredns"}},
+     "gefyra does not bridge workloads in namespace kube-system"),
+]
+
+
+@pytest.mark.parametrize(("spec", "reason"), [(s, r) for _, s, r in BAD_BRIDGES], ids=[i for i, _, _ in BAD_BRIDGES])
+def test_the_bad_input_tables_bridges_are_refused_with_their_reason(spec: dict[str, Any], reason: str) -> None:
+    assert crd.parse_bridge(_bridge(**spec)).problem == reason
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5", "198.18.0.9,0.0.0.0/0", "198.18.0.9\nPostUp = id", "198.18.0.1", ""])
+def test_the_bad_input_tables_client_addresses_are_not_taken(address: str) -> None:
+    from gefyra.operator.clients import Clients
+    from gefyra.plugins.wireguard import WireGuardTunnel
+
+    tunnel = WireGuardTunnel()
+    clients = Clients(None, "gefyra", tunnel, tunnel.server(), 60)  # type: ignore[arg-type]  # no cluster needed
+    assert not clients._valid_address(address)
+    assert clients._valid_address("198.18.0.9")
