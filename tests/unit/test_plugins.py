@@ -119,3 +119,18 @@ def test_hook_calls_are_traced_when_asked(monkeypatch: pytest.MonkeyPatch) -> No
         orchestrator_of(entry_points=False).tunnel()
     assert not quiet
     structlog.configure(**saved)
+
+
+def test_gefyra_plugins_lists_the_sample_third_party_plugin_beside_the_built_ins() -> None:
+    """The sample plugin (tests/plugins/recording_interceptor) is pip-installed into the test
+    environment by `make venv`, and found through its entry point."""
+    import json
+
+    result = subprocess.run([sys.executable, "-m", "gefyra", "plugins", "-o", "json"], capture_output=True, text=True,
+                            check=True)
+    listed = {p["name"]: p for p in json.loads(result.stdout)}
+    assert listed["recording"] == {"name": "recording", "source": "entry point",
+                                   "distribution": "gefyra-recording-interceptor 1.0", "hooks": ["gefyra_interceptor"]}
+    assert listed["gefyra.plugins.interceptor_nginx"]["source"] == "built-in"
+    assert {"gefyra.plugins.docker", "gefyra.plugins.podman", "gefyra.plugins.wireguard",
+            "gefyra.plugins.coredns"} <= set(listed)
