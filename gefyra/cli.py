@@ -228,24 +228,33 @@ def _namespace(ctx: click.Context, given: str | None) -> str:
     return validation.dns_label(found, f"the namespace of the kubeconfig's context ({found!r})", "namespace")
 
 
+def _shared_options(command: F) -> F:
+    """The cluster side's shared settings: `install` sets them; `up` takes them as installed, and
+    sets them only when it installs."""
+    command = click.option(
+        "--client-timeout", callback=_checked(lambda value, flag: validation.whole_number(
+            value, flag, "client timeout", 10, validation.MAX_SECONDS)),
+        help="Seconds of silence after which the cluster drops a client and its bridges (shared; default 60).")(command)
+    return click.option("--port", callback=_checked(validation.port),
+                        help="The tunnel's UDP NodePort (shared; default 31820).")(command)
+
+
 @main.command()
 @click.option("--host", callback=_checked(validation.host),
-              help="Address at which this machine reaches the cluster's nodes (default: the API server's host).")
-@click.option("--port", default="31820", callback=_checked(validation.port), help="UDP NodePort of stowaway.")
+              help="Address at which this machine reaches the cluster's nodes (default: chosen from the nodes).")
+@_shared_options
 @click.option("--service-cidr", envvar="GEFYRA_SERVICE_CIDR", callback=_checked(validation.cidr),
               help="The cluster's Service range (default: discovered).")
 @click.option("--pod-cidr", "pod_cidrs", multiple=True, callback=_checked(validation.cidrs),
               help="A pod range (default: from the nodes). Repeatable.")
 @click.option("--timeout", default="120", callback=_checked(validation.seconds), help="Seconds to wait for the cluster side.")
-@click.option("--client-timeout", default="60",
-              callback=_checked(lambda value, flag: validation.whole_number(value, flag, "client timeout", 10,
-                                                                            validation.MAX_SECONDS)),
-              help="Seconds of silence after which the cluster drops a client and its bridges (set at install).")
 @output_option
 @click.pass_context
-def up(ctx: click.Context, host: str | None, port: int, service_cidr: str | None, pod_cidrs: list[str],
-       timeout: float, client_timeout: int, output: str | None) -> None:
-    """Connect this machine to the cluster (installs gefyra's cluster side if needed)."""
+def up(ctx: click.Context, host: str | None, port: int | None, service_cidr: str | None, pod_cidrs: list[str],
+       timeout: float, client_timeout: int | None, output: str | None) -> None:
+    """Connect this machine to the cluster (installs gefyra's cluster side if needed). The shared
+    settings (--port, --client-timeout) count only where `up` installs: an installed cluster side
+    keeps its own, and `up` refuses a different one (an admin changes them with `gefyra install`)."""
     ctx.obj["settings"] = dataclasses.replace(ctx.obj["settings"], host=host, port=port, timeout=timeout,
                                               client_timeout=client_timeout, service_cidr=service_cidr,
                                               pod_cidrs=pod_cidrs)
@@ -264,11 +273,14 @@ def down(ctx: click.Context, output: str | None) -> None:
 
 @main.command()
 @click.option("--apply", "apply_", is_flag=True, help="Apply it to the cluster (else print its manifests).")
+@_shared_options
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="Format of the manifests.")
 @click.pass_context
-def install(ctx: click.Context, apply_: bool, output: str) -> None:
+def install(ctx: click.Context, apply_: bool, port: int | None, client_timeout: int | None, output: str) -> None:
     """Install gefyra's cluster side as an admin (developers' `down` keeps it); without --apply,
-    print its manifests (stowaway's key pair and the cluster-info ConfigMap are made by --apply)."""
+    print its manifests (the server end's key pair and the cluster-info ConfigMap are made by
+    --apply). Shared settings not given keep the values installed before (else their defaults)."""
+    ctx.obj["settings"] = dataclasses.replace(ctx.obj["settings"], port=port, client_timeout=client_timeout)
     if apply_:
         applied = _execute(ctx, lambda g: g.install())
         click.echo("installed: " + ", ".join(applied))
@@ -447,46 +459,58 @@ def unbridge(ctx: click.Context, names: list[str], all_: bool) -> None:
 @output_option
 @click.pass_context
 def list_(ctx: click.Context, output: str | None) -> None:
-    """List the local containers started with `gefyra run`, and the bridges."""
+    """List the local containers started with `gefyra run`, and the bridges, with what is wrong on
+    this machine's side of each. Where the cluster does not answer, the bridges are unknown (exit 4)."""
     async def both(g: Gefyra) -> dict[str, Any]:
         containers = await g.containers()
         try:
-            bridges = await g.bridges()
-        except errors.GefyraError:
-            bridges = []
-        return {"containers": containers, "bridges": bridges}
+            return {"containers": containers, "bridges": await g.bridges(), "problems": []}
+        except errors.ClusterUnreachableError as exc:
+            return {"containers": containers, "bridges": None, "problems": [f"bridges unknown: {exc}"]}
 
     found = _execute(ctx, both)
-    _emit(found, output, lambda r: "\n".join(
-        [f"{c.name:<24} {c.state:<10} {c.namespace:<16} {c.address:<16} {c.image}" for c in r["containers"]]
-        + [f"bridge {b.name}: {b.namespace}/{b.target} -> {b.local} "
-           f"{', '.join(f'{k}:{v}' for k, v in b.ports.items())} {b.phase}"
-           + (f" (only {' and '.join(b.match)})" if b.match else "") for b in r["bridges"]]
-    ) or "no containers")
+
+    def human(r: dict[str, Any]) -> str:
+        lines = [f"{c.name:<24} {c.state:<10} {c.namespace:<16} {c.address:<16} {c.image}" for c in r["containers"]]
+        lines += [f"bridge {b.name}: {b.namespace}/{b.target} -> {b.local} "
+                  f"{', '.join(f'{k}:{v}' for k, v in b.ports.items())} {b.phase}"
+                  + (f" (only {' and '.join(b.match)})" if b.match else "")
+                  + (f"; but {b.problem}" if b.problem else "") for b in r["bridges"] or []]
+        return "\n".join(lines + [f"! {p}" for p in r["problems"]]) or "no containers, no bridges"
+
+    _emit(found, output, human)
+    if found["bridges"] is None:
+        sys.exit(errors.ClusterUnreachableError.exit_code)
 
 
 @main.command()
 @output_option
 @click.pass_context
 def status(ctx: click.Context, output: str | None) -> None:
-    """Show what is installed and connected."""
+    """Show what is installed and connected, measured now (the tunnel's handshake, the server end's
+    pod, the local containers), and every problem found with what to do. Where the cluster does
+    not answer, what is on this machine is shown and the rest is unknown (exit 4)."""
     from gefyra.client.results import Status
 
     result = _execute(ctx, lambda g: g.status())
 
     def human(r: Status) -> str:
         client = r.cluster.client
+        installed = {True: "installed", False: "not installed", None: "unknown"}[r.cluster.installed]
         return "\n".join([
             f"client:     {r.client} ({'connected' if r.connected else 'not connected'})",
             f"runtime:    {r.runtime}",
-            f"cluster:    {r.cluster.api} (gefyra {'installed' if r.cluster.installed else 'not installed'})",
+            f"cluster:    {r.cluster.api} ({'gefyra ' + installed if r.cluster.reachable else 'does not answer'})",
             f"tunnel:     {(client.address if client else None) or '-'} {(client.phase if client else None) or ''}",
             f"cargo:      {r.cargo.state if r.cargo else '-'}",
             f"containers: {len(r.containers)}",
-            f"bridges:    {len(r.bridges)}",
+            f"bridges:    {len(r.bridges) if r.bridges is not None else 'unknown'}",
+            *[f"! {p}" for p in r.problems],
         ])
 
     _emit(result, output, human)
+    if not result.cluster.reachable:
+        sys.exit(errors.ClusterUnreachableError.exit_code)
 
 
 @main.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
+import json
 from typing import Any
 
 from gefyra import errors
@@ -16,17 +17,19 @@ from gefyra.core.engine.orchestrator import OperationContext
 from gefyra.core.engine.waiting import wait_until
 from gefyra.core.kube.cluster import METADATA_ONLY, Cluster
 from gefyra.core.kube.paths import path
+from gefyra.core.model import validation
 from gefyra.core.model.crd import parse_client
 from gefyra.core.model.names import (
     ANNOTATION_LIFECYCLE,
     ANNOTATION_MANIFESTS,
+    ANNOTATION_SHARED,
     CLIENTS,
     CLUSTER_INFO_CONFIGMAP,
     GEFYRA_NAMESPACE,
     LABEL_MANAGED_BY,
     MANAGED_BY,
 )
-from gefyra.core.model.settings import Settings
+from gefyra.core.model.settings import SHARED_DEFAULTS, Settings
 from gefyra.core.model.workload import Pod
 from gefyra.core.spi.tunnel import Tunnel
 
@@ -40,6 +43,40 @@ HOPELESS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "C
 def deployment_path(settings: Settings, tunnel: Tunnel) -> str:
     """The cluster side's Deployment (the operator and the tunnel's server end)."""
     return path("deployments", GEFYRA_NAMESPACE, tunnel.server_side(settings).deployment)
+
+
+async def installed_shared(cluster: Cluster, settings: Settings, tunnel: Tunnel) -> dict[str, int]:
+    """The shared settings the installed cluster side was installed with ({} when it is not
+    installed, or older than this record). Read back from the cluster: checked like any input."""
+    found = await cluster.get(deployment_path(settings, tunnel))
+    text = ((found or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION_SHARED)
+    try:
+        recorded = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+
+    def sound(key: str, value: object) -> bool:
+        if key == "port":
+            return validation.is_port(value)
+        return isinstance(value, int) and not isinstance(value, bool) and 10 <= value <= validation.MAX_SECONDS
+
+    return {k: v for k, v in recorded.items() if k in SHARED_DEFAULTS and sound(k, v)}
+
+
+async def resolve_shared(cluster: Cluster, settings: Settings, tunnel: Tunnel, *, may_change: bool) -> Settings:
+    """``settings`` with the shared settings as installed where not given. Where one is given and
+    differs from the installed one, ConflictError, unless ``may_change`` (an install)."""
+    installed = await installed_shared(cluster, settings, tunnel)
+    conflicts = settings.shared_conflicts(installed)
+    if conflicts and not may_change:
+        shown = ", ".join(f"--{k.replace('_', '-')} {given} (installed: {was})" for k, (given, was) in conflicts.items())
+        raise errors.ConflictError(
+            f"{shown}: the cluster side is shared by every client, and these settings of it change only with an "
+            "install", "leave the flag out to use the installed value, or ask an admin to run "
+            f"`gefyra install --apply {' '.join(f'--{k.replace(chr(95), chr(45))} {g}' for k, (g, _) in conflicts.items())}`")
+    return settings.with_shared(installed)
 
 
 async def installed_lifecycle(cluster: Cluster) -> str | None:

@@ -88,3 +88,11 @@ class RemoveClusterSide(Step[ConnectContext]):
 def down_plan(*, keep_cluster_side: bool = False) -> list[Step[ConnectContext]]:
     steps: list[Step[ConnectContext]] = [RemoveBridges(), RemoveContainers(), RemoveNetwork(), Deregister()]
     return steps if keep_cluster_side else [*steps, RemoveClusterSide()]
+
+
+def local_plan() -> list[Step[ConnectContext]]:
+    """`down` on this machine only, for when the cluster does not answer: the local containers
+    and the network (the cluster's part is left to the operator, or to the next `down`)."""
+    containers = RemoveContainers()
+    containers.needs = frozenset()  # the bridges cannot be removed: the cluster does not answer
+    return [containers, RemoveNetwork()]

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from gefyra._version import __version__
-from gefyra.core.model.names import ANNOTATION_MANIFESTS
-from gefyra.core.model.settings import ENVIRONMENT, Settings, image_overrides
+from gefyra.core.model.names import ANNOTATION_MANIFESTS, ANNOTATION_SHARED
+from gefyra.core.model.settings import ENVIRONMENT, SHARED_DEFAULTS, Settings, image_overrides
 from gefyra.core.spi.tunnel import ServerSide, Tunnel
 
 _FILES = ("crds.yaml", "gefyra.yaml")
@@ -39,7 +39,9 @@ WITH_CLIENTS = "with-clients"
 def cluster_side(settings: Settings, tunnel: Tunnel, lifecycle: str = WITH_CLIENTS) -> list[dict[str, Any]]:
     """All objects of the cluster side, rendered for ``settings``, in apply order. Its Deployment
     carries a digest of them all (lifecycle aside), so that `up` can tell whether the installed
-    cluster side is the wanted one by reading that one object."""
+    cluster side is the wanted one by reading that one object, and the shared settings it was
+    installed with (unset ones in ``settings`` are taken as their defaults here)."""
+    settings = settings.with_shared()
     server = tunnel.server_side(settings)
     values = {
         "operator_image": settings.image("operator"),
@@ -54,7 +56,9 @@ def cluster_side(settings: Settings, tunnel: Tunnel, lifecycle: str = WITH_CLIEN
     anonymous = [*_rendered(key, ""), *_objects(server)]
     _add_server_end(_deployment(anonymous, server.deployment), server, settings)
     digest = hashlib.sha256(json.dumps(anonymous, sort_keys=True).encode()).hexdigest()[:20]
-    _deployment(documents, server.deployment)["metadata"].setdefault("annotations", {})[ANNOTATION_MANIFESTS] = digest
+    annotations = _deployment(documents, server.deployment)["metadata"].setdefault("annotations", {})
+    annotations[ANNOTATION_MANIFESTS] = digest
+    annotations[ANNOTATION_SHARED] = json.dumps({k: getattr(settings, k) for k in SHARED_DEFAULTS}, sort_keys=True)
     return documents
 
 

@@ -26,15 +26,18 @@ class BridgeInfo:
     #: How the interceptor carries it, in its own words (e.g. "in place", "router").
     mode: str = ""
     conditions: list[Condition] = dataclasses.field(default_factory=list)
+    #: What is wrong on this machine's side, measured when asked ("" when nothing): the local
+    #: container is not running, or not on gefyra's network.
+    problem: str = ""
 
     @classmethod
-    def of(cls, bridge: GefyraBridge) -> BridgeInfo:
+    def of(cls, bridge: GefyraBridge, problem: str = "") -> BridgeInfo:
         spec, status = bridge.spec, bridge.status
         return cls(name=bridge.name, local=spec.local_container, target=str(spec.target or "?"),
                    namespace=spec.target.namespace if spec.target else "",
                    ports={str(p.remote): p.local for p in spec.ports}, phase=status.phase or "Pending",
                    pods=list(status.pods), interceptor=spec.interceptor or "", match=[str(m) for m in spec.matches],
-                   mode=status.mode, conditions=list(status.conditions))
+                   mode=status.mode, conditions=list(status.conditions), problem=problem)
 
 
 @dataclasses.dataclass
@@ -57,20 +60,27 @@ class ClientInfo:
 @dataclasses.dataclass
 class ClusterInfo:
     api: str
-    installed: bool
+    #: None where the cluster was not reachable (unknown).
+    installed: bool | None
     client: ClientInfo | None = None
+    reachable: bool = True
 
 
 @dataclasses.dataclass
 class CargoInfo:
+    """The tunnel's local end (cargo, for the built-in tunnel)."""
+
     name: str
     state: str
     latest_handshake: int | None
+    #: Its address on gefyra's network ("" when it is not on it).
+    address: str = ""
 
 
 @dataclasses.dataclass
 class Status:
-    """What is installed and running (no secrets)."""
+    """What is installed and running, as measured when asked (no secrets). ``connected`` is true
+    only when nothing in ``problems`` stands in the way."""
 
     client: str
     runtime: str
@@ -78,7 +88,10 @@ class Status:
     cluster: ClusterInfo
     cargo: CargoInfo | None
     containers: list[LocalContainer]
-    bridges: list[BridgeInfo]
+    #: None where the cluster was not reachable (unknown).
+    bridges: list[BridgeInfo] | None
+    #: What does not work, one line each, with what to do.
+    problems: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

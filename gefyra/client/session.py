@@ -9,20 +9,18 @@ from types import ModuleType, TracebackType
 from typing import Any, Self
 
 from gefyra import errors
-from gefyra.client import bridge, check, cluster_side, down, manifests, run, unbridge, up
+from gefyra.client import bridge, check, cluster_side, down, manifests, run, status, unbridge, up
 from gefyra.client.bridge_objects import bridge_path, list_bridges
 from gefyra.client.lock import client_lock
-from gefyra.client.results import BridgeInfo, CargoInfo, CheckResult, ClientInfo, ClusterInfo, LocalContainer, Status
+from gefyra.client.results import BridgeInfo, CheckResult, LocalContainer, Status
 from gefyra.core.engine.bus import EventBus
 from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.engine.plugins import PluginInfo
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.model import validation
 from gefyra.core.model.crd import parse_bridge
-from gefyra.core.model.names import GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE
 from gefyra.core.model.requests import BridgeRequest, RunRequest
 from gefyra.core.model.settings import Settings
-from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime
 from gefyra.plugins import BUILTIN_PLUGINS
 
 
@@ -66,11 +64,14 @@ class Gefyra:
         return self.orchestrator.plugins()
 
     async def up(self) -> Status:
-        """Connects this machine to the cluster; idempotent. Returns the status afterwards."""
+        """Connects this machine to the cluster; idempotent. Returns the status afterwards. The
+        cluster side's shared settings (port, client timeout) are taken as installed; one given
+        that differs is refused (ConflictError): it changes only with :meth:`install`."""
         cluster, runtime = await self.orchestrator.both()
+        await self._resolve_shared(cluster, may_change=False)
         async with client_lock(self.settings.client_id, self.settings.timeout):
             await self.orchestrator.run_plan("up", up.up_plan(), up.ConnectContext(self.orchestrator, cluster, runtime))
-        return await self._status(cluster, runtime)
+        return await status.measure(self.orchestrator)
 
     def manifests(self) -> list[dict[str, Any]]:
         """The cluster side's objects as an admin installs them (`gefyra install -o yaml`).
@@ -78,10 +79,15 @@ class Gefyra:
         cluster."""
         return manifests.cluster_side(self.settings, self.orchestrator.tunnel(), manifests.INSTALLED)
 
+    async def _resolve_shared(self, cluster: Cluster, *, may_change: bool) -> None:
+        self.orchestrator.settings = await cluster_side.resolve_shared(cluster, self.settings, self.orchestrator.tunnel(),
+                                                                       may_change=may_change)
+
     async def install(self) -> list[str]:
         """Installs or updates the cluster side as an admin's: developers' `down` leaves it in place.
-        Returns the objects applied."""
+        Shared settings not given keep their installed values. Returns the objects applied."""
         cluster = await self.orchestrator.cluster()
+        await self._resolve_shared(cluster, may_change=True)
         await cluster_side.install(up.ConnectContext(self.orchestrator, cluster, self.orchestrator.runtime()),
                                    manifests.INSTALLED)
         return [f"{d['kind']} {d['metadata'].get('namespace', '') + '/' if d['metadata'].get('namespace') else ''}"
@@ -101,11 +107,27 @@ class Gefyra:
 
     async def down(self) -> list[str]:
         """Removes what gefyra made for this client, locally and in the cluster (the whole cluster
-        side when no other client is left). Harmless when nothing is there. Returns what it removed."""
-        cluster, runtime = await self.orchestrator.both()
-        ctx = up.ConnectContext(self.orchestrator, cluster, runtime)
+        side when no other client is left). Harmless when nothing is there. Returns what it removed.
+
+        Where the cluster does not answer, what is on this machine is removed all the same, and
+        ClusterUnreachableError says so and what is left in the cluster."""
+        try:
+            cluster: Cluster | None = await self.orchestrator.cluster()
+        except errors.ClusterUnreachableError as exc:
+            cluster, unreachable = None, exc
+        runtime = await self.orchestrator.engine()
+        ctx = up.ConnectContext(self.orchestrator, cluster or Cluster(self.settings), runtime)
         async with client_lock(self.settings.client_id, self.settings.timeout):
-            await self.orchestrator.run_plan("down", down.down_plan(), ctx)
+            if cluster is not None:
+                await self.orchestrator.run_plan("down", down.down_plan(), ctx)
+            else:
+                await self.orchestrator.run_plan("down-local", down.local_plan(), ctx)
+        if cluster is None:
+            raise errors.ClusterUnreachableError(
+                f"{unreachable.what}; removed here: {', '.join(ctx.removed) or 'nothing'}; left in the cluster: "
+                f"client {self.settings.client_id} and its bridges",
+                "the operator removes a client it has not heard from for the client timeout (60 s unless set at "
+                "install) and gives its workloads back; or run `gefyra down` again once the cluster answers") from unreachable
         return ctx.removed
 
     async def run(self, request: RunRequest) -> LocalContainer:
@@ -116,7 +138,7 @@ class Gefyra:
         info = await runtime.get_container(request.name)
         if info is None:  # --rm and a command that ended at once
             return LocalContainer(request.name, request.image, "removed", request.namespace, "")
-        return await self._local(runtime, info)
+        return await status.local_container(self.orchestrator, runtime, info)
 
     async def bridge(self, request: BridgeRequest) -> BridgeInfo:
         """Sends the traffic of ``request.target``'s ports to the local container ``request.local``."""
@@ -142,20 +164,13 @@ class Gefyra:
         return ctx.removed
 
     async def bridges(self) -> list[BridgeInfo]:
-        """This client's bridges with their state."""
-        cluster = await self.orchestrator.cluster()
-        return [BridgeInfo.of(b) for b in await list_bridges(cluster, self.settings.client_id)]
+        """This client's bridges with their state, and what is wrong on this machine's side."""
+        cluster, runtime = await self.orchestrator.both()
+        return await status.bridges(self.orchestrator, cluster, runtime)
 
     async def containers(self) -> list[LocalContainer]:
         """The local containers started with ``run`` for this client."""
-        runtime = await self.orchestrator.engine()
-        found = await runtime.list_containers({LABEL_CLIENT: self.settings.client_id, LABEL_ROLE: "run"})
-        return [await self._local(runtime, c) for c in found]
-
-    async def _local(self, runtime: ContainerRuntime, info: ContainerInfo) -> LocalContainer:
-        return LocalContainer(name=info.name, image=info.image, state=info.state,
-                              namespace=info.labels.get(LABEL_NAMESPACE, ""),
-                              address=await run.local_address(self.settings, runtime, info))
+        return await status.containers(self.orchestrator, await self.orchestrator.engine())
 
     async def cluster_version(self) -> str | None:
         """The version of the cluster side installed in the cluster (None: not installed)."""
@@ -167,26 +182,10 @@ class Gefyra:
         return str(version) if version else "older than 0.1.0.dev0"
 
     async def status(self) -> Status:
-        """What is installed and running: cluster side, client, tunnel, containers. No secrets."""
-        return await self._status(*await self.orchestrator.both())
-
-    async def _status(self, cluster: Cluster, runtime: ContainerRuntime) -> Status:
-        s, tunnel = self.settings, self.orchestrator.tunnel()
-        installed = await cluster.namespace_exists(GEFYRA_NAMESPACE)
-        registered = await up.get_client(cluster, s.client_id) if installed else None
-        local_end_info = None
-        local_end = await runtime.get_container(tunnel.local_name(s))
-        if local_end is not None:
-            handshake = await tunnel.latest_handshake(runtime, local_end.name) if local_end.running else None
-            local_end_info = CargoInfo(local_end.name, local_end.state, handshake)
-        return Status(
-            client=s.client_id, runtime=runtime.name,
-            connected=bool(registered and local_end and local_end.running and registered.status.phase == "Active"),
-            cluster=ClusterInfo(api=cluster.server, installed=installed,
-                                client=ClientInfo(registered.status.address or None, registered.status.phase or None)
-                                if registered else None),
-            cargo=local_end_info, containers=await self.containers(),
-            bridges=await self.bridges() if installed else [])
+        """What is installed and running, measured now: cluster side, client, tunnel, containers,
+        bridges, and every problem found (no secrets). Works without the cluster too (its part is
+        then unknown)."""
+        return await status.measure(self.orchestrator)
 
     async def check(self) -> list[CheckResult]:
         """Checks what `up` needs, before `up` (gefyra.client.check); each result says what is

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from gefyra import errors
 from gefyra.client import bridge, bridge_objects, cluster_side, manifests, tunnel_endpoint
@@ -24,7 +25,7 @@ from gefyra.core.engine.waiting import wait_until
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.model.crd import ClientStatus, GefyraClient, client_body, parse_client
-from gefyra.core.model.names import CLIENTS, GEFYRA_NAMESPACE, LABEL_PUBLIC_KEY, LABEL_ROUTES
+from gefyra.core.model.names import CLIENTS, GEFYRA_NAMESPACE, LABEL_ENDPOINT, LABEL_PUBLIC_KEY, LABEL_ROUTES
 from gefyra.core.spi.tunnel import KeyPair, LocalEnd, Tunnel
 
 
@@ -87,11 +88,19 @@ class RegisterClient(Step[ConnectContext]):
     provides = frozenset({"client"})
 
     async def verify(self, ctx: ConnectContext) -> bool:
+        """This client is registered and active, and its local end runs with the registered key, on
+        gefyra's network (an engine keeps a container running when its network is removed), and
+        sends to the endpoint asked for (``--host``, the installed port)."""
         found = await get_client(ctx.cluster, ctx.settings.client_id)
         local_end = await ctx.runtime.get_container(ctx.local_end)
         if not found or not local_end or not local_end.running:
             return False
-        return local_end.labels.get(LABEL_PUBLIC_KEY) == found.public_key and found.status.phase == "Active"
+        ctx.endpoint = local_end.labels.get(LABEL_ENDPOINT, "")
+        host, _, port = ctx.endpoint.rpartition(":")
+        return (local_end.labels.get(LABEL_PUBLIC_KEY) == found.public_key and found.status.phase == "Active"
+                and bool(local_end.addresses.get(ctx.settings.network_name))
+                and await ctx.runtime.get_network(ctx.settings.network_name) is not None
+                and (ctx.settings.host is None or host == ctx.settings.host) and port == str(ctx.settings.port))
 
     async def apply(self, ctx: ConnectContext) -> None:
         keys = ctx.keys = ctx.tunnel.generate_keys()
@@ -161,6 +170,8 @@ class ServerEnd(Step[ConnectContext]):
             current = await ctx.cluster.get(wanted)
             if cluster_side.is_ready(current, wanted):
                 return True
+            if current is not None and (current.get("spec") or {}).get("replicas") == 0:
+                await self._scale_up(ctx, wanted)
             failure = await cluster_side.why_not_starting(ctx.cluster, current, wanted["metadata"]["name"])
             if failure:
                 raise errors.ReadinessTimeoutError(f"the tunnel's server end cannot start: {failure}",
@@ -170,6 +181,17 @@ class ServerEnd(Step[ConnectContext]):
         await wait_until(ready, ctx.settings.timeout, errors.ReadinessTimeoutError(
             f"the tunnel's server end did not become ready within {ctx.settings.timeout:.0f}s",
             "check `kubectl -n gefyra describe pod` and the operator's log"), 0.2)
+
+    async def _scale_up(self, ctx: ConnectContext, wanted: dict[str, Any]) -> None:
+        """Someone scaled the cluster side to 0: it runs no pod that could become ready."""
+        name = wanted["metadata"]["name"]
+        await ctx.progress(self.name, f"deploy/{name} is scaled to 0: scaling it to 1")
+        try:
+            await ctx.cluster.patch(wanted, {"spec": {"replicas": 1}})
+        except errors.ForbiddenError as exc:
+            raise errors.ForbiddenError(
+                f"gefyra's cluster side (deploy/{name} in namespace gefyra) is scaled to 0, and these credentials "
+                "may not scale it", f"ask an admin to run `kubectl -n gefyra scale deploy/{name} --replicas=1`") from exc
 
 
 class LocalEndStep(Step[ConnectContext]):
@@ -196,7 +218,8 @@ class LocalEndStep(Step[ConnectContext]):
         await ctx.progress(self.name, f"tunnel endpoint {ctx.endpoint} ({chosen.why})")
         await tunnel.start_local_end(ctx.runtime, settings, LocalEnd(
             name=ctx.local_end, network=settings.network_name,
-            labels=settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes)},
+            labels=settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes),
+                                               LABEL_ENDPOINT: ctx.endpoint},
             keys=ctx.keys, address=ctx.status.address, server_public_key=ctx.status.server_public_key,
             endpoint=ctx.endpoint, routes=routes, mtu=settings.tunnel_mtu, dns=dns,
             network_address=local_network.reserved if local_network else ""))
@@ -218,7 +241,13 @@ class TunnelProbe(Step[ConnectContext]):
             await ctx.tunnel.wait_connected(ctx.runtime, ctx.local_end, (api_ip, 443),
                                             min(self.TIMEOUT, ctx.settings.timeout))
         except errors.ReadinessTimeoutError as exc:
-            raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {ctx.endpoint}/udp)", exc.hint) from exc
+            if await ctx.tunnel.latest_handshake(ctx.runtime, ctx.local_end) is None:
+                raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {ctx.endpoint or 'unknown'})", exc.hint) from exc
+            # The ends found each other: the path is fine, what is behind them is not.
+            raise errors.ReadinessTimeoutError(
+                f"the tunnel's ends shake hands (endpoint {ctx.endpoint}), but no connection to the cluster's API "
+                f"Service {api_ip}:443 passes through it", "make the local end anew: `gefyra down`, then `gefyra up`; "
+                "if that does not help, see the operator's log") from exc
 
 
 class SteerAgain(Step[ConnectContext]):

@@ -82,7 +82,8 @@ def gefyra_dns(settings: Settings) -> Dns | None:
 def gefyra_plan_steps(operation: str, settings: Settings) -> list[Step] | None:  # type: ignore[type-arg]
     """Returns extra steps for an operation's plan, or None.
 
-    :param operation: ``"up"``, ``"down"``, ``"run"``, ``"bridge"`` or ``"unbridge"``.
+    :param operation: ``"up"``, ``"down"``, ``"down-local"`` (`down` while the cluster does not
+        answer: this machine only), ``"run"``, ``"bridge"`` or ``"unbridge"``.
     :param settings: the resolved settings.
     :return: :class:`~gefyra.core.engine.steps.Step` objects. Each declares what it ``needs`` and
         ``provides`` (names of facts; the built-in steps' facts are listed in their modules); the

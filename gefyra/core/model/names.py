@@ -17,6 +17,8 @@ LABEL_NAMESPACE: Final = "gefyra.dev/namespace"
 LABEL_NETNS: Final = "gefyra.dev/network-holder"
 #: On the tunnel's local end: the public key it runs with (private keys never go into labels).
 LABEL_PUBLIC_KEY: Final = "gefyra.dev/public-key"
+#: On the tunnel's local end: HOST:PORT of the server end it sends to (`up --host` changes it).
+LABEL_ENDPOINT: Final = "gefyra.dev/endpoint"
 #: On the tunnel's local end: the ranges it routes into the tunnel (space separated), for `run`.
 LABEL_ROUTES: Final = "gefyra.dev/cluster-routes"
 
@@ -28,6 +30,9 @@ PROTECTED_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-nod
 ANNOTATION_LIFECYCLE: Final = "gefyra.dev/lifecycle"
 #: On the cluster side's Deployment: a digest of its manifests, to tell an outdated install.
 ANNOTATION_MANIFESTS: Final = "gefyra.dev/manifests"
+#: On the cluster side's Deployment: the shared settings it was installed with (JSON), which every
+#: client's `up` takes over.
+ANNOTATION_SHARED: Final = "gefyra.dev/shared-settings"
 #: What the tunnel routes and where cluster DNS is: written at install for developers who may not
 #: discover it themselves.
 CLUSTER_INFO_CONFIGMAP: Final = "gefyra-cluster"

@@ -45,6 +45,12 @@ def image_overrides() -> dict[str, str]:
             if k.startswith("GEFYRA_IMAGE_") and k not in _IMAGE_SETTINGS and v}
 
 
+#: The settings of the cluster side that all clients share, with their defaults. They change only
+#: with `install` (or the `up` that installs); every other `up` takes them as installed, and one
+#: that names a different value is refused (None in Settings: as installed, else the default).
+SHARED_DEFAULTS: dict[str, int] = {"port": 31820, "client_timeout": 60}
+
+
 @dataclasses.dataclass
 class Settings:
     """Checked when made and again when a :class:`gefyra.Gefyra` takes them (:meth:`validate`)."""
@@ -56,10 +62,11 @@ class Settings:
     #: The tunnel backend's name, None for the default.
     tunnel: str | None = dataclasses.field(default_factory=lambda: _env("tunnel"))
     client_id: str = dataclasses.field(default_factory=lambda: _env("client_id") or default_client_id())
-    #: Address and port at which this machine reaches the tunnel's server end; the host is chosen
-    #: from what the cluster says when not given (gefyra.client.tunnel_endpoint).
+    #: Address at which this machine reaches the tunnel's server end; chosen from what the cluster
+    #: says when not given (gefyra.client.tunnel_endpoint).
     host: str | None = None
-    port: int = 31820
+    #: The port of the tunnel's server end on the nodes (shared: see SHARED_DEFAULTS).
+    port: int | None = None
     #: Where gefyra's images come from: ``REGISTRY/PREFIX/COMPONENT:TAG`` (no registry: the
     #: engine's and the cluster's default registry), the tag gefyra's version. One image can be
     #: named outright in GEFYRA_IMAGE_<COMPONENT> (e.g. GEFYRA_IMAGE_OPERATOR).
@@ -70,9 +77,11 @@ class Settings:
     #: Cluster ranges routed through the tunnel; discovered from the cluster when empty.
     service_cidr: str | None = dataclasses.field(default_factory=lambda: _env("service_cidr"))
     pod_cidrs: list[str] = dataclasses.field(default_factory=list)
+    #: The MTU of this client's end of the tunnel.
     tunnel_mtu: int = 1340
-    #: Seconds after which the operator treats a silent client as gone (and removes its bridges).
-    client_timeout: int = 60
+    #: Seconds after which the operator treats a silent client as gone, and removes its bridges
+    #: (shared: see SHARED_DEFAULTS).
+    client_timeout: int | None = None
     timeout: float = 120.0
 
     def __post_init__(self) -> None:
@@ -90,7 +99,8 @@ class Settings:
             v.context_name(self.context, name("context"))
         if self.host is not None:
             v.host(self.host, name("host"))
-        v.port_number(self.port, name("port"))
+        if self.port is not None:
+            v.port_number(self.port, name("port"))
         if self.registry is not None:
             v.registry(self.registry, name("registry"))
         for variable, value in image_overrides().items():
@@ -102,7 +112,9 @@ class Settings:
             v.cidr(self.service_cidr, name("service_cidr"))
         v.cidrs(self.pod_cidrs, name("pod_cidrs"))
         v.whole_number_value(self.tunnel_mtu, name("tunnel_mtu"), "MTU", 576, 9000)
-        v.whole_number_value(self.client_timeout, name("client_timeout"), "client timeout", 10, validation.MAX_SECONDS)
+        if self.client_timeout is not None:
+            v.whole_number_value(self.client_timeout, name("client_timeout"), "client timeout", 10,
+                                 validation.MAX_SECONDS)
         v.seconds_value(self.timeout, name("timeout"))
 
     @staticmethod
@@ -110,6 +122,21 @@ class Settings:
         """``Settings.client_id (GEFYRA_CLIENT_ID)``: where a bad value came from."""
         env = ENVIRONMENT.get(field)
         return f"Settings.{field}" + (f" ({env})" if env else "")
+
+    def with_shared(self, installed: dict[str, int] | None = None) -> Settings:
+        """These settings with every shared setting resolved: as given, else as ``installed``, else
+        the default. (Whether a given one may differ from the installed one is the caller's
+        question: :meth:`shared_conflicts`.)"""
+        installed = installed or {}
+        resolved = {k: getattr(self, k) if getattr(self, k) is not None else installed.get(k, default)
+                    for k, default in SHARED_DEFAULTS.items()}
+        return dataclasses.replace(self, port=resolved["port"], client_timeout=resolved["client_timeout"])
+
+    def shared_conflicts(self, installed: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """The shared settings given here that differ from the ``installed`` ones: name ->
+        (given, installed)."""
+        return {k: (getattr(self, k), installed[k]) for k in SHARED_DEFAULTS
+                if getattr(self, k) is not None and k in installed and getattr(self, k) != installed[k]}
 
     def image(self, component: str) -> str:
         """The image of one of gefyra's components (``operator``, or one a backend names)."""

@@ -88,6 +88,9 @@ class Tunnel(abc.ABC):
     #: server end's address in it.
     network: str = ""
     server_address: str = ""
+    #: Seconds after the last sign of life from the server end (:meth:`latest_handshake`) at which
+    #: the tunnel counts as broken.
+    stale_after: float = 180.0
 
     @abc.abstractmethod
     def server_side(self, settings: Settings) -> ServerSide:

@@ -74,11 +74,16 @@ def _env_file(values: Mapping[str, str]) -> bytes:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()).encode()
 
 
+#: The MTU of stowaway's interface (each client's end has its own, Settings.tunnel_mtu): a
+#: shared setting of the cluster side that no client needs to change.
+SERVER_MTU = 1340
+
+
 @functools.lru_cache(maxsize=8)
-def _server_side(image: str, mtu: int, port: int) -> ServerSide:
+def _server_side(image: str, port: int) -> ServerSide:
     """stowaway's part of the cluster side (server-side.yaml beside this module)."""
     template = (resources.files("gefyra.plugins.wireguard") / "server-side.yaml").read_text()
-    text = string.Template(template).substitute(image=image, mtu=str(int(mtu)), port=str(checked_port(port)),
+    text = string.Template(template).substitute(image=image, mtu=str(SERVER_MTU), port=str(checked_port(port)),
                                                 server_address=f"{TUNNEL_SERVER_ADDRESS}/16")
     found = yaml.safe_load(text)
     operator = found.get("operator") or {}
@@ -105,7 +110,9 @@ class WireGuardTunnel(Tunnel):
         return f"gefyra-cargo-{settings.client_id}"
 
     def server_side(self, settings: Settings) -> ServerSide:
-        return _server_side(settings.image("stowaway"), settings.tunnel_mtu, settings.port)
+        port = settings.with_shared().port
+        assert port is not None  # with_shared resolves it
+        return _server_side(settings.image("stowaway"), port)
 
     def server(self) -> WireGuardServer:
         return WireGuardServer()
