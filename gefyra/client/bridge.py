@@ -17,6 +17,8 @@ import hashlib
 import re
 from collections.abc import Callable
 
+import anyio
+
 from gefyra import errors
 from gefyra.client.bridge_objects import bridge_path, list_bridges, operator_logs
 from gefyra.client.run import local_address, running_local_end
@@ -27,7 +29,7 @@ from gefyra.core.engine.waiting import wait_until
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.kube.workloads import read_workload
-from gefyra.core.model.conditions import INVALID, READY
+from gefyra.core.model.conditions import FAILING, INVALID, READY
 from gefyra.core.model.crd import (
     BridgeSpec,
     BridgeTarget,
@@ -39,7 +41,7 @@ from gefyra.core.model.crd import (
     conflict,
     parse_bridge,
 )
-from gefyra.core.model.names import ANNOTATION_STEERED
+from gefyra.core.model.names import ANNOTATION_STEERED, LABEL_ROLE
 from gefyra.core.model.requests import BridgeRequest
 from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER
 from gefyra.core.model.settings import Settings
@@ -86,10 +88,39 @@ class CheckLocal(Step[BridgeContext]):
         if local is None or not local.running:
             raise errors.NotFoundError(f"local container {request.local} is not running",
                                        "start it with `gefyra run` first")
+        if local.labels.get(LABEL_ROLE) != "run":
+            raise errors.UsageError(f"{request.local} is not a container of `gefyra run` (it is "
+                                    f"{'part of gefyra' if local.labels.get(LABEL_ROLE) else 'not gefyra'}'s)",
+                                    "bridge to the container you started with `gefyra run -N NAME`")
         ctx.address = await local_address(settings, ctx.runtime, local)
         if not ctx.address:
             raise errors.UsageError(f"local container {request.local} is not on gefyra's network "
                                     f"{settings.network_name}", "start it with `gefyra run`")
+        await self._listens(ctx)
+
+    LISTEN_WAIT = 5.0
+
+    async def _listens(self, ctx: BridgeContext) -> None:
+        """Every local port takes connections (from the tunnel's local end, as the bridged traffic
+        will come); an application that is still starting gets a few seconds."""
+        tunnel, ports = ctx.orchestrator.tunnel(), sorted(set(ctx.request.ports.values()))
+
+        async def closed() -> list[int]:
+            opened = await tunnel.connects(ctx.runtime, ctx.local_end, [(ctx.address, p) for p in ports])
+            return [p for p, ok in zip(ports, opened, strict=True) if not ok]
+
+        not_yet = await closed()
+        if not_yet:
+            await ctx.progress(self.name, f"waiting up to {self.LISTEN_WAIT:.0f} s for {ctx.request.local} to listen "
+                                          f"on port {', '.join(map(str, not_yet))}")
+            with anyio.move_on_after(self.LISTEN_WAIT):
+                while not_yet := await closed():
+                    await anyio.sleep(0.5)
+        if not_yet:
+            raise errors.UsageError(
+                f"local container {ctx.request.local} takes no connection on port {', '.join(map(str, not_yet))}",
+                "is the application listening there? -p REMOTE:LOCAL names the container port in the cluster, then "
+                "the local container's port")
 
 
 class CheckTarget(Step[BridgeContext]):
@@ -290,6 +321,10 @@ async def _wait_for(ctx: BridgeContext, wanted: Callable[[GefyraBridge], bool], 
         if invalid:
             raise errors.UsageError(f"the operator refused the bridge: {invalid.message}",
                                     "fix the target or the ports, then bridge again")
+        failing = next((c for c in found.status.conditions if c.type == READY and c.reason == FAILING), None)
+        if failing is not None:
+            raise errors.ReadinessTimeoutError(f"the bridge cannot become ready: {failing.message}",
+                                               "see README: What gefyra installs and may do (images, admission)")
         return found if wanted(found) else None
 
     return await wait_until(satisfied, timeout, errors.ReadinessTimeoutError(f"{what} within {timeout:.0f}s",

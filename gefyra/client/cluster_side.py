@@ -35,9 +35,6 @@ from gefyra.core.spi.tunnel import Tunnel
 
 _NAMESPACE_PATH = path("namespaces", name=GEFYRA_NAMESPACE)
 _CLUSTER_NETWORK_PATH = path("configmaps", GEFYRA_NAMESPACE, CLUSTER_INFO_CONFIGMAP)
-#: Waiting reasons of a container that will not start by waiting longer.
-HOPELESS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
-                      "CreateContainerError", "ErrImageNeverPull"})
 
 
 def deployment_path(settings: Settings, tunnel: Tunnel) -> str:
@@ -216,8 +213,4 @@ async def why_not_starting(cluster: Cluster, deployment: dict[str, Any] | None, 
         if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
             return str(condition.get("message", ""))[:300]
     pods = await cluster.objects(path("pods", GEFYRA_NAMESPACE), label_selector=f"app.kubernetes.io/name={name}")
-    for pod in map(Pod.of, pods):
-        for state in pod.statuses:
-            if state.waiting in HOPELESS:
-                return f"container {state.name}, image {state.image}: {state.waiting}: {state.message[:200]}"
-    return None
+    return next((s.cannot_start for p in map(Pod.of, pods) for s in p.statuses if s.cannot_start), None)

@@ -19,46 +19,15 @@ import dataclasses
 import structlog
 
 from gefyra import errors
+from gefyra.client.environment import workload_environment
 from gefyra.core.engine.orchestrator import OperationContext
 from gefyra.core.engine.steps import Step
-from gefyra.core.kube.cluster import Cluster
-from gefyra.core.kube.workloads import live_pods
 from gefyra.core.model.names import LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROUTES
 from gefyra.core.model.requests import RunRequest
 from gefyra.core.model.settings import Settings
-from gefyra.core.model.workload import Pod, parse_workload
 from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
 
 log = structlog.get_logger(__name__)
-
-
-async def _workload_pod(cluster: Cluster, namespace: str, kind: str, name: str) -> Pod:
-    try:
-        pods = await live_pods(cluster, namespace, kind, name)
-    except errors.NotFoundError as exc:
-        raise errors.NotFoundError(f"{kind} {name} in namespace {namespace} not found") from exc
-    running = [p for p in pods if p.phase == "Running"]
-    if not running:
-        raise errors.NotFoundError(f"{kind} {name} in namespace {namespace} has no running pod",
-                                   "wait until it runs, or choose another workload")
-    return running[0]
-
-
-async def workload_env(cluster: Cluster, namespace: str, ref: str) -> dict[str, str]:
-    """The environment of a running container of the workload ``ref`` (as ``env`` prints it)."""
-    kind, name, container = parse_workload(ref)
-    pod = await _workload_pod(cluster, namespace, kind, name)
-    names = [c.name for c in pod.containers]
-    container = container or names[0]
-    if container not in names:
-        raise errors.NotFoundError(f"{kind} {name} has no container {container!r}", f"its containers: {', '.join(names)}")
-    output = await cluster.exec(namespace, pod.name, container, ["env"])
-    env = {}
-    for line in output.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key not in ("HOSTNAME", "HOME", "PATH"):
-            env[key] = value
-    return env
 
 
 async def running_local_end(ctx: OperationContext) -> ContainerInfo:
@@ -130,7 +99,10 @@ class Environment(Step[RunContext]):
 
     async def apply(self, ctx: RunContext) -> None:
         assert ctx.request.env_from is not None
-        ctx.env = await workload_env(ctx.cluster, ctx.request.namespace, ctx.request.env_from) | ctx.request.env
+        found = await workload_environment(ctx.cluster, ctx.request.namespace, ctx.request.env_from)
+        for note in found.notes:
+            await ctx.progress(self.name, note)
+        ctx.env = found.variables | ctx.request.env
 
 
 def holder_name(name: str) -> str:

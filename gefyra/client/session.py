@@ -97,11 +97,15 @@ class Gefyra:
         """Removes the cluster side for every client: all bridges first (their workloads are given
         back), then every object. Returns what it removed."""
         cluster = await self.orchestrator.cluster()
-        ctx = up.ConnectContext(self.orchestrator, cluster, self.orchestrator.runtime())
         if await cluster_side.installed_lifecycle(cluster) is None:
             return []
+        try:  # only to stop steering this machine's own bridges: an admin may have no engine
+            runtime, steering = await self.orchestrator.engine(), True
+        except errors.EngineUnavailableError:
+            runtime, steering = self.orchestrator.runtime(), False
+        ctx = up.ConnectContext(self.orchestrator, cluster, runtime)
         names = [b.name for b in await list_bridges(cluster)]
-        removed = [f"bridge {name}" for name in await unbridge.remove_bridges(ctx, names)]
+        removed = [f"bridge {name}" for name in await unbridge.remove_bridges(ctx, names, steering=steering)]
         await cluster_side.remove(cluster, self.settings, self.orchestrator.tunnel(), self.settings.timeout)
         return [*removed, "cluster side"]
 

@@ -39,12 +39,13 @@ class RemoveBridge(Step[UnbridgeContext]):
         ctx.removed += await remove_bridges(ctx, [self.bridge])
 
 
-async def remove_bridges(ctx: OperationContext, names: list[str]) -> list[str]:
+async def remove_bridges(ctx: OperationContext, names: list[str], *, steering: bool = True) -> list[str]:
     """Deletes the bridges ``names`` and returns once the operator let them go (restored), within
     the settings' timeout: a pod whose container was swapped often waits out kubelet's restart
     back-off (10 s, 20 s, 40 s, ...) before its own container runs again. Without a running
     operator the client gives the workloads back itself, as far as its rights go, and lets the
-    objects go."""
+    objects go. This client's bridges stop being steered in its local end (unless ``steering`` is
+    False: no engine to reach); other clients' bridges are steered on their machines."""
     cluster, timeout, tunnel = ctx.cluster, ctx.settings.timeout, ctx.orchestrator.tunnel()
     removed: list[GefyraBridge] = []
     for name in names:
@@ -53,7 +54,8 @@ async def remove_bridges(ctx: OperationContext, names: list[str]) -> list[str]:
             continue
         bridge = parse_bridge(found)
         await cluster.delete(bridge_path(name), foreground=False)
-        await tunnel.unsteer(ctx.runtime, tunnel.local_name(ctx.settings), list(bridge.status.proxy_ports.values()))
+        if steering and bridge.spec.client == ctx.settings.client_id:
+            await tunnel.unsteer(ctx.runtime, tunnel.local_name(ctx.settings), list(bridge.status.proxy_ports.values()))
         removed.append(bridge)
     gone = [b.name for b in removed]
 

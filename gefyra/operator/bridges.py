@@ -33,7 +33,7 @@ from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.kube.cluster import MERGE_PATCH, Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.kube.workloads import read_workload
-from gefyra.core.model.conditions import INVALID, READY, RESTORED, RESTORING, with_condition
+from gefyra.core.model.conditions import FAILING, INVALID, READY, RESTORED, RESTORING, with_condition
 from gefyra.core.model.crd import BridgeStatus, GefyraBridge, PortClaim, conflict, parse_bridge, status_patch
 from gefyra.core.model.names import BRIDGE_FINALIZER, BRIDGES, GEFYRA_NAMESPACE, PROXY_PORTS, STEER_BOUND
 from gefyra.core.model.routing import Forward, Route, RouteState, Target
@@ -314,8 +314,8 @@ class Bridges:
 
     async def _report(self, member: _Member, state: RouteState) -> None:
         conditions = with_condition(member.status.conditions, INVALID, False, "TargetAccepted")
-        conditions = with_condition(conditions, READY, state.ready, "Forwarding" if state.ready else "TakingOver",
-                                    state.message)
+        reason = "Forwarding" if state.ready else FAILING if state.failure else "TakingOver"
+        conditions = with_condition(conditions, READY, state.ready, reason, state.failure or state.message)
         await self._set_status(member, pods=state.pods, pod_namespace=state.namespace, services=state.services,
                                mode=state.mode, phase="Active" if state.ready else "Pending", message="",
                                conditions=conditions)

@@ -13,6 +13,8 @@ READY: Final = "Ready"  # every live pod of the target forwards to the client
 INVALID: Final = "Invalid"  # the bridge cannot be made; the reason is in the message
 RESTORING: Final = "Restoring"  # the bridge is going away; pods get their containers back
 RESTORED: Final = "Restored"  # every pod runs its own container again
+#: The reason of a False Ready condition that waiting will not change (the message says why).
+FAILING: Final = "Failing"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +36,8 @@ class Condition:
         return cls(data["type"], data["status"], text["reason"], text["message"], text["lastTransitionTime"])
 
     def to_json(self) -> dict[str, str]:
-        return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message,
-                "lastTransitionTime": self.last_transition_time}
+        found = {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message}
+        return found | ({"lastTransitionTime": self.last_transition_time} if self.last_transition_time else {})
 
 
 def parse_conditions(value: Any) -> tuple[Condition, ...]:

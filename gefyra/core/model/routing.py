@@ -87,6 +87,9 @@ class RouteState:
     #: How it is carried, for people ("in place", "router", ...).
     mode: str = ""
     message: str = ""
+    #: Why it cannot become ready by waiting ("" while it may), e.g. the interceptor's pods cannot
+    #: pull their image: the operator reports it, and the client stops waiting.
+    failure: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,6 +100,11 @@ class Container:
         return None
 
 
+#: Waiting reasons of a container that will not start by waiting longer.
+CANNOT_START = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+                          "CreateContainerError", "ErrImageNeverPull"})
+
+
 @dataclasses.dataclass(frozen=True)
 class ContainerStatus:
     name: str
@@ -112,6 +117,13 @@ class ContainerStatus:
     #: Why it waits (``ImagePullBackOff``, ``CrashLoopBackOff``, ...), "" when it does not.
     waiting: str = ""
     message: str = ""
+
+    @property
+    def cannot_start(self) -> str:
+        """Why the container will not start by waiting longer ("" when it may)."""
+        if self.waiting not in CANNOT_START:
+            return ""
+        return f"container {self.name}, image {self.image}: {self.waiting}: {self.message[:200]}"
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ContainerStatus:

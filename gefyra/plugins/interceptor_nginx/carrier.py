@@ -138,10 +138,12 @@ class InPlace:
         states = {}
         for route in routes:
             ready = bool(pods) and len(forwarding[route.bridge]) == len(pods) and serving
+            stuck = [s.cannot_start for p in pods if (s := p.status(route.container)) is not None and s.cannot_start]
             states[route.bridge] = RouteState(
                 ready=ready, pods=tuple(sorted(forwarding[route.bridge])), namespace=target.namespace,
                 sources=tuple(sorted(p.ip for p in pods if p.ip)),
-                mode="in place", message=f"{len(forwarding[route.bridge])} of {len(pods)} pods forward to the client")
+                mode="in place", message=f"{len(forwarding[route.bridge])} of {len(pods)} pods forward to the client",
+                failure=f"carrier cannot start in the target's pods: {stuck[0]}" if stuck and not ready else "")
         return states, settled
 
     async def _take_over(self, cluster: Cluster, pod: Pod, route: Route) -> bool:

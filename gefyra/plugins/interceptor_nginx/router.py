@@ -35,7 +35,7 @@ from gefyra.core.kube.paths import path, workload_path
 from gefyra.core.model.names import GEFYRA_NAMESPACE, LABEL_MANAGED_BY, MANAGED_BY
 from gefyra.core.model.routing import Route, RouteState, Target
 from gefyra.core.model.validation import is_dns_subdomain
-from gefyra.core.model.workload import WORKLOAD_KINDS
+from gefyra.core.model.workload import WORKLOAD_KINDS, Pod
 from gefyra.core.spi.interceptor import InvalidRoute
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 from gefyra.plugins.interceptor_nginx.routing import Listener, router_config
@@ -275,12 +275,26 @@ class Router:
         switched = bool(serving) and all([await self._switched(cluster, target.namespace, s, name)
                                           for s in layout.services])
         ready = switched and len(current) == len(ips)
+        failure = "" if ready else await self._failure(cluster, name, routers)
         states = {r.bridge: RouteState(
             ready=ready, pods=tuple(sorted(p["metadata"]["name"] for p in routers)), namespace=GEFYRA_NAMESPACE,
             sources=tuple(sorted(ips)), services=tuple(sorted(layout.routed[r.bridge])), mode="router",
             message=f"{len(current)} of {REPLICAS} routers carry the bridge"
-                    + ("" if switched else "; the Services do not lead to them yet")) for r in routes}
+                    + ("" if switched else "; the Services do not lead to them yet"), failure=failure) for r in routes}
         return states, bool(ips) and len(current) == len(ips)
+
+    async def _failure(self, cluster: Cluster, name: str, routers: list[dict[str, Any]]) -> str:
+        """Why the router will not run by waiting longer (its pods cannot pull their image, or
+        admission refuses them), or ""."""
+        for pod in map(Pod.of, routers):
+            for state in pod.statuses:
+                if state.cannot_start:
+                    return f"the router's pods cannot start: {state.cannot_start}"
+        found = await cluster.get(path("deployments", GEFYRA_NAMESPACE, name))
+        for condition in ((found or {}).get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+                return f"the router's pods cannot be made: {str(condition.get('message', ''))[:300]}"
+        return ""
 
     async def _router_pods(self, cluster: Cluster, name: str) -> list[dict[str, Any]]:
         """The router's pods that run and have an address (not those on their way out)."""
