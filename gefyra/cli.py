@@ -88,7 +88,8 @@ def _label(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
 
 def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *, exit_on_error: bool = True) -> T:
     """Runs an async operation with progress on stderr; errors become one line and an exit code
-    (or, with ``exit_on_error=False``, are raised to the caller)."""
+    (or, with ``exit_on_error=False``, are raised to the caller). An interrupt (Ctrl-C) says what
+    the operation did, undid and left (from its steps' events)."""
     import anyio
 
     from gefyra import logs, progress
@@ -97,9 +98,11 @@ def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *,
     logs.configure(ctx.obj["log_format"], ctx.obj["verbose"])
     settings: Settings = ctx.obj["settings"]
     show: progress.Renderer | None = None
+    ledger = progress.Ledger()
 
     async def main() -> T:
         async with Gefyra(settings) as g:
+            g.bus.subscribe(ledger)
             if show is not None:
                 g.bus.subscribe(show)
             return await operation(g)
@@ -112,7 +115,7 @@ def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *,
             raise
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted; what was begun has been undone", err=True)
+        click.echo(ledger.interrupted(ctx.command.name or "gefyra"), err=True)
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line, the traceback only with -v
         if ctx.obj["verbose"]:
@@ -410,7 +413,11 @@ def _match_options(command: F) -> F:
 @click.option("-p", "--port", "ports", multiple=True, required=True, callback=_checked(validation.bridge_ports),
               help="REMOTE:LOCAL container ports. Repeatable.")
 @click.option("--interceptor", metavar="NAME", callback=_label("interceptor"),
-              help="What takes the target container's place (default: nginx), or one a plugin provides.")
+              help="What takes the workload's traffic (default: nginx), or one a plugin provides.")
+@click.option("--in-place", is_flag=True,
+              help="Global bridge that also takes connections to the pods' own IPs: the target container is "
+                   "swapped in every pod, so it restarts now and at unbridge (kubelet's back-off grows with each "
+                   "restart). Without it, what reaches the workload's Services is taken and no pod restarts.")
 @_match_options
 @click.option("--timeout", default="60", callback=_checked(validation.seconds),
               help="Seconds to wait until the bridge carries traffic.")
@@ -418,11 +425,13 @@ def _match_options(command: F) -> F:
 @output_option
 @click.pass_context
 def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str, ports: dict[int, int], interceptor: str | None,
-           timeout: float, no_wait: bool, output: str | None, **conditions: list[tuple[str, str]]) -> None:
+           in_place: bool, timeout: float, no_wait: bool, output: str | None, **conditions: list[tuple[str, str]]) -> None:
     """Send the traffic of a workload's ports in the cluster to a local container: all of it, or
     with --match-* (a personal bridge) only the HTTP requests that meet every condition given; the
     others stay with the workload in the cluster. Several developers' personal bridges can share
     a workload: the first one (in the order they were made) whose conditions hold gets a request.
+    The workload's pods are not touched (the traffic through its Services is taken), unless
+    --in-place.
 
     \b
     gefyra bridge -N api --target deploy/api -p 8080:8080
@@ -435,7 +444,8 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
     matches = [Match(kind, value, header) for kind in MATCH_KINDS
                for header, value in conditions[f"match_{kind.replace('-', '_')}"]]
     request = BridgeRequest(local=local, target=target, ports=ports, namespace=_namespace(ctx, namespace),
-                            interceptor=interceptor, matches=matches, wait=not no_wait, timeout=timeout)
+                            interceptor=interceptor, matches=matches, in_place=in_place, wait=not no_wait,
+                            timeout=timeout)
     result = _execute(ctx, lambda g: g.bridge(request))
     _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name}"
                                     + (f"; only requests with {' and '.join(r.match)}" if r.match else "") + ")")

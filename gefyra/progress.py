@@ -84,3 +84,49 @@ def renderer(quiet: bool) -> Iterator[Renderer | None]:
         live = _Live()
         with live.progress:
             yield live
+
+
+class Ledger:
+    """What an operation did, step by step, from its events: on an interrupt (Ctrl-C) the CLI says
+    truthfully what was done, what was undone and what was left, instead of guessing."""
+
+    def __init__(self) -> None:
+        self.titles: dict[str, str] = {}
+        self.done: list[str] = []
+        self.undone: list[str] = []
+        self.running: list[str] = []
+
+    def __call__(self, event: Event) -> None:
+        step = event.step
+        if event.kind is EventKind.STEP_STARTED:
+            self.titles[step] = event.message
+            self.running.append(step)
+        elif event.kind in (EventKind.STEP_DONE, EventKind.STEP_FAILED):
+            if step in self.running:
+                self.running.remove(step)
+            if event.kind is EventKind.STEP_DONE:
+                self.done.append(step)
+        elif event.kind is EventKind.STEP_UNDONE:
+            if step in self.running:
+                self.running.remove(step)
+            self.undone.append(step)
+
+    def interrupted(self, command: str) -> str:
+        """The line shown when ``command`` is interrupted."""
+        kept = [self.titles[s] for s in self.done if s not in self.undone]
+        undone = [self.titles[s] for s in self.undone]
+        cut = [self.titles[s] for s in self.running]
+        if not (kept or undone or cut):
+            return f"interrupted: `gefyra {command}` had changed nothing yet"
+        if kept and not (undone or cut):
+            return f"interrupted after `gefyra {command}` had done its steps ({'; '.join(kept)}): they stay"
+        parts = [f"interrupted: `gefyra {command}` did not finish"]
+        if cut:
+            parts.append(f"cut short: {'; '.join(cut)}")
+        if undone:
+            parts.append(f"undone: {'; '.join(undone)}")
+        if kept:
+            parts.append(f"done and kept: {'; '.join(kept)}")
+        again = f"run `gefyra {command}` again to finish" + (" (or `gefyra down` to remove it all)"
+                                                               if command not in ("down", "unbridge", "uninstall") else "")
+        return ". ".join(parts) + f". {again}" if kept or cut else ". ".join(parts) + ": nothing of it is left"

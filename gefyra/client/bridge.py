@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import time
 from collections.abc import Callable
 
 import anyio
@@ -28,7 +29,7 @@ from gefyra.core.engine.steps import Step
 from gefyra.core.engine.waiting import wait_until
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
-from gefyra.core.kube.workloads import read_workload
+from gefyra.core.kube.workloads import live_pods, read_workload
 from gefyra.core.model.conditions import FAILING, INVALID, READY
 from gefyra.core.model.crd import (
     BridgeSpec,
@@ -45,7 +46,7 @@ from gefyra.core.model.names import ANNOTATION_STEERED, LABEL_ROLE
 from gefyra.core.model.requests import BridgeRequest
 from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER
 from gefyra.core.model.settings import Settings
-from gefyra.core.model.workload import Container, Pod, parse_workload
+from gefyra.core.model.workload import Container, Pod, parse_workload, restart_back_off
 from gefyra.core.spi.interceptor import Interceptor
 
 
@@ -148,7 +149,7 @@ class CheckTarget(Step[BridgeContext]):
         undeclared = template.undeclared(list(request.ports))
         if undeclared:
             raise errors.NotFoundError(f"{kind}/{name}: {undeclared}")
-        reason = ctx.interceptor.validate(template, list(request.ports), request.matches)
+        reason = ctx.interceptor.validate(template, list(request.ports), request.matches, request.in_place)
         if reason:
             raise errors.UsageError(f"cannot bridge {kind}/{name}: {reason}",
                                     "choose another container or port, or another interceptor")
@@ -160,6 +161,19 @@ class CheckTarget(Step[BridgeContext]):
                                        "unbridge that first, or make this one personal (--match-*) too"
                                        if not request.matches else "unbridge the global bridge first")
         ctx.target, ctx.template = target, template
+        if request.in_place:
+            await self._back_off(ctx, target)
+
+    async def _back_off(self, ctx: BridgeContext, target: BridgeTarget) -> None:
+        """In place, the container restarts now and again at unbridge: say up front when kubelet's
+        restart back-off will hold it back, and for about how long."""
+        pods = await live_pods(ctx.cluster, target.namespace, target.kind, target.name)
+        delays = [restart_back_off(s, time.time()) for p in pods if (s := p.status(target.container)) is not None]
+        delay = max(delays, default=0.0)
+        if delay:
+            await ctx.progress(self.name, f"in place: kubelet's restart back-off will hold container {target.container} "
+                                          f"back by up to {delay:.0f} s (it restarted recently); a bridge without "
+                                          "--in-place restarts nothing")
 
 
 class CreateBridge(Step[BridgeContext]):
@@ -174,7 +188,7 @@ class CreateBridge(Step[BridgeContext]):
         name = bridge_name(settings, request.local, target.kind, target.name, target.container)
         spec = BridgeSpec(client=settings.client_id, owner=await ctx.cluster.username(), local_container=request.local,
                           target=target, ports=tuple(PortPair(r, lo) for r, lo in request.ports.items()),
-                          matches=tuple(request.matches), interceptor=request.interceptor)
+                          matches=tuple(request.matches), interceptor=request.interceptor, in_place=request.in_place)
         await ctx.cluster.create(bridge_body(name, spec))
         ctx.name = name  # only now is there a bridge to undo (never one of the same name made before)
 

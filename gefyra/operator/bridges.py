@@ -262,7 +262,7 @@ class Bridges:
             proxy = {p: _allocate(used) for p in spec.remote_ports}
             await self._set_status(member, proxy_ports=proxy, phase="Pending")
         forwards = tuple(Forward(remote, self.server_ip, port) for remote, port in sorted(proxy.items()))
-        member.route = Route(bridge.name, spec.target.container, forwards, spec.matches)
+        member.route = Route(bridge.name, spec.target.container, forwards, spec.matches, spec.in_place)
         member.owner, member.proxy = owner, proxy
         return True
 
@@ -280,7 +280,8 @@ class Bridges:
             raise InvalidBridge(f"{target.kind}/{target.name} has no container {target.container!r} "
                                 f"(its containers: {', '.join(c.name for c in workload.containers)})")
         ports = list(bridge.spec.remote_ports)
-        reason = template.undeclared(ports) or interceptor.validate(template, ports, bridge.spec.matches)
+        reason = template.undeclared(ports) or interceptor.validate(template, ports, bridge.spec.matches,
+                                                                    bridge.spec.in_place)
         if reason:
             raise InvalidBridge(reason)
 

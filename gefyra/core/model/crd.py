@@ -150,6 +150,8 @@ class BridgeSpec:
     matches: tuple[Match, ...] = ()
     #: The interceptor it asks for; None for the default one.
     interceptor: str | None = None
+    #: A global bridge that takes connections to the pods' own addresses too (see Route.in_place).
+    in_place: bool = False
 
     @property
     def remote_ports(self) -> tuple[int, ...]:
@@ -287,11 +289,15 @@ def parse_bridge(obj: Mapping[str, Any]) -> GefyraBridge:
     ports, ports_problem = _ports(spec.get("ports"))
     matches, matches_problem = _matches(spec.get("match"))
     interceptor = spec.get("interceptor")
+    in_place = spec.get("inPlace") is True
+    if in_place and matches and not (problem or ports_problem or matches_problem):
+        matches_problem = "a personal bridge (spec.match) cannot be in place (spec.inPlace)"
     return GefyraBridge(
         name=_text(metadata.get("name")),
         spec=BridgeSpec(client=_text(spec.get("client")), owner=_text(spec.get("owner")),
                         local_container=_text(spec.get("localContainer")), target=target, ports=ports,
-                        matches=matches, interceptor=interceptor if isinstance(interceptor, str) and interceptor else None),
+                        matches=matches, interceptor=interceptor if isinstance(interceptor, str) and interceptor else None,
+                        in_place=in_place),
         status=BridgeStatus(phase=_text(status.get("phase")), message=_text(status.get("message")),
                             proxy_ports=_proxy_ports(status.get("proxyPorts")), pods=_names(status.get("pods")),
                             pod_namespace=_text(status.get("podNamespace")), services=_names(status.get("services")),
@@ -310,6 +316,7 @@ def bridge_body(name: str, spec: BridgeSpec) -> dict[str, Any]:
         "apiVersion": API_VERSION, "kind": "GefyraBridge", "metadata": _metadata({LABEL_CLIENT: spec.client}, name),
         "spec": {"client": spec.client, "owner": spec.owner, "localContainer": spec.local_container,
                  **({"interceptor": spec.interceptor} if spec.interceptor else {}),
+                 **({"inPlace": True} if spec.in_place else {}),
                  **({"match": [{"kind": m.kind, **({"header": m.header} if m.header else {}), "value": m.value}
                                for m in spec.matches]} if spec.matches else {}),
                  "target": {"namespace": target.namespace, "kind": target.kind, "name": target.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from gefyra import errors
 from gefyra.core.model import validation
 from gefyra.core.model.routing import Match
 
@@ -57,6 +58,10 @@ class BridgeRequest:
     interceptor: str | None = None
     #: A personal bridge's conditions (all must hold for a request to come here); none: global.
     matches: list[Match] = dataclasses.field(default_factory=list)
+    #: A global bridge that takes connections to the target pods' own addresses too: the pods'
+    #: container is swapped in place and restarts (and again at unbridge). Else only what reaches
+    #: the workload's Services is taken, and no pod is touched.
+    in_place: bool = False
     wait: bool = True
     timeout: float = 60.0
 
@@ -70,4 +75,7 @@ class BridgeRequest:
         if self.interceptor is not None:
             v.dns_label(self.interceptor, "BridgeRequest.interceptor", "interceptor")
         v.match_values(self.matches, "BridgeRequest.matches")
+        if self.in_place and self.matches:
+            raise errors.UsageError("BridgeRequest.in_place: a personal bridge (matches) cannot be in place",
+                                    "leave the conditions out for an in-place bridge, or in_place for a personal one")
         v.seconds_value(self.timeout, "BridgeRequest.timeout")

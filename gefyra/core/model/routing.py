@@ -66,6 +66,10 @@ class Route:
     forwards: tuple[Forward, ...]
     #: Empty: a global bridge. Else a personal one: only HTTP requests that match all of them.
     matches: tuple[Match, ...] = ()
+    #: A global bridge that also takes connections to the target pods' own addresses, which needs
+    #: the pods changed (their containers restart); else only what reaches the workload's
+    #: Services is taken, and no pod is touched.
+    in_place: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

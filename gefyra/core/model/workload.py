@@ -5,6 +5,7 @@ is untrusted: a field of the wrong type reads as absent."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -117,6 +118,8 @@ class ContainerStatus:
     #: Why it waits (``ImagePullBackOff``, ``CrashLoopBackOff``, ...), "" when it does not.
     waiting: str = ""
     message: str = ""
+    #: When its previous run ended (RFC 3339, "" if it never ended).
+    last_finished: str = ""
 
     @property
     def cannot_start(self) -> str:
@@ -129,11 +132,32 @@ class ContainerStatus:
     def of(cls, data: Mapping[str, Any]) -> ContainerStatus:
         state = _map(data.get("state"))
         waiting = _map(state.get("waiting"))
+        finished = _map(_map(data.get("lastState")).get("terminated")).get("finishedAt")
         restarts = data.get("restartCount")
         return cls(name=_text(data.get("name")), container_id=_text(data.get("containerID")),
                    running="running" in state, ready=data.get("ready") is True,
                    restarts=restarts if isinstance(restarts, int) else 0, image=_text(data.get("image")),
-                   waiting=_text(waiting.get("reason")), message=_text(waiting.get("message")))
+                   waiting=_text(waiting.get("reason")), message=_text(waiting.get("message")),
+                   last_finished=_text(finished))
+
+
+#: kubelet's restart back-off: the first restart waits this long, each further one twice as long,
+#: up to the maximum; after twice the maximum without a restart, it starts over.
+BACK_OFF_FIRST, BACK_OFF_MAX = 10.0, 300.0
+
+
+def restart_back_off(status: ContainerStatus, now: float) -> float:
+    """About how long kubelet will hold the container back at its next restart (0: not at all).
+    An estimate from its restart count and when it last ended, as kubelet doubles the wait."""
+    if not status.restarts or not status.last_finished:
+        return 0.0
+    try:
+        ended = datetime.datetime.fromisoformat(status.last_finished.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+    if now - ended > 2 * BACK_OFF_MAX:
+        return 0.0
+    return float(min(BACK_OFF_FIRST * 2 ** min(status.restarts - 1, 10), BACK_OFF_MAX))
 
 
 @dataclasses.dataclass(frozen=True)

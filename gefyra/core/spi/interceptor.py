@@ -77,9 +77,10 @@ class Interceptor(abc.ABC):
         return []
 
     @abc.abstractmethod
-    def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
-        """None if this interceptor can bridge ``ports`` of ``container`` (all declared by it: that
-        is checked before) with these conditions (none: a global bridge); otherwise the reason,
+    def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match],
+                 in_place: bool = False) -> str | None:
+        """None if this interceptor can bridge ``ports`` of ``container`` with these conditions
+        (none: a global bridge), in place if asked (:attr:`Route.in_place`); otherwise the reason,
         one sentence for the user."""
 
     @abc.abstractmethod

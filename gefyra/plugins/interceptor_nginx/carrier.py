@@ -79,12 +79,18 @@ def probe_ports(container: Container) -> dict[int, str]:
     return found
 
 
-def fits(container: Container) -> bool:
-    """carrier can take this container's place in place: it uses its image's entrypoint (carrier
-    would get its command), has no exec probe (carrier could not answer it), and may pull an image
-    (the pull policy stays the container's: Never would find no carrier on a node without one)."""
-    return (not container.command and container.pull_policy != "Never"
-            and not any(p.action == "exec" for p in container.probes))
+def unfit(container: Container) -> str | None:
+    """Why carrier cannot take this container's place in place, or None: the container must use its
+    image's entrypoint (carrier would get its command), have no exec probe (carrier could not
+    answer it), and may pull an image (the pull policy stays the container's: Never would find no
+    carrier on a node without one)."""
+    if container.command:
+        return f"container {container.name} sets its command, which carrier would get: bridge it without --in-place"
+    if any(p.action == "exec" for p in container.probes):
+        return f"container {container.name} has an exec probe that carrier cannot answer: bridge it without --in-place"
+    if container.pull_policy == "Never":
+        return f"container {container.name} never pulls images, so carrier could not be pulled in its place"
+    return None
 
 
 def _running_id(pod: Pod, name: str) -> str:

@@ -13,7 +13,7 @@ from gefyra.core.model.routing import Interception, Match, Route, Target
 from gefyra.core.model.workload import Container
 from gefyra.core.spi.interceptor import HttpAnswer, HttpHandler, HttpRequest, Interceptor, InvalidRoute
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
-from gefyra.plugins.interceptor_nginx.carrier import InPlace, fits
+from gefyra.plugins.interceptor_nginx.carrier import InPlace, unfit
 from gefyra.plugins.interceptor_nginx.router import Router
 
 log = structlog.get_logger("gefyra.operator")
@@ -49,13 +49,17 @@ class NginxInterceptor(Interceptor):
     async def held(self, cluster: Cluster) -> list[Target]:
         return await self.router.held(cluster)  # in place, a bridge's pods are given back with the bridge
 
-    def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
-        return None  # the router takes any container, in both modes; in place where it can
+    def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match],
+                 in_place: bool = False) -> str | None:
+        """The router takes any container; in place only a global bridge of one carrier can replace."""
+        if in_place and matches:
+            return "a personal bridge cannot be in place"
+        return unfit(container) if in_place else None
 
     @staticmethod
-    def mode(container: Container, matches: Sequence[Match]) -> str:
-        """"in place" for a global bridge of a container carrier can replace, else "router"."""
-        return "in place" if not matches and fits(container) else "router"
+    def mode(route: Route) -> str:
+        """"in place" where the route asks for it, else "router" (nothing restarts)."""
+        return "in place" if route.in_place else "router"
 
     async def intercept(self, cluster: Cluster, target: Target, routes: Sequence[Route]) -> Interception:
         in_place: list[Route] = []
@@ -69,7 +73,9 @@ class NginxInterceptor(Interceptor):
                 container = workload.container(route.container)
                 if container is None:
                     raise InvalidRoute(route.bridge, f"{target.kind}/{target.name} has no container {route.container!r}")
-                (in_place if self.mode(container, route.matches) == "in place" else routed).append(route)
+                if route.in_place and (reason := unfit(container)):
+                    raise InvalidRoute(route.bridge, reason)
+                (in_place if self.mode(route) == "in place" else routed).append(route)
         states, settled = await self.in_place.intercept(cluster, target, in_place)
         routed_states, routed_settled = await self.router.intercept(cluster, target, routed)
         return Interception(routes={**states, **routed_states}, settled=settled and routed_settled)

@@ -183,7 +183,9 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
         if not routed[route.bridge]:
             ports = ", ".join(str(f.port) for f in route.forwards)
             raise InvalidRoute(route.bridge, f"no Service of namespace {namespace} sends traffic to port {ports} of "
-                                             f"container {route.container} (a personal bridge takes a Service's requests)")
+                                             f"container {route.container}: a bridge takes what reaches the "
+                                             "workload's Services" + ("" if route.matches else
+                                                                      " (--in-place takes connections to its pods)"))
     listeners = []
     for (number, protocol), entry in sorted(by_port.items()):
         takers, originals = entry["routes"], tuple(sorted(entry["originals"]))

@@ -25,9 +25,11 @@ def _record(method: str, **fields: Any) -> None:
 class RecordingInterceptor(NginxInterceptor):
     name = "recording"
 
-    def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match]) -> str | None:
-        _record("validate", container=container.name, ports=list(ports), matches=[str(m) for m in matches])
-        return super().validate(container, ports, matches)
+    def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match],
+                 in_place: bool = False) -> str | None:
+        _record("validate", container=container.name, ports=list(ports), matches=[str(m) for m in matches],
+                in_place=in_place)
+        return super().validate(container, ports, matches, in_place)
 
     async def intercept(self, cluster: Cluster, target: Target, routes: Sequence[Route]) -> Interception:
         found = await super().intercept(cluster, target, routes)
