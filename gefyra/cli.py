@@ -331,7 +331,7 @@ def uninstall(ctx: click.Context) -> None:
 @click.argument("command_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARG...]]")
 @click.pass_context
 def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: dict[str, str],
-        env_files: dict[str, str], env_from: str | None, volumes: list[str], ports: dict[str, int],
+        env_files: dict[str, str], env_from: str | None, volumes: list[str], ports: dict[str, int | str],
         command: list[str] | None, entrypoint: list[str] | None, detach: bool, auto_remove: bool,
         command_args: tuple[str, ...]) -> None:
     """Run a local container inside the cluster's network: it resolves the cluster's names and
@@ -347,6 +347,9 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
 
     if command is not None and command_args:
         raise click.UsageError("give the command either with --command or after --, not both")
+    if image == "t":
+        raise click.UsageError("-it reads as -i t (the image 't'): gefyra's -i names the image, and a terminal in "
+                               "the container is not offered; run it with -d, then `docker exec -it NAME sh`")
     if command_args:
         command = list(validation.command_words(list(command_args), "COMMAND") or [])
     # Attached, the engine must not remove the container at its end: its output and exit code are
@@ -456,12 +459,14 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
               callback=_checked(lambda value, flag: validation.dns_labels(value, flag, "name")),
               help="Bridge or local container name. Repeatable.")
 @click.option("--all", "all_", is_flag=True, help="Remove all of this client's bridges.")
+@click.option("-n", "--namespace", callback=_label("namespace"),
+              help="Only the bridges of workloads in this namespace (default: every namespace).")
 @click.pass_context
-def unbridge(ctx: click.Context, names: list[str], all_: bool) -> None:
-    """Give bridged workloads their original containers back."""
+def unbridge(ctx: click.Context, names: list[str], all_: bool, namespace: str | None) -> None:
+    """Give bridged workloads their traffic back (and, in place, their containers)."""
     if bool(names) == all_:
         raise click.UsageError("name the bridges with -N, or pass --all")
-    removed = _execute(ctx, lambda g: g.unbridge(None if all_ else names))
+    removed = _execute(ctx, lambda g: g.unbridge(None if all_ else names, namespace=namespace))
     click.echo("unbridged: " + ", ".join(removed) if removed else "no bridges")
 
 
@@ -565,6 +570,23 @@ def plugins(ctx: click.Context, output: str | None) -> None:
     found = Gefyra(ctx.obj["settings"]).plugins()
     _emit(found, output, lambda rows: "\n".join(
         f"{p.name:<36} {p.source:<12} {p.distribution or '-':<36} {', '.join(p.hooks)}" for p in rows))
+
+
+@main.command("help")
+@click.argument("command", required=False)
+@click.pass_context
+def help_(ctx: click.Context, command: str | None) -> None:
+    """Show the help of gefyra, or of one of its commands (as `gefyra COMMAND --help`)."""
+    parent = ctx.parent
+    assert parent is not None
+    if command is None:
+        click.echo(main.get_help(parent))
+        return
+    found = main.get_command(parent, command)
+    if found is None:
+        raise click.UsageError(f"no command {command!r}; `gefyra help` lists them")
+    with click.Context(found, info_name=command, parent=parent) as sub:
+        click.echo(found.get_help(sub))
 
 
 @main.command()

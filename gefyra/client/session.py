@@ -153,16 +153,21 @@ class Gefyra:
         await self.orchestrator.run_plan("bridge", bridge.bridge_plan(request), ctx)
         return BridgeInfo.of(ctx.found or parse_bridge(await cluster.request("GET", bridge_path(ctx.name))))
 
-    async def unbridge(self, names: list[str] | None = None) -> list[str]:
+    async def unbridge(self, names: list[str] | None = None, *, namespace: str | None = None) -> list[str]:
         """Removes bridges (by bridge or local container name; all of this client's if ``names`` is
-        None) and waits until the workloads have their traffic back."""
+        None; only those of workloads in ``namespace`` if given) and waits until the workloads have
+        their traffic back."""
         if names is not None:
             validation.dns_labels(names, "names", "name")
+        if namespace is not None:
+            validation.dns_label(namespace, "namespace", "namespace")
         cluster, runtime = await self.orchestrator.both()
-        mine = await list_bridges(cluster, self.settings.client_id)
+        mine = [b for b in await list_bridges(cluster, self.settings.client_id)
+                if namespace is None or (b.spec.target is not None and b.spec.target.namespace == namespace)]
         chosen = [b.name for b in mine if names is None or b.name in names or b.spec.local_container in names]
         if names and not chosen:
-            raise errors.NotFoundError(f"no bridge named {', '.join(names)}", "`gefyra list` shows the bridges")
+            where = f" in namespace {namespace}" if namespace else ""
+            raise errors.NotFoundError(f"no bridge named {', '.join(names)}{where}", "`gefyra list` shows the bridges")
         ctx = unbridge.UnbridgeContext(self.orchestrator, cluster, runtime)
         await self.orchestrator.run_plan("unbridge", [unbridge.RemoveBridge(name) for name in chosen], ctx)
         return ctx.removed

@@ -194,3 +194,16 @@ def test_one_operation_per_client_at_a_time(tmp_path: Path, monkeypatch: pytest.
                     pass
 
     anyio.run(main)
+
+
+def test_the_lock_file_goes_with_the_operation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gefyra.client.lock import client_lock
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+
+    async def main() -> None:
+        async with client_lock("dev-a", timeout=1):
+            assert (tmp_path / "gefyra" / "locks" / "dev-a.lock").exists()
+        assert list((tmp_path / "gefyra" / "locks").iterdir()) == []
+
+    anyio.run(main)

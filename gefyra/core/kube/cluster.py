@@ -74,6 +74,13 @@ def translate(exc: ApiException, what: str) -> errors.GefyraError:
     return errors.GefyraError(f"the cluster refused {what}: {reason}")
 
 
+def _tls_reason(exc: aiohttp.ClientSSLError) -> str:
+    """The certificate problem in a few words ("certificate verify failed: unable to get local
+    issuer certificate", ...), not the whole connection dump."""
+    cause = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+    return str(getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause)[:200]
+
+
 Target = str | Mapping[str, Any]
 
 
@@ -136,6 +143,13 @@ class Cluster:
         try:
             with anyio.fail_after(10):
                 await client.VersionApi(self._api).get_code()
+        except aiohttp.ClientSSLError as exc:
+            host = self._api.configuration.host
+            await self.close()
+            raise errors.ConfigError(
+                f"the cluster at {host} does not prove who it is: TLS failed ({_tls_reason(exc)})",
+                "check the kubeconfig's certificate-authority(-data) for this cluster, and its server address",
+            ) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             host = self._api.configuration.host
             await self.close()

@@ -22,8 +22,8 @@ class RunRequest:
     env_from: str | None = None
     #: ``HOST_PATH:CONTAINER_PATH[:ro]`` bind mounts.
     volumes: list[str] = dataclasses.field(default_factory=list)
-    #: container port (``"8080/tcp"``) -> host port.
-    ports: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: container port (``"8080/tcp"``) -> host port, or ``"IP:PORT"`` on one address of this machine.
+    ports: dict[str, int | str] = dataclasses.field(default_factory=dict)
     command: list[str] | None = None
     #: The image's entrypoint replaced (as the engines' run --entrypoint).
     entrypoint: list[str] | None = None

@@ -259,11 +259,20 @@ def port_number(value: int, flag: str) -> int:
     return whole_number_value(value, flag, "port", 1, 65535)
 
 
+_DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
 def seconds(text: str, flag: str) -> float:
-    """A timeout in seconds given as text: a decimal number (``1.5``) above 0, at most a day."""
-    if not isinstance(text, str) or not _DECIMAL.fullmatch(text):
-        _refuse(flag, text, "it is not a number of seconds", "pass a number of seconds such as 60 or 2.5")
-    return seconds_value(float(text), flag)
+    """A timeout given as text: seconds as a decimal number (``1.5``), or a duration as kubectl
+    takes it (``30s``, ``2m``, ``1m30s``, ``500ms``); above 0, at most a day."""
+    if isinstance(text, str) and _DECIMAL.fullmatch(text):
+        return seconds_value(float(text), flag)
+    parts = _DURATION_PART.findall(text) if isinstance(text, str) else []
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        _refuse(flag, text, "it is not a number of seconds or a duration",
+                "pass seconds such as 60 or 2.5, or a duration such as 30s, 2m or 1m30s")
+    return seconds_value(sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts), flag)
 
 
 def seconds_value(value: float, flag: str) -> float:
@@ -317,30 +326,47 @@ def _port_key(text: str) -> str:
     return f"{int(number)}/{protocol or 'tcp'}"
 
 
-def published_ports(items: Sequence[str], flag: str) -> dict[str, int]:
-    """``HOSTPORT:CONTAINERPORT[/PROTOCOL]`` items (`run -p`) -> {``"80/tcp"``: host port}."""
-    mapping: dict[str, int] = {}
+def published_ports(items: Sequence[str], flag: str) -> dict[str, int | str]:
+    """``[IP:]HOSTPORT:CONTAINERPORT[/PROTOCOL]`` items (`run -p`, as container engines take them) ->
+    {``"80/tcp"``: host port, or ``"IP:PORT"`` where an address of this machine is named}."""
+    mapping: dict[str, int | str] = {}
     for item in items:
-        host, sep, container = item.partition(":")
-        problem = ("it is not HOSTPORT:CONTAINERPORT" if not sep
-                   else _number_problem(host, "host port", 1, 65535) or _container_port_problem(container))
+        address, host, container = ("", *item.split(":", 1)) if item.count(":") == 1 else (item.split(":") + ["", ""])[:3]
+        problem = ("it is not [IP:]HOSTPORT:CONTAINERPORT" if item.count(":") not in (1, 2)
+                   else (_host_address_problem(address) if address else None)
+                   or _number_problem(host, "host port", 1, 65535) or _container_port_problem(container))
         key = "" if problem else _port_key(container)
         if key in mapping:
             problem = f"the container port {key} is given twice"
         if problem:
-            _refuse(flag, item, problem, "write HOSTPORT:CONTAINERPORT[/tcp|udp] with ports from 1 to 65535, e.g. 8080:80")
-        mapping[key] = int(host)
+            _refuse(flag, item, problem, "write [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp] with ports from 1 to 65535, e.g. "
+                                         "8080:80 or 127.0.0.1:8080:80")
+        mapping[key] = f"{address}:{int(host)}" if address else int(host)
     return mapping
 
 
-def published_port_values(mapping: dict[str, int], flag: str) -> dict[str, int]:
-    """{``"PORT/PROTOCOL"``: host port}, as :class:`gefyra.core.spi.runtime.ContainerSpec` takes it."""
+def _host_address_problem(text: str) -> str | None:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return f"{shown(text)} is not an IPv4 address of this machine"
+    return None
+
+
+def published_port_values(mapping: dict[str, int | str], flag: str) -> dict[str, int | str]:
+    """{``"PORT/PROTOCOL"``: host port or ``"IP:PORT"``}, as :class:`gefyra.core.spi.runtime.ContainerSpec`
+    takes it."""
     for key, host in mapping.items():
         problem = (_container_port_problem(key) if isinstance(key, str) and "/" in key
                    else "the container port is not PORT/PROTOCOL")
         if problem:
             _refuse(flag, key, problem, "write the container port as PORT/tcp or PORT/udp, e.g. '80/tcp'")
-        port_number(host, flag)
+        if isinstance(host, str):
+            address, _, number = host.rpartition(":")
+            if _host_address_problem(address) or _number_problem(number, "host port", 1, 65535):
+                _refuse(flag, host, "a published port is a port, or IP:PORT", "e.g. 8080 or '127.0.0.1:8080'")
+        else:
+            port_number(host, flag)
     return mapping
 
 

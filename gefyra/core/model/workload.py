@@ -92,7 +92,11 @@ class Container:
         return next((p.number for p in self.ports if p.name and p.name == port), None)
 
     def undeclared(self, ports: Sequence[int]) -> str | None:
-        """Why the container cannot be bridged on ``ports`` (one it does not declare), or None."""
+        """Why the container cannot be bridged on ``ports`` (one it does not declare: a typo, most
+        likely), or None. A container that declares no port at all may be bridged on any (many
+        leave ``ports`` out: declaring them is optional in Kubernetes)."""
+        if not self.ports:
+            return None
         declared = {p.number for p in self.ports}
         unknown = sorted(set(ports) - declared)
         if unknown:

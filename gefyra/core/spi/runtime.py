@@ -32,8 +32,8 @@ class ContainerSpec:
     dns_options: list[str] = dataclasses.field(default_factory=list)
     #: ``HOST_PATH:CONTAINER_PATH[:ro]`` bind mounts.
     volumes: list[str] = dataclasses.field(default_factory=list)
-    #: container port (``"8080/tcp"``) -> host port.
-    ports: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: container port (``"8080/tcp"``) -> host port, or ``"IP:PORT"`` on one address of the host.
+    ports: dict[str, int | str] = dataclasses.field(default_factory=dict)
     auto_remove: bool = False
     #: A fixed address on ``network`` (its NetworkInfo.reserved), else the engine picks one.
     ip: str | None = None

@@ -34,6 +34,14 @@ def _reserved(config: Mapping[str, Any]) -> str:
     return str(reserved) if reserved in subnet and reserved not in allocated else ""
 
 
+def _binding(host: int | str) -> dict[str, str]:
+    """A published port: on every address of the host, or on the one ``IP:PORT`` names."""
+    if isinstance(host, str):
+        address, _, port = host.rpartition(":")
+        return {"HostIp": address, "HostPort": port}
+    return {"HostPort": str(host)}
+
+
 class DockerRuntime(ContainerRuntime):
     name = "docker"
 
@@ -205,7 +213,7 @@ class DockerRuntime(ContainerRuntime):
             "DnsOptions": spec.dns_options,
             "Binds": spec.volumes,
             "AutoRemove": spec.auto_remove,
-            "PortBindings": {port: [{"HostPort": str(host_port)}] for port, host_port in spec.ports.items()},
+            "PortBindings": {port: [_binding(host)] for port, host in spec.ports.items()},
         }
         if spec.network_of:
             host["NetworkMode"] = f"container:{spec.network_of}"
