@@ -24,6 +24,7 @@ from gefyra.core.model.settings import Settings
 if TYPE_CHECKING:
     from gefyra import progress
     from gefyra.client.session import Gefyra
+    from gefyra.core.spi.runtime import ContainerRuntime
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -370,9 +371,9 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
             async for line in runtime.follow_logs(info.name):
                 click.echo(line, nl=False)
             code = await runtime.wait_container(info.name)
-        except BaseException:  # Ctrl-C stops (and removes) the container
+        except BaseException:  # Ctrl-C: the application gets SIGINT, as in an attached docker run
             with anyio.CancelScope(shield=True):
-                await remove_run_container(runtime, info.name)
+                await _interrupt(runtime, info.name, remove=auto_remove)
             raise
         if auto_remove:
             await remove_run_container(runtime, info.name)
@@ -381,7 +382,33 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
     sys.exit(_execute(ctx, operation))
 
 
-#: The kinds of a personal bridge's conditions (gefyra.core.spi.interceptor.MATCH_KINDS; kept here so
+async def _interrupt(runtime: ContainerRuntime, name: str, *, remove: bool) -> None:
+    """Ctrl-C on an attached `run`: SIGINT to the application, a few seconds for it to end, then
+    (with --rm) the container goes; without --rm it stays, as docker leaves it."""
+    import anyio
+
+    from gefyra.client.run import remove_run_container
+
+    await runtime.send_signal(name, "SIGINT")
+    code: int | None = None
+    with anyio.move_on_after(_INTERRUPT_GRACE):
+        code = await runtime.wait_container(name)
+    if remove:
+        await remove_run_container(runtime, name)
+        click.echo(f"{name} got SIGINT" + (f" and ended (exit {code})" if code is not None else "") + "; removed (--rm)",
+                   err=True)
+    elif code is None:
+        click.echo(f"{name} got SIGINT and still runs after {_INTERRUPT_GRACE:.0f} s: `docker stop {name}` ends it",
+                   err=True)
+    else:
+        click.echo(f"{name} got SIGINT and ended (exit {code}); it stays, as without --rm", err=True)
+
+
+#: Seconds an attached `run`'s application has to end after Ctrl-C sent it SIGINT.
+_INTERRUPT_GRACE = 10.0
+
+
+#: The kinds of a personal bridge's conditions (gefyra.core.model.routing.MATCH_KINDS; kept here so
 #: that --help does not import the orchestrator's modules).
 MATCH_KINDS = ("header-exact", "header-prefix", "header-regex", "path-exact", "path-prefix", "path-regex")
 

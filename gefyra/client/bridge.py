@@ -155,11 +155,14 @@ class CheckTarget(Step[BridgeContext]):
                                     "choose another container or port, or another interceptor")
         target = BridgeTarget(request.namespace, kind, name, container)
         claim = PortClaim("", container, frozenset(request.ports), bool(request.matches))
-        problem = conflict(claim, claims_on(await list_bridges(ctx.cluster), target.workload))
+        claims = claims_on(await list_bridges(ctx.cluster), target.workload)
+        problem = conflict(claim, claims)
         if problem:
+            # A global bridge shares no port: only where the others are personal can this one be too.
+            others_personal = all(c.personal for c in claims if c.container == container and c.ports & claim.ports)
             raise errors.ConflictError(f"{kind}/{name}: {problem}",
                                        "unbridge that first, or make this one personal (--match-*) too"
-                                       if not request.matches else "unbridge the global bridge first")
+                                       if others_personal else "unbridge that first (`gefyra unbridge -N NAME`)")
         ctx.target, ctx.template = target, template
         if request.in_place:
             await self._back_off(ctx, target)
@@ -189,7 +192,11 @@ class CreateBridge(Step[BridgeContext]):
         spec = BridgeSpec(client=settings.client_id, owner=await ctx.cluster.username(), local_container=request.local,
                           target=target, ports=tuple(PortPair(r, lo) for r, lo in request.ports.items()),
                           matches=tuple(request.matches), interceptor=request.interceptor, in_place=request.in_place)
-        await ctx.cluster.create(bridge_body(name, spec))
+        try:
+            await ctx.cluster.create(bridge_body(name, spec))
+        except errors.ConflictError as exc:
+            raise errors.ConflictError(f"{request.local} is bridged to {target} already (bridge {name})",
+                                       f"unbridge it first: `gefyra unbridge -N {name}`") from exc
         ctx.name = name  # only now is there a bridge to undo (never one of the same name made before)
 
     async def undo(self, ctx: BridgeContext) -> None:

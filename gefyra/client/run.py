@@ -15,6 +15,7 @@ environment, from a workload if asked), "image" (pulled if missing), then "holde
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import structlog
 
@@ -22,7 +23,7 @@ from gefyra import errors
 from gefyra.client.environment import workload_environment
 from gefyra.core.engine.orchestrator import OperationContext
 from gefyra.core.engine.steps import Step
-from gefyra.core.model.names import LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROUTES
+from gefyra.core.model.names import LABEL_CLIENT, LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROLE, LABEL_ROUTES
 from gefyra.core.model.requests import RunRequest
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
@@ -83,6 +84,7 @@ class CheckName(Step[RunContext]):
     provides = frozenset({"name-free"})
 
     async def apply(self, ctx: RunContext) -> None:
+        await remove_orphaned_holders(ctx.settings, ctx.runtime)
         if await ctx.runtime.get_container(ctx.request.name) is not None:
             raise errors.ConflictError(f"a container named {ctx.request.name} already exists",
                                        "choose another name with -N, or remove it first")
@@ -105,8 +107,11 @@ class Environment(Step[RunContext]):
         ctx.env = found.variables | ctx.request.env
 
 
+HOLDER_SUFFIX, HOLDER_ROLE = "-gefyra-net", "run-network"
+
+
 def holder_name(name: str) -> str:
-    return f"{name}-gefyra-net"
+    return f"{name}{HOLDER_SUFFIX}"
 
 
 async def local_address(settings: Settings, runtime: ContainerRuntime, info: ContainerInfo) -> str:
@@ -124,6 +129,22 @@ async def remove_run_container(runtime: ContainerRuntime, name: str) -> None:
     await runtime.remove_container(holder_name(name))
 
 
+#: Seconds after which a network holder without its container is an orphan (a `run --rm` whose
+#: container ended): a holder is made only after the image is there, moments before its container.
+ORPHAN_AGE = 60.0
+
+
+async def remove_orphaned_holders(settings: Settings, runtime: ContainerRuntime) -> list[str]:
+    """Removes this client's network holders whose container is gone; returns the containers' names."""
+    gone = []
+    for holder in await runtime.list_containers({LABEL_CLIENT: settings.client_id, LABEL_ROLE: HOLDER_ROLE}):
+        name = holder.name.removesuffix(HOLDER_SUFFIX)
+        if time.time() - holder.created > ORPHAN_AGE and await runtime.get_container(name) is None:
+            await runtime.remove_container(holder.name)
+            gone.append(name)
+    return gone
+
+
 class PullImage(Step[RunContext]):
     name = "image"
     title = "pull the image if it is missing"
@@ -139,7 +160,8 @@ class PullImage(Step[RunContext]):
 class NetworkHolder(Step[RunContext]):
     name = "holder"
     title = "make the container's network namespace (DNS and routes like a pod's)"
-    needs = frozenset({"local-end", "namespace", "name-free"})
+    # After the image is there: a holder lives only moments without its container (see ORPHAN_AGE).
+    needs = frozenset({"local-end", "namespace", "name-free", "image", "env"})
     provides = frozenset({"holder"})
 
     async def apply(self, ctx: RunContext) -> None:
@@ -148,7 +170,7 @@ class NetworkHolder(Step[RunContext]):
         await ctx.runtime.remove_container(name)  # left by a `run -d --rm` whose container ended
         await ctx.runtime.create_container(ContainerSpec(
             name=name, image=tunnel.local_image(settings), network=settings.network_name,
-            labels=settings.labels("run-network") | {LABEL_NAMESPACE: request.namespace},
+            labels=settings.labels(HOLDER_ROLE) | {LABEL_NAMESPACE: request.namespace},
             entrypoint=["sleep", "infinity"], ports=request.ports,
             dns=[ctx.local_end_ip], dns_search=[f"{request.namespace}.svc.{domain}", f"svc.{domain}", domain],
             dns_options=["ndots:5"],
@@ -163,7 +185,7 @@ class NetworkHolder(Step[RunContext]):
 class CreateContainer(Step[RunContext]):
     name = "create"
     title = "create the container"
-    needs = frozenset({"holder", "env", "image"})
+    needs = frozenset({"holder"})
     provides = frozenset({"created"})
 
     async def apply(self, ctx: RunContext) -> None:

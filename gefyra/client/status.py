@@ -14,7 +14,7 @@ from gefyra import errors
 from gefyra.client import cluster_side, up
 from gefyra.client.bridge_objects import list_bridges
 from gefyra.client.results import BridgeInfo, CargoInfo, ClientInfo, ClusterInfo, LocalContainer, Status
-from gefyra.client.run import local_address
+from gefyra.client.run import local_address, remove_orphaned_holders
 from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.kube import kubeconfig
 from gefyra.core.kube.cluster import Cluster
@@ -26,8 +26,10 @@ _UP_AGAIN = "run `gefyra up` to repair it"
 
 
 async def containers(orchestrator: Orchestrator, runtime: ContainerRuntime) -> list[LocalContainer]:
-    """The local containers started with `run` for this client."""
+    """The local containers started with `run` for this client (network holders whose container
+    is gone, after a `run --rm`, are removed on the way)."""
     settings = orchestrator.settings
+    await remove_orphaned_holders(settings, runtime)
     found = await runtime.list_containers({LABEL_CLIENT: settings.client_id, LABEL_ROLE: "run"})
     return [await local_container(orchestrator, runtime, c) for c in found]
 

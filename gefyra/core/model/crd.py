@@ -353,7 +353,7 @@ def conflict(claim: PortClaim, earlier: Iterable[PortClaim]) -> str | None:
             continue
         port = min(shared)
         if not other.personal:
-            return f"port {port} of container {claim.container} is bridged globally by {other.bridge}"
+            return f"port {port} of container {claim.container} is already bridged globally by {other.bridge}"
         if not claim.personal:
             return (f"port {port} of container {claim.container} has personal bridges ({other.bridge}); "
                     "a global bridge would take their requests")

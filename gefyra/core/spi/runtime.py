@@ -48,6 +48,8 @@ class ContainerInfo:
     labels: dict[str, str]
     #: network name -> IPv4 address
     addresses: dict[str, str]
+    #: When it was created (Unix time; 0 where the engine does not say).
+    created: float = 0.0
 
     @property
     def running(self) -> bool:
@@ -159,3 +161,8 @@ class ContainerRuntime(abc.ABC):
     @abc.abstractmethod
     async def wait_container(self, name: str) -> int:
         """Waits until the container stops; returns its exit code."""
+
+    @abc.abstractmethod
+    async def send_signal(self, name: str, signal: str) -> None:
+        """Sends ``signal`` (``SIGINT``, ``SIGTERM``, ...) to the container's main process, as
+        Ctrl-C reaches an attached container's application."""

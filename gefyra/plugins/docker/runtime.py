@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import ipaddress
 import json
@@ -32,6 +33,14 @@ def _reserved(config: Mapping[str, Any]) -> str:
         return ""
     reserved = subnet.network_address + 2
     return str(reserved) if reserved in subnet and reserved not in allocated else ""
+
+
+def _unix_time(text: str) -> float:
+    """``2026-12-06T10:00:00.123456789Z`` (the engines' nanoseconds cut) as Unix time; 0 if unreadable."""
+    try:
+        return datetime.datetime.fromisoformat(text[:19] + "+00:00").timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _binding(host: int | str) -> dict[str, str]:
@@ -275,6 +284,7 @@ class DockerRuntime(ContainerRuntime):
             state=data["State"]["Status"],
             labels=data["Config"].get("Labels") or {},
             addresses={net: cfg.get("IPAddress", "") for net, cfg in networks.items()},
+            created=_unix_time(str(data.get("Created", ""))),
         )
 
     async def get_container(self, name: str) -> ContainerInfo | None:
@@ -331,3 +341,7 @@ class DockerRuntime(ContainerRuntime):
         container = await self._call(self._api.containers.get(name), what=f"container {name}")
         result = await self._call(container.wait())
         return int(result.get("StatusCode", 1))
+
+    async def send_signal(self, name: str, signal: str) -> None:
+        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        await self._call(container.kill(signal=signal), what=f"container {name}")
