@@ -226,17 +226,22 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
 
     # bridge / unbridge against patching one pod's image. kubelet delays a container's restart when
     # the same container spec exited before (back-off), so every measurement gets a fresh pod.
-    bridges, unbridges, patches = [], [], []
+    # A global bridge goes through the router (no pod restarts); in place it swaps the container.
+    bridges, unbridges, in_place, in_place_off, patches = [], [], [], [], []
     for _ in range(reps):
         fresh_web_pod()
         patches.append(patch_pod_image_ready("gefyra/testserver:bench"))
-        fresh_web_pod()
-        bridges.append(timed(lambda: (gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080"),
-                                      until(lambda: answers("http://web/").startswith("hello from LOCAL")))))
-        unbridges.append(timed(lambda: (gefyra("unbridge", "--all"),
-                                        until(lambda: answers("http://web/").startswith("hello from web-")))))
+        for args, on, off in (([], bridges, unbridges), (["--in-place"], in_place, in_place_off)):
+            fresh_web_pod()
+            on.append(timed(lambda args=args: (
+                gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080", *args),
+                until(lambda: answers("http://web/").startswith("hello from LOCAL")))))
+            off.append(timed(lambda: (gefyra("unbridge", "--all"),
+                                      until(lambda: answers("http://web/").startswith("hello from web-")))))
     figures.append(ratio_figure("bridge to first request answered locally", bridges, patches, 2))
     figures.append(ratio_figure("unbridge to the original answering again", unbridges, patches, 2))
+    figures.append(ratio_figure("bridge in place to first request answered locally", in_place, patches, 2))
+    figures.append(ratio_figure("unbridge in place to the original answering again", in_place_off, patches, 2))
 
     # latencies
     count = "50" if quick else "500"
@@ -246,6 +251,12 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
     gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080")
     until(lambda: answers("http://web/").startswith("hello from LOCAL"))
     bridged = latency(caller, "http://web/", int(count))
+    gefyra("unbridge", "--all")
+    until(lambda: answers("http://web/").startswith("hello from web-"))
+    fresh_web_pod()
+    gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080", "--in-place")
+    until(lambda: answers("http://web/").startswith("hello from LOCAL"))
+    bridged_in_place = latency(caller, "http://web/", int(count))
     carrier_pod = kubectl("-n", NS, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}")
     rss_carrier = container_rss_mib([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS,
                                      "exec", carrier_pod, "-c", "server", "--"])
@@ -253,6 +264,8 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
     until(lambda: answers("http://web/").startswith("hello from web-"))
     figures.append(delta_figure("request latency through a bridge, p50", bridged[0], orig[0], 1.5))
     figures.append(delta_figure("request latency through a bridge, p99", bridged[1], orig[1], 5))
+    figures.append(delta_figure("request latency through a bridge in place, p50", bridged_in_place[0], orig[0], 1.5))
+    figures.append(delta_figure("request latency through a bridge in place, p99", bridged_in_place[1], orig[1], 5))
     # in turns, so that a busy moment of the machine does not land on one side only
     local_p50s, pod_p50s = [], []
     for _ in range(reps):
@@ -296,10 +309,13 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
     load = 100 if quick else 400
     lost_personal = lost_under_load(["--match-header-exact", "x-dev:bench"], load, 40)
     lost_global = lost_under_load([], load, 40)
+    lost_in_place = lost_under_load(["--in-place"], load, 40)
     figures.append(Figure(f"requests lost of {load} (2 replicas, 40/s) during personal bridge + unbridge",
                           lost_personal, "requests", None, "0", meets_target=lost_personal == 0))
+    figures.append(Figure(f"requests lost of {load} (2 replicas, 40/s) during global bridge + unbridge",
+                          lost_global, "requests", None, "0", meets_target=lost_global == 0))
     figures.append(Figure(f"requests lost of {load} (2 replicas, 40/s) during global bridge + unbridge (in place)",
-                          lost_global, "requests", None, "-"))
+                          lost_in_place, "requests", None, "-"))
 
     # memory
     stowaway = kubectl("-n", "gefyra", "get", "pods", "-l", "app.kubernetes.io/name=gefyra-stowaway", "-o",

@@ -223,13 +223,13 @@ class Steer(Step[BridgeContext]):
 
 class WaitReady(Step[BridgeContext]):
     name = "ready"
-    title = "wait until the target's pods forward to this machine"
+    title = "wait until the operator reports the bridge ready"
     needs = frozenset({"steered"})
     provides = frozenset({"ready"})
 
     async def apply(self, ctx: BridgeContext) -> None:
         ctx.found = await _wait_for(ctx, lambda b: b.condition(READY) is not None, ctx.request.timeout,
-                                    "the target's pods were not bridged")
+                                    "the operator did not report the bridge ready")
 
 
 class ProveArrival(Step[BridgeContext]):

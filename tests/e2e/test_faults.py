@@ -89,8 +89,8 @@ def test_two_bridges_on_two_containers_of_one_pod(ns: str) -> None:
     devcluster.apply(DUO.format(ns=ns, image=WORKLOAD_IMAGE))
     kubectl("-n", ns, "rollout", "status", "deploy/duo", "--timeout=90s")
     pod = kubectl_json("-n", ns, "get", "pods", "-l", "app=duo")["items"][0]
-    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/duo/web", "-p", "8080:8080")
-    ok("bridge", "-N", "gfy-f-b", "-n", ns, "--target", "deploy/duo/admin", "-p", "8081:8080")
+    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/duo/web", "-p", "8080:8080", "--in-place")
+    ok("bridge", "-N", "gfy-f-b", "-n", ns, "--target", "deploy/duo/admin", "-p", "8081:8080", "--in-place")
     try:
         assert servers(tally(ns, "http://duo:80/", 6)) == {"LOCAL-A"}
         assert servers(tally(ns, "http://duo:81/", 6)) == {"LOCAL-B"}
@@ -166,7 +166,7 @@ def images(ns: str, app: str) -> dict[str, list[str]]:
 def test_operator_killed_while_a_bridge_is_made_and_while_it_is_removed(ns: str) -> None:
     pods = deploy(ns, "kil")
     before = images(ns, "kil")
-    making = cli("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/kil", "-p", "8080:8080")
+    making = cli("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/kil", "-p", "8080:8080", "--in-place")
     eventually(lambda: assert_(bridge_objects()), timeout=30, interval=0.1)
     restarts = devcluster.container_state(devcluster.stowaway_pod(), "operator")["restartCount"]
     devcluster.kill_container(devcluster.stowaway_pod(), "operator")
@@ -279,7 +279,7 @@ def assert_(condition: object) -> None:
 
 def test_new_and_replaced_pods_of_a_bridged_deployment_run_carrier_within_seconds(ns: str) -> None:
     deploy(ns, "grow", replicas=1)
-    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/grow", "-p", "8080:8080")
+    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/grow", "-p", "8080:8080", "--in-place")
     try:
         def bridged_pods(count: int, without: str = "") -> list[str]:
             pods: list[str] = json.loads(ok("list", "-o", "json").stdout)["bridges"][0]["pods"]
@@ -306,7 +306,7 @@ def test_new_and_replaced_pods_of_a_bridged_deployment_run_carrier_within_second
 def test_down_finishes_and_gives_the_workloads_back_when_the_operator_is_gone(ns: str) -> None:
     pods = deploy(ns, "lone")
     before = {"images": images(ns, "lone"), "service": kubectl_json("-n", ns, "get", "service", "lone")["spec"]}
-    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/lone", "-p", "8080:8080")
+    ok("bridge", "-N", "gfy-f-a", "-n", ns, "--target", "deploy/lone", "-p", "8080:8080", "--in-place")
     ok("bridge", "-N", "gfy-f-b", "-n", ns, "--target", "deploy/lone", "-p", "9000:9000", "--match-path-prefix", "/")
     kubectl("-n", "gefyra", "scale", "deploy/gefyra-stowaway", "--replicas=0")
     eventually(lambda: assert_(not kubectl_json("-n", "gefyra", "get", "pods", "-l",

@@ -135,6 +135,16 @@ class _Plan:
     routed: dict[str, list[str]]
 
 
+def _takers(routed: dict[tuple[str, int], list[Route]], port: tuple[str, int] | None) -> list[Route]:
+    """The routes of a Service port that leads to (container, number); a number no container
+    declares ("" as the container) is any container's (the pod's containers share its ports)."""
+    if port is None:
+        return []
+    if port[0]:
+        return routed.get(port, [])
+    return [r for (_, number), routes in routed.items() if number == port[1] for r in routes]
+
+
 def _original_selector(service: dict[str, Any], router: str) -> dict[str, str]:
     selector = dict((service.get("spec") or {}).get("selector") or {})
     if selector.get(ROUTER_LABEL) == router:
@@ -154,7 +164,7 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
         for forward in route.forwards:
             routed_ports.setdefault((route.container, forward.port), []).append(route)
     chosen = [s for s in services if _selects(_original_selector(s, router), labels)
-              and any(_target_port(p, containers) in routed_ports for p in s["spec"].get("ports") or [])]
+              and any(_takers(routed_ports, _target_port(p, containers)) for p in s["spec"].get("ports") or [])]
     routed: dict[str, list[str]] = {r.bridge: [] for r in routes}
     slice_ports: dict[str, list[dict[str, Any]]] = {}
     by_port: dict[tuple[int, str], dict[str, Any]] = {}
@@ -168,7 +178,7 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
             if resolved is None:
                 continue
             protocol = str(port.get("protocol", "TCP")).lower()
-            takers = routed_ports.get(resolved, []) if protocol == "tcp" else []
+            takers = _takers(routed_ports, resolved) if protocol == "tcp" else []
             entry = by_port.setdefault((resolved[1], protocol), {"routes": takers, "originals": set()})
             for pod in members:
                 ip, on_pod = _ready_ip(pod), _target_port(port, (pod.get("spec") or {}).get("containers") or [])
