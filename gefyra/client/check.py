@@ -139,18 +139,31 @@ async def _rights(cluster: Cluster) -> CheckResult:
 
 
 async def _images(orchestrator: Orchestrator, runtime: ContainerRuntime) -> CheckResult:
-    image = orchestrator.tunnel().local_image(orchestrator.settings)
+    """The local end's image here or in its registry, and the cluster side's images (the operator,
+    the server end, the default interceptor) in their registry, asked from this machine: the
+    cluster pulls the same names."""
+    settings, tunnel = orchestrator.settings, orchestrator.tunnel()
+    local = tunnel.local_image(settings)
+    cluster_images = [settings.image("operator"), *(str(c["image"]) for c in tunnel.server_side(settings).containers),
+                      *orchestrator.interceptor().images()]
     try:
-        if await runtime.image_exists(image):
-            return CheckResult("images", True, f"{image} is here")
-        available = await runtime.image_available(image)
-        if available is None:
-            return CheckResult("images", True, f"{image} is not here; `up` pulls it ({runtime.name} cannot tell "
-                                               "beforehand whether its registry has it)")
-        if available:
-            return CheckResult("images", True, f"{image} is in its registry")
-        return CheckResult("images", False, f"{image} is neither here nor in its registry: push gefyra's images "
-                                            "(`make images REGISTRY=...`) or pass --registry")
+        missing, unknown = [], []
+        if not await runtime.image_exists(local):
+            cluster_images.insert(0, local)
+        for image in cluster_images:
+            available = await runtime.image_available(image)
+            if available is None:
+                unknown.append(image)
+            elif not available:
+                missing.append(image)
+        if missing:
+            return CheckResult("images", False, f"not in their registry: {', '.join(missing)}: push gefyra's images "
+                                                "(`make images REGISTRY=...`) and pass --registry")
+        if unknown:
+            return CheckResult("images", True, f"{runtime.name} cannot tell whether the registry has "
+                                               f"{', '.join(unknown)}; `up` pulls them (and fails fast if it cannot)")
+        return CheckResult("images", True, f"the cluster side's images are in their registry ({', '.join(cluster_images)})"
+                           + (f"; {local} is here" if local not in cluster_images else ""))
     except errors.GefyraError as exc:
         return failed("images", exc)
 

@@ -172,9 +172,10 @@ class ServerEnd(Step[ConnectContext]):
                 return True
             if current is not None and (current.get("spec") or {}).get("replicas") == 0:
                 await self._scale_up(ctx, wanted)
-            failure = await cluster_side.why_not_starting(ctx.cluster, current, wanted["metadata"]["name"])
+            name = wanted["metadata"]["name"]
+            failure = await cluster_side.why_not_starting(ctx.cluster, current, name)
             if failure:
-                raise errors.ReadinessTimeoutError(f"the tunnel's server end cannot start: {failure}",
+                raise errors.ReadinessTimeoutError(f"the tunnel's server end ({name}) cannot start: {failure}",
                                                    "see README: What gefyra installs and may do")
             return False
 

@@ -83,7 +83,7 @@ def test_up_from_nothing_and_again_changes_nothing(baseline: dict[str, list[str]
     started = time.monotonic()
     again = ok("up")
     TIMINGS["up (again)"] = time.monotonic() - started
-    for step in ("cluster side", "register", "network", "cargo"):
+    for step in ("cluster side", "register", "network", "local end"):
         assert any(step in line and "(already done)" in line for line in again.stderr.splitlines()), again.stderr
     assert stowaway_pod() == pod_before
     assert json.loads(ok("status", "-o", "json").stdout)["cluster"]["client"] == status["cluster"]["client"]

@@ -125,6 +125,7 @@ def test_up_fails_at_once_when_admission_refuses_stowaway() -> None:
         kubectl("delete", "validatingadmissionpolicy", "gfy-test-no-net-admin", check=False)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: stowaway cannot start") and "gfy-test-no-net-admin" in lines[-1], result.stderr
+    assert lines[-1].startswith("error: the tunnel's server end (gefyra-stowaway) cannot start") \
+        and "gfy-test-no-net-admin" in lines[-1], result.stderr
     assert took < 20, took
     assert snapshot() == before

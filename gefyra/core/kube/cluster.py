@@ -20,7 +20,6 @@ import structlog
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
-from kubernetes_asyncio.stream import WsApiClient
 
 from gefyra import errors
 from gefyra.core.kube import kubeconfig
@@ -287,17 +286,6 @@ class Cluster:
                     yield event
             finally:
                 response.close()
-
-    async def exec(self, namespace: str, pod: str, container: str, command: list[str]) -> str:
-        """Runs ``command`` in a container of a pod; returns its output (stdout and stderr)."""
-        async with self.calling(f"exec in pod {pod} of namespace {namespace}"):
-            async with WsApiClient(configuration=self._client.configuration) as ws:
-                with anyio.fail_after(REQUEST_TIMEOUT):
-                    output = await client.CoreV1Api(ws).connect_get_namespaced_pod_exec(
-                        pod, namespace, container=container,
-                        command=command,  # type: ignore[arg-type]  # the client's hint says str; it takes a list
-                        stderr=True, stdin=False, stdout=True, tty=False)
-        return str(output)
 
     async def username(self) -> str:
         """Who the cluster takes this kubeconfig's credentials for (SelfSubjectReview: any

@@ -64,6 +64,10 @@ class Interceptor(abc.ABC):
     #: round comes at once.
     notify: Callable[[], None] = staticmethod(_nothing)
 
+    def images(self) -> Sequence[str]:
+        """The images this interceptor runs in the cluster (`gefyra check` asks their registry)."""
+        return ()
+
     def http_paths(self) -> Mapping[str, HttpHandler]:
         """Paths of the operator's HTTP server (port 8080, Service ``gefyra-operator``) that this
         interceptor answers. Its parts in the pods fetch their configuration there, so the operator

@@ -35,6 +35,9 @@ class NginxInterceptor(Interceptor):
         self.in_place = InPlace(image, self.board)
         self.router = Router(image, self.board)
 
+    def images(self) -> Sequence[str]:
+        return (self.image,)
+
     def http_paths(self) -> Mapping[str, HttpHandler]:
         return {CONFIG_PATH: self._config_request}
 
