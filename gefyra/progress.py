@@ -99,9 +99,11 @@ class Ledger:
     def __call__(self, event: Event) -> None:
         step = event.step
         if event.kind is EventKind.STEP_STARTED:
+            if event.data.get("changes") is False:
+                return  # a check or a wait: nothing of it to report
             self.titles[step] = event.message
             self.running.append(step)
-        elif event.kind in (EventKind.STEP_DONE, EventKind.STEP_FAILED):
+        elif event.kind in (EventKind.STEP_DONE, EventKind.STEP_FAILED) and step in self.titles:
             if step in self.running:
                 self.running.remove(step)
             if event.kind is EventKind.STEP_DONE:

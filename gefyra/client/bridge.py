@@ -79,6 +79,7 @@ class BridgeContext(OperationContext):
 
 class CheckLocal(Step[BridgeContext]):
     name = "local"
+    changes = False
     title = "check the local container"
     provides = frozenset({"local"})
 
@@ -126,6 +127,7 @@ class CheckLocal(Step[BridgeContext]):
 
 class CheckTarget(Step[BridgeContext]):
     name = "target"
+    changes = False
     title = "check the target workload"
     provides = frozenset({"target"})
 
@@ -223,6 +225,7 @@ class Steer(Step[BridgeContext]):
 
 class WaitReady(Step[BridgeContext]):
     name = "ready"
+    changes = False
     title = "wait until the operator reports the bridge ready"
     needs = frozenset({"steered"})
     provides = frozenset({"ready"})
@@ -239,6 +242,7 @@ class ProveArrival(Step[BridgeContext]):
     Services up to a second later, and `bridge` promises that the Services carry traffic."""
 
     name = "arrival"
+    changes = False
     title = "check that traffic arrives at the local container"
     needs = frozenset({"ready"})
     provides = frozenset({"arrived"})

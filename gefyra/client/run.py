@@ -51,6 +51,7 @@ class RunContext(OperationContext):
 
 class CheckLocalEnd(Step[RunContext]):
     name = "local-end"
+    changes = False
     title = "check the tunnel's local end"
     provides = frozenset({"local-end"})
 
@@ -65,6 +66,7 @@ class CheckLocalEnd(Step[RunContext]):
 
 class CheckNamespace(Step[RunContext]):
     name = "namespace"
+    changes = False
     title = "check the namespace"
     provides = frozenset({"namespace"})
 
@@ -80,6 +82,7 @@ class CheckNamespace(Step[RunContext]):
 
 class CheckName(Step[RunContext]):
     name = "name"
+    changes = False
     title = "check the container name"
     provides = frozenset({"name-free"})
 
@@ -92,6 +95,7 @@ class CheckName(Step[RunContext]):
 
 class Environment(Step[RunContext]):
     name = "env"
+    changes = False
     title = "read the environment of the workload"
     provides = frozenset({"env"})
 

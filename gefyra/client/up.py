@@ -231,6 +231,7 @@ class LocalEndStep(Step[ConnectContext]):
 
 class TunnelProbe(Step[ConnectContext]):
     name = "tunnel"
+    changes = False
     title = "check that traffic flows through the tunnel"
     needs = frozenset({"local-end"})
     provides = frozenset({"tunnel"})

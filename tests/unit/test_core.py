@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import aiohttp
 import anyio
@@ -259,3 +260,32 @@ def test_label_selector_keeps_the_whole_selector() -> None:
 ])
 def test_only_failures_that_say_not_now_are_tried_again(method: str, failure: BaseException, again: bool) -> None:
     assert transient(method, failure) is again
+
+
+def test_a_step_without_an_undo_is_never_reported_undone() -> None:
+    class Removes(Step[dict[str, Any]]):
+        name, title = "removes", "remove something"
+
+        async def apply(self, ctx: dict[str, Any]) -> None:
+            ctx["removed"] = True
+
+    class Fails(Step[dict[str, Any]]):
+        name, title, needs = "fails", "fail", frozenset({"x"})
+        provides = frozenset()
+
+        async def apply(self, ctx: dict[str, Any]) -> None:
+            raise RuntimeError("no")
+
+    first = Removes()
+    first.provides = frozenset({"x"})
+    events: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError):
+            await run_plan([first, Fails()], {}, bus)
+
+    anyio.run(main)
+    assert not [e for e in events if e.kind is EventKind.STEP_UNDONE]
+    assert not first.undoable

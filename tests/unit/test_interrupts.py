@@ -39,3 +39,16 @@ def test_an_interrupt_after_the_steps_were_done_says_they_stay() -> None:
 
 def test_skipped_steps_count_as_nothing_done() -> None:
     assert _ledger((EventKind.STEP_SKIPPED, "a")).interrupted("up") == "interrupted: `gefyra up` had changed nothing yet"
+
+
+def test_checks_and_waits_are_no_news() -> None:
+    ledger = Ledger()
+    ledger(Event(EventKind.STEP_STARTED, "target", "check the target", {"changes": False}))
+    ledger(Event(EventKind.STEP_DONE, "target", "check the target"))
+    ledger(Event(EventKind.STEP_STARTED, "bridge", "ask for the bridge", {"changes": True}))
+    ledger(Event(EventKind.STEP_DONE, "bridge", "ask for the bridge"))
+    ledger(Event(EventKind.STEP_STARTED, "ready", "wait until ready", {"changes": False}))
+    ledger(Event(EventKind.STEP_UNDONE, "bridge", "ask for the bridge"))
+    line = ledger.interrupted("bridge")
+    assert "check the target" not in line and "wait until ready" not in line
+    assert line.endswith("undone: ask for the bridge: nothing of it is left"), line

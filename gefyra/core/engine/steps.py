@@ -48,6 +48,8 @@ class Step(abc.ABC, Generic[C]):
     needs: frozenset[str] = frozenset()
     #: Facts the step publishes once it is done (or found done).
     provides: frozenset[str] = frozenset()
+    #: False for a step that only checks or waits: it leaves nothing behind to report or undo.
+    changes: bool = True
 
     async def verify(self, ctx: C) -> bool:
         """True if the step's effect is already in place (then ``apply`` is skipped)."""
@@ -58,7 +60,12 @@ class Step(abc.ABC, Generic[C]):
         """Brings the step's effect about."""
 
     async def undo(self, ctx: C) -> None:
-        """Removes what ``apply`` brought about. Must tolerate a half-applied state."""
+        """Removes what ``apply`` brought about. Must tolerate a half-applied state. A step that
+        does not override it cannot be undone (a removal, a check): it is never reported undone."""
+
+    @property
+    def undoable(self) -> bool:
+        return type(self).undo is not Step.undo
 
 
 class PlanError(ValueError):
@@ -115,7 +122,7 @@ async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus) -> PlanResul
             else:
                 states[step.name] = StepState.RUNNING
                 applied.append(step)  # undo must also run for a step that failed half-way
-                await bus.publish(Event(EventKind.STEP_STARTED, step.name, step.title))
+                await bus.publish(Event(EventKind.STEP_STARTED, step.name, step.title, {"changes": step.changes}))
                 await step.apply(ctx)
                 states[step.name] = StepState.DONE
                 await bus.publish(Event(EventKind.STEP_DONE, step.name, step.title))
@@ -147,8 +154,9 @@ async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus) -> PlanResul
 
 
 async def _undo(steps: Sequence[Step[C]], ctx: C, bus: EventBus, states: dict[str, StepState]) -> None:
-    """Undoes ``steps`` newest first; an undo that fails is logged and the rest still run."""
-    for step in reversed(steps):
+    """Undoes ``steps`` newest first; an undo that fails is logged and the rest still run. Steps
+    that cannot be undone stay as they are (and say nothing)."""
+    for step in reversed([s for s in steps if s.undoable]):
         try:
             await step.undo(ctx)
         except Exception as exc:  # noqa: BLE001 - keep undoing the rest
