@@ -54,7 +54,7 @@ def _body(exc: ApiException) -> str:
     return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
 
 
-def translate(exc: ApiException, what: str) -> errors.GefyraError:
+def _translate(exc: ApiException, what: str) -> errors.GefyraError:
     """Maps an API error to a gefyra error about ``what``."""
     try:
         reason = json.loads(_body(exc)).get("message", exc.reason)
@@ -142,23 +142,21 @@ class Cluster:
         try:
             with anyio.fail_after(10):
                 await client.VersionApi(self._api).get_code()
-        except aiohttp.ClientSSLError as exc:
-            host = self._api.configuration.host
-            await self.close()
-            raise errors.ConfigError(
-                f"the cluster at {host} does not prove who it is: TLS failed ({_tls_reason(exc)})",
-                "check the kubeconfig's certificate-authority(-data) for this cluster, and its server address",
-            ) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             host = self._api.configuration.host
             await self.close()
+            if isinstance(exc, aiohttp.ClientSSLError):
+                raise errors.ConfigError(
+                    f"the cluster at {host} does not prove who it is: TLS failed ({_tls_reason(exc)})",
+                    "check the kubeconfig's certificate-authority(-data) for this cluster, and its server address",
+                ) from exc
             raise errors.ClusterUnreachableError(
                 f"the cluster at {host} does not answer ({type(exc).__name__})",
                 "check that it runs and that --kubeconfig/--context point at it",
             ) from exc
         except ApiException as exc:
             await self.close()
-            raise translate(exc, "the version request") from exc
+            raise _translate(exc, "the version request") from exc
         return self
 
     async def __aexit__(
@@ -172,12 +170,12 @@ class Cluster:
             self._api = None
 
     @asynccontextmanager
-    async def calling(self, what: str) -> AsyncIterator[None]:
+    async def _calling(self, what: str) -> AsyncIterator[None]:
         """Translates API and connection errors raised inside the block."""
         try:
             yield
         except ApiException as exc:
-            raise translate(exc, what) from exc
+            raise _translate(exc, what) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise errors.ClusterUnreachableError(f"lost the cluster while doing {what}: {exc or type(exc).__name__}") from exc
 
@@ -197,11 +195,11 @@ class Cluster:
 
     async def request(self, method: str, path: str, body: Any = None, *,
                       query: list[tuple[str, str]] | None = None, content_type: str = "application/json",
-                      accept: str = "application/json", retry: bool = True) -> Any:
+                      accept: str = "application/json") -> Any:
         """One API request; returns the decoded JSON answer. A transient failure is tried again
-        (RETRY_WAITS) before it is reported, unless ``retry`` is False."""
-        async with self.calling(f"{method} {path}"):
-            for wait in (*(RETRY_WAITS if retry else ()), None):
+        (RETRY_WAITS) before it is reported."""
+        async with self._calling(f"{method} {path}"):
+            for wait in (*RETRY_WAITS, None):
                 try:
                     return await self._once(method, path, body, query or [], content_type, accept)
                 except (ApiException, aiohttp.ClientError) as exc:
@@ -224,12 +222,11 @@ class Cluster:
     async def exists(self, target: Target) -> bool:
         return await self.get(target) is not None
 
-    async def objects(self, collection: str, *, label_selector: str = "", field_selector: str = "") -> list[dict[str, Any]]:
+    async def objects(self, collection: str, *, label_selector: str = "") -> list[dict[str, Any]]:
         """The items of a collection (a path from :func:`paths.path` without a name); [] where the
         collection does not exist (a custom resource that is not installed)."""
-        query = [(k, v) for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v]
         try:
-            found = await self.request("GET", collection, query=query)
+            found = await self.request("GET", collection, query=[("labelSelector", label_selector)] if label_selector else [])
         except errors.NotFoundError:
             return []
         return list(found.get("items") or [])
@@ -266,7 +263,7 @@ class Cluster:
         """The events of a collection (each ``{"type": ..., "object": ...}``), from now until the API
         server ends the watch (after ``seconds``); a watch that has not ended ``grace`` seconds
         later is cut (a connection dropped without a word). Raises gefyra errors."""
-        async with self.calling(f"watching {collection}"):
+        async with self._calling(f"watching {collection}"):
             response = await self._client.call_api(
                 collection, "GET", query_params=[("watch", "true"), ("timeoutSeconds", str(seconds))],
                 header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
@@ -319,7 +316,7 @@ class Cluster:
             match = re.search(r"valid IPs is ([0-9a-f.:/]+)", _body(exc))
             if match:
                 return match.group(1)
-            raise translate(exc, "the service range probe") from exc
+            raise _translate(exc, "the service range probe") from exc
         raise errors.GefyraError("cannot find the cluster's Service range", "pass --service-cidr")
 
     async def pod_cidrs(self) -> list[str]:
