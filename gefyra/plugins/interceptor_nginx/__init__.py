@@ -1,13 +1,14 @@
 """Built-in plugin: the ``nginx`` interceptor, in two modes.
 
-- in place (:mod:`.carrier`): a global bridge swaps the bridged container's image for carrier's
-  (nginx and an agent), in every pod of the target; fast, and it takes every connection to the pods.
-- router (:mod:`.router`): personal bridges (only the HTTP requests that match their conditions go
-  to a developer; :mod:`.routing` writes the rules), and global bridges of containers that carrier
-  cannot replace in place (a container that sets ``command`` or has exec probes). The target's
-  pods are not touched; its Services lead to a small router Deployment instead.
+- router (:mod:`.router`), the default: every bridge, global (every connection through the
+  workload's Services to the developer) and personal (only the HTTP requests that match its
+  conditions; :mod:`.routing` writes the rules). The target's pods are not touched; its Services
+  lead to a small router Deployment instead.
+- in place (:mod:`.carrier`), for a global bridge that asks for it (``--in-place``): the bridged
+  container's image is swapped for carrier's (nginx and an agent) in every pod of the target; it
+  takes connections to the pods' own IPs too, but the container restarts.
 
-Both get their nginx configuration from the operator's endpoint (:mod:`.board`)."""
+Both get their nginx configuration from the operator's HTTP server (:mod:`.board`)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The in-place mode of global bridges: the pod keeps its spec, IP and other containers; only the
-bridged container's image is swapped for carrier's, which forwards the bridged ports and answers
-the probes of the others. Fast (no new pod) and it takes every connection to the pod, but carrier
-receives the container's own command: a container that sets ``command``, or has exec probes, is
-bridged by the router instead (:mod:`.router`).
+"""The in-place mode of global bridges (``--in-place``): the pod keeps its spec, IP and other
+containers; only the bridged container's image is swapped for carrier's, which forwards the
+bridged ports and answers the probes of the others. It takes every connection to the pod, its IP
+included, but the container restarts (now and at unbridge), and carrier receives the container's
+own command: a container that sets ``command``, or has exec probes, cannot be bridged in place
+(:func:`unfit` says why).
 
 What was replaced is kept per container in the pod's annotations
 (``CONTAINER.bridged.gefyra.dev/...``), so that two bridges on two containers of one pod never

@@ -1,6 +1,6 @@
-"""The router mode: personal bridges, and global bridges of containers that carrier cannot replace
-in place (a container that sets ``command`` or has exec probes). The target's pods stay exactly
-as they are, running their own code; what changes is where the workload's Services lead.
+"""The router mode, the default for every bridge: personal and global ones (in place only where a
+bridge asks for it). The target's pods stay exactly as they are, running their own code; what
+changes is where the workload's Services lead.
 
 For a target, the operator runs a small Deployment in its own namespace, the router (carrier's
 image: nginx and the agent that fetches its configuration, under the restricted Pod Security
