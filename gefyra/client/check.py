@@ -197,6 +197,9 @@ async def _throwaway_client(orchestrator: Orchestrator) -> list[CheckResult]:
     results = []
     try:
         cluster, runtime = await throwaway.both()
+        # The port and the rest of the shared settings as installed (check changes nothing there).
+        throwaway.settings = probe = await cluster_side.resolve_shared(cluster, probe, throwaway.tunnel(),
+                                                                       may_change=True)
         ctx = up.ConnectContext(throwaway, cluster, runtime)
         try:
             await throwaway.run_plan("up", up.up_plan(), ctx)

@@ -48,6 +48,13 @@ class ConnectContext(OperationContext):
     def local_end(self) -> str:
         return self.tunnel.local_name(self.settings)
 
+    @property
+    def port(self) -> int:
+        """The server end's port, as installed (the session resolves the shared settings first)."""
+        port = self.settings.port
+        assert port is not None, "up needs the shared settings resolved (cluster_side.resolve_shared)"
+        return port
+
 
 def client_path(client_id: str) -> str:
     return path(CLIENTS, GEFYRA_NAMESPACE, client_id)
@@ -100,7 +107,7 @@ class RegisterClient(Step[ConnectContext]):
         return (local_end.labels.get(LABEL_PUBLIC_KEY) == found.public_key and found.status.phase == "Active"
                 and bool(local_end.addresses.get(ctx.settings.network_name))
                 and await ctx.runtime.get_network(ctx.settings.network_name) is not None
-                and (ctx.settings.host is None or host == ctx.settings.host) and port == str(ctx.settings.port))
+                and (ctx.settings.host is None or host == ctx.settings.host) and port == str(ctx.port))
 
     async def apply(self, ctx: ConnectContext) -> None:
         keys = ctx.keys = ctx.tunnel.generate_keys()
@@ -214,7 +221,7 @@ class LocalEndStep(Step[ConnectContext]):
         chosen = tunnel_endpoint.choose(tunnel_endpoint.Known(
             api_host=ctx.cluster.api_host, node_addresses=network.node_addresses,
             vm_gateway=await ctx.runtime.vm_host_gateway(), context=ctx.cluster.context_name), settings.host)
-        ctx.endpoint = f"{chosen.host}:{settings.port}"
+        ctx.endpoint = f"{chosen.host}:{ctx.port}"
         local_network = await ctx.runtime.get_network(settings.network_name)
         await ctx.progress(self.name, f"tunnel endpoint {ctx.endpoint} ({chosen.why})")
         await tunnel.start_local_end(ctx.runtime, settings, LocalEnd(

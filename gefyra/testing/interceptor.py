@@ -35,19 +35,19 @@ from gefyra.core.spi.interceptor import HttpRequest, Interceptor
 
 
 @asynccontextmanager
-async def serve_http_paths(interceptor: Interceptor, host: str, port: int, peer: Callable[[], str]
-                           ) -> AsyncIterator[None]:
+async def serve_http_paths(interceptor: Interceptor, host: str, port: int) -> AsyncIterator[None]:
     """An HTTP server on ``host``:``port`` in the test process that answers the interceptor's
-    paths as the operator would, and ``/healthz`` (the contract pod's probe). ``peer`` gives the
-    caller's address to tell the interceptor (where the pod network masquerades traffic to the
-    test machine, that is the pod's address, not the one the server sees)."""
+    paths as the operator would, and ``/healthz`` (the contract pod's probe). Where the pod network
+    masquerades traffic to the test machine, the caller's own report of its address (query ``ip``,
+    as carrier's agent sends it) stands in for the source address, which the operator goes by."""
     async def handle(request: web.Request) -> web.Response:
         if request.path == "/healthz":
             return web.Response(text="ok")
         handler = interceptor.http_paths().get(request.path)
         if handler is None:
             return web.Response(status=404)
-        answer = await handler(HttpRequest(peer=peer(), query=dict(request.query)))
+        peer = request.query.get("ip") or request.remote or ""
+        answer = await handler(HttpRequest(peer=peer, query=dict(request.query)))
         return web.Response(status=answer.status, body=answer.body)
 
     application = web.Application()

@@ -4,8 +4,10 @@
 // container's securityContext: any uid, maybe a read-only root filesystem and no capabilities.
 // Hence everything it writes lives in one working directory, preferably in /dev/shm.
 //
-// Protocol (a long poll): GET CONFIG_URL?have=VERSION&container=NAME_OR_ID, where VERSION is what
-// runs ("" at first) and the container tells two carriers of one pod apart.
+// Protocol (a long poll): GET CONFIG_URL?have=VERSION&container=NAME_OR_ID&ip=POD_IP, where VERSION
+// is what runs ("" at first) and the container tells two carriers of one pod apart. The operator
+// answers by the connection's source address; ip is the pod's own report of its address, which
+// only a stand-in for the operator uses where a network translates the source (gefyra.testing).
 // 200 {"version", "stream", "http"}: the texts for nginx's stream and http blocks, applied at once;
 // 304: nothing new (the operator held the request); anything else or no answer: ask again shortly.
 package main
@@ -217,6 +219,20 @@ func poll(n *nginx, base *url.URL, container string) {
 	}
 }
 
+// ownAddress is the pod's first IPv4 address that is not a loopback one ("" if it has none).
+func ownAddress() string {
+	addresses, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addresses {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
 // fetch returns the new configuration, nil for 304, or an error for anything else.
 func fetch(client *http.Client, base *url.URL, container, have string) (*config, error) {
 	u := *base
@@ -224,6 +240,9 @@ func fetch(client *http.Client, base *url.URL, container, have string) (*config,
 	q.Set("have", have)
 	if container != "" {
 		q.Set("container", container)
+	}
+	if ip := ownAddress(); ip != "" {
+		q.Set("ip", ip)
 	}
 	u.RawQuery = q.Encode()
 	resp, err := client.Get(u.String())

@@ -88,10 +88,10 @@ class OnTheDevelopmentCluster:
     @pytest.fixture
     async def interceptor(self, pod: dict[str, Any]) -> AsyncIterator[Interceptor]:
         """carrier asks the `gefyra-operator` Service for its configuration: here that Service leads
-        to this test process, which answers with this interceptor's paths. The pod network
-        masquerades traffic to this machine, so the test tells the interceptor the pod's IP."""
+        to this test process, which answers with this interceptor's paths (the pods' agents say
+        their addresses: the pod network masquerades traffic to this machine)."""
         interceptor = self.make_interceptor()
-        async with serve_http_paths(interceptor, _HOST, _ENDPOINT_PORT, lambda: str(pod["status"]["podIP"])):
+        async with serve_http_paths(interceptor, _HOST, _ENDPOINT_PORT):
             gefyra_cli("uninstall")  # the real operator's Service must not be there
             devcluster.kubectl("create", "namespace", "gefyra", check=False)
             devcluster.apply(_ENDPOINT_SERVICE)

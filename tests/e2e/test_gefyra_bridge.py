@@ -155,7 +155,7 @@ def test_pod_and_statefulset_targets(ns: str, kind: str, ref: str) -> None:
     ("unknown port", 8, "declares no port 1234"),
     ("already bridged", 7, "is already bridged"),
     ("local container not running", 8, "local container gfy-nothing is not running"),
-    ("not on gefyra's network", 2, "is not on gefyra's network"),
+    ("not on gefyra's network", 2, "is not a container of `gefyra run`"),
 ])
 def test_bad_bridge_requests_change_nothing(ns: str, case: str, exit_code: int, fragment: str) -> None:
     outsider = "gfy-br-outsider"
