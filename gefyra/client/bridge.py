@@ -293,18 +293,17 @@ class ProveArrival(Step[BridgeContext]):
         async def arrived() -> bool:
             """kube-proxy may still send some connections to the workload's own pods for a moment:
             only when every one of a row of them reaches the bridge is that moment over."""
-            for _ in range(self.IN_A_ROW):
-                if ctx.request.matches:
+            if ctx.request.matches:
+                for _ in range(self.IN_A_ROW):
                     answers = [await tunnel.exchange(ctx.runtime, local_end, target, _PROBE) for target in services]
                     if not all(_PROBE_ANSWER in a.lower() for a in answers):
                         return False
-                else:
-                    before = sum((await tunnel.steered_connections(ctx.runtime, local_end, steered)).values())
-                    opened = sum(await tunnel.connects(ctx.runtime, local_end, services))
-                    after = sum((await tunnel.steered_connections(ctx.runtime, local_end, steered)).values())
-                    if opened < len(services) or after - before < opened:
-                        return False
-            return True
+                return True
+            # A global bridge: the whole row in one go, counted by the local end's steering.
+            before = sum((await tunnel.steered_connections(ctx.runtime, local_end, steered)).values())
+            opened = sum(await tunnel.connects(ctx.runtime, local_end, services * self.IN_A_ROW))
+            after = sum((await tunnel.steered_connections(ctx.runtime, local_end, steered)).values())
+            return opened == len(services) * self.IN_A_ROW and after - before >= opened
 
         await wait_until(arrived, self.TIMEOUT, errors.ReadinessTimeoutError(
             f"the workload's Services did not lead to the bridge within {self.TIMEOUT:.0f}s", operator_logs(ctx)))

@@ -145,7 +145,7 @@ class Bridges:
             member = _Member(bridge, bridge.status, bridge.status_json)
             try:
                 if not await self._prepare(member, clients, used):
-                    continue  # nothing of it was ever made, and it is gone now
+                    continue  # gone without a trace, or waiting for its client to steer
                 assert bridge.spec.target is not None  # _prepare checked it
                 target = bridge.spec.target.workload
                 interceptor = self._interceptor(bridge.spec.interceptor)
@@ -229,8 +229,10 @@ class Bridges:
         return self._interceptors[name]
 
     async def _prepare(self, member: _Member, clients: dict[str, ActiveClient], used: set[int]) -> bool:
-        """Checks the bridge and gives ``member`` its route (none while it retires). False for a
-        retiring bridge that never got as far as its target (its finalizer is removed here)."""
+        """Checks the bridge and gives ``member`` its route (none while it retires). Whether it takes
+        part in its target this round: not a retiring bridge that never got as far as its target
+        (its finalizer is removed here), nor one whose client has not steered its ports yet (its
+        traffic would find no way to the local container: the route waits for that)."""
         bridge = member.bridge
         spec = bridge.spec
         owner = clients.get(spec.client)
@@ -261,6 +263,8 @@ class Bridges:
         if not proxy:
             proxy = {p: _allocate(used) for p in spec.remote_ports}
             await self._set_status(member, proxy_ports=proxy, phase="Pending")
+        if not bridge.steered:
+            return False  # the client steers the ports it was given, then says so: then the route
         forwards = tuple(Forward(remote, self.server_ip, port) for remote, port in sorted(proxy.items()))
         member.route = Route(bridge.name, spec.target.container, forwards, spec.matches, spec.in_place)
         member.owner, member.proxy = owner, proxy

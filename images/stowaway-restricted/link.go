@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/tun"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// nicID is the stack's only network interface: the tunnel.
+const nicID tcpip.NICID = 1
+
+// linkQueueLen is how many packets the stack may queue for wireguard-go before it drops (as a
+// kernel interface's txqueuelen); TCP's windows keep it far from full in practice.
+const linkQueueLen = 2048
+
+// netTUN is the tunnel's inner side as wireguard-go sees it, a tun.Device: decrypted packets go
+// into a gVisor stack in this process, and what the stack sends comes out of a channel link
+// endpoint. Unlike wireguard-go's tun/netstack it reads and writes in batches, without a
+// goroutine hop or an allocation per packet, and it gives access to the stack itself.
+type netTUN struct {
+	ep     *channel.Endpoint
+	stack  *stack.Stack
+	mtu    int
+	events chan tun.Event
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+	// intercept, when set, sees each packet from the tunnel before the stack and returns true
+	// for those it has dealt with (dropped, or handled outside the stack).
+	intercept func(packet []byte) bool
+}
+
+// stackOptions tune the stack for a tunnel that carries bulk transfers and small requests alike.
+type stackOptions struct {
+	// allowLoopback admits 127.0.0.0/8 destinations from the tunnel (tests only: in a pod they
+	// would reach the pod's own loopback services).
+	allowLoopback bool
+}
+
+// newNetTUN makes a stack with the single IPv4 address addr (its prefix is the tunnel's network)
+// and a default route into the tunnel.
+func newNetTUN(addr netip.Prefix, mtu int, opts stackOptions) (*netTUN, error) {
+	if !addr.Addr().Is4() {
+		return nil, fmt.Errorf("tunnel address %s is not IPv4", addr)
+	}
+	s := stack.New(stack.Options{
+		NetworkProtocols: []stack.NetworkProtocolFactory{
+			ipv4.NewProtocolWithOptions(ipv4.Options{AllowExternalLoopbackTraffic: opts.allowLoopback}),
+		},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+	})
+	if err := tuneTCP(s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &netTUN{
+		ep:     channel.New(linkQueueLen, uint32(mtu), ""),
+		stack:  s,
+		mtu:    mtu,
+		events: make(chan tun.Event, 1),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	if err := s.CreateNIC(nicID, t.ep); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("creating the stack's interface: %v", err)
+	}
+	protoAddr := tcpip.ProtocolAddress{
+		Protocol: ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddressWithPrefix{
+			Address:   tcpip.AddrFrom4(addr.Addr().As4()),
+			PrefixLen: addr.Bits(),
+		},
+	}
+	if err := s.AddProtocolAddress(nicID, protoAddr, stack.AddressProperties{}); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("adding %s to the stack: %v", addr, err)
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: nicID}})
+	t.events <- tun.EventUp
+	return t, nil
+}
+
+// tuneTCP sets the stack's TCP options: SACK (off by gVisor's default), CUBIC, and buffers that
+// start at 1 MiB and grow with the measured bandwidth-delay product up to 4 MiB (Linux's
+// tcp_moderate_rcvbuf); a connection holds that memory only while data waits in it.
+func tuneTCP(s *stack.Stack) error {
+	sack := tcpip.TCPSACKEnabled(true)
+	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	cc := tcpip.CongestionControlOption("cubic")
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: 1 << 20, Max: 4 << 20}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: 1 << 20, Max: 4 << 20}
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &cc, &rcv, &snd} {
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			return fmt.Errorf("setting TCP option %T: %v", opt, err)
+		}
+	}
+	return nil
+}
+
+// Read hands wireguard-go what the stack sends: it waits for one packet, then takes whatever
+// else is queued, up to len(bufs).
+func (t *netTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	pkt := t.ep.ReadContext(t.ctx)
+	if pkt == nil {
+		return 0, os.ErrClosed
+	}
+	n := 0
+	for {
+		sizes[n] = copyPacket(bufs[n][offset:], pkt)
+		pkt.DecRef()
+		n++
+		if n == len(bufs) {
+			return n, nil
+		}
+		if pkt = t.ep.Read(); pkt == nil {
+			return n, nil
+		}
+	}
+}
+
+// copyPacket copies the whole packet (headers and payload) into dst without allocating.
+func copyPacket(dst []byte, pkt *stack.PacketBuffer) int {
+	views, skip := pkt.AsViewList()
+	n := 0
+	for v := views.Front(); v != nil; v = v.Next() {
+		s := v.AsSlice()
+		if skip >= len(s) {
+			skip -= len(s)
+			continue
+		}
+		n += copy(dst[n:], s[skip:])
+		skip = 0
+	}
+	return n
+}
+
+// Write delivers decrypted packets to the stack (in the caller's goroutine: gVisor queues TCP
+// segments to its own workers, so this does not wait for the connections).
+func (t *netTUN) Write(bufs [][]byte, offset int) (int, error) {
+	for _, b := range bufs {
+		packet := b[offset:]
+		if len(packet) < header.IPv4MinimumSize || packet[0]>>4 != 4 {
+			continue // the tunnel carries IPv4 only
+		}
+		if t.intercept != nil && t.intercept(packet) {
+			continue
+		}
+		pkb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(packet)})
+		t.ep.InjectInbound(ipv4.ProtocolNumber, pkb)
+		pkb.DecRef()
+	}
+	return len(bufs), nil
+}
+
+// inject sends a complete IPv4 packet made outside the stack into the tunnel (ICMP replies).
+func (t *netTUN) inject(packet []byte) error {
+	pkb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(packet)})
+	defer pkb.DecRef()
+	var list stack.PacketBufferList
+	list.PushBack(pkb)
+	if n, err := t.ep.WritePackets(list); err != nil || n == 0 {
+		return errors.New("tunnel queue full")
+	}
+	return nil
+}
+
+// BatchSize is wireguard-go's ideal batch: the device reads and writes this many at once.
+func (t *netTUN) BatchSize() int { return conn.IdealBatchSize }
+
+func (t *netTUN) File() *os.File           { return nil }
+func (t *netTUN) Events() <-chan tun.Event { return t.events }
+func (t *netTUN) MTU() (int, error)        { return t.mtu, nil }
+func (t *netTUN) Name() (string, error)    { return "wg0", nil }
+
+// Close stops the stack; it is safe to call more than once.
+func (t *netTUN) Close() error {
+	t.once.Do(func() {
+		t.cancel()
+		t.stack.Close()
+		t.ep.Close()
+		close(t.events)
+	})
+	return nil
+}
