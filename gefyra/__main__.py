@@ -1,3 +1,3 @@
-from gefyra.cli import main
+from gefyra.cli import program
 
-main()
+program()

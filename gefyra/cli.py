@@ -87,6 +87,10 @@ def _label(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     return _checked(lambda value, flag: validation.dns_label(value, flag, what))
 
 
+_LEDGERS: list[tuple[str, progress.Ledger]] = []
+"""The operations this process ran, for a Ctrl-C that lands after the last one has finished."""
+
+
 def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *, exit_on_error: bool = True) -> T:
     """Runs an async operation with progress on stderr; errors become one line and an exit code
     (or, with ``exit_on_error=False``, are raised to the caller). An interrupt (Ctrl-C) says what
@@ -100,6 +104,7 @@ def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *,
     settings: Settings = ctx.obj["settings"]
     show: progress.Renderer | None = None
     ledger = progress.Ledger()
+    _LEDGERS.append((ctx.command.name or "gefyra", ledger))
 
     async def main() -> T:
         async with Gefyra(settings) as g:
@@ -641,3 +646,19 @@ def operator() -> None:
 
     logs.configure("json", level=logging.INFO)
     anyio.run(op.main)
+
+
+def program() -> None:
+    """The `gefyra` program: click's own handling, except that a Ctrl-C which lands outside an
+    operation (while the result is printed, or before the first step) exits 130 with the same line
+    as one inside it, instead of click's "Aborted!" and 1."""
+    try:
+        result = main(standalone_mode=False)  # the exit code of --help/--version, else None
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        last = _LEDGERS[-1] if _LEDGERS else None
+        click.echo(last[1].interrupted(last[0]) if last else "interrupted", err=True)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -95,10 +95,15 @@ class Ledger:
         self.done: list[str] = []
         self.undone: list[str] = []
         self.running: list[str] = []
+        self.unfinished_plans = 0
 
     def __call__(self, event: Event) -> None:
         step = event.step
-        if event.kind is EventKind.STEP_STARTED:
+        if event.kind is EventKind.PLAN_STARTED:
+            self.unfinished_plans += 1
+        elif event.kind is EventKind.PLAN_DONE:
+            self.unfinished_plans -= 1
+        elif event.kind is EventKind.STEP_STARTED:
             if event.data.get("changes") is False:
                 return  # a check or a wait: nothing of it to report
             self.titles[step] = event.message
@@ -120,7 +125,7 @@ class Ledger:
         cut = [self.titles[s] for s in self.running]
         if not (kept or undone or cut):
             return f"interrupted: `gefyra {command}` had changed nothing yet"
-        if kept and not (undone or cut):
+        if kept and not (undone or cut or self.unfinished_plans):
             return f"interrupted after `gefyra {command}` had done its steps ({'; '.join(kept)}): they stay"
         parts = [f"interrupted: `gefyra {command}` did not finish"]
         if cut:

@@ -87,6 +87,11 @@ def eventually(fn: Any, timeout: float = 60, interval: float = 0.5) -> Any:
             time.sleep(interval)
 
 
+def assert_equal(found: object, wanted: object) -> None:
+    """An assertion for `eventually(lambda: ...)` that shows both sides."""
+    assert found == wanted, (found, wanted)
+
+
 def http_workload(name: str, namespace: str, replicas: int = 2, env: dict[str, str] | None = None,
                   kind: str = "deployment") -> str:
     """Manifest of the test server as a Deployment, StatefulSet or bare Pod ("deployment",

@@ -13,7 +13,17 @@ from typing import Any
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import KUBECONFIG, KUBECTL, TEST_IMAGE, WORKLOAD_IMAGE, eventually, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import (
+    KUBECONFIG,
+    KUBECTL,
+    TEST_IMAGE,
+    WORKLOAD_IMAGE,
+    assert_equal,
+    eventually,
+    kubectl,
+    kubectl_json,
+    unique,
+)
 from tests.e2e.gefyra_cli import gefyra, ok
 
 pytestmark = pytest.mark.e2e
@@ -210,6 +220,8 @@ spec:
 def test_a_container_that_sets_its_command_and_has_an_exec_probe_is_bridged(ns: str, personal: bool) -> None:
     devcluster.apply(COMMAND_WORKLOAD.format(ns=ns, image=WORKLOAD_IMAGE))
     kubectl("-n", ns, "rollout", "status", "deploy/cmd", "--timeout=90s")
+    # The routers of the tests before this one may still be draining: the state to return to has none.
+    eventually(lambda: assert_equal(shop_state(ns, "cmd", "cmd")["routers"], []), timeout=45)
     before = shop_state(ns, "cmd", "cmd")
     pods_before = {p["metadata"]["name"]: p["spec"] for p in kubectl_json("-n", ns, "get", "pods", "-l", "app=cmd")["items"]}
     conditions = ["--match-header-exact", "x-dev:a"] if personal else []

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, engine, eventually, kubectl, kubectl_json, unique
+from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, assert_equal, engine, eventually, kubectl, kubectl_json, unique
 from tests.e2e.gefyra_cli import gefyra, ok, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -105,10 +105,6 @@ def test_in_place_says_up_front_how_long_kubelets_back_off_holds_the_container(n
     finally:
         ok("unbridge", "--all")
     eventually(lambda: assert_equal(get(ns)[:14], "hello from web"), timeout=60)
-
-
-def assert_equal(found: object, wanted: object) -> None:
-    assert found == wanted, (found, wanted)
 
 
 # 2, 3: the environment of a workload, exactly, also from distroless containers and 0 replicas
@@ -220,37 +216,55 @@ def test_an_interceptor_image_the_cluster_cannot_pull_ends_the_wait_naming_it(ns
 # 5: an interrupt says truthfully what was undone and what was left
 
 
-def _interrupted(*args: str, after: float) -> subprocess.CompletedProcess[str]:
+def _interrupted(*args: str, when: str) -> subprocess.CompletedProcess[str]:
+    """Runs gefyra and sends it Ctrl-C as soon as its progress shows the line ``when``."""
     process = subprocess.Popen([sys.executable, "-m", "gefyra", "--kubeconfig", str(KUBECONFIG), *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(after)
-    process.send_signal(signal.SIGINT)
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.strip() == when:
+            process.send_signal(signal.SIGINT)
+            break
     out, err = process.communicate(timeout=120)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, "".join(seen) + err)
 
 
 def test_an_interrupted_bridge_says_what_it_undid_and_leaves_nothing(ns: str) -> None:
-    result = _interrupted("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080", after=3.0)
-    line = result.stderr.strip().splitlines()[-1]
-    assert result.returncode == 130 and line.startswith("interrupted"), result.stderr
-    if "undone:" in line:
-        assert line.endswith("nothing of it is left"), line
+    try:
+        result = _interrupted("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080",
+                              when="✓ ask the operator for the bridge")
+        line = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 130 and line.startswith("interrupted"), result.stderr
+        undone = line.partition("undone: ")[2]
+        assert "ask the operator for the bridge" in undone and line.endswith("nothing of it is left"), line
         eventually(lambda: assert_equal(status()["bridges"], []), timeout=60)
-    else:  # it had finished: then it says so, and the bridge is there
-        assert "they stay" in line and status()["bridges"], line
-        ok("unbridge", "--all")
-    assert get(ns).startswith("hello from web-")
+        assert get(ns).startswith("hello from web-")
+    finally:
+        gefyra("unbridge", "--all")
+
+
+DOWN_FIRST_STEP = "✓ remove this client's bridges (workloads get their traffic back)"
 
 
 def test_an_interrupted_down_says_what_it_left_and_down_again_finishes(ns: str) -> None:
     ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
-    result = _interrupted("down", after=1.0)
-    line = result.stderr.strip().splitlines()[-1]
-    assert result.returncode == 130 and line.startswith("interrupted"), result.stderr
-    assert "run `gefyra down` again to finish" in line or "they stay" in line, line
-    ok("down")
-    assert snapshot()["containers"] == sorted(c for c in snapshot()["containers"] if not c.startswith("gefyra-"))
-    assert get(ns).startswith("hello from web-")
+    try:
+        result = _interrupted("down", when=DOWN_FIRST_STEP)
+        line = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 130 and line.startswith("interrupted"), result.stderr
+        assert f"done and kept: {DOWN_FIRST_STEP[2:]}" in line and "run `gefyra down` again to finish" in line, line
+        ok("down")
+        assert snapshot()["containers"] == sorted(c for c in snapshot()["containers"] if not c.startswith("gefyra-"))
+        assert get(ns).startswith("hello from web-")
+    finally:
+        _back_to_the_start(ns)
+
+
+def _back_to_the_start(ns: str) -> None:
+    """The module's starting point (up, and the local container), whatever a test left."""
+    gefyra("down")
     ok("up")
     ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d", "-e", "MESSAGE=LOCAL")
 
@@ -260,13 +274,13 @@ def test_an_interrupted_down_says_what_it_left_and_down_again_finishes(ns: str) 
 
 def test_uninstall_with_a_bridge_gives_everything_back(ns: str) -> None:
     ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
-    result = ok("uninstall")
-    assert "bridge " in result.stdout and "cluster side" in result.stdout, result.stdout
-    assert kubectl_result_code("get", "namespace", "gefyra") != 0
-    eventually(lambda: assert_equal(get(ns)[:14], "hello from web"), timeout=30)
-    ok("down")  # what is left on this machine
-    ok("up")
-    ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d", "-e", "MESSAGE=LOCAL")
+    try:
+        result = ok("uninstall")
+        assert "bridge " in result.stdout and "cluster side" in result.stdout, result.stdout
+        assert kubectl_result_code("get", "namespace", "gefyra") != 0
+        eventually(lambda: assert_equal(get(ns)[:14], "hello from web"), timeout=30)
+    finally:
+        _back_to_the_start(ns)  # down removes what is left on this machine
 
 
 def kubectl_result_code(*args: str) -> int:

@@ -52,3 +52,11 @@ def test_checks_and_waits_are_no_news() -> None:
     line = ledger.interrupted("bridge")
     assert "check the target" not in line and "wait until ready" not in line
     assert line.endswith("undone: ask for the bridge: nothing of it is left"), line
+
+
+def test_an_interrupt_between_the_steps_of_a_plan_says_it_did_not_finish() -> None:
+    ledger = _ledger((EventKind.PLAN_STARTED, ""), (EventKind.STEP_STARTED, "bridges"), (EventKind.STEP_DONE, "bridges"))
+    line = ledger.interrupted("down")
+    assert line.startswith("interrupted: `gefyra down` did not finish") and "done and kept: title of bridges" in line
+    ledger(Event(EventKind.PLAN_DONE, "", "1"))
+    assert ledger.interrupted("down").endswith("had done its steps (title of bridges): they stay")

@@ -25,6 +25,8 @@ class EventKind(enum.Enum):
     STEP_DONE = "step.done"
     STEP_FAILED = "step.failed"
     STEP_UNDONE = "step.undone"
+    PLAN_STARTED = "plan.started"  # ``message``: the number of steps
+    PLAN_DONE = "plan.done"  # every step done or skipped
     PROGRESS = "progress"  # a long step tells how far it got
     FACT = "fact"  # a step provides a fact (``message`` names it) that other steps may need
 

@@ -134,6 +134,7 @@ async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus) -> PlanResul
             scope.cancel()
 
     unsubscribe = bus.subscribe(on_fact)
+    await bus.publish(Event(EventKind.PLAN_STARTED, "", str(len(steps)), plan))
     try:
         async with anyio.create_task_group() as tg:
             for step in steps:
@@ -150,6 +151,7 @@ async def run_plan(steps: Sequence[Step[C]], ctx: C, bus: EventBus) -> PlanResul
             await bus.publish(Event(EventKind.STEP_FAILED, step.name, str(exc)))
             await _undo(applied, ctx, bus, states)
         raise exc
+    await bus.publish(Event(EventKind.PLAN_DONE, "", str(len(steps)), plan))
     return PlanResult(states)
 
 
