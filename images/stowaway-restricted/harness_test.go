@@ -78,11 +78,15 @@ type testServer struct {
 	log  *logBuffer
 }
 
-func startServer(t testing.TB) *testServer {
+// startServer starts a server in this process; options change its configuration first.
+func startServer(t testing.TB, options ...func(*Config)) *testServer {
 	t.Helper()
 	key := newKeyPair(t)
 	logs := &logBuffer{}
 	cfg := Config{Address: serverPrefix, MTU: 1340, PrivateKey: key.private, RunDir: t.TempDir(), AllowLoopback: true}
+	for _, option := range options {
+		option(&cfg)
+	}
 	s, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -143,8 +147,14 @@ type testClient struct {
 	dev  *device.Device
 }
 
-// startClient makes a client at addr, a peer of s.
+// startClient makes a client at addr, a peer of s, that reaches s by UDP.
 func startClient(t testing.TB, s *testServer, addr string) *testClient {
+	t.Helper()
+	return startClientWith(t, s, addr, conn.NewStdNetBind())
+}
+
+// startClientWith makes a client at addr, a peer of s, with bind.
+func startClientWith(t testing.TB, s *testServer, addr string, bind conn.Bind) *testClient {
 	t.Helper()
 	c := &testClient{addr: netip.MustParseAddr(addr), key: newKeyPair(t)}
 	var err error
@@ -152,7 +162,7 @@ func startClient(t testing.TB, s *testServer, addr string) *testClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.dev = device.NewDevice(c.tun, conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
+	c.dev = device.NewDevice(c.tun, bind, device.NewLogger(device.LogLevelSilent, ""))
 	t.Cleanup(c.dev.Close)
 	s.addPeer(t, c.key.public, c.addr)
 	// As cargo: keepalives, so that the client handshakes at once and the server learns its

@@ -69,15 +69,18 @@ type echoFlow struct {
 	last atomic.Int64 // unix nanoseconds of the last request
 }
 
-// newPinger returns nil if the pod may not open ICMP sockets.
-func newPinger(t *netTUN, log *slog.Logger) *pinger {
-	c, err := listenICMP()
+// newPinger returns nil if the pod may not open ICMP sockets (with listen: listenICMP if nil).
+func newPinger(t *netTUN, listen func() (net.PacketConn, error), log *slog.Logger) *pinger {
+	if listen == nil {
+		listen = listenICMP
+	}
+	c, err := listen()
 	if err != nil {
 		log.Info("ping beyond the server's address is off: no ICMP sockets here (net.ipv4.ping_group_range)")
 		return nil
 	}
 	c.Close()
-	return &pinger{tun: t, listen: listenICMP, flows: make(map[echoKey]*echoFlow)}
+	return &pinger{tun: t, listen: listen, flows: make(map[echoKey]*echoFlow)}
 }
 
 // listenICMP opens an unprivileged ICMP socket; its WriteTo takes a *net.UDPAddr.

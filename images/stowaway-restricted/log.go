@@ -20,6 +20,8 @@ func redact(msg string) string {
 // wireguardLogger passes on wireguard-go's errors, and of its chatter only peers' creation and
 // removal over UAPI (its handshake and keepalive lines would be several a minute per peer).
 // Peers are named as wireguard-go names them, by a public key's first and last four characters.
+// Sending to a peer without an endpoint is no error here: the server learns a client's endpoint
+// from the client's first handshake, and until then its keepalives have nowhere to go.
 func wireguardLogger(log *slog.Logger) *device.Logger {
 	return &device.Logger{
 		Verbosef: func(format string, args ...any) {
@@ -37,7 +39,10 @@ func wireguardLogger(log *slog.Logger) *device.Logger {
 			}
 		},
 		Errorf: func(format string, args ...any) {
-			log.Error(redact(fmt.Sprintf(format, args...)))
+			msg := fmt.Sprintf(format, args...)
+			if !strings.HasSuffix(msg, "no known endpoint for peer") {
+				log.Error(redact(msg))
+			}
 		},
 	}
 }

@@ -13,16 +13,10 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 )
-
-// defaultMemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT says otherwise:
-// after a bulk transfer the collector and scavenger hand wireguard-go's and the stack's
-// buffers back to the system, down to about this much.
-const defaultMemoryLimit = 32 << 20
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "stowaway")
@@ -36,9 +30,6 @@ func main() {
 
 // run serves until SIGTERM or SIGINT and returns the exit status.
 func run(cfg Config, log *slog.Logger) int {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
-	}
 	s, err := Start(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -69,6 +60,9 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 	var err error
 	if cfg.ListenPort, err = strconv.Atoi(env("WG_LISTEN_PORT", "51820")); err != nil || cfg.ListenPort < 1 || cfg.ListenPort > 65535 {
 		return cfg, fmt.Errorf("WG_LISTEN_PORT %q is not a port", getenv("WG_LISTEN_PORT"))
+	}
+	if cfg.StreamPort, err = strconv.Atoi(env("WG_STREAM_PORT", "51821")); err != nil || cfg.StreamPort < 0 || cfg.StreamPort > 65535 {
+		return cfg, fmt.Errorf("WG_STREAM_PORT %q is not a port (0: none)", getenv("WG_STREAM_PORT"))
 	}
 	if cfg.Address, err = netip.ParsePrefix(env("WG_ADDRESS", "198.18.0.1/16")); err != nil || !cfg.Address.Addr().Is4() {
 		return cfg, fmt.Errorf("WG_ADDRESS %q is not an IPv4 address with prefix", getenv("WG_ADDRESS"))

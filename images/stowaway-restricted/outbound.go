@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -53,10 +54,12 @@ func (p policy) allowed(dst netip.Addr) bool {
 // destination: promiscuous mode, and spoofing for the replies) and opens each again from the
 // pod, so that it reaches the cluster with the pod's address, as NAT did.
 type outbound struct {
-	stack  *stack.Stack
-	policy policy
-	log    *slog.Logger
-	dialer net.Dialer
+	stack    *stack.Stack
+	policy   policy
+	log      *slog.Logger
+	dialer   net.Dialer
+	udpIdle  time.Duration // udpIdleTimeout but in tests
+	udpFlows atomic.Int64  // open now
 }
 
 // install makes the stack hand every new flow to o.

@@ -72,6 +72,28 @@ func TestOutboundUDPEchoes(t *testing.T) {
 	}
 }
 
+func TestOutboundUDPFlowsEndWhenIdle(t *testing.T) {
+	s := startServer(t)
+	s.outbound.udpIdle = 300 * time.Millisecond // before any flow
+	c := startClient(t, s, "198.18.0.2")
+	dst := fullAddr(udpEcho(t))
+	conn, err := gonet.DialUDP(c.tun.stack, nil, &dst, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	roundTrip(t, conn, "first")
+	if n := s.outbound.udpFlows.Load(); n != 1 {
+		t.Fatalf("%d flows open, want 1", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.outbound.udpFlows.Load() != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle flow is still open")
+		}
+	}
+	roundTrip(t, conn, "a new flow") // the same client socket: the server opens a new flow
+}
+
 func TestPingOfTheServerIsAnswered(t *testing.T) {
 	s := startServer(t)
 	c := startClient(t, s, "198.18.0.2")
@@ -122,6 +144,24 @@ func TestOtherClientsAreOutOfReach(t *testing.T) {
 	if err := a.ping(b.addr, time.Second); err == nil {
 		t.Error("a's ping of b was answered")
 	}
+	bAddr := fullAddr(netip.AddrPortFrom(b.addr, 53))
+	bUDP, err := gonet.DialUDP(b.tun.stack, &bAddr, nil, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bUDP.Close()
+	aUDP, err := gonet.DialUDP(a.tun.stack, nil, &bAddr, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aUDP.Close()
+	if _, err := aUDP.Write([]byte("hello b")); err != nil {
+		t.Fatal(err)
+	}
+	_ = bUDP.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _, err := bUDP.ReadFrom(make([]byte, 100)); err == nil {
+		t.Errorf("b received %d bytes of UDP from a", n)
+	}
 	select {
 	case <-accepted:
 		t.Error("b accepted a connection")
@@ -165,9 +205,8 @@ type redirected struct {
 func (r redirected) WriteTo(b []byte, _ net.Addr) (int, error) { return r.UDPConn.WriteTo(b, r.to) }
 
 func TestPingBeyondTheTunnelSwapsIdentifiers(t *testing.T) {
-	s := startServer(t)
-	s.pinger = &pinger{tun: s.tun, listen: kernelPing(t), flows: make(map[echoKey]*echoFlow)}
-	s.tun.intercept = (&interceptor{policy: policy{server: serverPrefix.Addr(), network: serverPrefix.Masked()}, pinger: s.pinger}).intercept
+	listen := kernelPing(t)
+	s := startServer(t, func(cfg *Config) { cfg.listenICMP = listen })
 	c := startClient(t, s, "198.18.0.2")
 	for range 2 {
 		if err := c.ping(netip.MustParseAddr("10.96.0.10"), 5*time.Second); err != nil {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -12,19 +14,21 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 )
 
 // Config is the server's configuration (main reads it from the environment).
 type Config struct {
 	ListenPort int          // UDP port for WireGuard (0: any, for tests)
+	StreamPort int          // TCP port for WireGuard over streams (0: none)
 	Address    netip.Prefix // the server's tunnel address; its prefix is the tunnel's network
 	MTU        int
 	PrivateKey [32]byte
 	RunDir     string // holds wg0.sock, control.sock and ready
 	// AllowLoopback lets clients reach 127.0.0.0/8 (tests only).
 	AllowLoopback bool
+	// listenICMP, if set, replaces unprivileged ICMP sockets (tests only).
+	listenICMP func() (net.PacketConn, error)
 }
 
 // Server is the tunnel's cluster end: WireGuard over a user-space stack, with its two sockets.
@@ -33,13 +37,19 @@ type Server struct {
 	log       *slog.Logger
 	tun       *netTUN
 	dev       *device.Device
+	outbound  *outbound
 	pinger    *pinger
 	forwards  *forwards
 	listeners []net.Listener
+	stop      context.CancelFunc // ends the server's own goroutines
 }
 
 // Start brings the tunnel up, serves wg0.sock and control.sock, and then creates the file ready.
 func Start(cfg Config, log *slog.Logger) (s *Server, err error) {
+	// A restarted container finds the emptyDir as its predecessor left it.
+	if err := os.Remove(filepath.Join(cfg.RunDir, "ready")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	t, err := newNetTUN(cfg.Address, cfg.MTU, stackOptions{allowLoopback: cfg.AllowLoopback})
 	if err != nil {
 		return nil, err
@@ -58,12 +68,13 @@ func Start(cfg Config, log *slog.Logger) (s *Server, err error) {
 	if err := t.stack.SetSpoofing(nicID, true); err != nil {
 		return nil, fmt.Errorf("spoofing: %v", err)
 	}
-	(&outbound{stack: t.stack, policy: pol, log: log}).install()
-	s.pinger = newPinger(t, log)
+	s.outbound = &outbound{stack: t.stack, policy: pol, log: log, udpIdle: udpIdleTimeout}
+	s.outbound.install()
+	s.pinger = newPinger(t, cfg.listenICMP, log)
 	t.intercept = (&interceptor{policy: pol, pinger: s.pinger}).intercept
 	s.forwards = newForwards(t.stack, pol.network, pol.server, log)
 
-	s.dev = device.NewDevice(t, conn.NewStdNetBind(), wireguardLogger(log))
+	s.dev = device.NewDevice(t, newStreamBind(cfg.StreamPort, log), wireguardLogger(log))
 	if err := s.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(cfg.PrivateKey[:]), cfg.ListenPort)); err != nil {
 		return nil, fmt.Errorf("configuring WireGuard: %v", redactErr(err))
 	}
@@ -83,10 +94,13 @@ func Start(cfg Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	go serveControl(control, s.forwards)
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go trimWhenIdle(ctx, t)
 	if err := os.WriteFile(filepath.Join(cfg.RunDir, "ready"), nil, 0o644); err != nil {
 		return nil, err
 	}
-	log.Info("stowaway up", "udp", s.Port(), "address", cfg.Address, "mtu", cfg.MTU)
+	log.Info("stowaway up", "udp", s.Port(), "tcp", cfg.StreamPort, "address", cfg.Address, "mtu", cfg.MTU)
 	return s, nil
 }
 
@@ -120,6 +134,9 @@ func (s *Server) Done() <-chan struct{} { return s.dev.Wait() }
 // Close takes the server down: not ready first, then the sockets, the bridges and the tunnel.
 func (s *Server) Close() {
 	_ = os.Remove(filepath.Join(s.cfg.RunDir, "ready"))
+	if s.stop != nil {
+		s.stop()
+	}
 	for _, ln := range s.listeners {
 		ln.Close()
 	}

@@ -7,8 +7,8 @@ import (
 )
 
 // copyBufferSize is the size of the pooled buffers that carry a TCP connection's data between
-// the stack and a pod-side socket: large enough for one system call per window's worth.
-const copyBufferSize = 64 << 10
+// the stack and a pod-side socket: large enough that bulk data costs few system calls.
+const copyBufferSize = 32 << 10
 
 var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
 

@@ -34,6 +34,7 @@ var datagramBuffers = sync.Pool{New: func() any { return new([maxDatagram]byte) 
 // relayed in the stack's delivery callback, and those from the pod are read only once the
 // socket is readable, into a pooled buffer.
 type udpFlow struct {
+	o     *outbound
 	ep    tcpip.Endpoint
 	wq    waiter.Queue
 	entry waiter.Entry
@@ -63,9 +64,9 @@ func (o *outbound) handleUDP(r *udp.ForwarderRequest) {
 		real.Close()
 		return
 	}
-	f := &udpFlow{real: real, raw: raw, idle: udpIdleTimeout}
+	f := &udpFlow{o: o, real: real, raw: raw, idle: o.udpIdle}
 	if dst.Port() == 53 {
-		f.idle = dnsIdleTimeout
+		f.idle = min(f.idle, dnsIdleTimeout)
 	}
 	ep, tcpErr := r.CreateEndpoint(&f.wq) // queues the first datagram
 	if tcpErr != nil {
@@ -73,6 +74,7 @@ func (o *outbound) handleUDP(r *udp.ForwarderRequest) {
 		return
 	}
 	f.ep, f.inner = ep, gonet.NewUDPConn(&f.wq, ep)
+	o.udpFlows.Add(1)
 	f.touch()
 	f.entry = waiter.NewFunctionEntry(waiter.ReadableEvents, func(waiter.EventMask) { f.fromTunnel() })
 	f.wq.EventRegister(&f.entry)
@@ -134,5 +136,6 @@ func (f *udpFlow) close() {
 		f.wq.EventUnregister(&f.entry)
 		f.ep.Close()
 		f.real.Close()
+		f.o.udpFlows.Add(-1)
 	})
 }
