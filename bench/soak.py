@@ -19,7 +19,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import LOCAL, NS, container_rss_mib, gefyra, sh, until, workloads  # noqa: E402
+from bench.run import LOCAL, NS, gefyra, sh, until, workloads  # noqa: E402
 from tests.e2e import devcluster  # noqa: E402
 from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
 
@@ -27,9 +27,8 @@ KUBECTL = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG)]
 
 
 def memory() -> dict[str, float]:
-    pod = devcluster.stowaway_pod()["metadata"]["name"]
-    return {c: round(container_rss_mib([*KUBECTL, "-n", "gefyra", "exec", pod, "-c", c, "--"]), 1)
-            for c in ("operator", "stowaway")}
+    pod = devcluster.stowaway_pod()
+    return {c: round(devcluster.rss_mib(devcluster.container_pids(pod, c)), 1) for c in ("operator", "stowaway")}
 
 
 def main() -> None:

@@ -564,7 +564,8 @@ def status(ctx: click.Context, output: str | None) -> None:
 @output_option
 @click.pass_context
 def check(ctx: click.Context, output: str | None) -> None:
-    """Check what `up` needs, before `up`: the engine, the cluster, your rights, the images, the
+    """Check what `up` needs, before `up`: the engine, the cluster, your rights, the Pod Security
+    level of namespace gefyra (and whether the cluster admits gefyra's pod), the images, the
     container network's ranges, and (where the cluster side is installed) the tunnel through its
     UDP port with a throwaway client, and the packet size it carries. Exit 1 if any check fails."""
     results = _execute(ctx, lambda g: g.check())

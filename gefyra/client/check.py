@@ -3,6 +3,8 @@
 - engine: the container engine answers;
 - cluster: the API server answers, with the kubeconfig's context;
 - rights: this identity may install the cluster side, or use an installed one (gefyra-user);
+- pod-security: the Pod Security level namespace gefyra gets, and whether the cluster admits the
+  cluster side's pod (a server-side dry run of creating it, where this identity may create pods);
 - images: gefyra's images are in the engine or its registry has them (seen from this machine);
 - network: gefyra's container network overlaps neither the cluster's ranges nor this machine's
   routes (a VPN's, say): a packet for such an address would not go where it should;
@@ -21,10 +23,12 @@ from pathlib import Path
 import anyio
 
 from gefyra import errors
-from gefyra.client import cluster_side, down, up
+from gefyra.client import cluster_side, down, manifests, up
 from gefyra.client.results import CheckResult
 from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
+from gefyra.core.model.names import GEFYRA_NAMESPACE, POD_SECURITY_LABEL
 from gefyra.core.spi.runtime import ContainerRuntime
 
 #: What a throwaway client of `check` is called: this machine's client id with this added.
@@ -117,6 +121,7 @@ async def check(orchestrator: Orchestrator) -> list[CheckResult]:
         results.append(failed("cluster", exc))
     if cluster is not None:
         results.append(await _rights(cluster))
+        results.append(await _pod_security(orchestrator, cluster))
     if runtime is not None:
         results.append(await _images(orchestrator, runtime))
     if runtime is not None and cluster is not None:
@@ -136,6 +141,32 @@ async def _rights(cluster: Cluster) -> CheckResult:
                                             "to run `gefyra install --apply` and to bind you the role gefyra-user")
     except errors.GefyraError as exc:
         return failed("rights", exc)
+
+
+async def _pod_security(orchestrator: Orchestrator, cluster: Cluster) -> CheckResult:
+    settings, tunnel = orchestrator.settings, orchestrator.tunnel()
+    try:
+        wanted = tunnel.server_side(settings).pod_security
+        says = f"namespace gefyra gets Pod Security level {wanted!r}"
+        namespace = await cluster.get(path("namespaces", name=GEFYRA_NAMESPACE))
+        if namespace is None:
+            return CheckResult("pod-security", True, f"{says} (install creates it); its pod meets that level")
+        labels = namespace.get("metadata", {}).get("labels") or {}
+        enforced = str(labels.get(POD_SECURITY_LABEL, "none"))[:40]
+        if not await cluster.may("create", "", "pods", GEFYRA_NAMESPACE):
+            return CheckResult("pod-security", True, f"{says}; it enforces {enforced!r} now (whether the cluster admits "
+                                                     "the pod is not tried: you may not create pods there)")
+        # The Deployment's pod as it would be made (its service account may not exist yet: Pod
+        # Security does not look at it).
+        spec = dict(manifests.deployment(settings, tunnel)["spec"]["template"]["spec"], serviceAccountName="default")
+        await cluster.create({"apiVersion": "v1", "kind": "Pod", "spec": spec,
+                              "metadata": {"generateName": "gefyra-check-", "namespace": GEFYRA_NAMESPACE}}, dry_run=True)
+        return CheckResult("pod-security", True, f"{says}; it enforces {enforced!r} now, and the cluster admits the "
+                                                 "cluster side's pod (server-side dry run)")
+    except errors.ForbiddenError as exc:
+        return CheckResult("pod-security", False, f"the cluster refuses the cluster side's pod: {exc}")
+    except errors.GefyraError as exc:
+        return failed("pod-security", exc)
 
 
 async def _images(orchestrator: Orchestrator, runtime: ContainerRuntime) -> CheckResult:

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import string
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,21 @@ def _add_server_end(found: dict[str, Any], server: ServerSide, settings: Setting
     operator = next(c for c in pod["containers"] if c["name"] == OPERATOR_CONTAINER)
     operator["env"] = [*operator["env"], *_operator_env(settings)]
     operator["volumeMounts"] = [*copy.deepcopy(list(server.operator_mounts)), *operator["volumeMounts"]]
-    if server.operator_capabilities:
-        operator["securityContext"]["capabilities"]["add"] = list(server.operator_capabilities)
+    operator["securityContext"] = _merged(operator["securityContext"], server.operator_security_context)
+    pod["securityContext"] = _merged(pod.get("securityContext") or {}, server.pod_security_context)
     pod["containers"] = [*copy.deepcopy(list(server.containers)), *pod["containers"]]
     pod["volumes"] = [*copy.deepcopy(list(server.volumes)), *pod["volumes"]]
+
+
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s fields, mappings merged field by field (a list replaces a list)."""
+    merged = dict(copy.deepcopy(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def _rendered(values: tuple[tuple[str, str], ...], lifecycle: str) -> list[dict[str, Any]]:

@@ -71,6 +71,11 @@ class TunnelContract:
             assert container.get("resources", {}).get("limits"), "limits, so that one client cannot starve the node"
             if side.pod_security == "restricted":
                 assert not context.get("capabilities", {}).get("add"), "restricted admits no added capability"
+                assert context.get("runAsUser") != 0 and context.get("runAsNonRoot") is not False, "restricted: no root"
+        if side.pod_security == "restricted":
+            operator = side.operator_security_context
+            assert not operator.get("capabilities", {}).get("add") and operator.get("runAsUser") != 0, \
+                "restricted: the operator's container gets no capability and no root either"
         mounts = {m["name"] for c in side.containers for m in c.get("volumeMounts") or []}
         mounts |= {m["name"] for m in side.operator_mounts}
         assert mounts <= {v["name"] for v in side.volumes}, "every mount has its volume"

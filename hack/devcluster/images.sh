@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make images [REGISTRY=HOST:PORT[/PATH]]`: builds every image of images/ into Docker.
-# - gefyra's own images (cargo, carrier, operator, stowaway) are tagged with gefyra's version and
-#   pushed to REGISTRY (default: the development registry), from where the cluster and the local
-#   engines pull them like a user's would: gefyra runs them as REGISTRY/gefyra/NAME:VERSION
+# - gefyra's own images (cargo, carrier, operator, stowaway; stowaway-kernel for `make bench`) are
+#   tagged with gefyra's version and pushed to REGISTRY (default: the development registry), from
+#   where the cluster and the local engines pull them like a user's would: gefyra runs them as
+#   REGISTRY/gefyra/NAME:VERSION
 #   (GEFYRA_REGISTRY=REGISTRY). A stale copy in the cluster's containerd is dropped, so that the
 #   next pod pulls the fresh image.
 # - the test workloads' image (testserver) is pushed to the development registry as
@@ -13,7 +14,7 @@ source "$(dirname "$0")/common.sh"
 VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$REPO_ROOT/gefyra/_version.py")
 TAG="${GEFYRA_IMAGE_TAG:-$VERSION}"
 PUSH_TO="${REGISTRY:-$DEV_REGISTRY}"
-GEFYRA_IMAGES=(cargo carrier operator stowaway)
+GEFYRA_IMAGES=(cargo carrier operator stowaway stowaway-kernel)
 # The development cluster's operator carries the tests' third-party plugin (an interceptor that is
 # used only by bridges that name it), as a user's own operator image would carry theirs.
 export GEFYRA_OPERATOR_PLUGINS="${GEFYRA_OPERATOR_PLUGINS-$REPO_ROOT/tests/plugins/recording_interceptor}"

@@ -5,6 +5,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -34,12 +36,16 @@ func main() {
 		err = send("tcp", args)
 	case "udp-send":
 		err = send("udp", args)
+	case "tcp-hold":
+		err = hold(args)
 	case "latency":
 		err = latency(args)
 	case "tally":
 		err = tally(args)
 	case "upload":
 		err = upload(args)
+	case "download":
+		err = download(args)
 	case "upgrade":
 		err = upgrade(args)
 	default:
@@ -57,10 +63,12 @@ func usage() {
   testserver get URL [--timeout 5s] [-H 'NAME: VALUE' ...]
   testserver tally URL COUNT [--rate N] [--keepalive] [--variant 'NAME: VALUE' ...]
                                    (COUNT requests, variants in turn; JSON: answers by variant and server, failures, latency)
-  testserver upload URL BYTES [-H 'NAME: VALUE' ...]   (a chunked POST of BYTES bytes)
+  testserver upload URL BYTES [-H 'NAME: VALUE' ...]   (a chunked POST of BYTES bytes; prints the answer and sent_sha256=)
+  testserver download URL                              (GET, e.g. /bytes?n=N; prints received= and sha256=)
   testserver upgrade URL [-H 'NAME: VALUE' ...]        (an HTTP Upgrade, then a line echoed over the connection)
   testserver tcp-send ADDR LINE
   testserver udp-send ADDR MESSAGE
+  testserver tcp-hold ADDR SECONDS                     (one connection: a line, SECONDS of silence, a line)
   testserver latency URL COUNT [-H 'NAME: VALUE' ...]   (prints p50 and p99 in ms, one new connection per request)`)
 	os.Exit(2)
 }
@@ -101,8 +109,19 @@ func serveHTTP(addr string) error {
 		fmt.Fprintln(w, strings.Join(os.Environ(), "\n"))
 	})
 	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
-		n, err := io.Copy(io.Discard, r.Body)
-		fmt.Fprintf(w, "hello from %s received=%d chunked=%v err=%v\n", identity(), n, len(r.TransferEncoding) > 0, err)
+		sum := sha256.New()
+		n, err := io.Copy(sum, r.Body)
+		fmt.Fprintf(w, "hello from %s received=%d chunked=%v err=%v sha256=%x\n", identity(), n,
+			len(r.TransferEncoding) > 0, err, sum.Sum(nil))
+	})
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		size, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil || size < 0 {
+			http.Error(w, "n must be a number of bytes", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		_ = writePattern(w, size)
 	})
 	mux.HandleFunc("/upgrade", serveUpgrade)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -219,6 +238,38 @@ func send(network string, args []string) error {
 		return err
 	}
 	fmt.Println(strings.TrimRight(string(buf[:n]), "\n"))
+	return nil
+}
+
+// hold keeps one TCP connection to the line echo at ADDR open: a line at once and one after
+// SECONDS of silence, each answer printed (a connection that idles through a tunnel must survive).
+func hold(args []string) error {
+	if len(args) != 2 {
+		usage()
+	}
+	seconds, err := strconv.Atoi(args[1])
+	if err != nil || seconds < 0 {
+		return fmt.Errorf("SECONDS must be a number")
+	}
+	conn, err := net.DialTimeout("tcp", args[0], 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	lines := bufio.NewScanner(conn)
+	for i, line := range []string{"before", "after"} {
+		if i > 0 {
+			time.Sleep(time.Duration(seconds) * time.Second)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintln(conn, line); err != nil {
+			return fmt.Errorf("sending %q: %w", line, err)
+		}
+		if !lines.Scan() {
+			return fmt.Errorf("no answer to %q: %v", line, lines.Err())
+		}
+		fmt.Println(lines.Text())
+	}
 	return nil
 }
 
@@ -355,18 +406,8 @@ func upload(args []string) error {
 	}
 	_ = fs.Parse(args[2:])
 	reader, writer := io.Pipe()
-	go func() {
-		chunk := make([]byte, 64<<10)
-		for left := size; left > 0; left -= int64(len(chunk)) {
-			if left < int64(len(chunk)) {
-				chunk = chunk[:left]
-			}
-			if _, err := writer.Write(chunk); err != nil {
-				return
-			}
-		}
-		writer.Close()
-	}()
+	sent := sha256.New()
+	go func() { writer.CloseWithError(writePattern(io.MultiWriter(writer, sent), size)) }()
 	req, err := request("POST", args[0], reader, hs)
 	if err != nil {
 		return err
@@ -376,8 +417,53 @@ func upload(args []string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	_, err = io.Copy(os.Stdout, resp.Body)
-	return err
+	if _, err = io.Copy(os.Stdout, resp.Body); err != nil {
+		return err
+	}
+	fmt.Printf("sent_sha256=%x\n", sent.Sum(nil))
+	return nil
+}
+
+func download(args []string) error {
+	if len(args) != 1 {
+		usage()
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(args[0])
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return fmt.Errorf("%s: HTTP %d", args[0], resp.StatusCode)
+	}
+	sum := sha256.New()
+	n, err := io.Copy(sum, resp.Body)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("received=%d sha256=%x\n", n, sum.Sum(nil))
+	return nil
+}
+
+// writePattern writes size bytes that differ from one 64 KiB block to the next (a counter in
+// every 8 bytes), so that a lost, repeated or reordered block changes the checksum; cheap enough
+// not to limit a throughput measurement.
+func writePattern(w io.Writer, size int64) error {
+	block := make([]byte, 64<<10)
+	for count := uint64(0); size > 0; count++ {
+		for i := 0; i < len(block); i += 8 {
+			binary.LittleEndian.PutUint64(block[i:], count*uint64(len(block))+uint64(i))
+		}
+		part := block
+		if size < int64(len(part)) {
+			part = part[:size]
+		}
+		if _, err := w.Write(part); err != nil {
+			return err
+		}
+		size -= int64(len(part))
+	}
+	return nil
 }
 
 // serveUpgrade switches the connection to a line echo after "101 Switching Protocols", as a

@@ -87,23 +87,21 @@ def test_restricted_workload_is_bridged_and_restored() -> None:
 _DENY_POLICY = """
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
-metadata: {name: gfy-test-no-net-admin}
+metadata: {name: gfy-test-no-tunnels}
 spec:
   failurePolicy: Fail
   matchConstraints:
     resourceRules:
     - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
   validations:
-  - expression: >-
-      !object.spec.containers.exists(c, has(c.securityContext) && has(c.securityContext.capabilities)
-      && has(c.securityContext.capabilities.add) && 'NET_ADMIN' in c.securityContext.capabilities.add)
-    message: "no NET_ADMIN in this cluster"
+  - expression: "!object.spec.containers.exists(c, c.name == 'stowaway')"
+    message: "no tunnels in this cluster"
 ---
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicyBinding
-metadata: {name: gfy-test-no-net-admin}
+metadata: {name: gfy-test-no-tunnels}
 spec:
-  policyName: gfy-test-no-net-admin
+  policyName: gfy-test-no-tunnels
   validationActions: [Deny]
   matchResources:
     namespaceSelector:
@@ -121,11 +119,11 @@ def test_up_fails_at_once_when_admission_refuses_stowaway() -> None:
         result = gefyra("up")
         took = time.monotonic() - started
     finally:
-        kubectl("delete", "validatingadmissionpolicybinding", "gfy-test-no-net-admin", check=False)
-        kubectl("delete", "validatingadmissionpolicy", "gfy-test-no-net-admin", check=False)
+        kubectl("delete", "validatingadmissionpolicybinding", "gfy-test-no-tunnels", check=False)
+        kubectl("delete", "validatingadmissionpolicy", "gfy-test-no-tunnels", check=False)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: the tunnel's server end (gefyra-stowaway) cannot start") \
-        and "gfy-test-no-net-admin" in lines[-1], result.stderr
+        and "gfy-test-no-tunnels" in lines[-1], result.stderr
     assert took < 20, took
     assert snapshot() == before

@@ -138,10 +138,12 @@ def test_operator_has_exactly_the_documented_rights(shared: dict[str, object]) -
     readme = (devcluster.REPO / "README.md").read_text()
     for resource, verbs in (OPERATOR_RIGHTS_IN_GEFYRA | OPERATOR_RIGHTS_ELSEWHERE).items():
         assert f"| {resource} | {', '.join(sorted(verbs))} |" in readme, resource
-    # Only the operator's container has a token; the tunnel's (which parses UDP from a NodePort) none.
-    tokens = kubectl("-n", "gefyra", "exec", "deploy/gefyra-stowaway", "-c", "stowaway", "--",
-                     "sh", "-c", "ls /var/run/secrets/kubernetes.io/serviceaccount 2>&1 || true")
-    assert "No such file" in tokens
+    # Only the operator's container has a token; the tunnel's (which parses UDP from a NodePort) none,
+    # as the running pod shows it (after admission, which adds the token's mount where it is due).
+    pod = devcluster.stowaway_pod()
+    mounts = {c["name"]: [m["mountPath"] for m in c.get("volumeMounts", [])] for c in pod["spec"]["containers"]}
+    token = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert token not in mounts["stowaway"] and token in mounts["operator"], mounts
 
 
 def test_developer_with_gefyra_user_rights(shared: dict[str, object]) -> None:

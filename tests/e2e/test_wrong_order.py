@@ -216,8 +216,8 @@ def test_an_interceptor_image_the_cluster_cannot_pull_ends_the_wait_naming_it(ns
 # 5: an interrupt says truthfully what was undone and what was left
 
 
-def _interrupted(*args: str, when: str) -> subprocess.CompletedProcess[str]:
-    """Runs gefyra and sends it Ctrl-C as soon as its progress shows the line ``when``."""
+def _interrupted(*args: str, when: str, then: float = 0.0) -> subprocess.CompletedProcess[str]:
+    """Runs gefyra and sends it Ctrl-C ``then`` seconds after its progress shows the line ``when``."""
     process = subprocess.Popen([sys.executable, "-m", "gefyra", "--kubeconfig", str(KUBECONFIG), *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
@@ -225,6 +225,7 @@ def _interrupted(*args: str, when: str) -> subprocess.CompletedProcess[str]:
     for line in process.stderr:
         seen.append(line)
         if line.strip() == when:
+            time.sleep(then)
             process.send_signal(signal.SIGINT)
             break
     out, err = process.communicate(timeout=120)
@@ -434,7 +435,8 @@ def test_a_container_that_declares_no_port_can_be_bridged(ns: str) -> None:
 
 
 def test_an_attached_run_passes_ctrl_c_to_its_application_and_keeps_it_without_rm(ns: str) -> None:
-    result = _interrupted("run", "-i", TEST_IMAGE, "-N", "gfy-wo-attached", "-n", ns, after=6.0)
+    result = _interrupted("run", "-i", TEST_IMAGE, "-N", "gfy-wo-attached", "-n", ns,
+                          when="✓ start the container", then=3.0)
     try:
         assert result.returncode == 130, result.stderr
         assert "gfy-wo-attached got SIGINT" in result.stderr and "it stays" in result.stderr, result.stderr

@@ -1,5 +1,6 @@
-"""The pure logic behind gefyra's shared-cluster safety: what the manifests grant, stowaway's DNAT
-rules, what the operator accepts from objects it reads, carrier's configuration board, the client id."""
+"""The pure logic behind gefyra's shared-cluster safety: what the manifests grant (and that they
+meet Pod Security "restricted"), stowaway's forwards (and the kernel path's DNAT rules), what the
+operator accepts from objects it reads, carrier's configuration board, the client id."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from gefyra.core.spi.tunnel import ServerForward
 from gefyra.plugins.interceptor_nginx import board as board_module
 from gefyra.plugins.interceptor_nginx import carrier
 from gefyra.plugins.wireguard import WireGuardTunnel
-from gefyra.plugins.wireguard.server import dnat_rules
+from gefyra.plugins.wireguard.server import dnat_rules, forwards_request
 
 
 def _docs(lifecycle: str = manifests.WITH_CLIENTS) -> list[dict[str, Any]]:
@@ -65,7 +66,75 @@ def test_manifest_digest_does_not_depend_on_who_installed() -> None:
     assert digest(manifests.INSTALLED) == digest(manifests.WITH_CLIENTS)
     namespace = next(d for d in _docs(manifests.INSTALLED) if d["kind"] == "Namespace")
     assert namespace["metadata"]["annotations"]["gefyra.dev/lifecycle"] == "install"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+#: Pod Security's "safe" sysctls (the only ones baseline and restricted admit).
+_SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                 "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                 "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                 "net.ipv4.tcp_keepalive_probes"}
+
+
+def _restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """What Pod Security "restricted" (v1.30) would refuse in ``pod``, plus a writable root file system."""
+    found, pod_context = [], pod.get("securityContext") or {}
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(flag):
+            found.append(flag)
+    found += [f"volume {v['name']}" for v in pod["volumes"] if not {"emptyDir", "secret", "configMap", "projected",
+                                                                    "downwardAPI"} & set(v)]
+    found += [f"sysctl {s['name']}" for s in pod_context.get("sysctls") or [] if s["name"] not in _SAFE_SYSCTLS]
+    for c in pod["containers"]:
+        context, name = c.get("securityContext") or {}, c["name"]
+        def field(key: str) -> Any:
+            return context.get(key, pod_context.get(key))  # noqa: B023 - used at once
+        if context.get("privileged"):
+            found.append(f"{name}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: privilege escalation")
+        if context.get("capabilities", {}).get("drop") != ["ALL"] or set(context.get("capabilities", {}).get("add") or
+                                                                          []) - {"NET_BIND_SERVICE"}:
+            found.append(f"{name}: capabilities")
+        if field("runAsNonRoot") is not True or field("runAsUser") == 0:
+            found.append(f"{name}: root")
+        if (field("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: seccomp")
+        if context.get("readOnlyRootFilesystem") is not True:
+            found.append(f"{name}: writable root")
+        if any(p.get("hostPort") for p in c.get("ports") or []):
+            found.append(f"{name}: host port")
+    return found
+
+
+def test_the_cluster_side_pod_meets_pod_security_restricted() -> None:
+    pod = _named("Deployment", "gefyra-stowaway")["spec"]["template"]["spec"]
+    assert _restricted_violations(pod) == []
+    pod_context = pod["securityContext"]
+    assert {"name": "net.ipv4.ping_group_range", "value": "65532 65532"} in pod_context["sysctls"]
+    assert pod_context["runAsUser"] == pod_context["fsGroup"] == 65532
+
+
+def test_the_kernel_path_server_end_is_privileged_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEFYRA_WIREGUARD_SERVER", "kernel")
+    docs = _docs()
+    namespace = next(d for d in docs if d["kind"] == "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    operator = next(c for c in pod["containers"] if c["name"] == "operator")["securityContext"]
+    assert operator["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]} and operator["runAsUser"] == 0
+    assert "operator: root" in _restricted_violations(pod) and "stowaway: capabilities" in _restricted_violations(pod)
+    monkeypatch.setenv("GEFYRA_WIREGUARD_SERVER", "kernal")
+    with pytest.raises(errors.UsageError, match="GEFYRA_WIREGUARD_SERVER='kernal' is not a server end"):
+        _docs()
+
+
+def test_the_forwards_request_is_checked_sorted_and_without_duplicates() -> None:
+    request = forwards_request([ServerForward(20001, "198.18.0.2", ("10.244.0.8", "10.244.0.7", "10.244.0.8")),
+                                ServerForward(20002, "198.18.0.3", ())])
+    assert request == {"forwards": [{"port": 20001, "address": "198.18.0.2", "sources": ["10.244.0.7", "10.244.0.8"]},
+                                    {"port": 20002, "address": "198.18.0.3", "sources": []}]}
+    assert json.loads(json.dumps(request)) == request
 
 
 def test_ownership_policy_checks_owner_and_target_rights() -> None:
@@ -94,9 +163,11 @@ def test_dnat_rules_match_the_bridges_pods_and_never_the_tunnel() -> None:
     ServerForward(20000, "198.18.0.2", ("10.244.0.7 -j ACCEPT",)),
     ServerForward(20000, "198.18.0.2", ("0.0.0.0/0",)),
 ])
-def test_dnat_rules_refuse_unchecked_values(rule: ServerForward) -> None:
+def test_dnat_rules_and_forwards_refuse_unchecked_values(rule: ServerForward) -> None:
     with pytest.raises(errors.UsageError):
         dnat_rules([rule])
+    with pytest.raises(errors.UsageError):
+        forwards_request([rule])
 
 
 def test_carrier_board_answers_each_pod_only_about_itself(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -231,9 +231,11 @@ class Cluster:
             return []
         return list(found.get("items") or [])
 
-    async def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        """Creates the object ``doc``; ConflictError if it exists."""
-        made: dict[str, Any] = await self.request("POST", collection_path(doc), doc)
+    async def create(self, doc: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Creates the object ``doc``; ConflictError if it exists. ``dry_run``: the API server
+        admits it (or refuses it, as it would) and stores nothing."""
+        made: dict[str, Any] = await self.request("POST", collection_path(doc), doc,
+                                                  query=[("dryRun", "All")] if dry_run else [])
         return made
 
     async def patch(self, target: Target, body: Mapping[str, Any], *, strategic: bool = False) -> dict[str, Any]:

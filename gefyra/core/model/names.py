@@ -23,6 +23,8 @@ LABEL_ENDPOINT: Final = "gefyra.dev/endpoint"
 LABEL_ROUTES: Final = "gefyra.dev/cluster-routes"
 
 GEFYRA_NAMESPACE: Final = "gefyra"
+#: The namespace label by which Pod Security admission enforces a level.
+POD_SECURITY_LABEL: Final = "pod-security.kubernetes.io/enforce"
 #: Namespaces whose workloads are never bridged: the cluster's own and gefyra's.
 PROTECTED_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease", GEFYRA_NAMESPACE})
 #: On the Namespace: "install" (an admin installed the cluster side; `down` keeps it) or

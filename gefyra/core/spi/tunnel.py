@@ -69,9 +69,12 @@ class ServerSide:
     containers: Sequence[Mapping[str, Any]]
     volumes: Sequence[Mapping[str, Any]]
     #: What the operator's container needs to drive the server end: volume mounts (a control
-    #: socket, the server's public key) and capabilities.
+    #: socket, the server's public key), and fields of its ``securityContext`` (``capabilities.add``,
+    #: say) over the cluster side's own.
     operator_mounts: Sequence[Mapping[str, Any]] = ()
-    operator_capabilities: Sequence[str] = ()
+    operator_security_context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Fields of the pod's ``securityContext`` over the cluster side's own (``sysctls``, say).
+    pod_security_context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: Other objects (the Service at which clients reach the server end).
     objects: Sequence[Mapping[str, Any]] = ()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import shlex
 import string
 from collections.abc import Mapping, Sequence
@@ -79,10 +80,27 @@ def _env_file(values: Mapping[str, str]) -> bytes:
 SERVER_MTU = 1340
 
 
+#: The server ends this backend can install (GEFYRA_WIREGUARD_SERVER): "user-space" (the default,
+#: Pod Security "restricted") and "kernel" (the former one, for `make bench` to compare against),
+#: each the image and the file beside this module that installs it.
+SERVER_ENDS = {"user-space": ("stowaway", "server-side.yaml"),
+               "kernel": ("stowaway-kernel", "server-side-kernel.yaml")}
+SERVER_END_VARIABLE = "GEFYRA_WIREGUARD_SERVER"
+
+
+def server_end() -> str:
+    """The server end to install, from the environment (UsageError for an unknown one)."""
+    chosen = os.environ.get(SERVER_END_VARIABLE) or "user-space"
+    if chosen not in SERVER_ENDS:
+        raise errors.UsageError(f"{SERVER_END_VARIABLE}={chosen[:40]!r} is not a server end of the WireGuard tunnel",
+                                f"use one of {', '.join(SERVER_ENDS)}")
+    return chosen
+
+
 @functools.lru_cache(maxsize=8)
-def _server_side(image: str, port: int) -> ServerSide:
-    """stowaway's part of the cluster side (server-side.yaml beside this module)."""
-    template = (resources.files("gefyra.plugins.wireguard") / "server-side.yaml").read_text()
+def _server_side(image: str, port: int, file: str) -> ServerSide:
+    """stowaway's part of the cluster side (``file`` beside this module)."""
+    template = (resources.files("gefyra.plugins.wireguard") / file).read_text()
     text = string.Template(template).substitute(image=image, mtu=str(SERVER_MTU), port=str(checked_port(port)),
                                                 server_address=f"{TUNNEL_SERVER_ADDRESS}/16")
     found = yaml.safe_load(text)
@@ -90,7 +108,8 @@ def _server_side(image: str, port: int) -> ServerSide:
     return ServerSide(deployment=found["deployment"], key_secret=found["keySecret"], pod_security=found["podSecurity"],
                       containers=tuple(found["containers"]), volumes=tuple(found["volumes"]),
                       operator_mounts=tuple(operator.get("volumeMounts") or ()),
-                      operator_capabilities=tuple(operator.get("capabilities") or ()),
+                      operator_security_context=operator.get("securityContext") or {},
+                      pod_security_context=(found.get("pod") or {}).get("securityContext") or {},
                       objects=tuple(found.get("objects") or ()))
 
 
@@ -112,7 +131,8 @@ class WireGuardTunnel(Tunnel):
     def server_side(self, settings: Settings) -> ServerSide:
         port = settings.with_shared().port
         assert port is not None  # with_shared resolves it
-        return _server_side(settings.image("stowaway"), port)
+        image, file = SERVER_ENDS[server_end()]
+        return _server_side(settings.image(image), port, file)
 
     def server(self) -> WireGuardServer:
         return WireGuardServer()

@@ -1,16 +1,20 @@
 """The WireGuard tunnel's server end, stowaway, as the operator drives it from the same pod: peers
 over wireguard-go's UAPI socket (`wg set`, the interface is never restarted), and forwards of
-stowaway ports into the tunnel (iptables, in the pod's own network namespace). Commands get
-argument lists only, and every key and address is checked before it is used."""
+stowaway's ports into the tunnel over its control socket (one JSON request per line; the former
+kernel-path stowaway has none, and gets iptables rules in the pod's network namespace instead).
+Commands get argument lists only, and every key and address is checked before it is used."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import anyio
 import structlog
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from gefyra import errors
 from gefyra.core.model import validation
@@ -25,6 +29,10 @@ TUNNEL_NETWORK = "198.18.0.0/16"
 TUNNEL_SERVER_ADDRESS = "198.18.0.1"
 INTERFACE = "wg0"
 SOCKET = f"/var/run/wireguard/{INTERFACE}.sock"
+#: stowaway's control socket (bridges). Not named *.sock: `wg show all` would take it for an interface.
+CONTROL_SOCKET = "/var/run/wireguard/control"
+#: The longest answer read from the control socket.
+_CONTROL_ANSWER_LIMIT = 1 << 20
 #: stowaway's chain of DNAT rules, from its ports to the clients' tunnel addresses.
 FORWARD_CHAIN = "GEFYRA-BRIDGES"
 #: Seconds between the server end's keepalives to each client.
@@ -87,7 +95,14 @@ class WireGuardServer(TunnelServer):
         return found
 
     async def forward(self, rules: Sequence[ServerForward]) -> None:
-        """One chain (:func:`dnat_rules`), rebuilt when it differs from ``rules``."""
+        """The control socket's forwards set to ``rules`` (:func:`forwards_request`); with the
+        kernel-path stowaway, one iptables chain (:func:`dnat_rules`) rebuilt when it differs."""
+        if await anyio.Path(CONTROL_SOCKET).exists():
+            wanted_forwards = forwards_request(rules)
+            if _by_port((await _control({"get": "forwards"})).get("forwards")) != _by_port(wanted_forwards["forwards"]):
+                await _control(wanted_forwards)
+                log.info("bridge ports routed", ports=len(wanted_forwards["forwards"]))
+            return
         wanted = dnat_rules(rules)
         try:
             current = await _run("iptables", "-t", "nat", "-S", FORWARD_CHAIN)
@@ -104,6 +119,38 @@ class WireGuardServer(TunnelServer):
         for rule in wanted:
             await _run("iptables", "-t", "nat", *rule)
         log.info("bridge ports routed", rules=len(wanted))
+
+
+def forwards_request(rules: Sequence[ServerForward]) -> dict[str, list[dict[str, Any]]]:
+    """The control socket's request that sets stowaway's forwards to exactly ``rules``: a bridge's
+    port accepts connections from that bridge's pods only and opens them into the tunnel to its
+    client. Every value is checked (stowaway checks them again)."""
+    return {"forwards": [{"port": checked_port(rule.port), "address": str(_tunnel_address(rule.address)),
+                          "sources": sorted({str(_pod_address(source)) for source in rule.sources})}
+                         for rule in rules]}
+
+
+def _by_port(forwards: object) -> object:
+    return sorted(forwards, key=lambda f: f.get("port", 0) if isinstance(f, dict) else 0) \
+        if isinstance(forwards, list) else forwards
+
+
+async def _control(request: Mapping[str, Any]) -> dict[str, Any]:
+    """One request on stowaway's control socket, and its answer; an error answer becomes a
+    GefyraError."""
+    try:
+        with anyio.fail_after(_CALL_TIMEOUT):
+            async with await anyio.connect_unix(CONTROL_SOCKET) as stream:
+                await stream.send(json.dumps(request).encode() + b"\n")
+                answer = await BufferedByteReceiveStream(stream).receive_until(b"\n", _CONTROL_ANSWER_LIMIT)
+        found = json.loads(answer)
+    except (OSError, TimeoutError, ValueError, anyio.EndOfStream, anyio.IncompleteRead,
+            anyio.DelimiterNotFound) as exc:
+        raise errors.GefyraError(f"stowaway's control socket failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(found, dict) or "error" in found:
+        error = found.get("error") if isinstance(found, dict) else found
+        raise errors.GefyraError(f"stowaway's control socket answered with an error: {str(error)[:200]}")
+    return found
 
 
 def dnat_rules(rules: Sequence[ServerForward]) -> list[list[str]]:

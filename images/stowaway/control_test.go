@@ -13,7 +13,7 @@ import (
 func TestControlSocket(t *testing.T) {
 	s := startServer(t)
 	port := freeForwardPort(t)
-	c, err := net.Dial("unix", filepath.Join(s.dir, "control.sock"))
+	c, err := net.Dial("unix", filepath.Join(s.dir, "control"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ type Config struct {
 	Address    netip.Prefix // the server's tunnel address; its prefix is the tunnel's network
 	MTU        int
 	PrivateKey [32]byte
-	RunDir     string // holds wg0.sock, control.sock and ready
+	RunDir     string // holds wg0.sock, control and ready
 	// AllowLoopback lets clients reach 127.0.0.0/8 (tests only).
 	AllowLoopback bool
 	// listenICMP, if set, replaces unprivileged ICMP sockets (tests only).
@@ -44,7 +44,7 @@ type Server struct {
 	stop      context.CancelFunc // ends the server's own goroutines
 }
 
-// Start brings the tunnel up, serves wg0.sock and control.sock, and then creates the file ready.
+// Start brings the tunnel up, serves wg0.sock and control, and then creates the file ready.
 func Start(cfg Config, log *slog.Logger) (s *Server, err error) {
 	// A restarted container finds the emptyDir as its predecessor left it.
 	if err := os.Remove(filepath.Join(cfg.RunDir, "ready")); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -89,7 +89,7 @@ func Start(cfg Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	go serveUAPI(uapi, s.dev)
-	control, err := s.listen("control.sock")
+	control, err := s.listen("control")
 	if err != nil {
 		return nil, err
 	}

@@ -13,12 +13,20 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 )
 
 func main() {
+	// `stowaway ready`: the readiness probe (the image has no shell and no test(1)).
+	if len(os.Args) == 2 && os.Args[1] == "ready" {
+		if _, err := os.Stat(filepath.Join(runDir(os.Getenv), "ready")); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "stowaway")
 	cfg, err := configFromEnv(os.Getenv)
 	if err != nil {
@@ -48,6 +56,14 @@ func run(cfg Config, log *slog.Logger) int {
 	}
 }
 
+// runDir is where the sockets and the ready file are (WG_RUN_DIR).
+func runDir(getenv func(string) string) string {
+	if dir := getenv("WG_RUN_DIR"); dir != "" {
+		return dir
+	}
+	return "/var/run/wireguard"
+}
+
 // configFromEnv reads the configuration as the old stowaway's entrypoint did.
 func configFromEnv(getenv func(string) string) (Config, error) {
 	env := func(name, fallback string) string {
@@ -56,7 +72,7 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 		}
 		return fallback
 	}
-	cfg := Config{RunDir: env("WG_RUN_DIR", "/var/run/wireguard")}
+	cfg := Config{RunDir: runDir(getenv)}
 	var err error
 	if cfg.ListenPort, err = strconv.Atoi(env("WG_LISTEN_PORT", "51820")); err != nil || cfg.ListenPort < 1 || cfg.ListenPort > 65535 {
 		return cfg, fmt.Errorf("WG_LISTEN_PORT %q is not a port", getenv("WG_LISTEN_PORT"))
