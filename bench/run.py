@@ -130,11 +130,11 @@ def container_rss_mib(exec_prefix: list[str]) -> float:
     return sum(int(line.split()[1]) for line in out.splitlines()) / 1024
 
 
-def iperf_mbits(client: list[str], server_ip: str, seconds: int) -> float:
+def iperf_mbits(client: list[str], server_ip: str, seconds: int, port: int = 5201) -> float:
     """TCP throughput from an iperf3 client (run by ``client``) to an iperf3 server that is just
     starting, in Mbit/s."""
     for _ in range(50):
-        result = subprocess.run([*client, "iperf3", "-c", server_ip, "-t", str(seconds), "-J"],
+        result = subprocess.run([*client, "iperf3", "-c", server_ip, "-p", str(port), "-t", str(seconds), "-J"],
                                 capture_output=True, text=True, timeout=seconds + 60)
         if result.returncode == 0:
             return float(json.loads(result.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
@@ -361,6 +361,7 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
         gefyra("down", env={"GEFYRA_CLIENT_ID": client_id})
 
     figures += server_ends(reps, quick)
+    figures += transports(reps, quick)
 
     # CLI start
     versions = [timed(lambda: gefyra("version", "--client")) for _ in range(reps * 2)]
@@ -427,6 +428,65 @@ def server_ends(reps: int, quick: bool) -> list[Figure]:
         Figure(f"stowaway CPU seconds per GB moved, {name} (the kernel path's NAT in interrupts is not counted)",
                round(new["cpu_per_gb"], 2), "s/GB", round(old["cpu_per_gb"], 2), "-",
                ratio=round(new["cpu_per_gb"] / old["cpu_per_gb"], 2)),
+    ]
+
+
+def port_forward_mbits(pod: str, seconds: int) -> float:
+    """Throughput of a bare `kubectl port-forward` to ``pod`` (iperf3 on this machine to the pod's
+    iperf3 server): the ceiling of any path through the Kubernetes API here."""
+    sh(str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", pod, "--",
+       "iperf3", "-s", "-1", "-D")
+    forward = subprocess.Popen([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS,
+                                "port-forward", f"pod/{pod}", "15201:5201"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert forward.stdout is not None
+        forward.stdout.readline()  # "Forwarding from ...": it listens
+        return iperf_mbits(["env"], "127.0.0.1", seconds, port=15201)
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def transports(reps: int, quick: bool) -> list[Figure]:
+    """The tunnel's two transports in one run: WireGuard over UDP to the NodePort, and the same
+    datagrams through the Kubernetes API (a port-forward to stowaway, held by the relay on this
+    machine), each after `up --transport ...`: throughput local -> pod, latency through a bridge
+    and to a Service; the baseline of the API's throughput is a bare `kubectl port-forward`."""
+    seconds, count = (2, 100) if quick else (5, 400)
+    caller = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--"]
+    pod_ip = kubectl("-n", NS, "get", "pod", "caller", "-o", "jsonpath={.status.podIP}")
+    bare = [port_forward_mbits("caller", seconds) for _ in range(reps)]
+    found: dict[str, dict[str, Any]] = {}
+    for transport in ("udp", "api"):
+        gefyra("down")
+        gefyra("up", "--transport", transport)
+        sh("docker", "rm", "-f", LOCAL, check=False)
+        gefyra("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", NS, "-d", "-e", "MESSAGE=LOCAL")
+        until(lambda: sh("docker", "exec", LOCAL, "testserver", "get", "http://web/", check=False) != "")
+        mbits = []
+        for _ in range(reps):
+            sh(*caller, "iperf3", "-s", "-1", "-D")
+            mbits.append(iperf_mbits(["docker", "exec", LOCAL], pod_ip, seconds))
+        service = latency(["docker", "exec", LOCAL], f"http://web.{NS}/", count)
+        gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080")
+        until(lambda: answers("http://web/").startswith("hello from LOCAL"))
+        bridged = latency(caller, "http://web/", count)
+        gefyra("unbridge", "--all")
+        found[transport] = {"mbits": mbits, "service": service, "bridged": bridged}
+    gefyra("down")
+    gefyra("up")
+    udp, api = found["udp"], found["api"]
+    return [
+        ratio_figure("throughput local container -> cluster pod over the API transport (baseline: bare kubectl "
+                     "port-forward)", api["mbits"], bare, 0.7, "Mbit/s", at_least=True),
+        ratio_figure("throughput local container -> cluster pod over UDP (baseline: API transport)", udp["mbits"],
+                     api["mbits"], 1.0, "Mbit/s", at_least=True),
+        delta_figure("request latency through a bridge p50, API transport (baseline: UDP)", api["bridged"][0],
+                     udp["bridged"][0], 1.0),
+        delta_figure("request latency through a bridge p99, API transport (baseline: UDP)", api["bridged"][1],
+                     udp["bridged"][1], 5.0),
+        delta_figure("local container -> Service latency p50, API transport (baseline: UDP)", api["service"][0],
+                     udp["service"][0], 1.0),
     ]
 
 

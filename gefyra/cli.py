@@ -19,7 +19,7 @@ from click.core import ParameterSource
 from gefyra import __version__, errors
 from gefyra.core.model import validation
 from gefyra.core.model.identity import default_client_id
-from gefyra.core.model.settings import Settings
+from gefyra.core.model.settings import TRANSPORTS, Settings
 
 if TYPE_CHECKING:
     from gefyra import progress
@@ -257,18 +257,27 @@ def _shared_options(command: F) -> F:
 @click.option("--pod-cidr", "pod_cidrs", multiple=True, callback=_checked(validation.cidrs),
               help="A pod range (default: from the nodes). Repeatable.")
 @click.option("--timeout", default="120", callback=_checked(validation.seconds), help="Seconds to wait for the cluster side.")
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="auto", show_default=True,
+              help="How the tunnel reaches the cluster: udp (to the NodePort), api (through the Kubernetes API, "
+                   "wherever kubectl works), auto (UDP when it answers within seconds, else the API).")
 @output_option
 @click.pass_context
 def up(ctx: click.Context, host: str | None, port: int | None, service_cidr: str | None, pod_cidrs: list[str],
-       timeout: float, client_timeout: int | None, output: str | None) -> None:
+       timeout: float, client_timeout: int | None, transport: str, output: str | None) -> None:
     """Connect this machine to the cluster (installs gefyra's cluster side if needed). The shared
     settings (--port, --client-timeout) count only where `up` installs: an installed cluster side
     keeps its own, and `up` refuses a different one (an admin changes them with `gefyra install`)."""
     ctx.obj["settings"] = dataclasses.replace(ctx.obj["settings"], host=host, port=port, timeout=timeout,
                                               client_timeout=client_timeout, service_cidr=service_cidr,
-                                              pod_cidrs=pod_cidrs)
+                                              pod_cidrs=pod_cidrs, transport=transport)
     result = _execute(ctx, lambda g: g.up())
-    _emit(result, output, lambda r: f"connected: client {r.client} at {r.cluster.client.address if r.cluster.client else '?'}")
+    _emit(result, output, lambda r: f"connected: client {r.client} at {r.cluster.client.address if r.cluster.client else '?'}"
+                                    + (f" (tunnel over {_TRANSPORT_WORDS[r.cargo.transport]})"
+                                       if r.cargo and r.cargo.transport else ""))
+
+
+#: How `up` and `status` name a transport.
+_TRANSPORT_WORDS = {"udp": "UDP", "api": "the Kubernetes API"}
 
 
 @main.command()
@@ -549,7 +558,9 @@ def status(ctx: click.Context, output: str | None) -> None:
             f"runtime:    {r.runtime}",
             f"cluster:    {r.cluster.api} ({'gefyra ' + installed if r.cluster.reachable else 'does not answer'})",
             f"tunnel:     {(client.address if client else None) or '-'} {(client.phase if client else None) or ''}",
-            f"cargo:      {r.cargo.state if r.cargo else '-'}",
+            f"cargo:      {r.cargo.state if r.cargo else '-'}"
+            + (f", over {_TRANSPORT_WORDS[r.cargo.transport]} to {r.cargo.endpoint}"
+               if r.cargo and r.cargo.transport else ""),
             f"containers: {len(r.containers)}",
             f"bridges:    {len(r.bridges) if r.bridges is not None else 'unknown'}",
             *[f"! {p}" for p in r.problems],

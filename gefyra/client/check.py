@@ -219,11 +219,12 @@ async def _network_and_tunnel(orchestrator: Orchestrator, cluster: Cluster, runt
 
 
 async def _throwaway_client(orchestrator: Orchestrator) -> list[CheckResult]:
-    """A real client of its own id connects through the endpoint `up` would use, measures the
-    largest packet that passes, and is removed again."""
+    """A real client of its own id connects through the endpoint `up` would use (over UDP), measures
+    the largest packet that passes, then connects through the Kubernetes API (where the server end
+    takes a stream), and is removed again."""
     s = orchestrator.settings
     probe = dataclasses.replace(s, client_id=s.client_id[:63 - len(CHECK_SUFFIX)].rstrip("-") + CHECK_SUFFIX,
-                                timeout=min(s.timeout, 20.0))
+                                timeout=min(s.timeout, 20.0), transport="udp")
     throwaway = Orchestrator(probe, builtins=orchestrator.builtins)
     results = []
     try:
@@ -231,17 +232,19 @@ async def _throwaway_client(orchestrator: Orchestrator) -> list[CheckResult]:
         # The port and the rest of the shared settings as installed (check changes nothing there).
         throwaway.settings = probe = await cluster_side.resolve_shared(cluster, probe, throwaway.tunnel(),
                                                                        may_change=True)
-        ctx = up.ConnectContext(throwaway, cluster, runtime)
+        tunnel = throwaway.tunnel()
         try:
-            await throwaway.run_plan("up", up.up_plan(), ctx)
-            tunnel = throwaway.tunnel()
-            largest = await tunnel.largest_packet(runtime, tunnel.local_name(probe),
-                                                  [s.tunnel_mtu, 1280, 1200, 1000, 576])
-            results.append(CheckResult("tunnel", True, "UDP to the tunnel's server end passes: a throwaway client "
-                                                       "connected"))
-            results.append(PathMtu(largest, s.tunnel_mtu).result())
-        except errors.GefyraError as exc:
-            results.append(failed("tunnel", exc))
+            try:
+                await throwaway.run_plan("up", up.up_plan(), up.ConnectContext(throwaway, cluster, runtime))
+                largest = await tunnel.largest_packet(runtime, tunnel.local_name(probe),
+                                                      [s.tunnel_mtu, 1280, 1200, 1000, 576])
+                results.append(CheckResult("tunnel", True, "UDP to the tunnel's server end passes: a throwaway "
+                                                           "client connected"))
+                results.append(PathMtu(largest, s.tunnel_mtu).result())
+            except errors.GefyraError as exc:
+                results.append(failed("tunnel", exc))
+            if tunnel.server_side(probe).stream_port is not None:
+                results.append(await _through_the_api(throwaway, cluster, runtime))
         finally:
             with anyio.CancelScope(shield=True):
                 await throwaway.run_plan("down", down.down_plan(keep_cluster_side=True),
@@ -250,3 +253,14 @@ async def _throwaway_client(orchestrator: Orchestrator) -> list[CheckResult]:
         with anyio.CancelScope(shield=True):
             await throwaway.close()
     return results
+
+
+async def _through_the_api(throwaway: Orchestrator, cluster: Cluster, runtime: ContainerRuntime) -> CheckResult:
+    """The throwaway client (connected or not) moved to the transport through the Kubernetes API."""
+    throwaway.settings = dataclasses.replace(throwaway.settings, transport="api")
+    try:
+        await throwaway.run_plan("up", up.up_plan(), up.ConnectContext(throwaway, cluster, runtime))
+    except errors.GefyraError as exc:
+        return failed("tunnel-api", exc)
+    return CheckResult("tunnel-api", True, "the tunnel through the Kubernetes API (a port-forward to the server end, "
+                                           "as `up --transport api` or `auto` without UDP opens it) passes")

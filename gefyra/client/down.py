@@ -4,7 +4,7 @@ whole cluster side when no other client is left). Facts: "bridges-removed", then
 
 from __future__ import annotations
 
-from gefyra.client import bridge_objects, cluster_side, manifests, unbridge
+from gefyra.client import api_relay, bridge_objects, cluster_side, manifests, unbridge
 from gefyra.client.up import ConnectContext, client_path, get_client
 from gefyra.core.engine.steps import Step
 from gefyra.core.model.names import LABEL_CLIENT, LABEL_NETNS
@@ -31,7 +31,8 @@ class RemoveContainers(Step[ConnectContext]):
     provides = frozenset({"containers-removed"})
 
     async def verify(self, ctx: ConnectContext) -> bool:
-        return not await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id})
+        return (not await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id})
+                and api_relay.running(ctx.settings.client_id) is None)
 
     async def apply(self, ctx: ConnectContext) -> None:
         found = await ctx.runtime.list_containers({LABEL_CLIENT: ctx.settings.client_id})
@@ -39,6 +40,8 @@ class RemoveContainers(Step[ConnectContext]):
         for container in sorted(found, key=lambda c: LABEL_NETNS not in c.labels):
             await ctx.runtime.remove_container(container.name)
             ctx.removed.append(f"container {container.name}")
+        if await api_relay.stop(ctx.settings.client_id):
+            ctx.removed.append("the tunnel's relay through the Kubernetes API")
 
 
 class RemoveNetwork(Step[ConnectContext]):

@@ -75,6 +75,10 @@ class CargoInfo:
     latest_handshake: int | None
     #: Its address on gefyra's network ("" when it is not on it).
     address: str = ""
+    #: How its datagrams reach the server end ("udp", "api": through the Kubernetes API; None:
+    #: unknown), and the address it sends them to (for "api", the relay on this machine).
+    transport: str | None = None
+    endpoint: str = ""
 
 
 @dataclasses.dataclass

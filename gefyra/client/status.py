@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from gefyra import errors
-from gefyra.client import cluster_side, up
+from gefyra.client import api_relay, cluster_side, up
 from gefyra.client.bridge_objects import list_bridges
 from gefyra.client.results import BridgeInfo, CargoInfo, ClientInfo, ClusterInfo, LocalContainer, Status
 from gefyra.client.run import local_address, remove_orphaned_holders
@@ -19,7 +19,7 @@ from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.kube import kubeconfig
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.model.crd import GefyraBridge
-from gefyra.core.model.names import GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_NAMESPACE, LABEL_ROLE
+from gefyra.core.model.names import GEFYRA_NAMESPACE, LABEL_CLIENT, LABEL_ENDPOINT, LABEL_NAMESPACE, LABEL_ROLE
 from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime
 
 _UP_AGAIN = "run `gefyra up` to repair it"
@@ -109,7 +109,14 @@ async def _local_end(orchestrator: Orchestrator, runtime: ContainerRuntime, prob
         return None
     address = found.addresses.get(settings.network_name, "")
     handshake = await tunnel.latest_handshake(runtime, found.name) if found.running else None
-    info = CargoInfo(found.name, found.state, handshake, address)
+    endpoint = (await tunnel.endpoint(runtime, found.name) or "") if found.running else ""
+    relay = api_relay.running(settings.client_id)
+    via_api = relay is not None and relay.endpoint == endpoint
+    info = CargoInfo(found.name, found.state, handshake, address, ("api" if via_api else "udp") if endpoint else None,
+                     endpoint)
+    if endpoint and not via_api and endpoint != found.labels.get(LABEL_ENDPOINT, endpoint):
+        problems.append(f"the tunnel's local end sends to {endpoint}, where the relay through the Kubernetes API no "
+                        f"longer runs: {_UP_AGAIN}")
     if not found.running:
         problems.append(f"the tunnel's local end ({found.name}) is {found.state}: {_UP_AGAIN}")
     elif not address:

@@ -14,11 +14,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
+import anyio
+
 from gefyra import errors
-from gefyra.client import bridge, bridge_objects, cluster_side, manifests, tunnel_endpoint
+from gefyra.client import api_relay, bridge, bridge_objects, cluster_side, manifests, tunnel_endpoint
 from gefyra.core.engine.orchestrator import OperationContext
 from gefyra.core.engine.steps import Step
 from gefyra.core.engine.waiting import wait_until
@@ -237,26 +240,96 @@ class LocalEndStep(Step[ConnectContext]):
 
 
 class TunnelProbe(Step[ConnectContext]):
+    """Traffic flows through the tunnel, over the transport asked for. ``auto`` tries UDP for
+    AUTO_PROBE seconds while the relay through the Kubernetes API starts beside it, and takes the
+    API when UDP got no handshake (a session already on the API is tried there first)."""
+
     name = "tunnel"
     changes = False
     title = "check that traffic flows through the tunnel"
     needs = frozenset({"local-end"})
     provides = frozenset({"tunnel"})
     TIMEOUT = 30.0
+    AUTO_PROBE = 3.0
 
     async def apply(self, ctx: ConnectContext) -> None:
-        api_ip = (await cluster_side.cluster_network(ctx.cluster)).api_service_ip
-        try:
-            await ctx.tunnel.wait_connected(ctx.runtime, ctx.local_end, (api_ip, 443),
-                                            min(self.TIMEOUT, ctx.settings.timeout))
-        except errors.ReadinessTimeoutError as exc:
-            if await ctx.tunnel.latest_handshake(ctx.runtime, ctx.local_end) is None:
-                raise errors.ReadinessTimeoutError(f"{exc.what} (endpoint {ctx.endpoint or 'unknown'})", exc.hint) from exc
-            # The ends found each other: the path is fine, what is behind them is not.
-            raise errors.ReadinessTimeoutError(
-                f"the tunnel's ends shake hands (endpoint {ctx.endpoint}), but no connection to the cluster's API "
-                f"Service {api_ip}:443 passes through it", "make the local end anew: `gefyra down`, then `gefyra up`; "
-                "if that does not help, see the operator's log") from exc
+        probe = ((await cluster_side.cluster_network(ctx.cluster)).api_service_ip, 443)
+        wanted = ctx.settings.transport
+        streams = ctx.tunnel.server_side(ctx.settings).stream_port is not None
+        if wanted == "api" and not streams:
+            raise errors.UsageError(f"the {ctx.tunnel.name} tunnel's server end takes no stream: --transport api is "
+                                    "not possible with it", "use --transport udp")
+        ways = {"udp": ["udp"], "api": ["api"], "auto": ["udp", "api"] if streams else ["udp"]}[wanted]
+        relay = api_relay.running(ctx.settings.client_id)
+        if wanted == "auto" and relay is not None and relay.endpoint == await ctx.tunnel.endpoint(ctx.runtime,
+                                                                                                  ctx.local_end):
+            ways = ["api", "udp"]  # keep a session on the API as it is, if it works
+        for way in ways:
+            last = way == ways[-1]
+            timeout = min(self.TIMEOUT, ctx.settings.timeout) if last else self.AUTO_PROBE
+            failure: errors.ReadinessTimeoutError | None = None
+            async with anyio.create_task_group() as group:
+                if way == "udp" and not last:
+                    group.start_soon(self._relay_beside, ctx)
+                try:
+                    await self._route(ctx, way)
+                    await ctx.tunnel.wait_connected(ctx.runtime, ctx.local_end, probe, timeout)
+                except errors.ReadinessTimeoutError as exc:
+                    failure = exc
+                group.cancel_scope.cancel()
+            if failure is None:
+                if way == "udp":
+                    await api_relay.stop(ctx.settings.client_id)
+                await ctx.progress(self.name, f"over UDP to {ctx.endpoint}" if way == "udp" else
+                                   "over the Kubernetes API (a port-forward to the tunnel's server end)")
+                return
+            if last:
+                await api_relay.stop(ctx.settings.client_id)  # a relay that carries nothing ends with `up`
+                raise await self._explained(ctx, failure, probe[0], way) from failure
+            await ctx.progress(self.name, f"no handshake over UDP with {ctx.endpoint} within {timeout:.0f} s: "
+                                          "through the Kubernetes API")
+
+    async def _relay_beside(self, ctx: ConnectContext) -> None:
+        """The relay, started while UDP is tried (unless UDP answers within a second): ready at
+        once should UDP not answer. Once begun, a start is finished (a half-started process would
+        be left behind); a failure here is left to the API's own attempt to report."""
+        await anyio.sleep(1.0)
+        with anyio.CancelScope(shield=True), contextlib.suppress(errors.GefyraError):
+            await self._relay(ctx)
+
+    async def _relay(self, ctx: ConnectContext) -> api_relay.RelayState:
+        """This client's relay through the Kubernetes API, running."""
+        network = await ctx.runtime.get_network(ctx.settings.network_name)
+        local_end = await ctx.runtime.get_container(ctx.local_end)
+        peer = local_end.addresses.get(ctx.settings.network_name) if local_end else None
+        if network is None or not network.gateway or not peer:
+            raise errors.GefyraError(f"the tunnel's local end is not on gefyra's network {ctx.settings.network_name}",
+                                     "run `gefyra down`, then `gefyra up`")
+        side = ctx.tunnel.server_side(ctx.settings)
+        selector = manifests.deployment(ctx.settings, ctx.tunnel)["spec"]["selector"]["matchLabels"]
+        assert side.stream_port is not None, "only a server end that takes a stream is reached through the API"
+        return await api_relay.start(ctx.settings.client_id, api_relay.RelayConfig(
+            kubeconfig=ctx.settings.kubeconfig, context=ctx.settings.context, namespace=GEFYRA_NAMESPACE,
+            selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())), port=side.stream_port,
+            listen=network.gateway, peer=peer))
+
+    async def _route(self, ctx: ConnectContext, way: str) -> None:
+        """The local end sends to the server end's UDP endpoint, or to the relay."""
+        endpoint = ctx.endpoint if way == "udp" else (await self._relay(ctx)).endpoint
+        if await ctx.tunnel.endpoint(ctx.runtime, ctx.local_end) != endpoint:
+            await ctx.tunnel.set_endpoint(ctx.runtime, ctx.local_end, endpoint)
+
+    async def _explained(self, ctx: ConnectContext, exc: errors.ReadinessTimeoutError, api_ip: str,
+                         way: str) -> errors.GefyraError:
+        where = ctx.endpoint if way == "udp" else "the Kubernetes API (relay log: " \
+            f"{api_relay.log_path(ctx.settings.client_id)})"
+        if await ctx.tunnel.latest_handshake(ctx.runtime, ctx.local_end) is None:
+            return errors.ReadinessTimeoutError(f"{exc.what} (endpoint {where or 'unknown'})", exc.hint)
+        # The ends found each other: the path is fine, what is behind them is not.
+        return errors.ReadinessTimeoutError(
+            f"the tunnel's ends shake hands (over {where}), but no connection to the cluster's API Service "
+            f"{api_ip}:443 passes through it", "make the local end anew: `gefyra down`, then `gefyra up`; if that "
+            "does not help, see the operator's log")
 
 
 class SteerAgain(Step[ConnectContext]):

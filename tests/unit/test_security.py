@@ -41,7 +41,7 @@ def test_no_right_to_exec_or_secrets_and_cluster_wide_rights_are_few() -> None:
     assert {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "create", "patch", "delete"]} in in_gefyra
     user = _named("ClusterRole", "gefyra-user")["rules"]
     assert all(r.get("resourceNames") or r["resources"] in (["gefyraclients", "gefyrabridges"], ["pods", "events"])
-               for r in user)
+               or (r["resources"], r["verbs"]) == (["pods/portforward"], ["get", "create"]) for r in user)
 
 
 def test_only_the_operator_container_gets_a_token_and_capabilities_are_dropped() -> None:

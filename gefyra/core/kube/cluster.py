@@ -9,7 +9,7 @@ import ipaddress
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlparse
@@ -24,6 +24,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 from gefyra import errors
 from gefyra.core.kube import kubeconfig
 from gefyra.core.kube.paths import collection_path, object_path, path
+from gefyra.core.kube.portforward import PortStream, open_port
 from gefyra.core.model.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -285,6 +286,11 @@ class Cluster:
                     yield event
             finally:
                 response.close()
+
+    def port_forward(self, namespace: str, pod: str, port: int) -> AbstractAsyncContextManager[PortStream]:
+        """A byte stream to ``port`` of ``pod`` through the API server (pods/portforward), open for
+        an ``async with`` block."""
+        return open_port(self._client.configuration, namespace, pod, port)
 
     async def username(self) -> str:
         """Who the cluster takes this kubeconfig's credentials for (SelfSubjectReview: any

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from gefyra import errors
 from gefyra._version import __version__
 from gefyra.core.model import validation
 from gefyra.core.model.identity import default_client_id
@@ -48,6 +49,9 @@ def image_overrides() -> dict[str, str]:
 #: The settings of the cluster side that all clients share, with their defaults. They change only
 #: with `install` (or the `up` that installs); every other `up` takes them as installed, and one
 #: that names a different value is refused (None in Settings: as installed, else the default).
+#: The tunnel's transports (Settings.transport).
+TRANSPORTS = ("auto", "udp", "api")
+
 SHARED_DEFAULTS: dict[str, int] = {"port": 31820, "client_timeout": 60}
 
 
@@ -83,6 +87,9 @@ class Settings:
     #: (shared: see SHARED_DEFAULTS).
     client_timeout: int | None = None
     timeout: float = 120.0
+    #: How the tunnel's datagrams reach the server end: "udp" (to the NodePort), "api" (a stream
+    #: through the Kubernetes API), or "auto" (UDP when a handshake completes within a short probe).
+    transport: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -116,6 +123,9 @@ class Settings:
             v.whole_number_value(self.client_timeout, name("client_timeout"), "client timeout", 10,
                                  validation.MAX_SECONDS)
         v.seconds_value(self.timeout, name("timeout"))
+        if self.transport not in TRANSPORTS:
+            raise errors.UsageError(f"{name('transport')} {v.shown(self.transport)} is not a transport",
+                                    f"use one of {', '.join(TRANSPORTS)}")
 
     @staticmethod
     def _name(field: str) -> str:

@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gefyra import errors
 from gefyra.core.model.settings import Settings
 from gefyra.core.spi.dns import DnsSetup
 from gefyra.core.spi.runtime import ContainerRuntime
@@ -77,6 +78,10 @@ class ServerSide:
     pod_security_context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: Other objects (the Service at which clients reach the server end).
     objects: Sequence[Mapping[str, Any]] = ()
+    #: The server end's TCP port in its pod that takes the tunnel's datagrams over a stream (each
+    #: prefixed with its length, 2 bytes big-endian): what the transport through the Kubernetes
+    #: API opens with a pod port-forward. None: the server end takes UDP only.
+    stream_port: int | None = None
 
 
 class Tunnel(abc.ABC):
@@ -121,6 +126,16 @@ class Tunnel(abc.ABC):
         """Returns once traffic flows through the tunnel from the local end ``name``: the server end
         answers and a TCP connection to ``probe`` (address, port in the cluster) opens.
         ReadinessTimeoutError after ``timeout`` seconds."""
+
+    async def endpoint(self, runtime: ContainerRuntime, name: str) -> str | None:
+        """``HOST:PORT`` to which the local end ``name`` sends now, None if unknown."""
+        return None
+
+    async def set_endpoint(self, runtime: ContainerRuntime, name: str, endpoint: str) -> None:
+        """The local end ``name`` sends to ``endpoint`` (``IPV4:PORT``) from now on, also after a
+        restart; the tunnel's session and the connections in it go on. A backend whose server end
+        has a :attr:`ServerSide.stream_port` must implement it (the transport through the API)."""
+        raise errors.GefyraError(f"the {self.name} tunnel cannot change its endpoint")
 
     @abc.abstractmethod
     async def latest_handshake(self, runtime: ContainerRuntime, name: str) -> int | None:

@@ -110,7 +110,7 @@ def _server_side(image: str, port: int, file: str) -> ServerSide:
                       operator_mounts=tuple(operator.get("volumeMounts") or ()),
                       operator_security_context=operator.get("securityContext") or {},
                       pod_security_context=(found.get("pod") or {}).get("securityContext") or {},
-                      objects=tuple(found.get("objects") or ()))
+                      objects=tuple(found.get("objects") or ()), stream_port=found.get("streamPort"))
 
 
 class WireGuardTunnel(Tunnel):
@@ -187,6 +187,23 @@ class WireGuardTunnel(Tunnel):
                 f"no traffic through the tunnel within {timeout:.0f}s ({output.strip() or 'no answer'})",
                 "check that the tunnel endpoint (--host, --port) reaches the cluster's nodes over UDP",
             ) from exc
+
+    async def endpoint(self, runtime: ContainerRuntime, name: str) -> str | None:
+        code, out = await runtime.exec(name, ["wg", "show", "wg0", "endpoints"])
+        fields = out.split()
+        return fields[1] if code == 0 and len(fields) == 2 and fields[1] != "(none)" else None
+
+    async def set_endpoint(self, runtime: ContainerRuntime, name: str, endpoint: str) -> None:
+        """``wg set`` changes the peer's endpoint in place (the session goes on: WireGuard knows a
+        peer by its key, and the server end answers where the last datagram came from); the file
+        keeps it for a restart of cargo and for wait_connected's reload."""
+        script = (f'sed -i "s/^Endpoint = .*/Endpoint = $1/" {_CONFIG_DIR}/wg0.conf && '
+                  'wg set wg0 peer "$(wg show wg0 peers | head -n1)" endpoint "$1"')
+        host, _, port = _endpoint(endpoint).rpartition(":")
+        checked = f"{_address(host)}:{port}"  # an address only: no character of it is special to sed
+        code, output = await runtime.exec(name, ["sh", "-c", script, "set-endpoint", checked])
+        if code != 0:
+            raise errors.GefyraError(f"cannot point the tunnel's local end at {endpoint}: {output.strip()[:200]}")
 
     async def latest_handshake(self, runtime: ContainerRuntime, name: str) -> int | None:
         code, out = await runtime.exec(name, ["wg", "show", "wg0", "latest-handshakes"])

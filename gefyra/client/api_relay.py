@@ -1,0 +1,346 @@
+"""The tunnel through the Kubernetes API: a process on this machine that carries the tunnel's
+datagrams between the local end and the server end's stream port through a pod port-forward
+(:meth:`Cluster.port_forward`), for networks where UDP does not reach the cluster's nodes.
+
+Why a process of its own: the stream is opened with the user's kubeconfig, as kubectl opens one
+(client certificate, token or exec plugin), so no credential is copied into a container or written
+anywhere new, and `up` still returns. `up` starts it (:func:`start`), `down` ends it (:func:`stop`).
+It supervises its own stream: when the stream breaks (the pod replaced, the API server restarted,
+the laptop asleep), it finds the server end's pod again and opens another, with the kubeconfig read
+again (an exec plugin runs again for a fresh token). WireGuard's datagrams are encrypted end to end:
+this process and the API server see only ciphertext.
+
+On the stream every datagram is prefixed with its length (2 bytes, big-endian): what the server end
+reads on its stream port (:attr:`ServerSide.stream_port`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from gefyra import errors
+from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
+from gefyra.core.model import validation
+from gefyra.core.model.identity import config_dir
+from gefyra.core.model.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+#: Datagrams from the local end that may wait for a slow stream before new ones are dropped (as a
+#: full socket buffer drops them; WireGuard's inner TCP sends them again).
+_QUEUE_LIMIT = 4 << 20
+#: Seconds between attempts to open the stream again, growing to the last.
+_BACKOFF = (0.2, 0.5, 1.0, 2.0, 3.0)
+#: The module that the process runs (``python -m``), also how a relay's process is recognised.
+_MODULE = "gefyra.client.api_relay"
+#: Seconds `start` waits for the process to listen.
+_START_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RelayConfig:
+    """What the process needs: where the cluster is (the kubeconfig as the user passed it, never
+    its content), which pods are the server end, and the two addresses it joins."""
+
+    kubeconfig: str | None
+    context: str | None
+    namespace: str
+    #: A label selector of the server end's pods.
+    selector: str
+    #: The server end's stream port in its pod.
+    port: int
+    #: The address here that the local end reaches (its container network's gateway).
+    listen: str
+    #: The local end's address: datagrams from any other are dropped.
+    peer: str
+
+    def arguments(self) -> list[str]:
+        given = [("--kubeconfig", self.kubeconfig), ("--context", self.context)]
+        return [*(a for flag, value in given if value for a in (flag, value)), "--namespace", self.namespace,
+                "--selector", self.selector, "--port", str(self.port), "--listen", self.listen, "--peer", self.peer]
+
+
+@dataclasses.dataclass(frozen=True)
+class RelayState:
+    """A running relay, as it recorded itself."""
+
+    pid: int
+    #: HOST:PORT at which the local end reaches it.
+    endpoint: str
+    config: RelayConfig
+
+
+def frame(datagram: bytes) -> bytes:
+    return len(datagram).to_bytes(2, "big") + datagram
+
+
+class Unframer:
+    """Datagrams out of a stream of length-prefixed frames, which arrive in pieces of any size."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._pending += data
+        found, at = [], 0
+        while len(self._pending) - at >= 2:
+            size = int.from_bytes(self._pending[at:at + 2], "big")
+            if len(self._pending) - at - 2 < size:
+                break
+            found.append(bytes(self._pending[at + 2:at + 2 + size]))
+            at += 2 + size
+        del self._pending[:at]
+        return found
+
+
+# The process.
+
+class _LocalSide(asyncio.DatagramProtocol):
+    """The UDP socket that the local end sends to: datagrams queue (framed) for the stream; those
+    from the stream go back to the address the local end last sent from."""
+
+    def __init__(self, peer: str) -> None:
+        self._peer = peer
+        self._queue = bytearray()
+        self._ready = asyncio.Event()
+        self._address: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.dropped = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if addr[0] != self._peer or not data:
+            return
+        self._address = addr
+        if len(self._queue) > _QUEUE_LIMIT:
+            self.dropped += 1
+            return
+        self._queue += frame(data)
+        self._ready.set()
+
+    async def take(self) -> bytes:
+        """Every datagram queued since the last call (waits for one): a burst goes as one message."""
+        await self._ready.wait()
+        self._ready.clear()
+        taken, self._queue = bytes(self._queue), bytearray()
+        return taken
+
+    def discard(self) -> None:
+        """What queued while no stream was open is stale (WireGuard sends again what matters)."""
+        self._queue.clear()
+        self._ready.clear()
+
+    def send(self, datagram: bytes) -> None:
+        if self.transport is not None and self._address is not None:
+            self.transport.sendto(datagram, self._address)
+
+
+async def _server_pod(cluster: Cluster, config: RelayConfig) -> str:
+    pods = await cluster.objects(path("pods", config.namespace), label_selector=config.selector)
+    for pod in pods:
+        status = pod.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        name = (pod.get("metadata") or {}).get("name")
+        if ready and not (pod.get("metadata") or {}).get("deletionTimestamp") and validation.is_dns_subdomain(name):
+            return str(name)
+    raise errors.NotFoundError(f"no ready pod of the tunnel's server end ({config.selector} in {config.namespace})")
+
+
+async def _carry(config: RelayConfig, local: _LocalSide) -> None:
+    """One stream, for as long as it lasts (raises when it ends)."""
+    settings = Settings(kubeconfig=config.kubeconfig, context=config.context)
+    async with Cluster(settings) as cluster:
+        pod = await _server_pod(cluster, config)
+        async with cluster.port_forward(config.namespace, pod, config.port) as stream:
+            log.info("carrying the tunnel through the Kubernetes API", pod=pod)
+            local.discard()
+
+            async def upstream() -> None:
+                while True:
+                    await stream.send(await local.take())
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(upstream)
+                unframer = Unframer()
+                try:
+                    while True:
+                        for datagram in unframer.feed(await stream.receive()):
+                            local.send(datagram)
+                finally:
+                    group.cancel_scope.cancel()
+
+
+async def _serve(config: RelayConfig, state: Path) -> None:
+    loop = asyncio.get_running_loop()
+    local = _LocalSide(config.peer)
+    transport, _ = await loop.create_datagram_endpoint(lambda: local, local_addr=(config.listen, 0))
+    port = transport.get_extra_info("sockname")[1]
+    _write_state(state, RelayState(os.getpid(), f"{config.listen}:{port}", config))
+    log.info("relay listening", endpoint=f"{config.listen}:{port}")
+    async with anyio.create_task_group() as group:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(stop_on_signal)
+        failures = 0
+        while True:
+            started = anyio.current_time()
+            try:
+                await _carry(config, local)
+            except errors.GefyraError as exc:
+                log.warning("the stream through the Kubernetes API ended", why=exc.what)
+            if anyio.current_time() - started > 10:
+                failures = 0  # it worked for a while: try again at once
+            await anyio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
+            failures += 1
+    transport.close()
+
+
+def _write_state(state: Path, found: RelayState) -> None:
+    state.parent.mkdir(parents=True, exist_ok=True)
+    partial = state.with_suffix(".partial")
+    partial.write_text(json.dumps(dataclasses.asdict(found)))
+    partial.replace(state)
+
+
+def _parse(argv: Sequence[str]) -> tuple[RelayConfig, Path]:
+    parser = argparse.ArgumentParser(prog="gefyra-api-relay", description=__doc__.splitlines()[0])
+    parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--kubeconfig")
+    parser.add_argument("--context")
+    for name in ("--namespace", "--selector", "--listen", "--peer"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    config = RelayConfig(args.kubeconfig, args.context, args.namespace, args.selector, args.port, args.listen, args.peer)
+    return config, args.state
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config, state = _parse(sys.argv[1:] if argv is None else argv)
+    try:
+        anyio.run(_serve, config, state)
+    finally:
+        recorded = _read_state(state)
+        if recorded is not None and recorded.pid == os.getpid():  # not a successor's
+            with contextlib.suppress(OSError):
+                state.unlink()
+
+
+# The client's side: start, find and stop the process.
+
+def _state_path(client_id: str) -> Path:
+    return config_dir() / "relays" / f"{client_id}.json"
+
+
+def log_path(client_id: str) -> Path:
+    return config_dir() / "relays" / f"{client_id}.log"
+
+
+def _read_state(state: Path) -> RelayState | None:
+    try:
+        data: dict[str, Any] = json.loads(state.read_text())
+        return RelayState(int(data["pid"]), str(data["endpoint"]), RelayConfig(**data["config"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """The process ``pid`` runs and is a relay (a pid the system gave to another process since is not)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    return not cmdline.exists() or _MODULE.encode() in cmdline.read_bytes()
+
+
+def running(client_id: str) -> RelayState | None:
+    """This client's relay, if it runs."""
+    found = _read_state(_state_path(client_id))
+    return found if found is not None and _alive(found.pid) else None
+
+
+def _check(config: RelayConfig) -> None:
+    for address in (config.listen, config.peer):
+        try:
+            ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise errors.GefyraError(f"the API relay needs IP addresses, not {validation.shown(address)}") from exc
+
+
+async def start(client_id: str, config: RelayConfig) -> RelayState:
+    """This client's relay with ``config``: the one running, or a new one (one with another config
+    is stopped first). Returns once it listens."""
+    _check(config)
+    found = running(client_id)
+    if found is not None and found.config == config:
+        return found
+    await stop(client_id)
+    state, logfile = _state_path(client_id), log_path(client_id)
+    process = _spawn(state, logfile, config)
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        found = _read_state(state)
+        if found is not None and found.pid == process.pid:
+            return found
+        if process.poll() is not None:
+            break
+        await anyio.sleep(0.05)
+    last = (logfile.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
+    process.kill()
+    raise errors.GefyraError(f"the tunnel's relay through the Kubernetes API did not start: {last[:300]}",
+                             f"see {logfile}")
+
+
+def _spawn(state: Path, logfile: Path, config: RelayConfig) -> subprocess.Popen[bytes]:
+    """The process, in a session of its own (a Ctrl-C at the terminal does not reach it; `down` ends it)."""
+    state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(logfile, "w") as output:
+        return subprocess.Popen([sys.executable, "-m", _MODULE, "--state", str(state), *config.arguments()],
+                                stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
+
+
+async def stop(client_id: str) -> bool:
+    """Ends this client's relay; False if none ran."""
+    state = _state_path(client_id)
+    found = _read_state(state)
+    with contextlib.suppress(OSError):
+        state.unlink()
+    if found is None or not _alive(found.pid):
+        return False
+    os.kill(found.pid, signal.SIGTERM)
+    for _ in range(60):
+        if not _alive(found.pid):
+            return True
+        await anyio.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(found.pid, signal.SIGKILL)
+    return True
+
+
+if __name__ == "__main__":
+    main()

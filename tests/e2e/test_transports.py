@@ -1,0 +1,192 @@
+"""The tunnel through the Kubernetes API, where UDP does not reach the nodes: with UDP to the
+NodePort dropped by an iptables rule (as a corporate firewall drops it), `up` takes the API by
+itself and everything works; `--transport api` works with a client certificate, a bearer token and
+an exec credential plugin, and leaves no credential in a process's arguments or a container.
+
+Tests run in order on the one module namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e import devcluster
+from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, assert_equal, engine, eventually, kubectl, unique
+from tests.e2e.gefyra_cli import gefyra, ok
+
+pytestmark = pytest.mark.e2e
+
+LOCAL = "gfy-transport-local"
+#: What a firewall that lets no UDP out does to the tunnel (Docker's chain for its containers' traffic).
+UDP_DROPPED = ["DOCKER-USER", "-p", "udp", "--dport", "31820", "-j", "DROP"]
+MEASURED: dict[str, float] = {}
+
+
+def _relays() -> list[str]:
+    """The relay processes on this machine, by their arguments."""
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if "gefyra.client.api_relay" in line]
+
+
+def _status() -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(ok("status", "-o", "json").stdout)
+    return found
+
+
+@pytest.fixture(scope="module")
+def ns() -> Iterator[str]:
+    """UDP to the NodePort dropped; a workload `web` and a caller pod; nothing of gefyra's up."""
+    gefyra("down")
+    name = unique("gfy-test-transport")
+    kubectl("create", "namespace", name)
+    subprocess.run(["iptables", "-I", *UDP_DROPPED], check=True)
+    try:
+        devcluster.apply(devcluster.http_workload("web", name, replicas=1))
+        devcluster.apply(devcluster.client_pod("caller", name))
+        kubectl("-n", name, "rollout", "status", "deploy/web", "--timeout=90s")
+        kubectl("-n", name, "wait", "--for=condition=Ready", "pod/caller", "--timeout=60s")
+        yield name
+    finally:
+        gefyra("down")
+        subprocess.run(["iptables", "-D", *UDP_DROPPED], check=False)
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def local(*command: str) -> str:
+    return engine("exec", LOCAL, *command).stdout
+
+
+def get(ns: str, *headers: str) -> str:
+    return kubectl("-n", ns, "exec", "caller", "--", "testserver", "get", "http://web/", "--timeout", "3s",
+                   *[part for header in headers for part in ("-H", header)])
+
+
+def test_up_takes_the_api_by_itself_when_udp_is_dropped(ns: str) -> None:
+    started = time.monotonic()
+    result = ok("up")
+    MEASURED["up through the API with UDP dropped (s)"] = round(time.monotonic() - started, 1)
+    assert "through the Kubernetes API" in result.stderr and "over the Kubernetes API" in result.stderr, result.stderr
+    assert "tunnel over the Kubernetes API" in result.stdout, result.stdout
+    assert MEASURED["up through the API with UDP dropped (s)"] < 15, MEASURED  # the issue asks for 10 s; see bench
+    cargo = _status()["cargo"]
+    assert cargo["transport"] == "api" and cargo["endpoint"], cargo
+    assert len(_relays()) == 1, _relays()
+
+
+def test_a_local_container_reaches_services_by_name(ns: str) -> None:
+    ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d", "-e", "MESSAGE=LOCAL")
+    assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=15).startswith("hello from web-")
+    assert local("testserver", "get", f"http://web.{ns}.svc.cluster.local/").startswith("hello from web-")
+
+
+def test_a_global_and_a_personal_bridge_are_answered_locally(ns: str) -> None:
+    ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
+    try:
+        assert eventually(lambda: get(ns), timeout=15).startswith("hello from LOCAL")
+    finally:
+        ok("unbridge", "--all")
+    eventually(lambda: assert_equal(get(ns)[:14], "hello from web"), timeout=30)
+    ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact", "x-dev:me")
+    try:
+        assert eventually(lambda: get(ns, "x-dev: me"), timeout=15).startswith("hello from LOCAL")
+        assert get(ns).startswith("hello from web-")
+    finally:
+        ok("unbridge", "--all")
+
+
+def test_the_relay_finds_a_new_server_pod_by_itself(ns: str) -> None:
+    kubectl("-n", "gefyra", "delete", "pod", devcluster.stowaway_pod()["metadata"]["name"], "--wait=false")
+    assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=60).startswith("hello from web-")
+
+
+def test_traffic_flows_again_after_the_api_server_restarted(ns: str) -> None:
+    devcluster.restart_apiserver()
+    started = time.monotonic()
+    assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=60).startswith("hello from web-")
+    MEASURED["traffic again after an API server restart (s)"] = round(time.monotonic() - started, 1)
+
+
+def test_traffic_flows_again_after_the_local_end_was_paused_for_60_s(ns: str) -> None:
+    cargo = _status()["cargo"]["name"]
+    engine("pause", cargo)
+    try:
+        time.sleep(60)
+    finally:
+        engine("unpause", cargo)
+    started = time.monotonic()
+    assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=60).startswith("hello from web-")
+    MEASURED["traffic again after the local end was paused for 60 s (s)"] = round(time.monotonic() - started, 1)
+    assert _status()["cargo"]["transport"] == "api"
+
+
+def test_down_leaves_no_relay(ns: str) -> None:
+    ok("down")
+    assert _relays() == []
+    assert not any(Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "gefyra", "relays").glob("*.json"))
+
+
+def _kubeconfig_with_user(tmp_path: Path, name: str, user: dict[str, Any]) -> str:
+    data = yaml.safe_load(KUBECONFIG.read_text())
+    for entry in data["users"]:
+        entry["user"] = user
+    path = tmp_path / f"{name}.kubeconfig"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def token(ns: str) -> Iterator[str]:
+    """A bearer token of a service account that may do what a developer's `up` does (here: all)."""
+    account = "gfy-test-transport"
+    kubectl("-n", ns, "create", "serviceaccount", account)
+    kubectl("create", "clusterrolebinding", f"{ns}-admin", "--clusterrole=cluster-admin",
+            f"--serviceaccount={ns}:{account}")
+    try:
+        yield kubectl("-n", ns, "create", "token", account, "--duration=15m").strip()
+    finally:
+        kubectl("delete", "clusterrolebinding", f"{ns}-admin", check=False)
+
+
+@pytest.mark.parametrize("credential", ["client certificate", "bearer token", "exec plugin"])
+def test_transport_api_with_each_kind_of_kubeconfig(ns: str, token: str, credential: str, tmp_path: Path) -> None:
+    if credential == "client certificate":
+        kubeconfig = str(KUBECONFIG)
+    elif credential == "bearer token":
+        kubeconfig = _kubeconfig_with_user(tmp_path, "token", {"token": token})
+    else:
+        plugin = tmp_path / "credential-plugin"
+        answer = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": {"token": token}}
+        plugin.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(answer)}\nEOF\n")
+        plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
+        kubeconfig = _kubeconfig_with_user(tmp_path, "exec", {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin), "interactiveMode": "Never"}})
+    try:
+        ok("up", "--transport", "api", kubeconfig=kubeconfig)
+        ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d", kubeconfig=kubeconfig)
+        assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=15).startswith("hello from web-")
+        assert json.loads(ok("status", "-o", "json", kubeconfig=kubeconfig).stdout)["cargo"]["transport"] == "api"
+        secrets = [token, *_client_key_lines()]
+        listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+        ours = engine("ps", "-a", "-q", "--filter", "label=app.kubernetes.io/managed-by=gefyra").stdout.split()
+        configs = engine("inspect", *ours).stdout
+        for secret in secrets:
+            assert secret not in listing and secret not in configs
+    finally:
+        ok("down", kubeconfig=kubeconfig)
+    assert _relays() == []
+
+
+def _client_key_lines() -> list[str]:
+    """Long lines of the certificate kubeconfig's private key (as data or in its file)."""
+    user = yaml.safe_load(KUBECONFIG.read_text())["users"][0]["user"]
+    key = user.get("client-key-data") or Path(user.get("client-key", "/dev/null")).read_text()
+    return [line for line in key.splitlines() if len(line) > 40]
