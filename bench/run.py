@@ -118,6 +118,10 @@ def lost_under_load(bridge_args: list[str], count: int, rate: float) -> int:
 
 
 def latency(where: list[str], url: str, count: int, *headers: str) -> tuple[float, float]:
+    """p50 and p99 in ms of ``count`` requests, once 50 in a row have been answered: kube-proxy
+    follows a change of a Service's endpoints (a router gone, a pod replaced) a moment later."""
+    until(lambda: subprocess.run([*where, "testserver", "latency", url, "50", *[a for h in headers for a in ("-H", h)]],
+                                 capture_output=True, timeout=120).returncode == 0, timeout=60)
     out = sh(*where, "testserver", "latency", url, str(count), *[a for h in headers for a in ("-H", h)])
     fields = dict(part.split("=") for part in out.split())
     return float(fields["p50"]), float(fields["p99"])
