@@ -5,9 +5,11 @@ datagrams between the local end and the server end's stream port through a pod p
 Why a process of its own: the stream is opened with the user's kubeconfig, as kubectl opens one
 (client certificate, token or exec plugin), so no credential is copied into a container or written
 anywhere new, and `up` still returns. `up` starts it (:func:`start`), `down` ends it (:func:`stop`).
-It supervises its own stream: when the stream breaks (the pod replaced, the API server restarted,
-the laptop asleep), it finds the server end's pod again and opens another, with the kubeconfig read
-again (an exec plugin runs again for a fresh token). WireGuard's datagrams are encrypted end to end:
+It opens its stream when the local end sends here (with ``auto``, it waits as the local end's
+fallback while UDP works) and closes it when the local end has sent nothing for a while. When the
+stream breaks (the pod replaced, the API server restarted, the laptop asleep), it finds the server
+end's pod again and opens another, with the kubeconfig read again (an exec plugin runs again for a
+fresh token). WireGuard's datagrams are encrypted end to end:
 this process and the API server see only ciphertext.
 
 On the stream every datagram is prefixed with its length (2 bytes, big-endian): what the server end
@@ -45,6 +47,9 @@ log = structlog.get_logger(__name__)
 #: Datagrams from the local end that may wait for a slow stream before new ones are dropped (as a
 #: full socket buffer drops them; WireGuard's inner TCP sends them again).
 _QUEUE_LIMIT = 4 << 20
+#: Seconds without a datagram from the local end after which its stream is closed: it sends
+#: another way (UDP works again), and a stream is opened again once it sends here.
+_IDLE = 30.0
 #: Seconds between attempts to open the stream again, growing to the last.
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 3.0)
 #: The module that the process runs (``python -m``), also how a relay's process is recognised.
@@ -144,10 +149,9 @@ class _LocalSide(asyncio.DatagramProtocol):
         taken, self._queue = bytes(self._queue), bytearray()
         return taken
 
-    def discard(self) -> None:
-        """What queued while no stream was open is stale (WireGuard sends again what matters)."""
-        self._queue.clear()
-        self._ready.clear()
+    async def wait(self) -> None:
+        """Returns once a datagram waits for the stream."""
+        await self._ready.wait()
 
     def send(self, datagram: bytes) -> None:
         if self.transport is not None and self._address is not None:
@@ -172,11 +176,17 @@ async def _carry(config: RelayConfig, local: _LocalSide) -> None:
         pod = await _server_pod(cluster, config)
         async with cluster.port_forward(config.namespace, pod, config.port) as stream:
             log.info("carrying the tunnel through the Kubernetes API", pod=pod)
-            local.discard()
 
             async def upstream() -> None:
+                """Ends the stream once the local end has sent nothing for _IDLE seconds (it sends a
+                keepalive every few seconds while it uses this way)."""
                 while True:
-                    await stream.send(await local.take())
+                    with anyio.move_on_after(_IDLE):
+                        await stream.send(await local.take())
+                        continue
+                    log.info("the local end sends another way: stream closed until it comes back")
+                    group.cancel_scope.cancel()
+                    return
 
             async with anyio.create_task_group() as group:
                 group.start_soon(upstream)
@@ -207,9 +217,12 @@ async def _serve(config: RelayConfig, state: Path) -> None:
         group.start_soon(stop_on_signal)
         failures = 0
         while True:
+            await local.wait()  # a stream only while the local end sends this way
             started = anyio.current_time()
             try:
                 await _carry(config, local)
+                failures = 0
+                continue
             except errors.GefyraError as exc:
                 log.warning("the stream through the Kubernetes API ended", why=exc.what)
             if anyio.current_time() - started > 10:

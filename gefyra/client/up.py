@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -242,7 +241,9 @@ class LocalEndStep(Step[ConnectContext]):
 class TunnelProbe(Step[ConnectContext]):
     """Traffic flows through the tunnel, over the transport asked for. ``auto`` tries UDP for
     AUTO_PROBE seconds while the relay through the Kubernetes API starts beside it, and takes the
-    API when UDP got no handshake (a session already on the API is tried there first)."""
+    API when UDP brought no handshake (a session already on the API is tried there first). Either
+    way the local end keeps UDP as its preferred endpoint and the relay as its fallback: it moves
+    between them by itself when one stops or starts working."""
 
     name = "tunnel"
     changes = False
@@ -259,43 +260,77 @@ class TunnelProbe(Step[ConnectContext]):
         if wanted == "api" and not streams:
             raise errors.UsageError(f"the {ctx.tunnel.name} tunnel's server end takes no stream: --transport api is "
                                     "not possible with it", "use --transport udp")
-        ways = {"udp": ["udp"], "api": ["api"], "auto": ["udp", "api"] if streams else ["udp"]}[wanted]
-        relay = api_relay.running(ctx.settings.client_id)
-        if wanted == "auto" and relay is not None and relay.endpoint == await ctx.tunnel.endpoint(ctx.runtime,
-                                                                                                  ctx.local_end):
-            ways = ["api", "udp"]  # keep a session on the API as it is, if it works
-        for way in ways:
-            last = way == ways[-1]
-            timeout = min(self.TIMEOUT, ctx.settings.timeout) if last else self.AUTO_PROBE
-            failure: errors.ReadinessTimeoutError | None = None
-            async with anyio.create_task_group() as group:
-                if way == "udp" and not last:
-                    group.start_soon(self._relay_beside, ctx)
-                try:
-                    await self._route(ctx, way)
-                    await ctx.tunnel.wait_connected(ctx.runtime, ctx.local_end, probe, timeout)
-                except errors.ReadinessTimeoutError as exc:
-                    failure = exc
-                group.cancel_scope.cancel()
-            if failure is None:
-                if way == "udp":
-                    await api_relay.stop(ctx.settings.client_id)
-                await ctx.progress(self.name, f"over UDP to {ctx.endpoint}" if way == "udp" else
-                                   "over the Kubernetes API (a port-forward to the tunnel's server end)")
-                return
-            if last:
-                await api_relay.stop(ctx.settings.client_id)  # a relay that carries nothing ends with `up`
-                raise await self._explained(ctx, failure, probe[0], way) from failure
-            await ctx.progress(self.name, f"no handshake over UDP with {ctx.endpoint} within {timeout:.0f} s: "
-                                          "through the Kubernetes API")
+        if wanted == "udp" or not streams:
+            await api_relay.stop(ctx.settings.client_id)
+            await ctx.tunnel.set_endpoint(ctx.runtime, ctx.local_end, ctx.endpoint)
+            await self._connected(ctx, probe, "udp")
+        elif wanted == "api":
+            relay = await self._relay(ctx)
+            await ctx.tunnel.set_endpoint(ctx.runtime, ctx.local_end, relay.endpoint)
+            await self._connected(ctx, probe, "api")
+        else:
+            await self._auto(ctx, probe)
 
-    async def _relay_beside(self, ctx: ConnectContext) -> None:
-        """The relay, started while UDP is tried (unless UDP answers within a second): ready at
-        once should UDP not answer. Once begun, a start is finished (a half-started process would
-        be left behind); a failure here is left to the API's own attempt to report."""
-        await anyio.sleep(1.0)
-        with anyio.CancelScope(shield=True), contextlib.suppress(errors.GefyraError):
-            await self._relay(ctx)
+    async def _auto(self, ctx: ConnectContext, probe: tuple[str, int]) -> None:
+        tunnel, runtime, name = ctx.tunnel, ctx.runtime, ctx.local_end
+        relay = api_relay.running(ctx.settings.client_id)
+        if relay is not None and relay.endpoint == await tunnel.endpoint(runtime, name):
+            # A session on the API: kept as it is if it works (the local end tries UDP by itself).
+            await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=relay.endpoint, current=relay.endpoint)
+            if await self._works(ctx, probe, self.AUTO_PROBE):
+                await ctx.progress(self.name, self._over("api", ctx))
+                return
+        started: list[api_relay.RelayState] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._relay_beside, ctx, started)
+            await tunnel.set_endpoint(runtime, name, ctx.endpoint)
+            udp = await self._works(ctx, probe, self.AUTO_PROBE)
+        if not started:  # the relay could not start: UDP or nothing
+            if udp:
+                await ctx.progress(self.name, self._over("udp", ctx))
+            else:
+                await self._connected(ctx, probe, "udp")
+            return
+        fallback = started[0].endpoint
+        if udp:
+            await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=fallback)
+            await ctx.progress(self.name, self._over("udp", ctx))
+            return
+        await ctx.progress(self.name, f"no handshake over UDP with {ctx.endpoint} within {self.AUTO_PROBE:.0f} s: "
+                                      "through the Kubernetes API")
+        await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=fallback, current=fallback)
+        await self._connected(ctx, probe, "api")
+
+    async def _relay_beside(self, ctx: ConnectContext, started: list[api_relay.RelayState]) -> None:
+        """The relay, started while UDP is tried. Once begun, a start is finished (a half-started
+        process would be left behind); a failure leaves the local end without a fallback (UDP's
+        own attempt reports what is wrong)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                started.append(await self._relay(ctx))
+            except errors.GefyraError as exc:
+                await ctx.progress(self.name, f"no fallback through the Kubernetes API: {exc.what}")
+
+    async def _works(self, ctx: ConnectContext, probe: tuple[str, int], timeout: float) -> bool:
+        try:
+            await ctx.tunnel.wait_connected(ctx.runtime, ctx.local_end, probe, timeout)
+        except errors.ReadinessTimeoutError:
+            return False
+        return True
+
+    async def _connected(self, ctx: ConnectContext, probe: tuple[str, int], way: str) -> None:
+        """Waits for traffic over ``way``; a failure says what it found (the relay ends with it)."""
+        try:
+            await ctx.tunnel.wait_connected(ctx.runtime, ctx.local_end, probe, min(self.TIMEOUT, ctx.settings.timeout))
+        except errors.ReadinessTimeoutError as exc:
+            await api_relay.stop(ctx.settings.client_id)  # a relay that carries nothing ends with `up`
+            raise await self._explained(ctx, exc, probe[0], way) from exc
+        await ctx.progress(self.name, self._over(way, ctx))
+
+    @staticmethod
+    def _over(way: str, ctx: ConnectContext) -> str:
+        return f"over UDP to {ctx.endpoint}" if way == "udp" else \
+            "over the Kubernetes API (a port-forward to the tunnel's server end)"
 
     async def _relay(self, ctx: ConnectContext) -> api_relay.RelayState:
         """This client's relay through the Kubernetes API, running."""
@@ -312,12 +347,6 @@ class TunnelProbe(Step[ConnectContext]):
             kubeconfig=ctx.settings.kubeconfig, context=ctx.settings.context, namespace=GEFYRA_NAMESPACE,
             selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())), port=side.stream_port,
             listen=network.gateway, peer=peer))
-
-    async def _route(self, ctx: ConnectContext, way: str) -> None:
-        """The local end sends to the server end's UDP endpoint, or to the relay."""
-        endpoint = ctx.endpoint if way == "udp" else (await self._relay(ctx)).endpoint
-        if await ctx.tunnel.endpoint(ctx.runtime, ctx.local_end) != endpoint:
-            await ctx.tunnel.set_endpoint(ctx.runtime, ctx.local_end, endpoint)
 
     async def _explained(self, ctx: ConnectContext, exc: errors.ReadinessTimeoutError, api_ip: str,
                          way: str) -> errors.GefyraError:

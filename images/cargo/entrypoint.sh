@@ -32,15 +32,45 @@ dns_pid=$!
 echo "cargo: tunnel $TUNNEL_ADDRESS up, routes: $CLUSTER_ROUTES"
 trap 'kill $wg_pid $dns_pid 2>/dev/null' TERM INT
 # Either process ending ends cargo. Meanwhile a watchdog: the server end sends a keepalive every
-# few seconds, so a tunnel that has received nothing for STALL seconds lost its session (stowaway
-# restarted: it knows the peer again, but not the old session, and WireGuard would only notice at
-# its next rekey, two minutes later). Loading the peer anew starts a handshake at once.
+# few seconds, so a tunnel that has received nothing for a while lost its path or its session.
+# - With a fallback endpoint (/etc/gefyra/endpoints, see gefyra-endpoint): after SWITCH silent
+#   seconds on the preferred endpoint (UDP dropped by a new network), cargo moves to the fallback
+#   (the relay through the Kubernetes API); the session and its connections go on. On the fallback it
+#   tries the preferred endpoint again after RETRY seconds, then after twice that (up to RETRY_MAX):
+#   a ping of the server end through it; an answer keeps it there, none moves back at once.
+# - After STALL silent seconds: the session is lost (stowaway restarted: it knows the peer again, but
+#   not the old session, and WireGuard would only notice at its next rekey, two minutes later).
+#   Loading the peer anew starts a handshake at once.
 STALL=${CARGO_TUNNEL_STALL:-12}
-last_rx=""; still=0
+SWITCH=${CARGO_TUNNEL_SWITCH:-7}
+RETRY=${CARGO_TUNNEL_RETRY:-15}
+RETRY_MAX=${CARGO_TUNNEL_RETRY_MAX:-240}
+SERVER=${TUNNEL_SERVER:-198.18.0.1}
+last_rx=""; still=0; pause=$RETRY; retry_in=$RETRY
 while kill -0 $wg_pid 2>/dev/null && kill -0 $dns_pid 2>/dev/null; do
   sleep 1
   rx=$(wg show wg0 transfer 2>/dev/null | cut -f2)
   if [ "$rx" = "$last_rx" ]; then still=$((still + 1)); else still=0; last_rx=$rx; fi
+  preferred=""; fallback=""
+  [ -f /etc/gefyra/endpoints ] && read -r preferred fallback < /etc/gefyra/endpoints || true
+  current=$(wg show wg0 endpoints 2>/dev/null | cut -f2)
+  if [ -n "$fallback" ] && [ "$current" = "$preferred" ] && [ "$still" -ge "$SWITCH" ]; then
+    echo "cargo: nothing received from $preferred for ${SWITCH}s; over $fallback"
+    gefyra-endpoint use "$fallback" || true
+    still=0; pause=$RETRY; retry_in=$pause
+  elif [ -n "$fallback" ] && [ "$current" = "$fallback" ]; then
+    retry_in=$((retry_in - 1))
+    if [ "$retry_in" -le 0 ]; then
+      gefyra-endpoint use "$preferred" || true
+      if ping -c1 -W1 "$SERVER" >/dev/null 2>&1; then
+        echo "cargo: $preferred answers again; over it"
+        still=0
+      else
+        gefyra-endpoint use "$fallback" || true
+      fi
+      pause=$((pause * 2 > RETRY_MAX ? RETRY_MAX : pause * 2)); retry_in=$pause
+    fi
+  fi
   if [ "$still" -ge "$STALL" ]; then
     echo "cargo: nothing received through the tunnel for ${STALL}s; handshaking anew"
     wg setconf wg0 /etc/gefyra/wg0.conf || true

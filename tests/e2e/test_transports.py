@@ -185,6 +185,52 @@ def test_transport_api_with_each_kind_of_kubeconfig(ns: str, token: str, credent
     assert _relays() == []
 
 
+@pytest.fixture
+def talking(ns: str) -> Iterator[tuple[str, str]]:
+    """Connected over UDP, and a TCP connection from the local end to `web`'s line echo that sends a
+    line each second and logs each answer with its time (one connection throughout: bash's fd 3)."""
+    subprocess.run(["iptables", "-D", *UDP_DROPPED], check=True)  # the module's rule: UDP works here
+    ok("up")
+    cargo = _status()["cargo"]["name"]
+    ip = kubectl("-n", ns, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}")
+    script = (f"exec 3<>/dev/tcp/{ip}/9000 && while true; do echo line >&3; read -r -t 5 answer <&3 "
+              "&& echo \"$(date +%s.%N) $answer\" >> /tmp/talk; sleep 1; done")
+    engine("exec", "-d", cargo, "bash", "-c", script)
+    eventually(lambda: assert_equal(bool(_answers(cargo)), True), timeout=15)
+    try:
+        yield ns, cargo
+    finally:
+        subprocess.run(["iptables", "-D", *UDP_DROPPED], check=False)
+        subprocess.run(["iptables", "-I", *UDP_DROPPED], check=True)  # as the module's other tests expect
+        ok("down")
+
+
+def _answers(cargo: str) -> list[float]:
+    log = engine("exec", cargo, "cat", "/tmp/talk", check=False).stdout
+    return [float(line.split()[0]) for line in log.splitlines() if "echo: line" in line]
+
+
+def test_a_session_moves_to_the_api_when_udp_stops_and_back_when_it_works_again(talking: tuple[str, str]) -> None:
+    """The issue's mid-session case: UDP dropped under a connection that talks every second, then
+    allowed again; the same connection goes on throughout."""
+    _, cargo = talking
+    assert _status()["cargo"]["transport"] == "udp"
+    subprocess.run(["iptables", "-I", *UDP_DROPPED], check=True)
+    dropped = time.time()
+    eventually(lambda: assert_equal(_status()["cargo"]["transport"], "api"), timeout=30)
+    eventually(lambda: assert_equal(any(t > time.time() - 2 for t in _answers(cargo)), True), timeout=30)
+    resumed = min(t for t in _answers(cargo) if t > dropped + 1)
+    MEASURED["line exchange again after UDP was dropped (s)"] = round(resumed - dropped, 1)
+    assert resumed - dropped < 15, MEASURED
+    subprocess.run(["iptables", "-D", *UDP_DROPPED], check=True)
+    eventually(lambda: assert_equal(_status()["cargo"]["transport"], "udp"), timeout=90)
+    before = len(_answers(cargo))
+    eventually(lambda: assert_equal(len(_answers(cargo)) >= before + 3, True), timeout=15)
+    times = _answers(cargo)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    MEASURED["longest pause of the line exchange (s)"] = round(max(gaps), 1)
+
+
 def _client_key_lines() -> list[str]:
     """Long lines of the certificate kubeconfig's private key (as data or in its file)."""
     user = yaml.safe_load(KUBECONFIG.read_text())["users"][0]["user"]

@@ -131,10 +131,14 @@ class Tunnel(abc.ABC):
         """``HOST:PORT`` to which the local end ``name`` sends now, None if unknown."""
         return None
 
-    async def set_endpoint(self, runtime: ContainerRuntime, name: str, endpoint: str) -> None:
-        """The local end ``name`` sends to ``endpoint`` (``IPV4:PORT``) from now on, also after a
-        restart; the tunnel's session and the connections in it go on. A backend whose server end
-        has a :attr:`ServerSide.stream_port` must implement it (the transport through the API)."""
+    async def set_endpoint(self, runtime: ContainerRuntime, name: str, preferred: str, *, fallback: str | None = None,
+                           current: str | None = None) -> None:
+        """Where the local end ``name`` sends (each ``IPV4:PORT``), also after a restart: to
+        ``current`` (default ``preferred``) from now on, the tunnel's session and the connections
+        in it going on. With a ``fallback``, the local end moves there by itself when ``preferred``
+        carries nothing for a few seconds, and back once ``preferred`` answers again. A backend
+        whose server end has a :attr:`ServerSide.stream_port` must implement it (the transport
+        through the Kubernetes API is such a fallback)."""
         raise errors.GefyraError(f"the {self.name} tunnel cannot change its endpoint")
 
     @abc.abstractmethod

@@ -54,6 +54,12 @@ def _endpoint(text: str) -> str:
     return f"{host}:{checked_port(int(port))}"
 
 
+def _ip_endpoint(text: str) -> str:
+    """``IPV4:PORT``, checked: no character of it is special to sed or the shell."""
+    host, _, port = _endpoint(text).rpartition(":")
+    return f"{_address(host)}:{port}"
+
+
 def peer_config(private_key: str, server_public_key: str, endpoint: str, allowed_ips: Sequence[str]) -> str:
     """The ``wg setconf`` file of a client: one peer, the server, for the given ranges."""
     for key in (private_key, server_public_key):
@@ -193,17 +199,15 @@ class WireGuardTunnel(Tunnel):
         fields = out.split()
         return fields[1] if code == 0 and len(fields) == 2 and fields[1] != "(none)" else None
 
-    async def set_endpoint(self, runtime: ContainerRuntime, name: str, endpoint: str) -> None:
-        """``wg set`` changes the peer's endpoint in place (the session goes on: WireGuard knows a
-        peer by its key, and the server end answers where the last datagram came from); the file
-        keeps it for a restart of cargo and for wait_connected's reload."""
-        script = (f'sed -i "s/^Endpoint = .*/Endpoint = $1/" {_CONFIG_DIR}/wg0.conf && '
-                  'wg set wg0 peer "$(wg show wg0 peers | head -n1)" endpoint "$1"')
-        host, _, port = _endpoint(endpoint).rpartition(":")
-        checked = f"{_address(host)}:{port}"  # an address only: no character of it is special to sed
-        code, output = await runtime.exec(name, ["sh", "-c", script, "set-endpoint", checked])
+    async def set_endpoint(self, runtime: ContainerRuntime, name: str, preferred: str, *, fallback: str | None = None,
+                           current: str | None = None) -> None:
+        """cargo's gefyra-endpoint keeps them in its configuration (its watchdog moves between
+        them) and changes the peer's endpoint in place with ``wg set``."""
+        given = [preferred, fallback or "", current or preferred]
+        checked = [_ip_endpoint(e) if e else "" for e in given]
+        code, output = await runtime.exec(name, ["gefyra-endpoint", "set", *checked])
         if code != 0:
-            raise errors.GefyraError(f"cannot point the tunnel's local end at {endpoint}: {output.strip()[:200]}")
+            raise errors.GefyraError(f"cannot point the tunnel's local end at {checked[2]}: {output.strip()[:200]}")
 
     async def latest_handshake(self, runtime: ContainerRuntime, name: str) -> int | None:
         code, out = await runtime.exec(name, ["wg", "show", "wg0", "latest-handshakes"])

@@ -1,0 +1,22 @@
+#!/bin/sh
+# gefyra-endpoint: where cargo sends the tunnel's datagrams.
+#   gefyra-endpoint set PREFERRED [FALLBACK [CURRENT]]
+#       PREFERRED is the endpoint to use (UDP to the NodePort, or the relay through the Kubernetes
+#       API); FALLBACK, if given, is where the watchdog moves when PREFERRED carries nothing; CURRENT
+#       (default PREFERRED) is used from now on. Kept in /etc/gefyra (a restart of cargo keeps them).
+#   gefyra-endpoint use HOST:PORT    send to HOST:PORT now (the session goes on: WireGuard knows a
+#                                    peer by its key, and the server end answers where the last
+#                                    datagram came from)
+# gefyra checks every value (IPv4:PORT) before it calls this; none is special to sed or the shell.
+set -eu
+use() {
+  sed -i "s/^Endpoint = .*/Endpoint = $1/" /etc/gefyra/wg0.conf
+  wg set wg0 peer "$(wg show wg0 peers | head -n1)" endpoint "$1"
+}
+case "${1:-}" in
+  set)
+    printf '%s %s\n' "$2" "${3:-}" > /etc/gefyra/endpoints
+    use "${4:-$2}" ;;
+  use) use "$2" ;;
+  *) echo "usage: gefyra-endpoint set PREFERRED [FALLBACK [CURRENT]] | use HOST:PORT" >&2; exit 2 ;;
+esac
