@@ -189,24 +189,35 @@ def container_pids(pod: dict[str, Any], container: str) -> list[int]:
     return [int(line.split()[0]) for line in out.splitlines()[1:] if line.split() and line.split()[0].isdigit()]
 
 
+def _proc(pid: int, name: str) -> str:
+    """/proc/PID/NAME, "" for a process that has ended since it was listed (a shell's short-lived
+    child)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def rss_mib(pids: list[int]) -> float:
     """Resident memory of these processes together (VmRSS), in MiB."""
     total = 0
     for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in _proc(pid, "status").splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total / 1024
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time of these processes so far (what the kernel does for them in
-    interrupts, like NAT, is not in it)."""
+    """User and system CPU time of these processes so far, their ended children's included (what
+    the kernel does for them in interrupts, like NAT, is not in it). One that has ended counts 0."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)
+        stat = _proc(pid, "stat")
+        if stat:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime (fields 14-17)
     return total / ticks
 
 
