@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import structlog
@@ -129,8 +129,7 @@ class _LocalSide(asyncio.DatagramProtocol):
         self.dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # asyncio's own is not a subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if addr[0] != self._peer or not data:
@@ -177,26 +176,36 @@ async def _carry(config: RelayConfig, local: _LocalSide) -> None:
         async with cluster.port_forward(config.namespace, pod, config.port) as stream:
             log.info("carrying the tunnel through the Kubernetes API", pod=pod)
 
+            failures: list[errors.GefyraError] = []
+
             async def upstream() -> None:
                 """Ends the stream once the local end has sent nothing for _IDLE seconds (it sends a
                 keepalive every few seconds while it uses this way)."""
-                while True:
-                    with anyio.move_on_after(_IDLE):
-                        await stream.send(await local.take())
-                        continue
-                    log.info("the local end sends another way: stream closed until it comes back")
+                try:
+                    while True:
+                        with anyio.move_on_after(_IDLE):
+                            await stream.send(await local.take())
+                            continue
+                        log.info("the local end sends another way: stream closed until it comes back")
+                        return
+                except errors.GefyraError as exc:
+                    failures.append(exc)
+                finally:
                     group.cancel_scope.cancel()
-                    return
 
             async with anyio.create_task_group() as group:
                 group.start_soon(upstream)
                 unframer = Unframer()
-                try:
+                try:  # failures end up in `failures`, not in a task group's ExceptionGroup
                     while True:
                         for datagram in unframer.feed(await stream.receive()):
                             local.send(datagram)
+                except errors.GefyraError as exc:
+                    failures.append(exc)
                 finally:
                     group.cancel_scope.cancel()
+            if failures:
+                raise failures[0]
 
 
 async def _serve(config: RelayConfig, state: Path) -> None:
@@ -225,6 +234,8 @@ async def _serve(config: RelayConfig, state: Path) -> None:
                 continue
             except errors.GefyraError as exc:
                 log.warning("the stream through the Kubernetes API ended", why=exc.what)
+            except Exception as exc:  # noqa: BLE001 - the relay outlives any one stream's failure
+                log.warning("the stream through the Kubernetes API failed", why=repr(exc)[:300])
             if anyio.current_time() - started > 10:
                 failures = 0  # it worked for a while: try again at once
             await anyio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])

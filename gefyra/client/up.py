@@ -281,10 +281,17 @@ class TunnelProbe(Step[ConnectContext]):
                 await ctx.progress(self.name, self._over("api", ctx))
                 return
         started: list[api_relay.RelayState] = []
+        failure: errors.GefyraError | None = None
         async with anyio.create_task_group() as group:
             group.start_soon(self._relay_beside, ctx, started)
-            await tunnel.set_endpoint(runtime, name, ctx.endpoint)
-            udp = await self._works(ctx, probe, self.AUTO_PROBE)
+            try:  # raised here, not as a task group's ExceptionGroup
+                await tunnel.set_endpoint(runtime, name, ctx.endpoint)
+                udp = await self._works(ctx, probe, self.AUTO_PROBE)
+            except errors.GefyraError as exc:
+                failure = exc
+        if failure is not None:
+            await api_relay.stop(ctx.settings.client_id)
+            raise failure
         if not started:  # the relay could not start: UDP or nothing
             if udp:
                 await ctx.progress(self.name, self._over("udp", ctx))

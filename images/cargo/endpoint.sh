@@ -11,7 +11,9 @@
 set -eu
 use() {
   sed -i "s/^Endpoint = .*/Endpoint = $1/" /etc/gefyra/wg0.conf
-  wg set wg0 peer "$(wg show wg0 peers | head -n1)" endpoint "$1"
+  peer=$(wg show wg0 peers 2>/dev/null | head -n1)
+  # Right after cargo's start its entrypoint has not loaded the file yet: it will, with this endpoint.
+  [ -z "$peer" ] || wg set wg0 peer "$peer" endpoint "$1"
 }
 case "${1:-}" in
   set)

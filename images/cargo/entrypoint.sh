@@ -1,7 +1,7 @@
 #!/bin/sh
 # Brings up cargo from the files gefyra copies into /etc/gefyra before the container starts:
 #   wg0.conf   WireGuard peer configuration (wg setconf format; holds the private key)
-#   cargo.env  TUNNEL_ADDRESS, TUNNEL_MTU, CLUSTER_ROUTES (space separated CIDRs), DNS_COMMAND
+#   cargo.env  TUNNEL_ADDRESS, TUNNEL_MTU, TUNNEL_SERVER, CLUSTER_ROUTES (space separated CIDRs), DNS_COMMAND
 #              (the DNS server's command line); every value is quoted for the shell
 #   dns/       the DNS server's files (gefyra's DNS plugin chooses the server: CoreDNS by default)
 set -eu
@@ -31,40 +31,49 @@ gefyra-steer
 dns_pid=$!
 echo "cargo: tunnel $TUNNEL_ADDRESS up, routes: $CLUSTER_ROUTES"
 trap 'kill $wg_pid $dns_pid 2>/dev/null' TERM INT
-# Either process ending ends cargo. Meanwhile a watchdog: the server end sends a keepalive every
-# few seconds, so a tunnel that has received nothing for a while lost its path or its session.
-# - With a fallback endpoint (/etc/gefyra/endpoints, see gefyra-endpoint): after SWITCH silent
-#   seconds on the preferred endpoint (UDP dropped by a new network), cargo moves to the fallback
-#   (the relay through the Kubernetes API); the session and its connections go on. On the fallback it
-#   tries the preferred endpoint again after RETRY seconds, then after twice that (up to RETRY_MAX):
-#   a ping of the server end through it; an answer keeps it there, none moves back at once.
-# - After STALL silent seconds: the session is lost (stowaway restarted: it knows the peer again, but
-#   not the old session, and WireGuard would only notice at its next rekey, two minutes later).
-#   Loading the peer anew starts a handshake at once.
+# Either process ending ends cargo. Meanwhile a watchdog:
+# - With a fallback endpoint (/etc/gefyra/endpoints, see gefyra-endpoint) it pings the server end
+#   through the tunnel every PROBE seconds while on the preferred one (the server's keepalives show
+#   that packets come in, not that ours get out: a firewall may drop only one way). After MISSES
+#   unanswered pings in a row (UDP dropped by a new network) cargo moves to the fallback (the relay
+#   through the Kubernetes API); the session and its connections go on. On the fallback it tries
+#   the preferred endpoint again after RETRY seconds, then after twice that (up to RETRY_MAX): a
+#   ping through it; an answer keeps it there, none moves back at once.
+# - The server end sends a keepalive every few seconds, so a tunnel that has received nothing for
+#   STALL seconds lost its session (stowaway restarted: it knows the peer again, but not the old
+#   session, and WireGuard would only notice at its next rekey, two minutes later). Loading the
+#   peer anew starts a handshake at once.
 STALL=${CARGO_TUNNEL_STALL:-12}
-SWITCH=${CARGO_TUNNEL_SWITCH:-7}
+PROBE=${CARGO_TUNNEL_PROBE:-2}
+MISSES=${CARGO_TUNNEL_MISSES:-2}
 RETRY=${CARGO_TUNNEL_RETRY:-15}
 RETRY_MAX=${CARGO_TUNNEL_RETRY_MAX:-240}
 SERVER=${TUNNEL_SERVER:-198.18.0.1}
-last_rx=""; still=0; pause=$RETRY; retry_in=$RETRY
+last_rx=""; still=0; tick=0; missed=0; pause=$RETRY; retry_in=$RETRY
 while kill -0 $wg_pid 2>/dev/null && kill -0 $dns_pid 2>/dev/null; do
   sleep 1
+  tick=$((tick + 1))
   rx=$(wg show wg0 transfer 2>/dev/null | cut -f2)
   if [ "$rx" = "$last_rx" ]; then still=$((still + 1)); else still=0; last_rx=$rx; fi
   preferred=""; fallback=""
   [ -f /etc/gefyra/endpoints ] && read -r preferred fallback < /etc/gefyra/endpoints || true
   current=$(wg show wg0 endpoints 2>/dev/null | cut -f2)
-  if [ -n "$fallback" ] && [ "$current" = "$preferred" ] && [ "$still" -ge "$SWITCH" ]; then
-    echo "cargo: nothing received from $preferred for ${SWITCH}s; over $fallback"
-    gefyra-endpoint use "$fallback" || true
-    still=0; pause=$RETRY; retry_in=$pause
+  if [ -n "$fallback" ] && [ "$current" = "$preferred" ]; then
+    if [ $((tick % PROBE)) -eq 0 ]; then
+      if ping -c1 -W1 "$SERVER" >/dev/null 2>&1; then missed=0; else missed=$((missed + 1)); fi
+    fi
+    if [ "$missed" -ge "$MISSES" ]; then
+      echo "cargo: $preferred does not answer; over $fallback"
+      gefyra-endpoint use "$fallback" || true
+      missed=0; still=0; pause=$RETRY; retry_in=$pause
+    fi
   elif [ -n "$fallback" ] && [ "$current" = "$fallback" ]; then
     retry_in=$((retry_in - 1))
     if [ "$retry_in" -le 0 ]; then
       gefyra-endpoint use "$preferred" || true
       if ping -c1 -W1 "$SERVER" >/dev/null 2>&1; then
         echo "cargo: $preferred answers again; over it"
-        still=0
+        still=0; missed=0
       else
         gefyra-endpoint use "$fallback" || true
       fi

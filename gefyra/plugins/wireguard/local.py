@@ -149,6 +149,7 @@ class WireGuardTunnel(Tunnel):
         env = _env_file({
             "TUNNEL_ADDRESS": f"{_address(end.address)}/32",
             "TUNNEL_MTU": str(int(end.mtu)),
+            "TUNNEL_SERVER": TUNNEL_SERVER_ADDRESS,  # what cargo's watchdog pings
             "CLUSTER_ROUTES": " ".join(_network(r) for r in end.routes),
             "DNS_COMMAND": shlex.join(end.dns.command),
         })
