@@ -7,11 +7,16 @@ import (
 	"time"
 )
 
-// trimPeriod is how long the tunnel must be quiet before its memory is handed back.
-const trimPeriod = 5 * time.Second
+const (
+	// trimPeriod is how long the tunnel must be quiet before its memory is handed back.
+	trimPeriod = 5 * time.Second
+	// quietPackets is how many packets a quiet period may still carry: a client's watchdog pings,
+	// DNS lookups and the like never end, and must not keep a bulk transfer's memory resident.
+	quietPackets = 64
+)
 
 // trimWhenIdle returns the memory that traffic left behind to the system once the tunnel has
-// carried no packet for a whole period. wireguard-go keeps a 64 KiB buffer for every packet in
+// carried (almost) no packets for a whole period. wireguard-go keeps a 64 KiB buffer for every packet in
 // flight and pools them; after a bulk transfer the pools and the heap's free pages would
 // otherwise stay resident for minutes (the collector runs only every two minutes when nothing
 // allocates, and a pool needs two collections to empty).
@@ -26,9 +31,11 @@ func trimWhenIdle(ctx context.Context, t *netTUN) {
 		case <-tick.C:
 		}
 		n := t.packets.Load()
+		busy := n-last >= quietPackets
+		last = n
 		switch {
-		case n != last:
-			last, trimmed = n, false
+		case busy:
+			trimmed = false
 		case !trimmed:
 			runtime.GC() // the pools' contents become their victim caches, then garbage
 			debug.FreeOSMemory()
