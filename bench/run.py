@@ -448,17 +448,32 @@ def server_ends(reps: int, quick: bool) -> list[Figure]:
     ]
 
 
-def port_forward_mbits(pod: str, seconds: int) -> float:
-    """Throughput of a bare `kubectl port-forward` to ``pod`` (iperf3 on this machine to the pod's
-    iperf3 server): the ceiling of any path through the Kubernetes API here."""
-    sh(str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", pod, "--",
-       "iperf3", "-s", "-1", "-D")
+def port_forward_mbits(megabytes: int) -> float:
+    """Throughput of a bare `kubectl port-forward` to the `web` pod: ``megabytes`` uploaded from
+    this machine to its HTTP server (iperf3 cannot be used here: its server ends the data
+    connection while the client still writes, and kubectl then drops the whole forward). The
+    ceiling of any path through the Kubernetes API here."""
+    import http.client
+
+    pod = kubectl("-n", NS, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}")
     forward = subprocess.Popen([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS,
-                                "port-forward", f"pod/{pod}", "15201:5201"], stdout=subprocess.PIPE, text=True)
+                                "port-forward", f"pod/{pod}", "15280:8080"], stdout=subprocess.PIPE, text=True)
     try:
         assert forward.stdout is not None
         forward.stdout.readline()  # "Forwarding from ...": it listens
-        return iperf_mbits(["env"], "127.0.0.1", seconds, port=15201)
+        chunk, size = b"x" * (1 << 20), megabytes << 20
+        connection = http.client.HTTPConnection("127.0.0.1", 15280, timeout=120)
+        started = time.perf_counter()
+        connection.putrequest("POST", "/upload")
+        connection.putheader("Content-Length", str(size))
+        connection.endheaders()
+        for _ in range(megabytes):
+            connection.send(chunk)
+        answer = connection.getresponse().read().decode()
+        seconds = time.perf_counter() - started
+        if f"received={size}" not in answer:
+            raise RuntimeError(f"upload through kubectl port-forward: {answer[:200]}")
+        return size * 8 / seconds / 1e6
     finally:
         forward.terminate()
         forward.wait(timeout=10)
@@ -502,7 +517,7 @@ def transports(reps: int, quick: bool) -> list[Figure]:
     seconds, count = (2, 100) if quick else (5, 400)
     caller = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--"]
     pod_ip = kubectl("-n", NS, "get", "pod", "caller", "-o", "jsonpath={.status.podIP}")
-    bare = [port_forward_mbits("caller", seconds) for _ in range(reps)]
+    bare = [port_forward_mbits(50 if quick else 200) for _ in range(reps)]
     found: dict[str, dict[str, Any]] = {}
     for transport in ("udp", "api"):
         gefyra("down")
