@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.e2e.devcluster import KUBECONFIG, engine, kubectl_json
+from tests.e2e.devcluster import KUBECONFIG, assert_equal, engine, eventually, kubectl, kubectl_json
 
 #: Namespaces that tests create and delete themselves (not gefyra's business).
 TEST_NAMESPACE_PREFIXES = ("gfy-test-", "devcl-", "demo")
@@ -36,3 +36,27 @@ def snapshot() -> dict[str, list[str]]:
     return cluster | {"containers": sorted(containers), "networks": sorted(networks)}
 
 
+
+
+def caller_get(ns: str, *headers: str) -> str:
+    """http://web/ as the pod `caller` of ``ns`` gets it (3 s at most)."""
+    return kubectl("-n", ns, "exec", "caller", "--", "testserver", "get", "http://web/", "--timeout", "3s",
+                   *[part for header in headers for part in ("-H", header)])
+
+
+def bridge_globally_then_personally(ns: str, local: str) -> None:
+    """deploy/web of ``ns`` bridged to the container ``local``: globally, then personally (header
+    x-dev: me); each answered locally, and the cluster answering again after each unbridge."""
+    ok("bridge", "-N", local, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
+    try:
+        assert eventually(lambda: caller_get(ns), timeout=15).startswith("hello from LOCAL")
+    finally:
+        ok("unbridge", "--all")
+    eventually(lambda: assert_equal(caller_get(ns)[:14], "hello from web"), timeout=30)
+    ok("bridge", "-N", local, "-n", ns, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact", "x-dev:me")
+    try:
+        assert eventually(lambda: caller_get(ns, "x-dev: me"), timeout=15).startswith("hello from LOCAL")
+        assert caller_get(ns).startswith("hello from web-")
+    finally:
+        ok("unbridge", "--all")
+    eventually(lambda: assert_equal(caller_get(ns, "x-dev: me")[:14], "hello from web"), timeout=30)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.e2e import devcluster
-from tests.e2e.devcluster import TEST_IMAGE, assert_equal, engine, eventually, kubectl, kubectl_json, unique
-from tests.e2e.gefyra_cli import gefyra, ok
+from tests.e2e.devcluster import TEST_IMAGE, engine, eventually, kubectl, kubectl_json, unique
+from tests.e2e.gefyra_cli import bridge_globally_then_personally, gefyra, ok
 
 pytestmark = pytest.mark.e2e
 
@@ -89,11 +89,6 @@ def local(*command: str) -> str:
     return engine("exec", LOCAL, *command).stdout
 
 
-def get(ns: str, *headers: str) -> str:
-    return kubectl("-n", ns, "exec", "caller", "--", "testserver", "get", "http://web/", "--timeout", "3s",
-                   *[part for header in headers for part in ("-H", header)])
-
-
 def test_the_cluster_side_runs_under_restricted_as_the_admin_labelled_it(ns: str) -> None:
     assert _labels("gefyra")["pod-security.kubernetes.io/enforce"] == "restricted"
     pod = devcluster.stowaway_pod()
@@ -107,19 +102,7 @@ def test_the_cluster_side_runs_under_restricted_as_the_admin_labelled_it(ns: str
 
 
 def test_a_global_and_a_personal_bridge_and_unbridge(ns: str) -> None:
-    ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
-    try:
-        assert eventually(lambda: get(ns), timeout=15).startswith("hello from LOCAL")
-    finally:
-        ok("unbridge", "--all")
-    eventually(lambda: assert_equal(get(ns)[:14], "hello from web"), timeout=30)
-    ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact", "x-dev:me")
-    try:
-        assert eventually(lambda: get(ns, "x-dev: me"), timeout=15).startswith("hello from LOCAL")
-        assert get(ns).startswith("hello from web-")
-    finally:
-        ok("unbridge", "--all")
-    eventually(lambda: assert_equal(get(ns, "x-dev: me")[:14], "hello from web"), timeout=30)
+    bridge_globally_then_personally(ns, LOCAL)
     assert _refusals() == []  # the router's pods too
 
 

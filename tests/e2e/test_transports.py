@@ -21,7 +21,7 @@ import yaml
 
 from tests.e2e import devcluster
 from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, assert_equal, engine, eventually, kubectl, unique
-from tests.e2e.gefyra_cli import gefyra, ok
+from tests.e2e.gefyra_cli import bridge_globally_then_personally, gefyra, ok
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +66,6 @@ def local(*command: str) -> str:
     return engine("exec", LOCAL, *command).stdout
 
 
-def get(ns: str, *headers: str) -> str:
-    return kubectl("-n", ns, "exec", "caller", "--", "testserver", "get", "http://web/", "--timeout", "3s",
-                   *[part for header in headers for part in ("-H", header)])
-
-
 def test_up_takes_the_api_by_itself_when_udp_is_dropped(ns: str) -> None:
     started = time.monotonic()
     result = ok("up")
@@ -90,18 +85,7 @@ def test_a_local_container_reaches_services_by_name(ns: str) -> None:
 
 
 def test_a_global_and_a_personal_bridge_are_answered_locally(ns: str) -> None:
-    ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
-    try:
-        assert eventually(lambda: get(ns), timeout=15).startswith("hello from LOCAL")
-    finally:
-        ok("unbridge", "--all")
-    eventually(lambda: assert_equal(get(ns)[:14], "hello from web"), timeout=30)
-    ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact", "x-dev:me")
-    try:
-        assert eventually(lambda: get(ns, "x-dev: me"), timeout=15).startswith("hello from LOCAL")
-        assert get(ns).startswith("hello from web-")
-    finally:
-        ok("unbridge", "--all")
+    bridge_globally_then_personally(ns, LOCAL)
 
 
 def test_the_relay_finds_a_new_server_pod_by_itself(ns: str) -> None:
