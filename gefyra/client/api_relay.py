@@ -25,6 +25,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,8 @@ log = structlog.get_logger(__name__)
 #: Datagrams from the local end that may wait for a slow stream before new ones are dropped (as a
 #: full socket buffer drops them; WireGuard's inner TCP sends them again).
 _QUEUE_LIMIT = 4 << 20
+#: Bytes of the UDP socket's buffers (each way).
+_SOCKET_BUFFER = 4 << 20
 #: Seconds without a datagram from the local end after which its stream is closed: it sends
 #: another way (UDP works again), and a stream is opened again once it sends here.
 _IDLE = 30.0
@@ -212,6 +215,12 @@ async def _serve(config: RelayConfig, state: Path) -> None:
     loop = asyncio.get_running_loop()
     local = _LocalSide(config.peer)
     transport, _ = await loop.create_datagram_endpoint(lambda: local, local_addr=(config.listen, 0))
+    udp = transport.get_extra_info("socket")
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        # The local end sends in bursts (a 64 KiB write is ~50 datagrams at once) while the loop
+        # may be writing to the stream: the default buffer (208 KiB) drops part of a burst. The
+        # kernel caps this at net.core.rmem_max/wmem_max.
+        udp.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
     port = transport.get_extra_info("sockname")[1]
     _write_state(state, RelayState(os.getpid(), f"{config.listen}:{port}", config))
     log.info("relay listening", endpoint=f"{config.listen}:{port}")

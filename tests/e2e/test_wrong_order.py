@@ -388,10 +388,14 @@ def test_shared_settings_change_only_through_install(ns: str) -> None:
 
 
 def test_host_is_honoured_on_a_connected_machine(ns: str) -> None:
-    result = gefyra("up", "--host", "127.0.0.1", "--timeout", "15")
+    result = gefyra("up", "--host", "127.0.0.1", "--transport", "udp", "--timeout", "15")
     assert result.returncode != 0 and "127.0.0.1:31820" in result.stderr, result.stderr
-    ok("up")
-    assert status()["connected"]
+    # auto: no UDP answers there, the transport through the Kubernetes API does, and up says so
+    result = ok("up", "--host", "127.0.0.1")
+    assert "no handshake over UDP with 127.0.0.1:31820" in result.stderr, result.stderr
+    assert status()["cargo"]["transport"] == "api"
+    ok("up", "--host", devcluster.node_ip())
+    assert status()["connected"] and status()["cargo"]["transport"] == "udp"
     engine("rm", "-f", LOCAL, f"{LOCAL}-gefyra-net", check=False)
     ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d", "-e", "MESSAGE=LOCAL")
 
