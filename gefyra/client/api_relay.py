@@ -357,12 +357,16 @@ def _spawn(state: Path, logfile: Path, config: RelayConfig) -> subprocess.Popen[
                                 stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
 
 
-async def stop(client_id: str) -> bool:
-    """Ends this client's relay; False if none ran."""
+async def stop(client_id: str, *, keep_log: bool = False) -> bool:
+    """Ends this client's relay and removes its files (its log stays with ``keep_log``, for a
+    failure that points at it); False if none ran."""
     state = _state_path(client_id)
     found = _read_state(state)
     with contextlib.suppress(OSError):
         state.unlink()
+    if not keep_log:
+        with contextlib.suppress(OSError):
+            log_path(client_id).unlink()
     if found is None or not _alive(found.pid):
         return False
     os.kill(found.pid, signal.SIGTERM)

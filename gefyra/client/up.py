@@ -330,7 +330,8 @@ class TunnelProbe(Step[ConnectContext]):
         try:
             await ctx.tunnel.wait_connected(ctx.runtime, ctx.local_end, probe, min(self.TIMEOUT, ctx.settings.timeout))
         except errors.ReadinessTimeoutError as exc:
-            await api_relay.stop(ctx.settings.client_id)  # a relay that carries nothing ends with `up`
+            # A relay that carries nothing ends with `up`; its log stays for the message below.
+            await api_relay.stop(ctx.settings.client_id, keep_log=True)
             raise await self._explained(ctx, exc, probe[0], way) from exc
         await ctx.progress(self.name, self._over(way, ctx))
 

@@ -119,9 +119,11 @@ def test_traffic_flows_again_after_the_local_end_was_paused(ns: str) -> None:
 
 
 def test_down_leaves_no_relay(ns: str) -> None:
+    client = _status()["client"]
     ok("down")
     assert _relays() == []
-    assert not any(Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "gefyra", "relays").glob("*.json"))
+    relays = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "gefyra", "relays")
+    assert not list(relays.glob("*.json")) and not list(relays.glob(f"{client}.*"))  # no state, no log
 
 
 def _kubeconfig_with_user(tmp_path: Path, name: str, user: dict[str, Any]) -> str:
