@@ -42,6 +42,7 @@ from gefyra.core.kube.paths import path
 from gefyra.core.model import validation
 from gefyra.core.model.identity import config_dir
 from gefyra.core.model.settings import Settings
+from gefyra.core.model.workload import Pod
 
 log = structlog.get_logger(__name__)
 
@@ -161,13 +162,10 @@ class _LocalSide(asyncio.DatagramProtocol):
 
 
 async def _server_pod(cluster: Cluster, config: RelayConfig) -> str:
-    pods = await cluster.objects(path("pods", config.namespace), label_selector=config.selector)
-    for pod in pods:
-        status = pod.get("status") or {}
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-        name = (pod.get("metadata") or {}).get("name")
-        if ready and not (pod.get("metadata") or {}).get("deletionTimestamp") and validation.is_dns_subdomain(name):
-            return str(name)
+    for found in await cluster.objects(path("pods", config.namespace), label_selector=config.selector):
+        pod = Pod.of(found)
+        if pod.ready and not pod.deleting and validation.is_dns_subdomain(pod.name):
+            return pod.name
     raise errors.NotFoundError(f"no ready pod of the tunnel's server end ({config.selector} in {config.namespace})")
 
 
