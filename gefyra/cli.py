@@ -243,7 +243,8 @@ def _shared_options(command: F) -> F:
     command = click.option(
         "--client-timeout", callback=_checked(lambda value, flag: validation.whole_number(
             value, flag, "client timeout", 10, validation.MAX_SECONDS)),
-        help="Seconds of silence after which the cluster drops a client and its bridges (shared; default 60).")(command)
+        help="Seconds of silence after which a client's bridges give their traffic back to the workloads until it "
+             "speaks again (shared; default 60).")(command)
     return click.option("--port", callback=_checked(validation.port),
                         help="The tunnel's UDP NodePort (shared; default 31820).")(command)
 

@@ -130,8 +130,9 @@ class Gefyra:
             raise errors.ClusterUnreachableError(
                 f"{unreachable.what}; removed here: {', '.join(ctx.removed) or 'nothing'}; left in the cluster: "
                 f"client {self.settings.client_id} and its bridges",
-                "the operator removes a client it has not heard from for the client timeout (60 s unless set at "
-                "install) and gives its workloads back; or run `gefyra down` again once the cluster answers") from unreachable
+                "the operator gives the workloads of a client it has not heard from for the client timeout (60 s "
+                "unless set at install) back, and removes the client after 12 h; or run `gefyra down` again once "
+                "the cluster answers") from unreachable
         return ctx.removed
 
     async def run(self, request: RunRequest) -> LocalContainer:

@@ -85,7 +85,8 @@ async def main() -> None:
     try:
         wakeup = _Wakeup()
         health = http.Health()
-        clients = Clients(cluster, settings.namespace, tunnel, server, settings.client_timeout)
+        clients = Clients(cluster, settings.namespace, tunnel, server, settings.client_timeout,
+                          settings.client_expiry)
         bridges = Bridges(cluster, settings.namespace, orchestrator, server, settings.pod_ip, wakeup.set)
         runner = await http.serve(http.app(health, bridges.interceptors))
         log.info("operator started", namespace=settings.namespace, tunnel=tunnel.name,

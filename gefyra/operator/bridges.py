@@ -33,13 +33,13 @@ from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.kube.cluster import MERGE_PATCH, Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.kube.workloads import read_workload
-from gefyra.core.model.conditions import FAILING, INVALID, READY, RESTORED, RESTORING, with_condition
+from gefyra.core.model.conditions import CLIENT_SILENT, FAILING, INVALID, READY, RESTORED, RESTORING, with_condition
 from gefyra.core.model.crd import BridgeStatus, GefyraBridge, PortClaim, conflict, parse_bridge, status_patch
 from gefyra.core.model.names import BRIDGE_FINALIZER, BRIDGES, GEFYRA_NAMESPACE, PROXY_PORTS, STEER_BOUND
 from gefyra.core.model.routing import Forward, Route, RouteState, Target
 from gefyra.core.spi.interceptor import Interceptor, InvalidRoute
 from gefyra.core.spi.tunnel import ServerForward, TunnelServer
-from gefyra.operator.clients import ActiveClient
+from gefyra.operator.clients import ActiveClient, Roster
 from gefyra.operator.retry import backoff
 
 log = structlog.get_logger("gefyra.operator")
@@ -73,6 +73,8 @@ class _Member:
     owner: ActiveClient | None = None
     proxy: dict[int, int] = dataclasses.field(default_factory=dict)
     orphaned: bool = False
+    #: Its client is silent: the bridge stays, its traffic goes back to the workload meanwhile.
+    suspended: bool = False
 
     @property
     def claim(self) -> PortClaim | None:
@@ -120,7 +122,7 @@ class Bridges:
             await self.cluster.request("PATCH", self._path(member.bridge.name, "status"), patch, content_type=MERGE_PATCH)
         member.status, member.status_json = wanted, wanted.to_json()
 
-    async def sync(self, clients: dict[str, ActiveClient]) -> None:
+    async def sync(self, clients: Roster) -> None:
         """One round (see the module)."""
         found = [parse_bridge(b) for b in await self.cluster.objects(path(BRIDGES, self.namespace))]
         bridges = sorted(found, key=lambda b: (b.created, b.name))
@@ -131,7 +133,7 @@ class Bridges:
         await self.server.forward(rules)
         await self._give_back_orphans(targets.keys() | held)
 
-    async def _group(self, bridges: list[GefyraBridge], clients: dict[str, ActiveClient]
+    async def _group(self, bridges: list[GefyraBridge], clients: Roster
                      ) -> tuple[dict[Target, list[_Member]], dict[Target, Interceptor], set[Target], bool]:
         """Phase 1: the bridges checked and grouped by target, with the interceptor of each target,
         the targets held back this round (one of their bridges failed for a reason that may pass,
@@ -228,14 +230,18 @@ class Bridges:
             self._interceptors[name] = interceptor
         return self._interceptors[name]
 
-    async def _prepare(self, member: _Member, clients: dict[str, ActiveClient], used: set[int]) -> bool:
-        """Checks the bridge and gives ``member`` its route (none while it retires). Whether it takes
-        part in its target this round: not a retiring bridge that never got as far as its target
-        (its finalizer is removed here), nor one whose client has not steered its ports yet (its
-        traffic would find no way to the local container: the route waits for that)."""
+    async def _prepare(self, member: _Member, clients: Roster, used: set[int]) -> bool:
+        """Checks the bridge and gives ``member`` its route (none while it retires or its client is
+        silent). Whether it takes part in its target this round: not a retiring bridge that never
+        got as far as its target (its finalizer is removed here), nor one whose client has not
+        steered its ports yet (its traffic would find no way to the local container: the route
+        waits for that)."""
         bridge = member.bridge
         spec = bridge.spec
-        owner = clients.get(spec.client)
+        owner = clients.active.get(spec.client)
+        if not bridge.deleting and spec.client in clients.silent and spec.target is not None:
+            member.suspended = True  # no route: the workload answers until its client speaks again
+            return bool(bridge.finalizers)  # one that never took its target over waits as it is
         if bridge.deleting or owner is None:
             member.orphaned = owner is None
             try:
@@ -313,9 +319,18 @@ class Bridges:
             await self._report(member, state)
             done = done and state.ready
         for member in members:
-            if member.route is None:
+            if member.suspended:
+                await self._suspend(member, interception.settled)
+            elif member.route is None:
                 done = await self._retire(member, interception.settled) and done
         return done, rules
+
+    async def _suspend(self, member: _Member, settled: bool) -> None:
+        """Its client is silent: the target answers in its place (Pending until the interceptor has
+        given the traffic back, then Suspended)."""
+        conditions = with_condition(member.status.conditions, READY, False, CLIENT_SILENT,
+                                    "its client is silent: the workload answers until it speaks again")
+        await self._set_status(member, phase="Suspended" if settled else "Pending", conditions=conditions)
 
     async def _report(self, member: _Member, state: RouteState) -> None:
         conditions = with_condition(member.status.conditions, INVALID, False, "TargetAccepted")

@@ -2,8 +2,11 @@
 wanted peers with the server end's and adds or removes the difference (never restarting it).
 
 A client whose peer has received nothing (not even its keepalives) for the client timeout is
-gone: its GefyraClient is deleted, and with it its peer and its bridges. A client whose public key
-is malformed or already taken by another client is reported on its status and skipped."""
+silent (a laptop asleep, a network gone): its bridges give their traffic back to the workloads, but
+its registration and its peer stay, so that it goes on where it was when it speaks again. A client
+silent for the client expiry is gone: its GefyraClient is deleted, and with it its peer and its
+bridges. A client whose public key is malformed or already taken by another client is reported on
+its status and skipped."""
 
 from __future__ import annotations
 
@@ -35,16 +38,31 @@ class ActiveClient:
     owner: str
 
 
+#: The phase of a client that has been silent for the client timeout.
+SILENT = "Silent"
+
+
+@dataclasses.dataclass
+class Roster:
+    """The clients of one round: the active ones by name, and the names of the silent ones (whose
+    bridges stay, without their traffic)."""
+
+    active: dict[str, ActiveClient] = dataclasses.field(default_factory=dict)
+    silent: set[str] = dataclasses.field(default_factory=set)
+
+
 class Clients:
     """Reconciles the GefyraClient objects with the tunnel server end's peers (see the module)."""
 
-    def __init__(self, cluster: Cluster, namespace: str, tunnel: Tunnel, server: TunnelServer, timeout: float) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, tunnel: Tunnel, server: TunnelServer, timeout: float,
+                 expiry: float) -> None:
         self.cluster = cluster
         self.namespace = namespace
         self.network = ipaddress.ip_network(tunnel.network)
         self.server_address = tunnel.server_address
         self.server = server
         self.timeout = timeout
+        self.expiry = expiry
         #: public key -> (received bytes, when that number last changed)
         self._received: dict[str, tuple[int, float]] = {}
 
@@ -61,15 +79,15 @@ class Clients:
         except ValueError:
             return False
 
-    async def _silent_keys(self) -> set[str]:
-        """Peers that have received nothing for longer than the timeout."""
-        now, silent = time.monotonic(), set()
+    async def _silences(self) -> dict[str, float]:
+        """Peers that have received nothing for longer than the timeout: public key -> seconds."""
+        now, silent = time.monotonic(), {}
         for key, received in (await self.server.received()).items():
             last = self._received.get(key)
             if last is None or last[0] != received:
                 self._received[key] = (received, now)
             elif now - last[1] > self.timeout:
-                silent.add(key)
+                silent[key] = now - last[1]
         return silent
 
     def _server_public_key(self) -> str:
@@ -85,8 +103,8 @@ class Clients:
                                        content_type="application/merge-patch+json")
         return status
 
-    async def sync(self) -> dict[str, ActiveClient]:
-        """One round; returns the active clients by name."""
+    async def sync(self) -> Roster:
+        """One round; returns the active clients and the silent ones."""
         clients = sorted(map(parse_client, await self.cluster.objects(path(CLIENTS, self.namespace))),
                          key=lambda c: c.created)
         server_key = self._server_public_key()
@@ -117,17 +135,27 @@ class Clients:
             if current.get(key) != address:
                 await self.server.set_peer(key, address)
 
-        silent = await self._silent_keys()
-        found: dict[str, ActiveClient] = {}
+        silences = await self._silences()
+        roster = Roster()
         for item, status in active:
-            if item.public_key in silent:
-                log.info("client silent; removing it", client=item.name, timeout=self.timeout)
+            silence = silences.get(item.public_key)
+            if silence is not None and silence > self.expiry:
+                log.info("client silent for its expiry; removing it", client=item.name, expiry=self.expiry)
                 await self.cluster.delete(path(CLIENTS, self.namespace, item.name), foreground=False)
                 self._received.pop(item.public_key, None)
+                continue
+            if silence is not None:
+                if status.phase != SILENT:
+                    log.info("client silent; its bridges give their traffic back", client=item.name,
+                             timeout=self.timeout)
+                    await self._set_status(dataclasses.replace(item, status=status), dataclasses.replace(
+                        status, phase=SILENT, message=f"nothing received for more than {self.timeout:.0f} s: its "
+                                                      "bridges give their traffic back until it speaks again"))
+                roster.silent.add(item.name)
                 continue
             if status.phase != "Active":
                 await self._set_status(dataclasses.replace(item, status=status),
                                        dataclasses.replace(status, phase="Active", server_public_key=server_key,
                                                            message=""))
-            found[item.name] = ActiveClient(wanted[item.public_key], item.owner)
-        return found
+            roster.active[item.name] = ActiveClient(wanted[item.public_key], item.owner)
+        return roster

@@ -17,10 +17,13 @@ class OperatorSettings:
     namespace: str = GEFYRA_NAMESPACE
     #: The pod's own address: where the tunnel's server end takes the connections that bridges forward.
     pod_ip: str = ""
-    #: Seconds after which a silent client is gone (its bridges with it).
+    #: Seconds of silence after which a client's bridges give their traffic back (it stays).
     client_timeout: float = 60.0
+    #: Seconds of silence after which a client is gone (its bridges with it).
+    client_expiry: float = 12 * 3600.0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> OperatorSettings:
         return cls(namespace=environ.get("GEFYRA_NAMESPACE", GEFYRA_NAMESPACE), pod_ip=environ["POD_IP"],
-                   client_timeout=float(environ.get("GEFYRA_CLIENT_TIMEOUT", "60")))
+                   client_timeout=float(environ.get("GEFYRA_CLIENT_TIMEOUT", "60")),
+                   client_expiry=float(environ.get("GEFYRA_CLIENT_EXPIRY", str(12 * 3600))))

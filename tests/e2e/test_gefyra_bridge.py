@@ -208,9 +208,10 @@ def test_a_selector_of_match_expressions_bridges_only_its_own_pods(ns: str) -> N
         kubectl("-n", ns, "delete", "deploy/picky", "pod/bystander", "service/picky", "--wait=false")
 
 
-def test_vanished_client_loses_its_bridges(ns: str, runtime: str) -> None:
-    """A client that stops answering (its cargo is gone, no `down`) is removed by the operator after
-    --client-timeout, and its bridged workloads get their original containers back."""
+def test_vanished_client_gives_its_bridges_back(ns: str, runtime: str) -> None:
+    """A client that stops answering (its cargo is gone, no `down`) is silent for the operator after
+    --client-timeout: its bridged workloads answer again from their own containers, while its
+    registration and bridges stay (Silent, Suspended) for its return until the client expiry."""
     specs = pod_specs(ns, "web")
     ok("down")
     ok("up", "--client-timeout", "15")
@@ -225,7 +226,10 @@ def test_vanished_client_loses_its_bridges(ns: str, runtime: str) -> None:
 
     eventually(restored, timeout=90, interval=2)
     assert pod_specs(ns, "web") == specs
-    assert json.loads(ok("status", "-o", "json").stdout)["cluster"]["client"] is None
+    assert json.loads(ok("status", "-o", "json").stdout)["cluster"]["client"]["phase"] == "Silent"
+    [bridge] = json.loads(ok("list", "-o", "json").stdout)["bridges"]
+    ready = {c["type"]: c for c in bridge["conditions"]}["Ready"]
+    assert bridge["phase"] == "Suspended" and ready["reason"] == "ClientSilent", bridge
     ok("down")  # the local leftovers of the vanished client
     ok("up")
     ok("run", "-i", TEST_IMAGE, "-N", "gfy-br-local", "-n", ns, "-d", "-e", "MESSAGE=LOCAL")

@@ -21,7 +21,7 @@ import yaml
 
 from tests.e2e import devcluster
 from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, assert_equal, engine, eventually, kubectl, unique
-from tests.e2e.gefyra_cli import bridge_globally_then_personally, gefyra, ok
+from tests.e2e.gefyra_cli import bridge_globally_then_personally, caller_get, gefyra, ok
 
 pytestmark = pytest.mark.e2e
 
@@ -102,20 +102,33 @@ def test_traffic_flows_again_after_the_api_server_restarted(ns: str) -> None:
     MEASURED["traffic again after an API server restart (s)"] = round(time.monotonic() - started, 1)
 
 
-def test_traffic_flows_again_after_the_local_end_was_paused(ns: str) -> None:
-    """A laptop's sleep, as long as the operator keeps a silent client (its client timeout, 60 s by
-    default: a longer silence gives the client's bridges back to their workloads and ends its
-    registration, and `gefyra up` connects again)."""
-    cargo = _status()["cargo"]["name"]
-    engine("pause", cargo)
+def test_a_session_outlives_a_silence_longer_than_the_client_timeout(ns: str) -> None:
+    """A laptop's sleep: the local end paused past the client timeout (60 s). Meanwhile the client is
+    Silent and its bridge Suspended (the workload answers from its own pods); after the pause,
+    traffic flows again within 5 s on the same registration and address, and the bridge answers
+    locally again by itself."""
+    before = _status()
+    ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
     try:
-        time.sleep(45)
+        assert eventually(lambda: caller_get(ns), timeout=15).startswith("hello from LOCAL")
+        engine("pause", before["cargo"]["name"])
+        paused = time.monotonic()
+        try:
+            eventually(lambda: assert_equal(_status()["cluster"]["client"]["phase"], "Silent"), timeout=120, interval=2)
+            eventually(lambda: assert_equal(caller_get(ns)[:14], "hello from web"), timeout=30)
+            time.sleep(max(0.0, 75 - (time.monotonic() - paused)))
+        finally:
+            engine("unpause", before["cargo"]["name"])
+        started = time.monotonic()
+        assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=60).startswith("hello from web-")
+        MEASURED["traffic again after the local end was paused for 75 s (s)"] = round(time.monotonic() - started, 1)
+        assert eventually(lambda: caller_get(ns), timeout=30).startswith("hello from LOCAL")
+        MEASURED["bridge answered locally again after the pause (s)"] = round(time.monotonic() - started, 1)
+        after = _status()
+        assert after["cluster"]["client"] == before["cluster"]["client"] and after["cargo"]["transport"] == "api", after
+        assert MEASURED["traffic again after the local end was paused for 75 s (s)"] < 5, MEASURED
     finally:
-        engine("unpause", cargo)
-    started = time.monotonic()
-    assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=60).startswith("hello from web-")
-    MEASURED["traffic again after the local end was paused for 45 s (s)"] = round(time.monotonic() - started, 1)
-    assert _status()["cargo"]["transport"] == "api"
+        ok("unbridge", "--all")
 
 
 def test_down_leaves_no_relay(ns: str) -> None:

@@ -5,6 +5,7 @@ one; the rule of which bridges may share a port, once; status patches that fix w
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,6 +181,87 @@ def test_the_bad_input_tables_client_addresses_are_not_taken(address: str) -> No
     from gefyra.plugins.wireguard import WireGuardTunnel
 
     tunnel = WireGuardTunnel()
-    clients = Clients(None, "gefyra", tunnel, tunnel.server(), 60)  # type: ignore[arg-type]  # no cluster needed
+    clients = Clients(None, "gefyra", tunnel, tunnel.server(), 60, 3600)  # type: ignore[arg-type]  # no cluster needed
     assert not clients._valid_address(address)
     assert clients._valid_address("198.18.0.9")
+
+
+class _Server:
+    """The tunnel's server end as the client reconciler sees it: peers and their received bytes."""
+
+    def __init__(self) -> None:
+        self.peers_: dict[str, str] = {}
+        self.received_: dict[str, int] = {}
+
+    def is_public_key(self, text: str) -> bool:
+        return len(text) == 44
+
+    async def peers(self) -> dict[str, str]:
+        return dict(self.peers_)
+
+    async def set_peer(self, public_key: str, address: str) -> None:
+        self.peers_[public_key] = address
+        self.received_.setdefault(public_key, 0)
+
+    async def remove_peer(self, public_key: str) -> None:
+        self.peers_.pop(public_key)
+
+    async def received(self) -> dict[str, int]:
+        return {k: v for k, v in self.received_.items() if k in self.peers_}
+
+
+class _Cluster:
+    """GefyraClients in memory: status patches merged, deletions applied."""
+
+    def __init__(self, *objects: dict[str, Any]) -> None:
+        self.objects_ = {o["metadata"]["name"]: o for o in objects}
+
+    async def objects(self, _path: str) -> list[dict[str, Any]]:
+        return list(self.objects_.values())
+
+    async def request(self, _method: str, path: str, patch: dict[str, Any], **_: Any) -> None:
+        status = self.objects_[path.split("/")[-2]].setdefault("status", {})
+        status.update(patch["status"])  # a merge patch: None removes a field
+        for field in [k for k, v in status.items() if v is None]:
+            del status[field]
+
+    async def delete(self, path: str, **_: Any) -> None:
+        self.objects_.pop(path.split("/")[-1])
+
+
+def test_a_silent_client_stays_with_its_address_until_its_expiry(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """Silent after the timeout (its bridges suspended, its peer and address kept), Active again when
+    its peer receives again, gone only after the expiry."""
+    import anyio
+
+    from gefyra.operator import clients as module
+    from gefyra.plugins.wireguard import WireGuardTunnel
+
+    key, server_key = "a" * 43 + "=", "b" * 43 + "="
+    (tmp_path / "public-key").write_text(server_key)
+    monkeypatch.setattr(module, "SERVER_PUBLIC_KEY", tmp_path / "public-key")
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    cluster, server = _Cluster(crd.client_body("laptop", key)), _Server()
+    clients = module.Clients(cluster, "gefyra", WireGuardTunnel(), server, 60, 3600)  # type: ignore[arg-type]
+
+    def at(seconds: float) -> module.Roster:
+        now[0] = 1000.0 + seconds
+        return anyio.run(clients.sync)
+
+    assert list(at(0).active) == ["laptop"]
+    address = cluster.objects_["laptop"]["status"]["address"]
+    server.received_[key] = 500
+    assert list(at(10).active) == ["laptop"]
+    roster = at(71)  # nothing received for 61 s
+    assert roster.active == {} and roster.silent == {"laptop"}
+    assert cluster.objects_["laptop"]["status"]["phase"] == "Silent" and server.peers_ == {key: address}
+    server.received_[key] = 600  # it speaks again
+    roster = at(80)
+    assert list(roster.active) == ["laptop"] and roster.silent == set()
+    status = cluster.objects_["laptop"]["status"]
+    assert status["phase"] == "Active" and status["address"] == address and not status.get("message"), status
+    assert at(3000).silent == {"laptop"}
+    roster = at(3700)  # silent for 3620 s: past the expiry
+    assert roster.active == {} and roster.silent == set() and cluster.objects_ == {}

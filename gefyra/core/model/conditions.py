@@ -15,6 +15,9 @@ RESTORING: Final = "Restoring"  # the bridge is going away; pods get their conta
 RESTORED: Final = "Restored"  # every pod runs its own container again
 #: The reason of a False Ready condition that waiting will not change (the message says why).
 FAILING: Final = "Failing"
+#: The reason of a False Ready condition while the bridge's client is silent (a laptop asleep): the
+#: workload answers meanwhile, and the bridge takes over again when the client speaks.
+CLIENT_SILENT: Final = "ClientSilent"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,7 +71,7 @@ class ClientStatus:
 
     address: str = ""
     server_public_key: str = ""
-    phase: str = ""  # Pending, Active, Invalid
+    phase: str = ""  # Pending, Active, Silent, Invalid
     message: str = ""
 
     def to_json(self) -> dict[str, str]:
@@ -162,7 +162,7 @@ class BridgeSpec:
 class BridgeStatus:
     """What the operator reports on a bridge."""
 
-    phase: str = ""  # Pending, Active, Invalid, Restoring, Restored
+    phase: str = ""  # Pending, Active, Suspended, Invalid, Restoring, Restored
     message: str = ""
     #: Remote port -> the server end's port that leads into the tunnel, as the operator allocated
     #: them ({} while none are, or when what the object says is not exactly that).

@@ -83,8 +83,8 @@ class Settings:
     pod_cidrs: list[str] = dataclasses.field(default_factory=list)
     #: The MTU of this client's end of the tunnel.
     tunnel_mtu: int = 1340
-    #: Seconds after which the operator treats a silent client as gone, and removes its bridges
-    #: (shared: see SHARED_DEFAULTS).
+    #: Seconds of silence after which the operator suspends a client's bridges (their workloads
+    #: answer until it speaks again; shared: see SHARED_DEFAULTS).
     client_timeout: int | None = None
     timeout: float = 120.0
     #: How the tunnel's datagrams reach the server end: "udp" (to the NodePort), "api" (a stream
