@@ -38,6 +38,11 @@ async def unbridge(names: list[str] | None = None, settings: Settings | None = N
         return await g.unbridge(names)
 
 
+async def rm(names: list[str] | None = None, settings: Settings | None = None) -> list[str]:
+    async with Gefyra(settings) as g:
+        return await g.rm(names)
+
+
 async def list_bridges(settings: Settings | None = None) -> list[BridgeInfo]:
     async with Gefyra(settings) as g:
         return await g.bridges()

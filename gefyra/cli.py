@@ -383,7 +383,7 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
             return 0
         runtime = await g.orchestrator.engine()
         try:
-            async for line in runtime.follow_logs(info.name):
+            async for line in runtime.logs(info.name):
                 click.echo(line, nl=False)
             code = await runtime.wait_container(info.name)
         except BaseException:  # Ctrl-C: the application gets SIGINT, as in an attached docker run
@@ -510,6 +510,42 @@ def unbridge(ctx: click.Context, names: list[str], all_: bool, namespace: str | 
         raise click.UsageError("name the bridges with -N, or pass --all")
     removed = _execute(ctx, lambda g: g.unbridge(None if all_ else names, namespace=namespace))
     click.echo("unbridged: " + ", ".join(removed) if removed else "no bridges")
+
+
+@main.command()
+@click.argument("name", callback=_checked(lambda value, flag: validation.dns_label(value, flag, "container name")))
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the container stops (Ctrl-C ends it).")
+@click.option("--since", callback=_checked(validation.seconds),
+              help="Only output of this recent past: seconds or a duration (30s, 10m, 1h).")
+@click.option("--tail", callback=_checked(lambda value, flag: validation.whole_number(value, flag, "line count", 0,
+                                                                                      1_000_000)),
+              help="Only the last N lines (then new ones with -f).")
+@click.pass_context
+def logs(ctx: click.Context, name: str, follow: bool, since: float | None, tail: int | None) -> None:
+    """Print the output of a local container started with `gefyra run`, as `kubectl logs` does."""
+    import time
+
+    started = time.time()
+
+    async def operation(g: Gefyra) -> None:
+        async for line in g.logs(name, follow=follow, since=started - since if since else None, tail=tail):
+            click.echo(line, nl=False)
+
+    _execute(ctx, operation)
+
+
+@main.command()
+@click.argument("names", nargs=-1, callback=_checked(lambda value, flag: validation.dns_labels(value, flag, "name")))
+@click.option("--all", "all_", is_flag=True, help="Remove all of this client's local containers.")
+@output_option
+@click.pass_context
+def rm(ctx: click.Context, names: list[str], all_: bool, output: str | None) -> None:
+    """Remove local containers started with `gefyra run` (by name, or --all), each after its
+    bridges: the workloads have their traffic back first."""
+    if bool(names) == all_:
+        raise click.UsageError("name the containers, or pass --all")
+    removed = _execute(ctx, lambda g: g.rm(None if all_ else list(names)))
+    _emit(removed, output, lambda r: "removed: " + ", ".join(r) if r else "nothing to remove")
 
 
 @main.command("list")

@@ -4,7 +4,7 @@ cluster and engine connections stay open from the first call that needs them unt
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import ModuleType, TracebackType
 from typing import Any, Self
 
@@ -19,8 +19,10 @@ from gefyra.core.engine.plugins import PluginInfo
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.model import validation
 from gefyra.core.model.crd import parse_bridge
+from gefyra.core.model.names import LABEL_CLIENT, LABEL_ROLE
 from gefyra.core.model.requests import BridgeRequest, RunRequest
 from gefyra.core.model.settings import Settings
+from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime
 from gefyra.plugins import BUILTIN_PLUGINS
 
 
@@ -172,6 +174,46 @@ class Gefyra:
         ctx = unbridge.UnbridgeContext(self.orchestrator, cluster, runtime)
         await self.orchestrator.run_plan("unbridge", [unbridge.RemoveBridge(name) for name in chosen], ctx)
         return ctx.removed
+
+    async def logs(self, name: str, *, follow: bool = False, since: float | None = None,
+                   tail: int | None = None) -> AsyncIterator[str]:
+        """The output lines of the local container ``name`` (one started with ``run``): written
+        since the Unix time ``since``, the last ``tail`` of them; with ``follow``, then each new
+        one until it stops."""
+        validation.dns_label(name, "name", "container name")
+        runtime = await self.orchestrator.engine()
+        await self._run_container(runtime, name)
+        async for line in runtime.logs(name, follow=follow, since=since, tail=tail):
+            yield line
+
+    async def rm(self, names: list[str] | None = None) -> list[str]:
+        """Removes local containers started with ``run`` (all of this client's if ``names`` is
+        None), each after its bridges: the workloads have their traffic back first. Returns what
+        was removed."""
+        if names is not None:
+            validation.dns_labels(names, "names", "name")
+        runtime = await self.orchestrator.engine()
+        if names is None:
+            chosen = [c.name for c in await status.containers(self.orchestrator, runtime)]
+        else:
+            chosen = [(await self._run_container(runtime, name)).name for name in dict.fromkeys(names)]
+        if not chosen:
+            return []
+        cluster = await self.orchestrator.cluster()
+        bridged = [b.name for b in await list_bridges(cluster, self.settings.client_id) if b.spec.local_container in chosen]
+        removed = await self.unbridge(bridged) if bridged else []
+        for name in chosen:
+            await run.remove_run_container(runtime, name)
+        return [f"bridge {b}" for b in removed] + [f"container {c}" for c in chosen]
+
+    async def _run_container(self, runtime: ContainerRuntime, name: str) -> ContainerInfo:
+        """The local container ``name`` if this client started it with ``run``; NotFoundError if not."""
+        found = await runtime.get_container(name)
+        if found is None or found.labels.get(LABEL_CLIENT) != self.settings.client_id \
+                or found.labels.get(LABEL_ROLE) != "run":
+            raise errors.NotFoundError(f"no local container {name} started with `gefyra run` by this client",
+                                       "`gefyra list` shows them")
+        return found
 
     async def bridges(self) -> list[BridgeInfo]:
         """This client's bridges with their state, and what is wrong on this machine's side."""

@@ -109,6 +109,11 @@ BAD: list[Any] = [
     pytest.param([*RUN, "--command", 'echo "open'], {}, "no closing quotation", id="run-command-quote"),
     pytest.param(["unbridge", "-N", "a;b"], {}, "'a;b'", id="unbridge-name-semicolon"),
     pytest.param(["unbridge"], {}, "pass --all", id="unbridge-nothing"),
+    pytest.param(["rm"], {}, "pass --all", id="rm-nothing"),
+    pytest.param(["rm", "a;b"], {}, "'a;b'", id="rm-name-semicolon"),
+    pytest.param(["logs", "a b"], {}, "'a b'", id="logs-name-space"),
+    pytest.param(["logs", "app", "--since", "ten"], {}, "--since", id="logs-since-not-a-duration"),
+    pytest.param(["logs", "app", "--tail", "x"], {}, "--tail", id="logs-tail-not-a-number"),
     pytest.param(["bridge", "-N", "myapp", "-p", "80:8080"], {}, "--target", id="bridge-target-missing"),
     pytest.param(["status", "-o", "xml"], {}, "'xml'", id="status-output-unknown"),
 ]
@@ -202,6 +207,8 @@ def test_gefyra_checks_settings_changed_after_they_were_made() -> None:
     pytest.param(lambda g: g.run(RunRequest("app", "x", ports={"80": 8080})), "RunRequest.ports", id="port-no-protocol"),
     pytest.param(lambda g: g.run(RunRequest("app", "x", command=[])), "RunRequest.command", id="empty-command"),
     pytest.param(lambda g: g.unbridge(["a b"]), "names", id="unbridge"),
+    pytest.param(lambda g: g.rm(["a b"]), "names", id="rm"),
+    pytest.param(lambda g: g.logs("a b").__anext__(), "name", id="logs"),
 ])
 def test_gefyra_checks_requests_before_connecting(operation: Any, named: str) -> None:
     async def attempt() -> None:
@@ -292,7 +299,7 @@ def test_crd_numbers_and_lists_are_bounded() -> None:
     for number in (ports["items"]["properties"]["remote"], ports["items"]["properties"]["local"],
                    field("GefyraBridge", "status.proxyPorts")["additionalProperties"]):
         assert (number["type"], number["minimum"], number["maximum"]) == ("integer", 1, 65535)
-    assert field("GefyraClient", "status.phase")["enum"] == ["Pending", "Active", "Invalid"]
+    assert field("GefyraClient", "status.phase")["enum"] == ["Pending", "Active", "Silent", "Invalid"]
 
 
 def test_every_crd_string_is_bounded_and_the_immutable_parts_say_so() -> None:

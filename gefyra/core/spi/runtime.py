@@ -155,8 +155,11 @@ class ContainerRuntime(abc.ABC):
         """Runs a short-lived helper container, waits for it, removes it; (exit code, output)."""
 
     @abc.abstractmethod
-    def follow_logs(self, name: str) -> AsyncIterator[str]:
-        """Yields the container's output lines until it stops."""
+    def logs(self, name: str, *, follow: bool = True, since: float | None = None,
+             tail: int | None = None) -> AsyncIterator[str]:
+        """Yields the container's output lines (stdout and stderr): those written since the Unix
+        time ``since`` (all without), of them the last ``tail`` only (all without); with
+        ``follow``, then each new one until the container stops."""
 
     @abc.abstractmethod
     async def wait_container(self, name: str) -> int:

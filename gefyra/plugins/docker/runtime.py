@@ -332,9 +332,19 @@ class DockerRuntime(ContainerRuntime):
         finally:
             await self.remove_container(spec.name)
 
-    async def follow_logs(self, name: str) -> AsyncIterator[str]:
+    async def logs(self, name: str, *, follow: bool = True, since: float | None = None,
+                   tail: int | None = None) -> AsyncIterator[str]:
         container = await self._call(self._api.containers.get(name), what=f"container {name}")
-        async for line in container.log(stdout=True, stderr=True, follow=True):
+        query: dict[str, Any] = {"stdout": True, "stderr": True}
+        if since is not None:
+            query["since"] = int(since)
+        if tail is not None:
+            query["tail"] = tail
+        if follow:
+            async for line in container.log(follow=True, **query):
+                yield line
+            return
+        for line in await self._call(container.log(**query), what=f"container {name}"):
             yield line
 
     async def wait_container(self, name: str) -> int:

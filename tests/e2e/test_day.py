@@ -1,0 +1,93 @@
+"""A developer's day with local containers: `gefyra logs` prints and follows a container's output,
+`gefyra rm` removes a bridged container after its bridge (the workload answers from its own pods
+again) and refuses names that are not this client's `run` containers.
+
+Tests run in order on the one module namespace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e import devcluster
+from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, assert_equal, engine, eventually, kubectl, unique
+from tests.e2e.gefyra_cli import caller_get, gefyra, ok
+
+pytestmark = pytest.mark.e2e
+
+LOCAL = "gfy-day-local"
+#: A server that also writes a numbered line every 0.2 s.
+TICKING = ["--entrypoint", "/bin/sh", "--", "-c",
+           "testserver serve & i=0; while sleep 0.2; do i=$((i+1)); echo tick $i; done"]
+
+
+@pytest.fixture(scope="module")
+def ns() -> Iterator[str]:
+    name = unique("gfy-test-day")
+    kubectl("create", "namespace", name)
+    try:
+        devcluster.apply(devcluster.http_workload("web", name, replicas=1))
+        devcluster.apply(devcluster.client_pod("caller", name))
+        kubectl("-n", name, "rollout", "status", "deploy/web", "--timeout=90s")
+        kubectl("-n", name, "wait", "--for=condition=Ready", "pod/caller", "--timeout=60s")
+        ok("up")
+        ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", name, "-d", "-e", "MESSAGE=LOCAL", *TICKING)
+        yield name
+    finally:
+        gefyra("rm", "--all")
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _ticks(text: str) -> list[int]:
+    return [int(line.split()[1]) for line in text.splitlines() if line.startswith("tick ")]
+
+
+def test_logs_prints_the_output_and_the_last_lines(ns: str) -> None:
+    eventually(lambda: assert_equal(len(_ticks(ok("logs", LOCAL).stdout)) >= 5, True), timeout=15)
+    every = _ticks(ok("logs", LOCAL).stdout)
+    assert every == list(range(1, len(every) + 1)), every
+    last = _ticks(ok("logs", LOCAL, "--tail", "3").stdout)
+    assert len(last) == 3 and last[0] >= every[-1] - 2, (last, every)
+    time.sleep(2)
+    recent = _ticks(ok("logs", LOCAL, "--since", "1s").stdout)
+    assert recent and recent[0] > every[-1] and len(recent) <= 12, (recent, every)
+
+
+def test_logs_follow_streams_new_lines_until_interrupted(ns: str) -> None:
+    following = subprocess.Popen([sys.executable, "-m", "gefyra", "--kubeconfig", str(KUBECONFIG), "-q", "logs", "-f",
+                                  "--tail", "1", LOCAL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert following.stdout is not None
+        seen = [following.stdout.readline() for _ in range(6)]  # the last line, then five new ones as they come
+        ticks = _ticks("".join(seen))
+        assert len(ticks) == 6 and ticks == list(range(ticks[0], ticks[0] + 6)), seen
+    finally:
+        following.send_signal(2)  # Ctrl-C
+        _, err = following.communicate(timeout=15)
+    assert following.returncode == 130 and "Traceback" not in err, err
+
+
+def test_logs_and_rm_refuse_what_is_not_a_run_container(ns: str) -> None:
+    cargo = json.loads(ok("status", "-o", "json").stdout)["cargo"]["name"]
+    for command in (["logs", cargo], ["rm", cargo], ["rm", "gfy-day-nothing"]):
+        refused = gefyra(*command)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 8 and len(lines) == 1 and "started with `gefyra run`" in lines[0], refused.stderr
+    assert engine("inspect", "-f", "{{.State.Running}}", cargo).stdout.strip() == "true"
+
+
+def test_rm_removes_a_bridged_container_after_its_bridge(ns: str) -> None:
+    ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
+    eventually(lambda: assert_equal(caller_get(ns)[:16], "hello from LOCAL"), timeout=15)
+    removed = json.loads(ok("rm", LOCAL, "-o", "json").stdout)
+    assert removed[-1] == f"container {LOCAL}" and removed[0].startswith("bridge "), removed
+    eventually(lambda: assert_equal(caller_get(ns)[:14], "hello from web"), timeout=15)
+    listed = json.loads(ok("list", "-o", "json").stdout)
+    assert listed["containers"] == [] and listed["bridges"] == [], listed
+    names = engine("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert LOCAL not in names and f"{LOCAL}-gefyra-net" not in names, names
