@@ -67,6 +67,19 @@ class RuntimeContract:
         assert code == 3 and "from-helper" in output
         assert await runtime.get_container(name) is None
 
+    async def test_logs_all_the_last_lines_and_following(self, runtime: ContainerRuntime, image: str) -> None:
+        name = _name("logs")
+        try:
+            await runtime.create_container(ContainerSpec(
+                name=name, image=image, entrypoint=["sh", "-c"], command=["echo one; echo two; echo three"]))
+            await runtime.start_container(name)
+            followed = [line async for line in runtime.logs(name)]  # until it stops
+            assert "".join(followed).split() == ["one", "two", "three"], followed
+            assert "".join([line async for line in runtime.logs(name, follow=False)]).split() == ["one", "two", "three"]
+            assert "".join([line async for line in runtime.logs(name, follow=False, tail=1)]).split() == ["three"]
+        finally:
+            await runtime.remove_container(name)
+
     async def test_missing_things_are_gefyra_errors(self, runtime: ContainerRuntime) -> None:
         with pytest.raises(errors.NotFoundError):
             await runtime.create_container(ContainerSpec(name=_name("x"), image="gefyra/contract-no-such-image:0"))
