@@ -130,26 +130,15 @@ def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *,
         sys.exit(70)
 
 
-def _plain(data: Any) -> Any:
-    """Dataclasses (and lists of them) as plain data, for JSON."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return _plain(dataclasses.asdict(data))
-    if isinstance(data, (list, tuple)):
-        return [_plain(d) for d in data]
-    if isinstance(data, dict):
-        return {k: _plain(v) for k, v in data.items()}
-    return data
-
-
 def _emit(data: Any, output: str | None, human: Callable[[Any], str]) -> None:
+    from gefyra.client.results import plain
+
     if output == "yaml":
         import yaml
 
-        click.echo(yaml.safe_dump(_plain(data), sort_keys=False), nl=False)
+        click.echo(yaml.safe_dump(plain(data), sort_keys=False), nl=False)
     else:
-        click.echo(json.dumps(_plain(data), indent=2) if output == "json" else human(data))
+        click.echo(json.dumps(plain(data), indent=2) if output == "json" else human(data))
 
 
 output_option = click.option("-o", "--output", type=click.Choice(["json", "yaml"]), help="Print data as JSON or YAML.")
@@ -668,6 +657,23 @@ def help_(ctx: click.Context, command: str | None) -> None:
         raise click.UsageError(f"no command {command!r}; `gefyra help` lists them")
     with click.Context(found, info_name=command, parent=parent) as sub:
         click.echo(found.get_help(sub))
+
+
+@main.command()
+@click.pass_context
+def mcp(ctx: click.Context) -> None:
+    """Serve gefyra's operations to coding agents: a Model Context Protocol server on stdio (tools:
+    status, run, bridge, unbridge, logs, rm, down), with this command's global flags (--kubeconfig,
+    --context, --runtime, --client-id). Needs `pip install 'gefyra[mcp]'`."""
+    from gefyra import logs
+    from gefyra.mcp_server import server
+
+    logs.configure(ctx.obj["log_format"], ctx.obj["verbose"])  # stderr: stdout carries the protocol
+    try:
+        found = server(ctx.obj["settings"])
+    except errors.GefyraError as exc:
+        _fail(str(exc), exc.exit_code)
+    found.run("stdio")
 
 
 @main.command()

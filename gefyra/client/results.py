@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from gefyra.core.model.conditions import Condition
 from gefyra.core.model.crd import GefyraBridge
@@ -103,3 +104,14 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+
+
+def plain(data: Any) -> Any:
+    """Results (dataclasses, and lists and dicts of them) as plain data, for JSON and YAML."""
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return plain(dataclasses.asdict(data))
+    if isinstance(data, (list, tuple)):
+        return [plain(d) for d in data]
+    if isinstance(data, dict):
+        return {k: plain(v) for k, v in data.items()}
+    return data

@@ -6,6 +6,7 @@ whose default command keeps running)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -77,6 +78,9 @@ class RuntimeContract:
             assert "".join(followed).split() == ["one", "two", "three"], followed
             assert "".join([line async for line in runtime.logs(name, follow=False)]).split() == ["one", "two", "three"]
             assert "".join([line async for line in runtime.logs(name, follow=False, tail=1)]).split() == ["three"]
+            assert [line async for line in runtime.logs(name, follow=False, since=time.time() + 3600)] == []
+            earlier = [line async for line in runtime.logs(name, follow=False, since=time.time() - 3600)]
+            assert "".join(earlier).split() == ["one", "two", "three"]
         finally:
             await runtime.remove_container(name)
 

@@ -337,7 +337,7 @@ class DockerRuntime(ContainerRuntime):
         container = await self._call(self._api.containers.get(name), what=f"container {name}")
         query: dict[str, Any] = {"stdout": True, "stderr": True}
         if since is not None:
-            query["since"] = int(since)
+            query["since"] = f"{since:.9f}"  # the engine takes seconds.nanoseconds, as `docker logs` sends it
         if tail is not None:
             query["tail"] = tail
         if follow:
