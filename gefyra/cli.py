@@ -23,6 +23,7 @@ from gefyra.core.model.settings import TRANSPORTS, Settings
 
 if TYPE_CHECKING:
     from gefyra import progress
+    from gefyra.client.results import Status
     from gefyra.client.session import Gefyra
     from gefyra.core.spi.runtime import ContainerRuntime
 
@@ -565,36 +566,88 @@ def list_(ctx: click.Context, output: str | None) -> None:
         sys.exit(errors.ClusterUnreachableError.exit_code)
 
 
+def _status_lines(r: Status, *, detailed: bool = False) -> list[str]:
+    """`status` for people; ``detailed`` adds a line per container and per bridge (its phase and
+    why it is not Ready), as `status --watch` shows them."""
+    client = r.cluster.client
+    installed = {True: "installed", False: "not installed", None: "unknown"}[r.cluster.installed]
+    lines = [
+        f"client:     {r.client} ({'connected' if r.connected else 'not connected'})",
+        f"runtime:    {r.runtime}",
+        f"cluster:    {r.cluster.api} ({'gefyra ' + installed if r.cluster.reachable else 'does not answer'})",
+        f"tunnel:     {(client.address if client else None) or '-'} {(client.phase if client else None) or ''}",
+        f"cargo:      {r.cargo.state if r.cargo else '-'}"
+        + (f", over {_TRANSPORT_WORDS[r.cargo.transport]} to {r.cargo.endpoint}" if r.cargo and r.cargo.transport else ""),
+        f"containers: {len(r.containers)}",
+    ]
+    if detailed:
+        lines += [f"  {c.name} {c.state} in {c.namespace or '-'} at {c.address or '-'} ({c.image})" for c in r.containers]
+    lines.append(f"bridges:    {len(r.bridges) if r.bridges is not None else 'unknown'}")
+    if detailed:
+        for b in r.bridges or []:
+            ready = next((c for c in b.conditions if c.type == "Ready"), None)
+            why = f" ({ready.reason}: {ready.message})" if ready is not None and ready.status != "True" else ""
+            lines.append(f"  {b.name} {b.namespace}/{b.target} -> {b.local} {b.phase}{why}"
+                         + (f" (only {' and '.join(b.match)})" if b.match else ""))
+    return lines + [f"! {p}" for p in r.problems]
+
+
 @main.command()
+@click.option("-w", "--watch", is_flag=True,
+              help="Keep measuring every 2 s: a live view on a terminal, else a new block (or JSON/YAML "
+                   "document) each time something changes; Ctrl-C ends it.")
 @output_option
 @click.pass_context
-def status(ctx: click.Context, output: str | None) -> None:
+def status(ctx: click.Context, watch: bool, output: str | None) -> None:
     """Show what is installed and connected, measured now (the tunnel's handshake, the server end's
     pod, the local containers), and every problem found with what to do. Where the cluster does
     not answer, what is on this machine is shown and the rest is unknown (exit 4)."""
-    from gefyra.client.results import Status
-
+    if watch:
+        _execute(ctx, lambda g: _watch_status(g, output))
+        return
     result = _execute(ctx, lambda g: g.status())
-
-    def human(r: Status) -> str:
-        client = r.cluster.client
-        installed = {True: "installed", False: "not installed", None: "unknown"}[r.cluster.installed]
-        return "\n".join([
-            f"client:     {r.client} ({'connected' if r.connected else 'not connected'})",
-            f"runtime:    {r.runtime}",
-            f"cluster:    {r.cluster.api} ({'gefyra ' + installed if r.cluster.reachable else 'does not answer'})",
-            f"tunnel:     {(client.address if client else None) or '-'} {(client.phase if client else None) or ''}",
-            f"cargo:      {r.cargo.state if r.cargo else '-'}"
-            + (f", over {_TRANSPORT_WORDS[r.cargo.transport]} to {r.cargo.endpoint}"
-               if r.cargo and r.cargo.transport else ""),
-            f"containers: {len(r.containers)}",
-            f"bridges:    {len(r.bridges) if r.bridges is not None else 'unknown'}",
-            *[f"! {p}" for p in r.problems],
-        ])
-
-    _emit(result, output, human)
+    _emit(result, output, lambda r: "\n".join(_status_lines(r)))
     if not result.cluster.reachable:
         sys.exit(errors.ClusterUnreachableError.exit_code)
+
+
+#: Seconds between the measurements of `status --watch`.
+_WATCH_INTERVAL = 2.0
+
+
+async def _watch_status(g: Gefyra, output: str | None) -> None:
+    """`status --watch`: measures until interrupted. On a terminal (and without -o) a live view
+    that is redrawn; else what changed is printed again (the handshake's time aside: it changes
+    every few minutes and says nothing new)."""
+    import time
+
+    import anyio
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    if console.is_terminal and output is None:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                found = await g.status()
+                text = "\n".join(_status_lines(found, detailed=True)) + f"\n\nmeasured at {time.strftime('%X')}"
+                live.update(Text(text), refresh=True)  # Text: no markup in names and messages
+                await anyio.sleep(_WATCH_INTERVAL)
+    last = None
+    while True:
+        found = await g.status()
+        steady = dataclasses.replace(found, cargo=dataclasses.replace(found.cargo, latest_handshake=None)
+                                     if found.cargo else None)
+        if steady != last:
+            if output is None:
+                click.echo(f"--- {time.strftime('%X')}\n" + "\n".join(_status_lines(found, detailed=True)))
+            else:
+                _emit(found, output, str)
+                if output == "yaml":
+                    click.echo("---")
+            last = steady
+        await anyio.sleep(_WATCH_INTERVAL)
 
 
 @main.command()

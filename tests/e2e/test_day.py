@@ -84,6 +84,36 @@ def test_logs_and_rm_refuse_what_is_not_a_run_container(ns: str) -> None:
     assert engine("inspect", "-f", "{{.State.Running}}", cargo).stdout.strip() == "true"
 
 
+def test_status_watch_prints_what_changes(ns: str) -> None:
+    """`status --watch` in a pipe: a block each time something changes (here: a bridge made, then
+    removed), each with the bridge's line and phase."""
+    watching = subprocess.Popen([sys.executable, "-m", "gefyra", "--kubeconfig", str(KUBECONFIG), "-q", "status", "-w"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def read_until(wanted: str) -> None:
+        assert watching.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = watching.stdout.readline()
+            lines.append(line)
+            if wanted in line:
+                return
+        raise AssertionError(f"{wanted!r} not in {lines}")
+
+    try:
+        read_until("bridges:    0")
+        ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
+        read_until(f"-> {LOCAL} Active")
+        ok("unbridge", "--all")
+        read_until("bridges:    0")
+    finally:
+        watching.send_signal(2)  # Ctrl-C
+        _, err = watching.communicate(timeout=15)
+    assert watching.returncode == 130 and "Traceback" not in err, err
+    assert sum(line.startswith("--- ") for line in lines) >= 3, lines  # before, bridged, after
+
+
 def test_rm_removes_a_bridged_container_after_its_bridge(ns: str) -> None:
     ok("bridge", "-N", LOCAL, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
     eventually(lambda: assert_equal(caller_get(ns)[:16], "hello from LOCAL"), timeout=15)
