@@ -26,7 +26,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ import anyio
 import structlog
 
 from gefyra import errors
+from gefyra.client import processes
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.model import validation
@@ -319,20 +319,10 @@ def _read_state(state: Path) -> RelayState | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    """The process ``pid`` runs and is a relay (a pid the system gave to another process since is not)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    return not cmdline.exists() or _MODULE.encode() in cmdline.read_bytes()
-
-
 def running(client_id: str) -> RelayState | None:
     """This client's relay, if it runs."""
     found = _read_state(_state_path(client_id))
-    return found if found is not None and _alive(found.pid) else None
+    return found if found is not None and processes.alive(found.pid, _MODULE) else None
 
 
 def _check(config: RelayConfig) -> None:
@@ -352,7 +342,7 @@ async def start(client_id: str, config: RelayConfig) -> RelayState:
         return found
     await stop(client_id)
     state, logfile = _state_path(client_id), log_path(client_id)
-    process = _spawn(state, logfile, config)
+    process = processes.spawn(_MODULE, ["--state", str(state), *config.arguments()], logfile)
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         found = _read_state(state)
@@ -367,14 +357,6 @@ async def start(client_id: str, config: RelayConfig) -> RelayState:
                              f"see {logfile}")
 
 
-def _spawn(state: Path, logfile: Path, config: RelayConfig) -> subprocess.Popen[bytes]:
-    """The process, in a session of its own (a Ctrl-C at the terminal does not reach it; `down` ends it)."""
-    state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(logfile, "w") as output:
-        return subprocess.Popen([sys.executable, "-m", _MODULE, "--state", str(state), *config.arguments()],
-                                stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
-
-
 async def stop(client_id: str, *, keep_log: bool = False) -> bool:
     """Ends this client's relay and removes its files (its log stays with ``keep_log``, for a
     failure that points at it); False if none ran."""
@@ -385,16 +367,7 @@ async def stop(client_id: str, *, keep_log: bool = False) -> bool:
     if not keep_log:
         with contextlib.suppress(OSError):
             log_path(client_id).unlink()
-    if found is None or not _alive(found.pid):
-        return False
-    os.kill(found.pid, signal.SIGTERM)
-    for _ in range(60):
-        if not _alive(found.pid):
-            return True
-        await anyio.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(found.pid, signal.SIGKILL)
-    return True
+    return found is not None and await processes.terminate(found.pid, _MODULE)
 
 
 if __name__ == "__main__":

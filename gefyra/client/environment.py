@@ -130,7 +130,7 @@ class _Reader:
                                    f"{self.namespace}, which does not exist", "the workload's pods could not start either")
 
 
-def _field(pod: dict[str, Any] | None, namespace: str, field: str) -> str | None:
+def pod_field(pod: dict[str, Any] | None, namespace: str, field: str) -> str | None:
     """A pod's field (``metadata.name``, ``status.podIP``, ``metadata.labels['x']``...); None where
     it is not known (no running pod)."""
     if field == "metadata.namespace":
@@ -147,7 +147,7 @@ def _field(pod: dict[str, Any] | None, namespace: str, field: str) -> str | None
     return str(value) if isinstance(value, str | int) else None
 
 
-def _resource(container: dict[str, Any], selector: Mapping[str, Any]) -> str | None:
+def resource_field(container: dict[str, Any], selector: Mapping[str, Any]) -> str | None:
     """A container's resource field (``limits.cpu``, ``requests.memory`` ...) in its divisor's
     units, rounded up as the kubelet does; None where it is not set (the kubelet would take the
     node's allocatable, which a local container does not have)."""
@@ -178,13 +178,13 @@ async def _value(entry: Mapping[str, Any], known: Mapping[str, str], reader: _Re
     if "secretKeyRef" in source:
         return await reader.key("Secret", source["secretKeyRef"])
     if "fieldRef" in source:
-        value = _field(pod, namespace, str(source["fieldRef"].get("fieldPath", "")))
+        value = pod_field(pod, namespace, str(source["fieldRef"].get("fieldPath", "")))
         if value is None:
             notes.append(f"{variable} is left out: its value ({source['fieldRef'].get('fieldPath')}) is known to a "
                          f"running pod only, and {kind} {name} has none")
         return value
     if "resourceFieldRef" in source:
-        value = _resource(container, source["resourceFieldRef"])
+        value = resource_field(container, source["resourceFieldRef"])
         if value is None:
             notes.append(f"{variable} is left out: {source['resourceFieldRef'].get('resource')} is not set on the "
                          "container (the kubelet would give the node's allocatable)")
@@ -193,25 +193,44 @@ async def _value(entry: Mapping[str, Any], known: Mapping[str, str], reader: _Re
     return None
 
 
-async def workload_environment(cluster: Cluster, namespace: str, ref: str) -> Environment:
-    """The environment of the container of ``ref`` (``deploy/NAME[/CONTAINER]``; its only or first
-    container when none is named) as its pods get it."""
+@dataclasses.dataclass(frozen=True)
+class WorkloadContainer:
+    """A container of a workload as its pods get it: its spec, the pod template's spec, and a
+    running pod of the workload (None when none runs), whose fields only a pod knows."""
+
+    kind: str
+    name: str
+    container: dict[str, Any]
+    pod_spec: dict[str, Any]
+    pod: dict[str, Any] | None
+
+
+async def workload_container(cluster: Cluster, namespace: str, ref: str) -> WorkloadContainer:
+    """The container of ``ref`` (``deploy/NAME[/CONTAINER]``; its only or first container when none
+    is named); NotFoundError naming what is missing."""
     kind, name, wanted = parse_workload(ref)
     try:
         workload = await read_workload(cluster, namespace, kind, name)
     except errors.NotFoundError as exc:
         raise errors.NotFoundError(f"{kind} {name} in namespace {namespace} not found",
                                    "name a workload of that namespace (-n)") from exc
-    containers = {c["name"]: c for c in (workload.template.get("spec") or {}).get("containers") or []}
+    pod_spec = workload.template.get("spec") or {}
+    containers = {c["name"]: c for c in pod_spec.get("containers") or []}
     chosen = wanted or next(iter(containers), "")
     if chosen not in containers:
         raise errors.NotFoundError(f"{kind} {name} has no container {chosen!r}", f"its containers: {', '.join(containers)}")
-    container = containers[chosen]
     pods = [p for p in await live_pods(cluster, namespace, kind, name) if p.phase == "Running"]
     pod = await cluster.get(path("pods", namespace, pods[0].name)) if pods else None
+    return WorkloadContainer(kind, name, containers[chosen], pod_spec, pod)
+
+
+async def workload_environment(cluster: Cluster, namespace: str, ref: str) -> Environment:
+    """The environment of the container of ``ref`` (see :func:`workload_container`) as its pods get it."""
+    chosen = await workload_container(cluster, namespace, ref)
+    kind, name, container, pod = chosen.kind, chosen.name, chosen.container, chosen.pod
     reader, result = _Reader(cluster, namespace, ref), Environment()
     variables = result.variables
-    if (workload.template.get("spec") or {}).get("enableServiceLinks", True) is not False:
+    if chosen.pod_spec.get("enableServiceLinks", True) is not False:
         variables |= service_variables(await cluster.objects(path("services", namespace)))
     try:  # the kubelet gives every pod the API Service's variables
         kubernetes = await cluster.get(path("services", "default", "kubernetes"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gefyra.client.environment import _field, _resource, expand, service_variables
+from gefyra.client.environment import expand, pod_field, resource_field, service_variables
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -39,11 +39,11 @@ def test_services_give_the_kubelets_variables() -> None:
 def test_fields_come_from_the_running_pod_and_are_unknown_without_one() -> None:
     pod = {"metadata": {"name": "web-1", "labels": {"app": "web"}}, "spec": {"nodeName": "n1"},
            "status": {"podIP": "10.244.0.7", "podIPs": [{"ip": "10.244.0.7"}]}}
-    assert _field(pod, "shop", "metadata.name") == "web-1"
-    assert _field(pod, "shop", "metadata.labels['app']") == "web"
-    assert _field(pod, "shop", "status.podIPs") == "10.244.0.7"
-    assert _field(None, "shop", "metadata.namespace") == "shop"
-    assert _field(None, "shop", "status.podIP") is None
+    assert pod_field(pod, "shop", "metadata.name") == "web-1"
+    assert pod_field(pod, "shop", "metadata.labels['app']") == "web"
+    assert pod_field(pod, "shop", "status.podIPs") == "10.244.0.7"
+    assert pod_field(None, "shop", "metadata.namespace") == "shop"
+    assert pod_field(None, "shop", "status.podIP") is None
 
 
 @pytest.mark.parametrize(("resources", "selector", "expected"), [
@@ -53,4 +53,4 @@ def test_fields_come_from_the_running_pod_and_are_unknown_without_one() -> None:
     ({}, {"resource": "limits.memory"}, None),
 ])
 def test_resources_in_their_divisors_units(resources: dict[str, Any], selector: dict[str, Any], expected: str | None) -> None:
-    assert _resource({"resources": resources}, selector) == expected
+    assert resource_field({"resources": resources}, selector) == expected
