@@ -20,6 +20,7 @@ import time
 import structlog
 
 from gefyra import errors
+from gefyra.client import volumes
 from gefyra.client.environment import workload_environment
 from gefyra.core.engine.orchestrator import OperationContext
 from gefyra.core.engine.steps import Step
@@ -47,6 +48,8 @@ class RunContext(OperationContext):
     local_end_ip: str = ""
     routes: list[str] = dataclasses.field(default_factory=list)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The bind mounts: the request's, and those of --volumes-from.
+    mounts: list[str] = dataclasses.field(default_factory=list)
 
 
 class CheckLocalEnd(Step[RunContext]):
@@ -128,9 +131,10 @@ async def local_address(settings: Settings, runtime: ContainerRuntime, info: Con
 
 
 async def remove_run_container(runtime: ContainerRuntime, name: str) -> None:
-    """A `run` container and its network holder."""
+    """A `run` container, its network holder, and its copies of volumes."""
     await runtime.remove_container(name)
     await runtime.remove_container(holder_name(name))
+    await volumes.remove(name)
 
 
 #: Seconds after which a network holder without its container is an orphan (a `run --rm` whose
@@ -146,7 +150,37 @@ async def remove_orphaned_holders(settings: Settings, runtime: ContainerRuntime)
         if time.time() - holder.created > ORPHAN_AGE and await runtime.get_container(name) is None:
             await runtime.remove_container(holder.name)
             gone.append(name)
+    for name in volumes.copied_containers():  # of a container that ended with --rm, or was removed by hand
+        if await runtime.get_container(name) is None and time.time() - volumes.directory(name).stat().st_mtime > ORPHAN_AGE:
+            await volumes.remove(name)
     return gone
+
+
+class VolumesFrom(Step[RunContext]):
+    name = "volumes"
+    title = "copy the workload's ConfigMap, Secret and downward API volumes"
+    needs = frozenset({"name-free"})
+    provides = frozenset({"volumes"})
+
+    async def verify(self, ctx: RunContext) -> bool:
+        ctx.mounts = list(ctx.request.volumes)
+        return ctx.request.volumes_from is None
+
+    async def apply(self, ctx: RunContext) -> None:
+        request = ctx.request
+        assert request.volumes_from is not None
+        found = await volumes.copy(ctx.cluster, request.name, request.namespace, request.volumes_from)
+        for note in found.notes:
+            await ctx.progress(self.name, note)
+        ctx.mounts += volumes.bind_mounts(request.name, found)
+        settings = ctx.settings
+        volumes.start_keeper(request.name, volumes.KeeperConfig(settings.kubeconfig, settings.context,
+                                                                request.namespace, request.volumes_from))
+        await ctx.progress(self.name, f"{len(found.files)} volumes at {len(found.mounts)} paths, copied to "
+                                      f"{volumes.directory(request.name)}")
+
+    async def undo(self, ctx: RunContext) -> None:
+        await volumes.remove(ctx.request.name)
 
 
 class PullImage(Step[RunContext]):
@@ -189,7 +223,7 @@ class NetworkHolder(Step[RunContext]):
 class CreateContainer(Step[RunContext]):
     name = "create"
     title = "create the container"
-    needs = frozenset({"holder"})
+    needs = frozenset({"holder", "volumes"})
     provides = frozenset({"created"})
 
     async def apply(self, ctx: RunContext) -> None:
@@ -198,7 +232,7 @@ class CreateContainer(Step[RunContext]):
         await ctx.runtime.create_container(ContainerSpec(
             name=request.name, image=request.image, network_of=holder,
             labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace, LABEL_NETNS: holder},
-            env=ctx.env, command=request.command, entrypoint=request.entrypoint, volumes=request.volumes,
+            env=ctx.env, command=request.command, entrypoint=request.entrypoint, volumes=ctx.mounts,
             auto_remove=request.auto_remove,
         ))
 
@@ -217,5 +251,5 @@ class StartContainer(Step[RunContext]):
 
 
 def run_plan() -> list[Step[RunContext]]:
-    return [CheckLocalEnd(), CheckNamespace(), CheckName(), Environment(), PullImage(), NetworkHolder(),
+    return [CheckLocalEnd(), CheckNamespace(), CheckName(), Environment(), VolumesFrom(), PullImage(), NetworkHolder(),
             CreateContainer(), StartContainer()]

@@ -8,10 +8,13 @@ Tests run in order on the one module namespace."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,6 +25,7 @@ from tests.e2e.devcluster import KUBECONFIG, TEST_IMAGE, assert_equal, engine, e
 from tests.e2e.gefyra_cli import caller_get, gefyra, ok
 
 pytestmark = pytest.mark.e2e
+MEASURED: dict[str, float] = {}
 
 LOCAL = "gfy-day-local"
 #: A server that also writes a numbered line every 0.2 s.
@@ -44,6 +48,7 @@ def ns() -> Iterator[str]:
     finally:
         gefyra("rm", "--all")
         kubectl("delete", "namespace", name, "--wait=false", check=False)
+        print("\nday measurements: " + json.dumps(MEASURED))
 
 
 def _ticks(text: str) -> list[int]:
@@ -124,6 +129,81 @@ def test_rm_removes_a_bridged_container_after_its_bridge(ns: str) -> None:
     assert listed["containers"] == [] and listed["bridges"] == [], listed
     names = engine("ps", "-a", "--format", "{{.Names}}").stdout.split()
     assert LOCAL not in names and f"{LOCAL}-gefyra-net" not in names, names
+
+
+def _configured(namespace: str) -> str:
+    """A Deployment `conf` whose container mounts a ConfigMap (a directory, and one key by subPath),
+    a Secret with an item and a mode, and a downward API volume."""
+    return f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: app-config, namespace: {namespace}}}
+data: {{config.yaml: "level: info\\n", other.txt: "other"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: app-secret, namespace: {namespace}}}
+stringData: {{password: s3cret, unused: x}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: conf, namespace: {namespace}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: conf}}}}
+  template:
+    metadata: {{labels: {{app: conf, tier: demo}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: server
+        image: {devcluster.WORKLOAD_IMAGE}
+        imagePullPolicy: IfNotPresent
+        volumeMounts:
+        - {{name: config, mountPath: /etc/app}}
+        - {{name: config, mountPath: /etc/other.txt, subPath: other.txt}}
+        - {{name: secret, mountPath: /etc/secret}}
+        - {{name: info, mountPath: /etc/podinfo}}
+        - {{name: scratch, mountPath: /scratch}}
+      volumes:
+      - {{name: config, configMap: {{name: app-config}}}}
+      - {{name: secret, secret: {{secretName: app-secret, items: [{{key: password, path: db/password, mode: 0400}}]}}}}
+      - name: info
+        downwardAPI:
+          items:
+          - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+          - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}
+      - {{name: scratch, emptyDir: {{}}}}
+"""
+
+
+def test_volumes_from_mounts_the_workloads_files_and_keeps_them_in_step(ns: str) -> None:
+    devcluster.apply(_configured(ns))
+    kubectl("-n", ns, "rollout", "status", "deploy/conf", "--timeout=90s")
+    pod = kubectl("-n", ns, "get", "pods", "-l", "app=conf", "-o", "jsonpath={.items[0].metadata.name}")
+    name = "gfy-day-conf"
+    made = ok("run", "-i", TEST_IMAGE, "-N", name, "-n", ns, "-d", "--volumes-from", "deploy/conf")
+    assert "volume scratch (emptyDir) is not copied" in made.stderr, made.stderr
+    files = ["/etc/app/config.yaml", "/etc/other.txt", "/etc/secret/db/password", "/etc/podinfo/labels",
+             "/etc/podinfo/name"]
+    cat = ["sh", "-c", " && ".join(f"echo '== {f}' && cat {f}" for f in files)]
+    in_pod = kubectl("-n", ns, "exec", pod, "--", *cat)
+    assert engine("exec", name, *cat).stdout == in_pod, in_pod
+    assert "s3cret" in in_pod and 'tier="demo"' in in_pod
+    copies = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "gefyra", "volumes", name)
+    assert stat.S_IMODE(copies.stat().st_mode) == 0o700
+    assert engine("exec", name, "sh", "-c", "echo x > /etc/app/new", check=False).returncode != 0  # read-only
+
+    kubectl("-n", ns, "patch", "configmap", "app-config", "-p", '{"data": {"config.yaml": "level: debug\\n"}}')
+    changed = time.monotonic()
+    eventually(lambda: assert_equal(engine("exec", name, "cat", "/etc/app/config.yaml").stdout, "level: debug\n"),
+               timeout=10, interval=0.5)
+    MEASURED["ConfigMap change seen in the local file (s)"] = round(time.monotonic() - changed, 1)
+
+    ok("rm", name)
+    assert not copies.exists()
+    assert not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+                if "gefyra.client.volume_keeper" in line and name in line]
 
 
 def test_an_agent_runs_bridges_and_removes_through_mcp(ns: str) -> None:

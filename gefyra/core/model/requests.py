@@ -20,6 +20,9 @@ class RunRequest:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     #: ``deploy/NAME[/CONTAINER]`` (or ``pod/``, ``sts/``) whose environment the container gets.
     env_from: str | None = None
+    #: ``deploy/NAME[/CONTAINER]`` whose ConfigMap, Secret, downward API and projected volumes the
+    #: container mounts at the same paths (read-only copies, kept in step).
+    volumes_from: str | None = None
     #: ``HOST_PATH:CONTAINER_PATH[:ro]`` bind mounts.
     volumes: list[str] = dataclasses.field(default_factory=list)
     #: container port (``"8080/tcp"``) -> host port, or ``"IP:PORT"`` on one address of this machine.
@@ -40,6 +43,8 @@ class RunRequest:
             v.text_value(value, "RunRequest.env", f"the value of {key}")
         if self.env_from is not None:
             v.workload(self.env_from, "RunRequest.env_from")
+        if self.volumes_from is not None:
+            v.workload(self.volumes_from, "RunRequest.volumes_from")
         v.volumes(self.volumes, "RunRequest.volumes")
         v.published_port_values(self.ports, "RunRequest.ports")
         v.command_words(self.command, "RunRequest.command")
