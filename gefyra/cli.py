@@ -327,6 +327,8 @@ def uninstall(ctx: click.Context) -> None:
 @click.option("--volumes-from", callback=_checked(validation.workload),
               help="Mount the ConfigMap, Secret, downward API and projected volumes of deploy/NAME[/CONTAINER] "
                    "at the same paths, read-only, kept in step with the cluster.")
+@click.option("--resources-from", callback=_checked(validation.workload),
+              help="Limit CPU and memory as the container of deploy/NAME[/CONTAINER] is limited.")
 @click.option("-v", "--volume", "volumes", multiple=True, callback=_checked(validation.volumes),
               help="HOST:CONTAINER[:ro] bind mount (absolute paths). Repeatable.")
 @click.option("-p", "--port", "ports", multiple=True, callback=_checked(validation.published_ports),
@@ -340,7 +342,8 @@ def uninstall(ctx: click.Context) -> None:
 @click.argument("command_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARG...]]")
 @click.pass_context
 def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: dict[str, str],
-        env_files: dict[str, str], env_from: str | None, volumes_from: str | None, volumes: list[str],
+        env_files: dict[str, str], env_from: str | None, volumes_from: str | None, resources_from: str | None,
+        volumes: list[str],
         ports: dict[str, int | str],
         command: list[str] | None, entrypoint: list[str] | None, detach: bool, auto_remove: bool,
         command_args: tuple[str, ...]) -> None:
@@ -365,7 +368,8 @@ def run(ctx: click.Context, image: str, name: str, namespace: str | None, env: d
     # Attached, the engine must not remove the container at its end: its output and exit code are
     # read first (a command that ends at once would take them along).
     request = RunRequest(image=image, name=name, namespace=_namespace(ctx, namespace), env=env_files | env,
-                         env_from=env_from, volumes_from=volumes_from, volumes=volumes, ports=ports, command=command,
+                         env_from=env_from, volumes_from=volumes_from, resources_from=resources_from, volumes=volumes,
+                         ports=ports, command=command,
                          entrypoint=entrypoint,
                          auto_remove=auto_remove and detach)
 

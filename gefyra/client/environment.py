@@ -159,6 +159,13 @@ def resource_field(container: dict[str, Any], selector: Mapping[str, Any]) -> st
     return str(max(1, math.ceil(amount / divisor))) if amount and divisor else "0"
 
 
+def limits(container: Mapping[str, Any]) -> tuple[float | None, int | None]:
+    """A container spec's CPU and memory limits (CPUs, bytes); None where it sets none."""
+    found = (container.get("resources") or {}).get("limits") or {}
+    cpu, memory = _quantity(str(found.get("cpu", ""))), _quantity(str(found.get("memory", "")))
+    return (cpu or None), (math.ceil(memory) or None)
+
+
 def _quantity(text: str) -> float:
     match = _QUANTITY.fullmatch(text)
     if not match or match.group(2) not in _SUFFIXES:

@@ -21,7 +21,7 @@ import structlog
 
 from gefyra import errors
 from gefyra.client import volumes
-from gefyra.client.environment import workload_environment
+from gefyra.client.environment import limits, workload_container, workload_environment
 from gefyra.core.engine.orchestrator import OperationContext
 from gefyra.core.engine.steps import Step
 from gefyra.core.model.names import LABEL_CLIENT, LABEL_NAMESPACE, LABEL_NETNS, LABEL_ROLE, LABEL_ROUTES
@@ -50,6 +50,9 @@ class RunContext(OperationContext):
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     #: The bind mounts: the request's, and those of --volumes-from.
     mounts: list[str] = dataclasses.field(default_factory=list)
+    #: The limits of --resources-from (CPUs, bytes).
+    cpus: float | None = None
+    memory: int | None = None
 
 
 class CheckLocalEnd(Step[RunContext]):
@@ -183,6 +186,24 @@ class VolumesFrom(Step[RunContext]):
         await volumes.remove(ctx.request.name)
 
 
+class ResourcesFrom(Step[RunContext]):
+    name = "resources"
+    changes = False
+    title = "read the workload's CPU and memory limits"
+    provides = frozenset({"resources"})
+
+    async def verify(self, ctx: RunContext) -> bool:
+        return ctx.request.resources_from is None
+
+    async def apply(self, ctx: RunContext) -> None:
+        assert ctx.request.resources_from is not None
+        found = await workload_container(ctx.cluster, ctx.request.namespace, ctx.request.resources_from)
+        ctx.cpus, ctx.memory = limits(found.container)
+        shown = [f"{ctx.cpus:g} CPUs" if ctx.cpus else "", f"{ctx.memory / 2**20:g} MiB" if ctx.memory else ""]
+        await ctx.progress(self.name, f"limits: {' and '.join(filter(None, shown))}" if any(shown)
+                           else f"{ctx.request.resources_from} sets no CPU or memory limit: none here either")
+
+
 class PullImage(Step[RunContext]):
     name = "image"
     title = "pull the image if it is missing"
@@ -223,7 +244,7 @@ class NetworkHolder(Step[RunContext]):
 class CreateContainer(Step[RunContext]):
     name = "create"
     title = "create the container"
-    needs = frozenset({"holder", "volumes"})
+    needs = frozenset({"holder", "volumes", "resources"})
     provides = frozenset({"created"})
 
     async def apply(self, ctx: RunContext) -> None:
@@ -233,6 +254,7 @@ class CreateContainer(Step[RunContext]):
             name=request.name, image=request.image, network_of=holder,
             labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace, LABEL_NETNS: holder},
             env=ctx.env, command=request.command, entrypoint=request.entrypoint, volumes=ctx.mounts,
+            cpus=ctx.cpus, memory=ctx.memory,
             auto_remove=request.auto_remove,
         ))
 
@@ -251,5 +273,5 @@ class StartContainer(Step[RunContext]):
 
 
 def run_plan() -> list[Step[RunContext]]:
-    return [CheckLocalEnd(), CheckNamespace(), CheckName(), Environment(), VolumesFrom(), PullImage(), NetworkHolder(),
-            CreateContainer(), StartContainer()]
+    return [CheckLocalEnd(), CheckNamespace(), CheckName(), Environment(), VolumesFrom(), ResourcesFrom(), PullImage(),
+            NetworkHolder(), CreateContainer(), StartContainer()]

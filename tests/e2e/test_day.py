@@ -159,6 +159,7 @@ spec:
       - name: server
         image: {devcluster.WORKLOAD_IMAGE}
         imagePullPolicy: IfNotPresent
+        resources: {{limits: {{cpu: 500m, memory: 96Mi}}}}
         volumeMounts:
         - {{name: config, mountPath: /etc/app}}
         - {{name: config, mountPath: /etc/other.txt, subPath: other.txt}}
@@ -177,13 +178,18 @@ spec:
 """
 
 
-def test_volumes_from_mounts_the_workloads_files_and_keeps_them_in_step(ns: str) -> None:
+def test_volumes_and_limits_from_a_workload(ns: str) -> None:
+    """--volumes-from: the files at the same paths, read-only, kept in step, gone after rm;
+    --resources-from: the container's CPU and memory limits."""
     devcluster.apply(_configured(ns))
     kubectl("-n", ns, "rollout", "status", "deploy/conf", "--timeout=90s")
     pod = kubectl("-n", ns, "get", "pods", "-l", "app=conf", "-o", "jsonpath={.items[0].metadata.name}")
     name = "gfy-day-conf"
-    made = ok("run", "-i", TEST_IMAGE, "-N", name, "-n", ns, "-d", "--volumes-from", "deploy/conf")
+    made = ok("run", "-i", TEST_IMAGE, "-N", name, "-n", ns, "-d", "--volumes-from", "deploy/conf",
+              "--resources-from", "deploy/conf")
     assert "volume scratch (emptyDir) is not copied" in made.stderr, made.stderr
+    limits = engine("inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}", name).stdout.split()
+    assert limits == [str(500_000_000), str(96 << 20)], limits
     files = ["/etc/app/config.yaml", "/etc/other.txt", "/etc/secret/db/password", "/etc/podinfo/labels",
              "/etc/podinfo/name"]
     cat = ["sh", "-c", " && ".join(f"echo '== {f}' && cat {f}" for f in files)]

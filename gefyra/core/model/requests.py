@@ -23,6 +23,8 @@ class RunRequest:
     #: ``deploy/NAME[/CONTAINER]`` whose ConfigMap, Secret, downward API and projected volumes the
     #: container mounts at the same paths (read-only copies, kept in step).
     volumes_from: str | None = None
+    #: ``deploy/NAME[/CONTAINER]`` whose CPU and memory limits the container gets.
+    resources_from: str | None = None
     #: ``HOST_PATH:CONTAINER_PATH[:ro]`` bind mounts.
     volumes: list[str] = dataclasses.field(default_factory=list)
     #: container port (``"8080/tcp"``) -> host port, or ``"IP:PORT"`` on one address of this machine.
@@ -45,6 +47,8 @@ class RunRequest:
             v.workload(self.env_from, "RunRequest.env_from")
         if self.volumes_from is not None:
             v.workload(self.volumes_from, "RunRequest.volumes_from")
+        if self.resources_from is not None:
+            v.workload(self.resources_from, "RunRequest.resources_from")
         v.volumes(self.volumes, "RunRequest.volumes")
         v.published_port_values(self.ports, "RunRequest.ports")
         v.command_words(self.command, "RunRequest.command")

@@ -37,6 +37,9 @@ class ContainerSpec:
     auto_remove: bool = False
     #: A fixed address on ``network`` (its NetworkInfo.reserved), else the engine picks one.
     ip: str | None = None
+    #: Limits: the CPUs it may use (1.5: one and a half), the bytes of memory; None: none.
+    cpus: float | None = None
+    memory: int | None = None
 
 
 @dataclasses.dataclass

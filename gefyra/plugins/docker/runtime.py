@@ -224,6 +224,10 @@ class DockerRuntime(ContainerRuntime):
             "AutoRemove": spec.auto_remove,
             "PortBindings": {port: [_binding(host)] for port, host in spec.ports.items()},
         }
+        if spec.cpus:
+            host["NanoCpus"] = int(spec.cpus * 1e9)
+        if spec.memory:
+            host["Memory"] = spec.memory
         if spec.network_of:
             host["NetworkMode"] = f"container:{spec.network_of}"
         elif spec.network:
