@@ -239,6 +239,11 @@ def _shared_options(command: F) -> F:
                         help="The tunnel's UDP NodePort (shared; default 31820).")(command)
 
 
+def _session_file_option(command: F) -> F:
+    return click.option("-f", "--file", "session_file", metavar="FILE",
+                        help="A session file: local containers and bridges (see session.schema.json).")(command)
+
+
 @main.command()
 @click.option("--host", callback=_checked(validation.host),
               help="Address at which this machine reaches the cluster's nodes (default: chosen from the nodes).")
@@ -251,20 +256,60 @@ def _shared_options(command: F) -> F:
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="auto", show_default=True,
               help="How the tunnel reaches the cluster: udp (to the NodePort), api (through the Kubernetes API, "
                    "wherever kubectl works), auto (UDP when it answers within seconds, else the API).")
+@_session_file_option
 @output_option
 @click.pass_context
 def up(ctx: click.Context, host: str | None, port: int | None, service_cidr: str | None, pod_cidrs: list[str],
-       timeout: float, client_timeout: int | None, transport: str, output: str | None) -> None:
-    """Connect this machine to the cluster (installs gefyra's cluster side if needed). The shared
-    settings (--port, --client-timeout) count only where `up` installs: an installed cluster side
-    keeps its own, and `up` refuses a different one (an admin changes them with `gefyra install`)."""
+       timeout: float, client_timeout: int | None, transport: str, session_file: str | None, output: str | None) -> None:
+    """Connect this machine to the cluster (installs gefyra's cluster side if needed); with -f, then
+    make the session file's containers and bridges (as `gefyra apply -f`). The shared settings
+    (--port, --client-timeout) count only where `up` installs: an installed cluster side keeps its
+    own, and `up` refuses a different one (an admin changes them with `gefyra install`)."""
     ctx.obj["settings"] = dataclasses.replace(ctx.obj["settings"], host=host, port=port, timeout=timeout,
                                               client_timeout=client_timeout, service_cidr=service_cidr,
                                               pod_cidrs=pod_cidrs, transport=transport)
-    result = _execute(ctx, lambda g: g.up())
-    _emit(result, output, lambda r: f"connected: client {r.client} at {r.cluster.client.address if r.cluster.client else '?'}"
-                                    + (f" (tunnel over {_TRANSPORT_WORDS[r.cargo.transport]})"
-                                       if r.cargo and r.cargo.transport else ""))
+    _checked_session_file(session_file)
+
+    async def operation(g: Gefyra) -> Any:
+        status = await g.up()
+        return status if session_file is None else {"status": status, "session": await g.apply(session_file)}
+
+    result = _execute(ctx, operation)
+    status = result if session_file is None else result["status"]
+    line = (f"connected: client {status.client} at {status.cluster.client.address if status.cluster.client else '?'}"
+            + (f" (tunnel over {_TRANSPORT_WORDS[status.cargo.transport]})" if status.cargo and status.cargo.transport
+               else ""))
+    _emit(result, output, lambda r: line if session_file is None else f"{line}\n{_session_line(r['session'])}")
+
+
+def _checked_session_file(path: str | None) -> None:
+    """The session file read and checked before anything connects (a mistake: one line, exit 2)."""
+    if path is not None:
+        from gefyra.client import session_apply
+
+        try:
+            session_apply.read(path)
+        except errors.GefyraError as exc:
+            _fail(str(exc), exc.exit_code)
+
+
+def _session_line(changes: list[str]) -> str:
+    return "session: " + (", ".join(changes) if changes else "nothing to change")
+
+
+@main.command()
+@_session_file_option
+@output_option
+@click.pass_context
+def apply(ctx: click.Context, session_file: str | None, output: str | None) -> None:
+    """Make the local containers and bridges what a session file says, on a connected machine:
+    only what changed changes (a container whose spec or built image changed is made anew, with
+    its bridges); what the file no longer names goes."""
+    if session_file is None:
+        raise click.UsageError("name the session file with -f")
+    _checked_session_file(session_file)
+    changes = _execute(ctx, lambda g: g.apply(session_file))
+    _emit(changes, output, _session_line)
 
 
 #: How `up` and `status` name a transport.
@@ -272,11 +317,13 @@ _TRANSPORT_WORDS = {"udp": "UDP", "api": "the Kubernetes API"}
 
 
 @main.command()
+@_session_file_option
 @output_option
 @click.pass_context
-def down(ctx: click.Context, output: str | None) -> None:
-    """Remove everything gefyra made, locally and in the cluster."""
-    removed = _execute(ctx, lambda g: g.down())
+def down(ctx: click.Context, session_file: str | None, output: str | None) -> None:
+    """Remove everything gefyra made, locally and in the cluster; with -f, only what the session
+    file made (its containers and their bridges)."""
+    removed = _execute(ctx, lambda g: g.down() if session_file is None else g.remove_session(session_file))
     _emit(removed, output, lambda r: "removed: " + ", ".join(r) if r else "nothing to remove")
 
 

@@ -4,7 +4,7 @@ whole cluster side when no other client is left). Facts: "bridges-removed", then
 
 from __future__ import annotations
 
-from gefyra.client import api_relay, bridge_objects, cluster_side, manifests, unbridge, volumes
+from gefyra.client import api_relay, bridge_objects, cluster_side, manifests, session_apply, unbridge, volumes
 from gefyra.client.up import ConnectContext, client_path, get_client
 from gefyra.core.engine.steps import Step
 from gefyra.core.model.names import LABEL_CLIENT, LABEL_NETNS
@@ -42,6 +42,8 @@ class RemoveContainers(Step[ConnectContext]):
             ctx.removed.append(f"container {container.name}")
             if await volumes.remove(container.name):
                 ctx.removed.append(f"the copies of {container.name}'s volumes")
+        if session_apply.forget_all():
+            ctx.removed.append("the records of session files")
         if await api_relay.stop(ctx.settings.client_id):
             ctx.removed.append("the tunnel's relay through the Kubernetes API")
 

@@ -252,7 +252,7 @@ class CreateContainer(Step[RunContext]):
         holder = holder_name(request.name)
         await ctx.runtime.create_container(ContainerSpec(
             name=request.name, image=request.image, network_of=holder,
-            labels=settings.labels("run") | {LABEL_NAMESPACE: request.namespace, LABEL_NETNS: holder},
+            labels=request.labels | settings.labels("run") | {LABEL_NAMESPACE: request.namespace, LABEL_NETNS: holder},
             env=ctx.env, command=request.command, entrypoint=request.entrypoint, volumes=ctx.mounts,
             cpus=ctx.cpus, memory=ctx.memory,
             auto_remove=request.auto_remove,

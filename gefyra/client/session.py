@@ -9,7 +9,7 @@ from types import ModuleType, TracebackType
 from typing import Any, Self
 
 from gefyra import errors
-from gefyra.client import bridge, check, cluster_side, down, manifests, run, status, unbridge, up
+from gefyra.client import bridge, check, cluster_side, down, manifests, run, session_apply, status, unbridge, up
 from gefyra.client.bridge_objects import bridge_path, list_bridges
 from gefyra.client.lock import client_lock
 from gefyra.client.results import BridgeInfo, CheckResult, LocalContainer, Status
@@ -174,6 +174,15 @@ class Gefyra:
         ctx = unbridge.UnbridgeContext(self.orchestrator, cluster, runtime)
         await self.orchestrator.run_plan("unbridge", [unbridge.RemoveBridge(name) for name in chosen], ctx)
         return ctx.removed
+
+    async def apply(self, path: str) -> list[str]:
+        """Makes this machine's session what the session file ``path`` says (see
+        :mod:`gefyra.client.session_apply`): only what changed changes. Needs a connected client."""
+        return await session_apply.apply(self, session_apply.read(path))
+
+    async def remove_session(self, path: str) -> list[str]:
+        """Removes what the session file ``path`` made (its containers, their bridges first)."""
+        return await session_apply.remove(self, path)
 
     async def logs(self, name: str, *, follow: bool = False, since: float | None = None,
                    tail: int | None = None) -> AsyncIterator[str]:

@@ -4,10 +4,14 @@ checks itself before anything connects (:meth:`validate`, with the fields' names
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from gefyra import errors
 from gefyra.core.model import validation
 from gefyra.core.model.routing import Match
+
+_LABEL_KEY = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
 
 @dataclasses.dataclass
@@ -33,6 +37,8 @@ class RunRequest:
     #: The image's entrypoint replaced (as the engines' run --entrypoint).
     entrypoint: list[str] | None = None
     auto_remove: bool = False
+    #: More labels of the container (gefyra's own ones win): ``prefix/name`` -> a label value.
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
         """Raises UsageError for a bad field, naming it (``RunRequest.image``)."""
@@ -53,6 +59,11 @@ class RunRequest:
         v.published_port_values(self.ports, "RunRequest.ports")
         v.command_words(self.command, "RunRequest.command")
         v.command_words(self.entrypoint, "RunRequest.entrypoint")
+        for key, value in self.labels.items():
+            if not (isinstance(key, str) and _LABEL_KEY.fullmatch(key) and isinstance(value, str)
+                    and _LABEL_VALUE.fullmatch(value)):
+                raise errors.UsageError(f"RunRequest.labels {v.shown(key)}: {v.shown(value)} is not a label",
+                                        "use prefix/name keys and values of at most 63 letters, digits, '-', '_', '.'")
 
 
 @dataclasses.dataclass

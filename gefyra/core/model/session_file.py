@@ -4,7 +4,7 @@ developer's session in one YAML file, in the style of a Compose file::
     namespace: shop                      # the default of every container and bridge
     containers:
       api:
-        build: ./api                     # a build context (its Dockerfile), or: image: myapp:dev
+        build: ./api                     # a build context (the engine builds it), or: image: myapp:dev
         envFrom: deploy/api
         env: {LOG_LEVEL: debug}
       worker:
@@ -55,7 +55,7 @@ SCHEMA: dict[str, Any] = {
             "oneOf": [{"required": ["image"]}, {"required": ["build"]}],
             "properties": {
                 "image": {"type": "string"},
-                "build": {"type": "string", "description": "a build context (a directory with a Dockerfile), "
+                "build": {"type": "string", "description": "a build context (a directory the container engine builds), "
                                                            "relative to the file"},
                 "namespace": {"type": "string"},
                 "env": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},

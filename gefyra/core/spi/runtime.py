@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from types import TracebackType
 from typing import Self
 
+from gefyra import errors
+
 
 @dataclasses.dataclass
 class ContainerSpec:
@@ -114,6 +116,12 @@ class ContainerRuntime(abc.ABC):
     async def pull_image(self, image: str, progress: Callable[[str], Awaitable[None]]) -> None:
         """Pulls ``image``, telling ``progress`` how far it is now and then (a short line); raises
         NotFoundError when the registry does not have it, GefyraError for other refusals."""
+
+    async def build_image(self, context: str, tag: str, progress: Callable[[str], Awaitable[None]]) -> str:
+        """Builds the image of the build context ``context`` (a directory with the build file the engine reads) as
+        ``tag``; returns its id. A runtime that cannot build says so."""
+        raise errors.UsageError(f"the container runtime {self.name} cannot build images",
+                                "build the image yourself and name it with image: in the session file")
 
     @abc.abstractmethod
     async def ensure_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:

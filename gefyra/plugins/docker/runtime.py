@@ -9,6 +9,7 @@ import json
 import tarfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -140,6 +141,30 @@ class DockerRuntime(ContainerRuntime):
             raise self._pull_failure(image, exc.message if hasattr(exc, "message") else str(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self._unavailable(exc) from exc
+
+    async def build_image(self, context: str, tag: str, progress: Callable[[str], Awaitable[None]]) -> str:
+        root = Path(context)
+        if not (root / "Dockerfile").is_file():
+            raise errors.UsageError(f"the build context {context} has no Dockerfile", "name a directory with one")
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(str(root), arcname=".")
+        archive.seek(0)
+        try:
+            async for event in self._api.images.build(fileobj=archive, encoding="application/x-tar", tag=tag,
+                                                      stream=True, rm=True):
+                if event.get("error"):
+                    raise errors.GefyraError(f"building {tag} from {context} failed: {str(event['error']).strip()}",
+                                             "fix the Dockerfile, then apply again")
+                line = str(event.get("stream", "")).strip()
+                if line.startswith("Step ") or line.startswith("STEP "):
+                    await progress(f"building {tag}: {line}")
+        except aiodocker.DockerError as exc:
+            raise errors.GefyraError(f"building {tag} from {context} failed: {exc}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        found = await self._call(self._api.images.inspect(tag), what=f"image {tag}")
+        return str(found["Id"])
 
     async def image_available(self, image: str) -> bool | None:
         try:
