@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -83,6 +84,24 @@ class RuntimeContract:
             assert "".join(earlier).split() == ["one", "two", "three"]
         finally:
             await runtime.remove_container(name)
+
+    async def test_an_image_is_built_from_a_context(self, runtime: ContainerRuntime, image: str,
+                                                    tmp_path: Path) -> None:
+        tag = f"gefyra-contract-build:{uuid.uuid4().hex[:6]}"
+        (tmp_path / "Dockerfile").write_text(f"FROM {image}\nCOPY hello.txt /hello.txt\n")
+        (tmp_path / "hello.txt").write_text("built")
+        lines: list[str] = []
+
+        async def progress(line: str) -> None:
+            lines.append(line)
+
+        built = await runtime.build_image(str(tmp_path), tag, progress)
+        assert built and await runtime.image_exists(tag)
+        code, output = await runtime.run_to_completion(ContainerSpec(name=_name("built"), image=tag,
+                                                                     entrypoint=["cat"], command=["/hello.txt"]))
+        assert (code, output) == (0, "built")
+        with pytest.raises(errors.UsageError):
+            await runtime.build_image(str(tmp_path / "nothing"), tag, progress)
 
     async def test_missing_things_are_gefyra_errors(self, runtime: ContainerRuntime) -> None:
         with pytest.raises(errors.NotFoundError):
