@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from gefyra import errors
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.model.crd import ClientStatus, GefyraClient, parse_client, status_patch
@@ -96,11 +97,20 @@ class Clients:
             raise RuntimeError(f"{SERVER_PUBLIC_KEY} holds no public key of the tunnel")
         return key
 
-    async def _set_status(self, found: GefyraClient, status: ClientStatus) -> ClientStatus:
+    async def _set_status(self, found: GefyraClient, status: ClientStatus) -> ClientStatus | None:
+        """Writes ``status``; None when the cluster refuses it for this object (it was deleted, or
+        does not validate): that client is skipped this round, the others go on. A cluster that
+        does not answer fails the round."""
         patch = status_patch(found.status_json, status)
         if patch:
-            await self.cluster.request("PATCH", path(CLIENTS, self.namespace, found.name, "status"), patch,
-                                       content_type="application/merge-patch+json")
+            try:
+                await self.cluster.request("PATCH", path(CLIENTS, self.namespace, found.name, "status"), patch,
+                                           content_type="application/merge-patch+json")
+            except errors.ClusterUnreachableError:
+                raise
+            except errors.GefyraError as exc:
+                log.warning("client status refused; skipping the client this round", client=found.name, error=exc.what)
+                return None
         return status
 
     async def sync(self) -> Roster:
@@ -123,7 +133,10 @@ class Clients:
             if not self._valid_address(status.address):
                 address = self._allocate(taken)
                 taken.add(address)
-                status = await self._set_status(item, ClientStatus(address, server_key, "Pending"))
+                written = await self._set_status(item, ClientStatus(address, server_key, "Pending"))
+                if written is None:
+                    continue
+                status = written
                 log.info("address allocated", client=item.name, address=address)
             wanted[item.public_key] = status.address
             active.append((item, status))

@@ -8,6 +8,7 @@ Tests run in order on the one module namespace."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from tests.e2e import devcluster
 from tests.e2e.devcluster import TEST_IMAGE, assert_equal, engine, eventually, kubectl, unique
-from tests.e2e.gefyra_cli import caller_get, gefyra, ok
+from tests.e2e.gefyra_cli import caller_get, gefyra, ok, snapshot
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,13 @@ MEASURED: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def baseline() -> dict[str, list[str]]:
+    gefyra("down")
+    return snapshot()
+
+
+@pytest.fixture(scope="module")
+def ns(baseline: dict[str, list[str]]) -> Iterator[str]:
     name = unique("gfy-test-session")
     kubectl("create", "namespace", name)
     try:
@@ -123,4 +130,13 @@ def test_down_f_removes_what_the_file_made(ns: str, session: Path) -> None:
     listed = json.loads(ok("list", "-o", "json").stdout)
     assert listed["containers"] == [] and listed["bridges"] == [], listed
     eventually(lambda: assert_equal(caller_get(ns, "x-dev: a")[:14], "hello from web"), timeout=15)
-    assert ok("status", "-o", "json")  # the client stays connected: only the session went
+    assert json.loads(ok("status", "-o", "json").stdout)["connected"]  # only the session went
+
+
+def test_down_after_up_f_leaves_nothing(ns: str, session: Path, baseline: dict[str, list[str]]) -> None:
+    ok("up", "-f", str(session))
+    removed = ok("down").stdout
+    assert "container gfy-sess-a" in removed and "records of session files" in removed, removed
+    assert snapshot() == baseline
+    sessions = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "gefyra", "sessions")
+    assert not list(sessions.glob("*.json"))

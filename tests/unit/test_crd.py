@@ -265,3 +265,29 @@ def test_a_silent_client_stays_with_its_address_until_its_expiry(monkeypatch: py
     assert at(3000).silent == {"laptop"}
     roster = at(3700)  # silent for 3620 s: past the expiry
     assert roster.active == {} and roster.silent == set() and cluster.objects_ == {}
+
+
+def test_a_client_whose_status_is_refused_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    import anyio
+
+    from gefyra import errors
+    from gefyra.operator import clients as module
+    from gefyra.plugins.wireguard import WireGuardTunnel
+
+    (tmp_path / "public-key").write_text("b" * 43 + "=")
+    monkeypatch.setattr(module, "SERVER_PUBLIC_KEY", tmp_path / "public-key")
+
+    class Refusing(_Cluster):
+        async def request(self, method: str, path: str, patch: dict[str, Any], **kwargs: Any) -> None:
+            if "/broken/" in path:
+                raise errors.GefyraError("the cluster refused PATCH: the object does not validate")
+            await super().request(method, path, patch, **kwargs)
+
+    broken, fine = crd.client_body("broken", "c" * 43 + "="), crd.client_body("fine", "d" * 43 + "=")
+    broken["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"  # the older one: it comes first
+    fine["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    cluster, server = Refusing(broken, fine), _Server()
+    roster = anyio.run(module.Clients(cluster, "gefyra", WireGuardTunnel(), server, 60, 3600).sync)  # type: ignore[arg-type]
+    assert list(roster.active) == ["fine"] and cluster.objects_["fine"]["status"]["phase"] == "Active"
+    assert list(server.peers_) == ["d" * 43 + "="]
