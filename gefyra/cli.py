@@ -241,7 +241,8 @@ def _shared_options(command: F) -> F:
 
 def _session_file_option(command: F) -> F:
     return click.option("-f", "--file", "session_file", metavar="FILE",
-                        help="A session file: local containers and bridges (see session.schema.json).")(command)
+                        help="A session file: local containers and bridges (`gefyra apply --schema` prints its "
+                             "JSON Schema).")(command)
 
 
 @main.command()
@@ -299,12 +300,18 @@ def _session_line(changes: list[str]) -> str:
 
 @main.command()
 @_session_file_option
+@click.option("--schema", is_flag=True, help="Print the session file's JSON Schema (for editors) and exit.")
 @output_option
 @click.pass_context
-def apply(ctx: click.Context, session_file: str | None, output: str | None) -> None:
+def apply(ctx: click.Context, session_file: str | None, schema: bool, output: str | None) -> None:
     """Make the local containers and bridges what a session file says, on a connected machine:
     only what changed changes (a container whose spec or built image changed is made anew, with
     its bridges); what the file no longer names goes."""
+    if schema:
+        from gefyra.core.model.session_file import SCHEMA
+
+        click.echo(json.dumps(SCHEMA, indent=2))
+        return
     if session_file is None:
         raise click.UsageError("name the session file with -f")
     _checked_session_file(session_file)

@@ -110,7 +110,7 @@ class _Reader:
     def where(self, node: yaml.Node, field: str) -> str:
         return f"{self.path}:{node.start_mark.line + 1}: {field}"
 
-    def fail(self, node: yaml.Node, field: str, why: str, todo: str = "see `gefyra up --help` and session.schema.json"
+    def fail(self, node: yaml.Node, field: str, why: str, todo: str = "`gefyra apply --schema` prints the file's fields"
              ) -> errors.UsageError:
         return errors.UsageError(f"{self.where(node, field)}: {why}", todo)
 
@@ -159,7 +159,7 @@ def parse_session(text: str, path: str) -> SessionFile:
         raise errors.UsageError(f"{path}{line}: not YAML: {getattr(exc, 'problem', None) or exc}",
                                 "fix the file's syntax") from exc
     if root is None:
-        raise errors.UsageError(f"{path}: is empty", "name containers and bridges in it (see session.schema.json)")
+        raise errors.UsageError(f"{path}: is empty", "name containers and bridges in it (`gefyra apply --schema`)")
     top = reader.mapping(root, "", _TOP)
     for field, wanted in (("apiVersion", SCHEMA["properties"]["apiVersion"]["const"]),
                           ("kind", SCHEMA["properties"]["kind"]["const"])):
