@@ -333,9 +333,9 @@ async def remove(container: str) -> bool:
         pid = int((base / "keeper.pid").read_text())
     except (OSError, ValueError):
         pid = 0
-    shutil.rmtree(base, ignore_errors=True)  # first: a keeper that is between two rounds ends by itself
     if pid:
-        await processes.terminate(pid, KEEPER)
+        await processes.terminate(pid, KEEPER)  # first: it must not write into what is being removed
+    shutil.rmtree(base, ignore_errors=True)
     return True
 
 
