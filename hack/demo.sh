@@ -94,3 +94,25 @@ say "both unbridge: the Service, the Deployment and its pods are exactly as befo
 "${colleague[@]}" down
 .venv/bin/gefyra unbridge --all
 $kubectl -n demo exec caller -- testserver get http://hello/ -H "x-dev: me"
+
+say "a day from one session file: gefyra apply -f makes containers and bridges; applied again, only what changed"
+session_dir=$(mktemp -d)
+cat > "$session_dir/gefyra.yaml" <<'YAML'
+namespace: demo
+containers:
+  hello-session:
+    image: gefyra/testserver:dev
+    envFrom: deploy/hello
+    env: {MESSAGE: "my session file"}
+bridges:
+  - {container: hello-session, target: deploy/hello, ports: ["8080:8080"], match: {header-exact: "x-dev:me"}}
+YAML
+cat "$session_dir/gefyra.yaml"
+.venv/bin/gefyra apply -f "$session_dir/gefyra.yaml"
+$kubectl -n demo exec caller -- testserver get http://hello/ -H "x-dev: me"
+.venv/bin/gefyra apply -f "$session_dir/gefyra.yaml"
+say "gefyra logs: the local container's output; gefyra down -f: what the file made is gone"
+.venv/bin/gefyra logs --tail 3 hello-session
+.venv/bin/gefyra down -f "$session_dir/gefyra.yaml"
+$kubectl -n demo exec caller -- testserver get http://hello/ -H "x-dev: me"
+rm -rf "$session_dir"
