@@ -36,7 +36,7 @@ import anyio
 import structlog
 
 from gefyra import errors
-from gefyra.client import processes
+from gefyra.client import files, processes
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.model import validation
@@ -240,7 +240,7 @@ async def _serve(config: RelayConfig, state: Path) -> None:
     udp.bind((config.listen, 0))
     port = udp.getsockname()[1]
     local = _LocalSide(udp, config.peer)
-    _write_state(state, RelayState(os.getpid(), f"{config.listen}:{port}", config))
+    files.write_json(state, dataclasses.asdict(RelayState(os.getpid(), f"{config.listen}:{port}", config)))
     log.info("relay listening", endpoint=f"{config.listen}:{port}")
     async with anyio.create_task_group() as group:
 
@@ -268,13 +268,6 @@ async def _serve(config: RelayConfig, state: Path) -> None:
             await anyio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
             failures += 1
     local.close()
-
-
-def _write_state(state: Path, found: RelayState) -> None:
-    state.parent.mkdir(parents=True, exist_ok=True)
-    partial = state.with_suffix(".partial")
-    partial.write_text(json.dumps(dataclasses.asdict(found)))
-    partial.replace(state)
 
 
 def _parse(argv: Sequence[str]) -> tuple[RelayConfig, Path]:

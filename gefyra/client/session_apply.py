@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Protocol
 
 from gefyra import errors
+from gefyra.client import files
 from gefyra.client.results import BridgeInfo, LocalContainer
 from gefyra.core.engine.bus import Event, EventBus, EventKind
 from gefyra.core.engine.orchestrator import Orchestrator
@@ -82,14 +82,6 @@ def _read_state(sid: str) -> dict[str, str]:
         return {}
 
 
-def _write_state(sid: str, bridges: dict[str, str]) -> None:
-    state = _state_path(sid)
-    state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = state.with_suffix(".partial")
-    partial.write_text(json.dumps(bridges, sort_keys=True))
-    os.replace(partial, state)
-
-
 def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -140,13 +132,13 @@ async def apply(g: Operations, session: SessionFile) -> list[str]:
             continue
         await g.run(request)
         done.append(f"container {name}")
+    files.write_json(_state_path(sid), bridges)  # what was removed above
     for key, wanted_bridge in requested.items():
         if key not in bridges:
             made = await g.bridge(wanted_bridge)
             bridges[key] = made.name
             done.append(f"bridge {made.name}")
-        _write_state(sid, bridges)
-    _write_state(sid, bridges)
+            files.write_json(_state_path(sid), bridges)  # each bridge as soon as it stands
     return done
 
 
