@@ -23,7 +23,7 @@ from gefyra.core.model.settings import TRANSPORTS, Settings
 
 if TYPE_CHECKING:
     from gefyra import progress
-    from gefyra.client.results import Status
+    from gefyra.client.results import BridgeInfo, Status
     from gefyra.client.session import Gefyra
     from gefyra.core.spi.runtime import ContainerRuntime
 
@@ -516,6 +516,9 @@ def _match_options(command: F) -> F:
               help="Global bridge that also takes connections to the pods' own IPs: the target container is "
                    "swapped in every pod, so it restarts now and at unbridge (kubelet's back-off grows with each "
                    "restart). Without it, what reaches the workload's Services is taken and no pod restarts.")
+@click.option("--mirror", is_flag=True,
+              help="Read-only: the workload keeps answering the (matching) HTTP requests, and a copy of each comes "
+                   "to the local container; its answers and failures never reach the caller.")
 @_match_options
 @click.option("--timeout", default="60", callback=_checked(validation.seconds),
               help="Seconds to wait until the bridge carries traffic.")
@@ -523,7 +526,8 @@ def _match_options(command: F) -> F:
 @output_option
 @click.pass_context
 def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str, ports: dict[int, int], interceptor: str | None,
-           in_place: bool, timeout: float, no_wait: bool, output: str | None, **conditions: list[tuple[str, str]]) -> None:
+           in_place: bool, mirror: bool, timeout: float, no_wait: bool, output: str | None,
+           **conditions: list[tuple[str, str]]) -> None:
     """Send the traffic of a workload's ports in the cluster to a local container: all of it, or
     with --match-* (a personal bridge) only the HTTP requests that meet every condition given; the
     others stay with the workload in the cluster. Several developers' personal bridges can share
@@ -535,6 +539,12 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
     gefyra bridge -N api --target deploy/api -p 8080:8080
     gefyra bridge -N api --target deploy/api -p 8080:8080 --match-header-exact x-dev:alice
     gefyra bridge -N api --target deploy/api -p 8080:8080 --match-path-prefix /v2/ --match-header-exact x-dev:alice
+    gefyra bridge -N api --target deploy/api -p 8080:8080 --mirror --match-path-prefix /orders/
+
+    A personal bridge or mirror routes each request, over HTTP/1.x or cleartext HTTP/2 (each
+    stream of a connection, e.g. a gRPC call, on its own); it speaks HTTP/2 to the workload and
+    to the local container where the Service port's appProtocol says so (kubernetes.io/h2c,
+    grpc) or its name starts with grpc, h2c or http2.
     """
     from gefyra.core.model.requests import BridgeRequest
     from gefyra.core.model.routing import Match
@@ -542,11 +552,11 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
     matches = [Match(kind, value, header) for kind in MATCH_KINDS
                for header, value in conditions[f"match_{kind.replace('-', '_')}"]]
     request = BridgeRequest(local=local, target=target, ports=ports, namespace=_namespace(ctx, namespace),
-                            interceptor=interceptor, matches=matches, in_place=in_place, wait=not no_wait,
+                            interceptor=interceptor, matches=matches, in_place=in_place, mirror=mirror, wait=not no_wait,
                             timeout=timeout)
     result = _execute(ctx, lambda g: g.bridge(request))
     _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name}"
-                                    + (f"; only requests with {' and '.join(r.match)}" if r.match else "") + ")")
+                                    + (f"; {_scope(r)[2:-1]}" if _scope(r) else "") + ")")
 
 
 @main.command()
@@ -620,13 +630,19 @@ def list_(ctx: click.Context, output: str | None) -> None:
         lines = [f"{c.name:<24} {c.state:<10} {c.namespace:<16} {c.address:<16} {c.image}" for c in r["containers"]]
         lines += [f"bridge {b.name}: {b.namespace}/{b.target} -> {b.local} "
                   f"{', '.join(f'{k}:{v}' for k, v in b.ports.items())} {b.phase}"
-                  + (f" (only {' and '.join(b.match)})" if b.match else "")
-                  + (f"; but {b.problem}" if b.problem else "") for b in r["bridges"] or []]
+                  + _scope(b) + (f"; but {b.problem}" if b.problem else "") for b in r["bridges"] or []]
         return "\n".join(lines + [f"! {p}" for p in r["problems"]]) or "no containers, no bridges"
 
     _emit(found, output, human)
     if found["bridges"] is None:
         sys.exit(errors.ClusterUnreachableError.exit_code)
+
+
+def _scope(b: BridgeInfo) -> str:
+    """What of the workload's traffic a bridge takes, for people ("" for all of it)."""
+    if b.mirror:
+        return f" (a copy of {'requests with ' + ' and '.join(b.match) if b.match else 'every request'})"
+    return f" (only {' and '.join(b.match)})" if b.match else ""
 
 
 def _status_lines(r: Status, *, detailed: bool = False) -> list[str]:
@@ -650,8 +666,7 @@ def _status_lines(r: Status, *, detailed: bool = False) -> list[str]:
         for b in r.bridges or []:
             ready = next((c for c in b.conditions if c.type == "Ready"), None)
             why = f" ({ready.reason}: {ready.message})" if ready is not None and ready.status != "True" else ""
-            lines.append(f"  {b.name} {b.namespace}/{b.target} -> {b.local} {b.phase}{why}"
-                         + (f" (only {' and '.join(b.match)})" if b.match else ""))
+            lines.append(f"  {b.name} {b.namespace}/{b.target} -> {b.local} {b.phase}{why}" + _scope(b))
     return lines + [f"! {p}" for p in r.problems]
 
 

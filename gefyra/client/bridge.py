@@ -156,7 +156,7 @@ class CheckTarget(Step[BridgeContext]):
             raise errors.UsageError(f"cannot bridge {kind}/{name}: {reason}",
                                     "choose another container or port, or another interceptor")
         target = BridgeTarget(request.namespace, kind, name, container)
-        claim = PortClaim("", container, frozenset(request.ports), bool(request.matches))
+        claim = PortClaim("", container, frozenset(request.ports), bool(request.matches) or request.mirror)
         claims = claims_on(await list_bridges(ctx.cluster), target.workload)
         problem = conflict(claim, claims)
         if problem:
@@ -193,7 +193,8 @@ class CreateBridge(Step[BridgeContext]):
         name = bridge_name(settings, request.local, target.kind, target.name, target.container)
         spec = BridgeSpec(client=settings.client_id, owner=await ctx.cluster.username(), local_container=request.local,
                           target=target, ports=tuple(PortPair(r, lo) for r, lo in request.ports.items()),
-                          matches=tuple(request.matches), interceptor=request.interceptor, in_place=request.in_place)
+                          matches=tuple(request.matches), interceptor=request.interceptor, in_place=request.in_place,
+                          mirror=request.mirror)
         try:
             await ctx.cluster.create(bridge_body(name, spec))
         except errors.ConflictError as exc:
@@ -293,7 +294,7 @@ class ProveArrival(Step[BridgeContext]):
         async def arrived() -> bool:
             """kube-proxy may still send some connections to the workload's own pods for a moment:
             only when every one of a row of them reaches the bridge is that moment over."""
-            if ctx.request.matches:
+            if ctx.request.matches or ctx.request.mirror:
                 for _ in range(self.IN_A_ROW):
                     answers = [await tunnel.exchange(ctx.runtime, local_end, target, _PROBE) for target in services]
                     if not all(_PROBE_ANSWER in a.lower() for a in answers):

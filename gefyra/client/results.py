@@ -24,6 +24,8 @@ class BridgeInfo:
     interceptor: str = ""
     #: A personal bridge's conditions, e.g. "header-exact x-dev:alice"; empty for a global bridge.
     match: list[str] = dataclasses.field(default_factory=list)
+    #: A read-only copy of the matching requests: the workload answers them.
+    mirror: bool = False
     #: How the interceptor carries it, in its own words (e.g. "in place", "router").
     mode: str = ""
     conditions: list[Condition] = dataclasses.field(default_factory=list)
@@ -38,7 +40,7 @@ class BridgeInfo:
                    namespace=spec.target.namespace if spec.target else "",
                    ports={str(p.remote): p.local for p in spec.ports}, phase=status.phase or "Pending",
                    pods=list(status.pods), interceptor=spec.interceptor or "", match=[str(m) for m in spec.matches],
-                   mode=status.mode, conditions=list(status.conditions), problem=problem)
+                   mirror=spec.mirror, mode=status.mode, conditions=list(status.conditions), problem=problem)
 
 
 @dataclasses.dataclass

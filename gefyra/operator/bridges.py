@@ -81,7 +81,7 @@ class _Member:
         if self.route is None:
             return None
         return PortClaim(self.route.bridge, self.route.container, frozenset(f.port for f in self.route.forwards),
-                         bool(self.route.matches))
+                         bool(self.route.matches) or self.route.mirror)
 
 
 class Bridges:
@@ -272,7 +272,7 @@ class Bridges:
         if not bridge.steered:
             return False  # the client steers the ports it was given, then says so: then the route
         forwards = tuple(Forward(remote, self.server_ip, port) for remote, port in sorted(proxy.items()))
-        member.route = Route(bridge.name, spec.target.container, forwards, spec.matches, spec.in_place)
+        member.route = Route(bridge.name, spec.target.container, forwards, spec.matches, spec.in_place, spec.mirror)
         member.owner, member.proxy = owner, proxy
         return True
 

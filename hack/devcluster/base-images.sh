@@ -5,19 +5,22 @@ source "$(dirname "$0")/common.sh"
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
-if ! have_image debian:bookworm-slim; then
-  tarball="$CACHE_DIR/debian-bookworm-minbase.tar"
+# bookworm for most images; trixie for carrier (its nginx 1.26 serves HTTP/1.x and cleartext HTTP/2
+# on one port, which bookworm's 1.22 cannot).
+for release in bookworm trixie; do
+  have_image "debian:$release-slim" && continue
+  tarball="$CACHE_DIR/debian-$release-minbase.tar"
   if [[ ! -f $tarball ]]; then
-    log "debootstrap: Debian bookworm minbase (about a minute)"
+    log "debootstrap: Debian $release minbase (about a minute)"
     root=$(mktemp -d)
-    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$LOG_DIR/debootstrap.log" 2>&1 ||
+    debootstrap --variant=minbase "$release" "$root" http://deb.debian.org/debian >"$LOG_DIR/debootstrap.log" 2>&1 ||
       die "debootstrap failed, see $LOG_DIR/debootstrap.log"
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
     tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$root"
   fi
-  docker import -c 'CMD ["bash"]' "$tarball" debian:bookworm-slim >/dev/null
-fi
+  docker import -c 'CMD ["bash"]' "$tarball" "debian:$release-slim" >/dev/null
+done
 
 if ! have_image "$PAUSE_IMAGE"; then
   dir=$(mktemp -d)

@@ -1,3 +1,3 @@
 module gefyra.dev/images/testserver
 
-go 1.22
+go 1.24

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -48,6 +49,8 @@ func main() {
 		err = download(args)
 	case "upgrade":
 		err = upgrade(args)
+	case "grpc":
+		err = grpcCall(args)
 	default:
 		usage()
 	}
@@ -61,8 +64,11 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   testserver serve [--http :8080] [--tcp :9000] [--udp :9001]
   testserver get URL [--timeout 5s] [-H 'NAME: VALUE' ...]
-  testserver tally URL COUNT [--rate N] [--keepalive] [--variant 'NAME: VALUE' ...]
-                                   (COUNT requests, variants in turn; JSON: answers by variant and server, failures, latency)
+  testserver tally URL COUNT [--rate N] [--keepalive] [--h2c [--parallel N]] [--variant 'NAME: VALUE' ...]
+                                   (COUNT requests, variants in turn; JSON: answers by variant and server, failures, latency;
+                                    --h2c: all over one cleartext HTTP/2 connection, N streams at a time)
+  testserver grpc URL unary|stream MESSAGE [-H 'NAME: VALUE' ...]
+                                   (a gRPC call of gefyra.test.Echo over h2c; prints each answer, then grpc-status)
   testserver upload URL BYTES [-H 'NAME: VALUE' ...]   (a chunked POST of BYTES bytes; prints the answer and sent_sha256=)
   testserver download URL                              (GET, e.g. /bytes?n=N; prints received= and sha256=)
   testserver upgrade URL [-H 'NAME: VALUE' ...]        (an HTTP Upgrade, then a line echoed over the connection)
@@ -124,10 +130,146 @@ func serveHTTP(addr string) error {
 		_ = writePattern(w, size)
 	})
 	mux.HandleFunc("/upgrade", serveUpgrade)
+	mux.HandleFunc("/gefyra.test.Echo/", serveGRPC)
+	logRequests := os.Getenv("LOG_REQUESTS") != ""
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello from %s path=%s\n", identity(), r.URL.Path)
+		if logRequests { // what reached it, for tests: the body's size and digest
+			sum := sha256.New()
+			n, _ := io.Copy(sum, r.Body)
+			log.Printf("request %s %s %s x-dev=%q body=%d sha256=%x", r.Method, r.URL.RequestURI(), r.Proto,
+				r.Header.Get("X-Dev"), n, sum.Sum(nil))
+		}
+		fmt.Fprintf(w, "hello from %s path=%s proto=%s\n", identity(), r.URL.Path, r.Proto)
 	})
-	return http.ListenAndServe(addr, mux)
+	// HTTP/1.x and cleartext HTTP/2 (prior knowledge) on one port, as a gRPC server's port is.
+	server := &http.Server{Addr: addr, Handler: mux, Protocols: new(http.Protocols)}
+	server.Protocols.SetHTTP1(true)
+	server.Protocols.SetUnencryptedHTTP2(true)
+	return server.ListenAndServe()
+}
+
+// serveGRPC answers gefyra.test.Echo's two methods with gRPC's framing (a byte, a 4-byte length,
+// the message; the status in trailers), messages being plain text instead of protobuf:
+// Unary answers "hello from ID: MESSAGE"; Stream answers MESSAGE (a number) times, 50 ms apart.
+func serveGRPC(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 2 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		http.Error(w, "gRPC needs HTTP/2 and content-type application/grpc", http.StatusUnsupportedMediaType)
+		return
+	}
+	w.Header().Set("Content-Type", "application/grpc")
+	w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+	status := func(code int, message string) {
+		w.Header().Set("Grpc-Status", strconv.Itoa(code))
+		w.Header().Set("Grpc-Message", message)
+	}
+	message, err := readGRPCMessage(r.Body)
+	if err != nil {
+		status(3, "bad request message: "+err.Error())
+		return
+	}
+	switch strings.TrimPrefix(r.URL.Path, "/gefyra.test.Echo/") {
+	case "Unary":
+		_, _ = w.Write(grpcFrame(fmt.Sprintf("hello from %s: %s", identity(), message)))
+	case "Stream":
+		count, err := strconv.Atoi(message)
+		if err != nil || count < 0 || count > 1000 {
+			status(3, "the message must be a count of answers (0-1000)")
+			return
+		}
+		for i := 1; i <= count; i++ {
+			_, _ = w.Write(grpcFrame(fmt.Sprintf("hello from %s #%d", identity(), i)))
+			w.(http.Flusher).Flush()
+			if i < count {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	default:
+		status(12, "unknown method "+r.URL.Path)
+		return
+	}
+	status(0, "")
+}
+
+func grpcFrame(message string) []byte {
+	frame := make([]byte, 5+len(message))
+	binary.BigEndian.PutUint32(frame[1:5], uint32(len(message)))
+	copy(frame[5:], message)
+	return frame
+}
+
+// readGRPCMessage reads one length-prefixed gRPC message (uncompressed, at most 1 MiB).
+func readGRPCMessage(r io.Reader) (string, error) {
+	var prefix [5]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+		return "", err
+	}
+	size := binary.BigEndian.Uint32(prefix[1:])
+	if prefix[0] != 0 || size > 1<<20 {
+		return "", fmt.Errorf("compressed or larger than 1 MiB")
+	}
+	message := make([]byte, size)
+	_, err := io.ReadFull(r, message)
+	return string(message), err
+}
+
+// h2cTransport speaks cleartext HTTP/2 with prior knowledge only: a client's requests share one
+// connection (while it has room for more streams).
+func h2cTransport() *http.Transport {
+	transport := &http.Transport{Protocols: new(http.Protocols)}
+	transport.Protocols.SetUnencryptedHTTP2(true)
+	return transport
+}
+
+// grpcCall makes one gRPC call to gefyra.test.Echo (see serveGRPC) and prints every answer, one per
+// line, then "grpc-status N"; it fails for any status but 0.
+func grpcCall(args []string) error {
+	fs := flag.NewFlagSet("grpc", flag.ExitOnError)
+	timeout := fs.Duration("timeout", 10*time.Second, "call timeout")
+	var hs headers
+	fs.Var(&hs, "H", "metadata 'NAME: VALUE' (repeatable)")
+	if len(args) < 3 {
+		usage()
+	}
+	method := map[string]string{"unary": "Unary", "stream": "Stream"}[args[1]]
+	if method == "" {
+		usage()
+	}
+	_ = fs.Parse(args[3:])
+	req, err := request("POST", strings.TrimSuffix(args[0], "/")+"/gefyra.test.Echo/"+method,
+		strings.NewReader(string(grpcFrame(args[2]))), hs)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	client := http.Client{Timeout: *timeout, Transport: h2cTransport()}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	for {
+		message, err := readGRPCMessage(resp.Body)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Println(message)
+	}
+	code := resp.Trailer.Get("Grpc-Status")
+	if code == "" {
+		code = resp.Header.Get("Grpc-Status") // a trailers-only answer
+	}
+	fmt.Println("grpc-status", code)
+	if code != "0" {
+		return fmt.Errorf("grpc-status %s: %s", code, resp.Trailer.Get("Grpc-Message")+resp.Header.Get("Grpc-Message"))
+	}
+	return nil
 }
 
 func serveTCP(addr string) error {
@@ -314,6 +456,8 @@ func tally(args []string) error {
 	fs := flag.NewFlagSet("tally", flag.ExitOnError)
 	rate := fs.Float64("rate", 0, "requests per second (0: back to back)")
 	keepalive := fs.Bool("keepalive", false, "one connection for all requests (else a new one each)")
+	h2c := fs.Bool("h2c", false, "cleartext HTTP/2: all requests as streams of one connection")
+	parallel := fs.Int("parallel", 1, "requests in flight at once (with --h2c: interleaved streams)")
 	timeout := fs.Duration("timeout", 5*time.Second, "request timeout")
 	var variants headers
 	fs.Var(&variants, "variant", "header 'NAME: VALUE' of every n-th request ('' for none; repeatable)")
@@ -330,13 +474,56 @@ func tally(args []string) error {
 		variants = headers{""}
 	}
 	transport := &http.Transport{DisableKeepAlives: !*keepalive, MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}
+	if *h2c {
+		transport = h2cTransport()
+	}
 	client := http.Client{Timeout: *timeout, Transport: transport}
 	answers := map[string]map[string]int{}
+	protocols := map[string]int{}
 	var failures []string
 	var failedAt []float64 // seconds since the start, of each failure
 	var samples []float64
 	conns := map[string]bool{}
+	var mu sync.Mutex
+	slots := make(chan struct{}, max(*parallel, 1))
+	var wg sync.WaitGroup
 	start := time.Now()
+	one := func(req *http.Request, variant string) {
+		defer func() { <-slots; wg.Done() }()
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			mu.Lock()
+			conns[info.Conn.LocalAddr().String()] = true
+			mu.Unlock()
+		}}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+		began := time.Now()
+		resp, err := client.Do(req)
+		var body []byte
+		if err == nil {
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failures = append(failures, err.Error())
+			failedAt = append(failedAt, began.Sub(start).Seconds())
+			return
+		}
+		samples = append(samples, float64(time.Since(began).Microseconds())/1000)
+		who, ok := strings.CutPrefix(string(body), "hello from ")
+		if resp.StatusCode >= 400 || !ok {
+			failures = append(failures, fmt.Sprintf("HTTP %d: %.80s", resp.StatusCode, body))
+			failedAt = append(failedAt, began.Sub(start).Seconds())
+			return
+		}
+		who, _, _ = strings.Cut(who, " path=")
+		if answers[variant] == nil {
+			answers[variant] = map[string]int{}
+		}
+		answers[variant][who]++
+		protocols[resp.Proto]++
+	}
 	for i := 0; i < count; i++ {
 		if *rate > 0 {
 			if wait := time.Until(start.Add(time.Duration(float64(i) / *rate * float64(time.Second)))); wait > 0 {
@@ -348,30 +535,11 @@ func tally(args []string) error {
 		if err != nil {
 			return err
 		}
-		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { conns[info.Conn.LocalAddr().String()] = true }}
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
-		began := time.Now()
-		resp, err := client.Do(req)
-		if err != nil {
-			failures = append(failures, err.Error())
-			failedAt = append(failedAt, began.Sub(start).Seconds())
-			continue
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		samples = append(samples, float64(time.Since(began).Microseconds())/1000)
-		who, ok := strings.CutPrefix(string(body), "hello from ")
-		if err != nil || resp.StatusCode >= 400 || !ok {
-			failures = append(failures, fmt.Sprintf("HTTP %d: %.80s", resp.StatusCode, body))
-			failedAt = append(failedAt, began.Sub(start).Seconds())
-			continue
-		}
-		who, _, _ = strings.Cut(who, " path=")
-		if answers[variant] == nil {
-			answers[variant] = map[string]int{}
-		}
-		answers[variant][who]++
+		slots <- struct{}{}
+		wg.Add(1)
+		go one(req, variant)
 	}
+	wg.Wait()
 	sort.Float64s(samples)
 	pick := func(q float64) float64 {
 		if len(samples) == 0 {
@@ -384,7 +552,7 @@ func tally(args []string) error {
 		shown = shown[:5]
 	}
 	out, _ := json.Marshal(map[string]any{
-		"answers": answers, "failed": len(failures), "failures": shown, "connections": len(conns),
+		"answers": answers, "failed": len(failures), "failures": shown, "connections": len(conns), "protocols": protocols,
 		"p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": pick(1), "seconds": time.Since(start).Seconds(),
 		"failed_at": failedAt,
 	})

@@ -245,3 +245,83 @@ def test_a_container_that_sets_its_command_and_has_an_exec_probe_is_bridged(ns: 
     eventually(as_before, timeout=45)
     pods_after = kubectl_json("-n", ns, "get", "pods", "-l", "app=cmd")["items"]
     assert {p["metadata"]["name"]: p["spec"] for p in pods_after} == pods_before
+
+
+def _grpc(ns: str, service: str, method: str, message: str, *metadata: str) -> list[str]:
+    """A gRPC call of the test server's Echo from the caller pod: its answers, then its status."""
+    args = [a for m in metadata for a in ("-H", m)]
+    return kubectl("-n", ns, "exec", "caller", "--", "testserver", "grpc", f"http://{service}", method, message,
+                   *args).splitlines()
+
+
+def test_h2c_and_grpc_are_routed_per_stream(ns: str) -> None:
+    """A workload whose Service port says h2c (appProtocol): each gRPC call and each HTTP/2 stream
+    goes to whoever its metadata (headers) names, also when they share one connection."""
+    devcluster.apply(devcluster.http_workload("api", ns, replicas=2))
+    kubectl("-n", ns, "patch", "service", "api", "--type=json",
+            "-p", '[{"op": "add", "path": "/spec/ports/0/appProtocol", "value": "kubernetes.io/h2c"}]')
+    kubectl("-n", ns, "rollout", "status", "deploy/api", "--timeout=90s")
+    bridge(DEV_A, ns, "pb-a", "--match-header-exact", "x-dev:a", target="deploy/api")
+    bridge(DEV_B, ns, "pb-b", "--match-header-exact", "x-dev:b", target="deploy/api")
+    try:
+        assert _grpc(ns, "api", "unary", "hi", "x-dev: a") == ["hello from DEV-A: hi", "grpc-status 0"]
+        assert _grpc(ns, "api", "unary", "hi", "x-dev: b") == ["hello from DEV-B: hi", "grpc-status 0"]
+        cluster = _grpc(ns, "api", "unary", "hi")
+        assert cluster[0].startswith("hello from api-") and cluster[1] == "grpc-status 0", cluster
+        # Server streaming: every message of the call from the one it was routed to.
+        assert _grpc(ns, "api", "stream", "3", "x-dev: b") == [f"hello from DEV-B #{i}" for i in (1, 2, 3)] + ["grpc-status 0"]
+        streamed = _grpc(ns, "api", "stream", "2")
+        assert all(line.startswith("hello from api-") for line in streamed[:2]) and streamed[2] == "grpc-status 0"
+        # h2c: 30 requests as interleaved streams (9 in flight) of one connection, each routed alone.
+        args = ["tally", "http://api/", "30", "--h2c", "--parallel", "9",
+                "--variant", "x-dev: a", "--variant", "x-dev: b", "--variant", ""]
+        found = json.loads(kubectl("-n", ns, "exec", "caller", "--", "testserver", *args))
+        assert found["failed"] == 0 and found["connections"] == 1 and found["protocols"] == {"HTTP/2.0": 30}, found
+        assert servers(found, "x-dev: a") == {"DEV-A"} and servers(found, "x-dev: b") == {"DEV-B"}, found
+        assert all(s.startswith("api-") for s in servers(found, "")), found
+        # HTTP/1.1 callers on the same port are routed too (and passed on over HTTP/2).
+        plain = json.loads(kubectl("-n", ns, "exec", "caller", "--", "testserver", "tally", "http://api/", "6",
+                                   "--variant", "x-dev: a", "--variant", ""))
+        assert plain["failed"] == 0 and servers(plain, "x-dev: a") == {"DEV-A"}, plain
+        assert all(s.startswith("api-") for s in servers(plain, "")), plain
+    finally:
+        ok("unbridge", "--all", env=DEV_A)
+        ok("unbridge", "--all", env=DEV_B)
+    eventually(lambda: assert_equal(_grpc(ns, "api", "unary", "x", "x-dev: a")[0][:15], "hello from api-"), timeout=30)
+
+
+def test_a_mirror_gets_a_copy_of_each_matching_request_and_answers_none(ns: str) -> None:
+    """--mirror: the caller gets the cluster's answers only, also while the local container is
+    stopped; the local container gets a copy of each matching request, bodies included."""
+    ok("run", "-i", TEST_IMAGE, "-N", "pb-copy", "-n", ns, "-d", "-e", "MESSAGE=COPY", "-e", "LOG_REQUESTS=1",
+       env=DEV_A)
+    found = bridge(DEV_A, ns, "pb-copy", "--mirror", "--match-path-prefix", "/orders/")
+    try:
+        assert found["mirror"] is True and found["mode"] == "router (mirror)", found
+        assert "(a copy of requests with path-prefix /orders/)" in ok("list", env=DEV_A).stdout
+        answered = tally(ns, "/orders/1", 10, "x-dev: a", "")
+        assert answered["failed"] == 0 and all(s.startswith("shop-") for s in servers(answered, "")), answered
+        assert all(s.startswith("shop-") for s in servers(answered, "x-dev: a")), answered
+        tally(ns, "/other", 4)
+        upload = kubectl("-n", ns, "exec", "caller", "--", "testserver", "upload", "http://shop/orders/up", "70000")
+        assert upload.startswith("hello from shop-"), upload
+        sent = upload.split("sent_sha256=")[1].strip()
+
+        def copies() -> list[str]:
+            return [line.split(" request ", 1)[1] for line in ok("logs", "pb-copy", env=DEV_A).stdout.splitlines()
+                    if " request " in line]
+
+        def assert_copied() -> None:
+            found = copies()
+            assert sorted(c.split(" x-dev=")[0] for c in found if c.startswith("GET ")) == ["GET /orders/1 HTTP/1.1"] * 10
+            assert [c for c in found if not c.startswith("GET ")] == \
+                [f'POST /orders/up HTTP/1.1 x-dev="" body=70000 sha256={sent}'], found
+
+        eventually(assert_copied, timeout=10)
+        # The copy's answers never mattered: with the local container stopped, nothing changes.
+        devcluster.engine("stop", "-t", "1", "pb-copy")
+        stopped = tally(ns, "/orders/2", 10)
+        assert stopped["failed"] == 0 and all(s.startswith("shop-") for s in servers(stopped)), stopped
+    finally:
+        ok("unbridge", "--all", env=DEV_A)
+        gefyra("rm", "pb-copy", env=DEV_A)

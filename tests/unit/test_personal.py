@@ -9,6 +9,7 @@ import pytest
 
 from gefyra import errors
 from gefyra.core.model import validation
+from gefyra.core.model.crd import PortClaim, conflict
 from gefyra.core.model.routing import Forward, Match, Route
 from gefyra.core.spi.interceptor import InvalidRoute
 from gefyra.operator import retry
@@ -81,6 +82,30 @@ def test_other_ports_pass_through_and_a_global_bridge_takes_every_connection() -
     assert "listen 9001 udp;" in stream and "listen 8080;\n    proxy_pass 10.0.0.9:20001;" in stream
 
 
+def test_a_personal_port_takes_http2_and_passes_it_on_as_its_workload_speaks() -> None:
+    personal = (((Match("header-exact", "a", "x-dev"),), "10.0.0.9:20001"),)
+    http1 = router_config("r1", [Listener(8080, "tcp", ("10.0.0.5:8080",), personal=personal)])[1]
+    h2c = router_config("r1", [Listener(8080, "tcp", ("10.0.0.5:8080",), personal=personal, http2=True)])[1]
+    # Both ports take HTTP/1.x and prior-knowledge HTTP/2 from callers, each stream routed alone.
+    assert "listen 8080;\n    http2 on;" in http1 and "listen 8080;\n    http2 on;" in h2c
+    assert "proxy_pass http://$gefyra_8080_upstream;" in http1 and "grpc_pass" not in http1
+    assert "grpc_pass grpc://$gefyra_8080_upstream;" in h2c and "proxy_pass" not in h2c.split("server {")[-1]
+
+
+@pytest.mark.parametrize(("port", "http2"), [
+    ({"port": 80, "appProtocol": "kubernetes.io/h2c"}, True),
+    ({"port": 80, "appProtocol": "grpc", "name": "http"}, True),
+    ({"port": 80, "appProtocol": "http", "name": "grpc"}, False),  # appProtocol wins over the name
+    ({"port": 80, "name": "grpc-api"}, True),
+    ({"port": 80, "name": "http2"}, True),
+    ({"port": 80, "name": "grpcish"}, False),
+    ({"port": 80, "name": "http"}, False),
+    ({"port": 80}, False),
+])
+def test_a_service_port_says_whether_it_speaks_http2(port: dict[str, Any], http2: bool) -> None:
+    assert router_module.speaks_http2(port) is http2
+
+
 @pytest.mark.parametrize("listener", [
     Listener(8080, "tcp", ("10.0.0.5:8080; include /etc/passwd",)),
     Listener(8080, "udp", (), personal=(((Match("path-prefix", "/"),), "10.0.0.9:1"),)),
@@ -128,6 +153,39 @@ def test_the_plan_reroutes_the_services_that_lead_to_a_bridged_port() -> None:
     assert by_port[8080].originals == ("10.0.0.5:8080", "10.0.0.6:8080")  # ready ones only
     assert [to for _, to in by_port[8080].personal] == ["10.0.0.9:20001", "10.0.0.9:20002"]  # in the routes' order
     assert by_port[9000].personal == () and not by_port[9000].everything_to
+
+
+def test_a_mirror_copies_the_matching_requests_from_the_request_itself() -> None:
+    mirrors = (((Match("path-prefix", "/orders/"),), "10.0.0.9:20003"), ((), "10.0.0.9:20004"))
+    http1 = router_config("r1", [Listener(8080, "tcp", ("10.0.0.5:8080",), mirrors=mirrors)])[1]
+    # Each flag is set in the request (the copy's own URI would not match the path condition)...
+    assert "set $gefyra_copy_0 $gefyra_8080_m0;\n        mirror //gefyra-copy-0;" in http1
+    assert "map $uri $gefyra_8080_m0_c0 {" in http1
+    assert 'map "" $gefyra_8080_m1 {\n    default 0;\n    "" 1;\n}' in http1  # no condition: every request
+    # ... a copy that does not match is dropped at once, a matching one keeps the request's URI.
+    assert "if ($gefyra_copy_0 != 1) {\n            return 204;\n        }" in http1
+    assert "proxy_pass http://gefyra_8080_m0$request_uri;" in http1
+    # Nothing takes requests away from the workload: with mirrors only, every answer is its own.
+    assert "map \"\" $gefyra_8080_upstream {\n    default gefyra_8080_orig;\n}" in http1
+    h2c = router_config("r1", [Listener(8080, "tcp", ("10.0.0.5:8080",), mirrors=mirrors, http2=True)])[1]
+    assert "set $gefyra_path $uri;" in h2c and "rewrite ^ $gefyra_path break;\n        grpc_pass grpc://gefyra_8080_m0;" in h2c
+
+
+def test_mirrors_share_a_port_with_personal_bridges_but_not_with_a_global_one() -> None:
+    mirror, personal, everything = (PortClaim(n, "server", frozenset({8080}), p)
+                                    for n, p in (("m", True), ("p", True), ("g", False)))
+    assert conflict(mirror, [personal]) is None and conflict(personal, [mirror]) is None
+    assert "globally" in str(conflict(mirror, [everything])) and "personal" in str(conflict(everything, [mirror]))
+
+
+def test_the_plan_puts_mirrors_beside_personal_routes() -> None:
+    service = _service("web", {"app": "web"}, [{"name": "grpc", "port": 80, "targetPort": 8080}])
+    routes = [Route("a", "server", (Forward(8080, "10.0.0.9", 20001),), (Match("header-exact", "a", "x-dev"),)),
+              Route("m", "server", (Forward(8080, "10.0.0.9", 20002),), mirror=True)]
+    layout = router_module.plan("r1", routes, TEMPLATE, [service], [_pod("web-1", "10.0.0.5", {"app": "web"})], "shop")
+    (listener,) = layout.listeners
+    assert [to for _, to in listener.personal] == ["10.0.0.9:20001"] and listener.mirrors == (((), "10.0.0.9:20002"),)
+    assert listener.http2 and not listener.everything_to  # the Service port's name says gRPC
 
 
 def test_a_route_that_no_service_leads_to_is_invalid() -> None:

@@ -50,6 +50,11 @@ def test_a_personal_bridge_cannot_be_in_place() -> None:
         BridgeRequest("app", "deploy/api", {80: 80}, matches=[Match("path-prefix", "/")], in_place=True).validate()
 
 
+def test_a_mirror_cannot_be_in_place() -> None:
+    with pytest.raises(errors.UsageError, match="a mirror cannot be in place"):
+        BridgeRequest("app", "deploy/api", {80: 80}, mirror=True, in_place=True).validate()
+
+
 def test_kubelets_back_off_is_estimated_from_recent_restarts() -> None:
     now = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.UTC)
     ended = (now - datetime.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -152,6 +152,13 @@ class BridgeSpec:
     interceptor: str | None = None
     #: A global bridge that takes connections to the pods' own addresses too (see Route.in_place).
     in_place: bool = False
+    #: A read-only copy of the matching requests (see Route.mirror).
+    mirror: bool = False
+
+    @property
+    def personal(self) -> bool:
+        """It shares its ports with other personal bridges and mirrors (a global one takes them all)."""
+        return bool(self.matches) or self.mirror
 
     @property
     def remote_ports(self) -> tuple[int, ...]:
@@ -289,15 +296,17 @@ def parse_bridge(obj: Mapping[str, Any]) -> GefyraBridge:
     ports, ports_problem = _ports(spec.get("ports"))
     matches, matches_problem = _matches(spec.get("match"))
     interceptor = spec.get("interceptor")
-    in_place = spec.get("inPlace") is True
+    in_place, mirror = spec.get("inPlace") is True, spec.get("mirror") is True
     if in_place and matches and not (problem or ports_problem or matches_problem):
         matches_problem = "a personal bridge (spec.match) cannot be in place (spec.inPlace)"
+    if in_place and mirror and not (problem or ports_problem or matches_problem):
+        matches_problem = "a mirror (spec.mirror) cannot be in place (spec.inPlace)"
     return GefyraBridge(
         name=_text(metadata.get("name")),
         spec=BridgeSpec(client=_text(spec.get("client")), owner=_text(spec.get("owner")),
                         local_container=_text(spec.get("localContainer")), target=target, ports=ports,
                         matches=matches, interceptor=interceptor if isinstance(interceptor, str) and interceptor else None,
-                        in_place=in_place),
+                        in_place=in_place, mirror=mirror),
         status=BridgeStatus(phase=_text(status.get("phase")), message=_text(status.get("message")),
                             proxy_ports=_proxy_ports(status.get("proxyPorts")), pods=_names(status.get("pods")),
                             pod_namespace=_text(status.get("podNamespace")), services=_names(status.get("services")),
@@ -317,6 +326,7 @@ def bridge_body(name: str, spec: BridgeSpec) -> dict[str, Any]:
         "spec": {"client": spec.client, "owner": spec.owner, "localContainer": spec.local_container,
                  **({"interceptor": spec.interceptor} if spec.interceptor else {}),
                  **({"inPlace": True} if spec.in_place else {}),
+                 **({"mirror": True} if spec.mirror else {}),
                  **({"match": [{"kind": m.kind, **({"header": m.header} if m.header else {}), "value": m.value}
                                for m in spec.matches]} if spec.matches else {}),
                  "target": {"namespace": target.namespace, "kind": target.kind, "name": target.name,
@@ -362,6 +372,6 @@ def conflict(claim: PortClaim, earlier: Iterable[PortClaim]) -> str | None:
 
 def claims_on(bridges: Sequence[GefyraBridge], workload: Target) -> list[PortClaim]:
     """The port claims of the well-formed bridges on ``workload`` that are not going away."""
-    return [PortClaim(b.name, b.spec.target.container, frozenset(b.spec.remote_ports), bool(b.spec.matches))
+    return [PortClaim(b.name, b.spec.target.container, frozenset(b.spec.remote_ports), b.spec.personal)
             for b in bridges if b.spec.target is not None and b.spec.target.workload == workload
             and not b.problem and not b.deleting]

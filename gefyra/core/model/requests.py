@@ -82,6 +82,10 @@ class BridgeRequest:
     #: container is swapped in place and restarts (and again at unbridge). Else only what reaches
     #: the workload's Services is taken, and no pod is touched.
     in_place: bool = False
+    #: A read-only copy: the matching requests (every HTTP request without ``matches``) are
+    #: answered by the workload as before, and a copy of each comes to ``local``, whose answers
+    #: go nowhere.
+    mirror: bool = False
     wait: bool = True
     timeout: float = 60.0
 
@@ -98,4 +102,7 @@ class BridgeRequest:
         if self.in_place and self.matches:
             raise errors.UsageError("BridgeRequest.in_place: a personal bridge (matches) cannot be in place",
                                     "leave the conditions out for an in-place bridge, or in_place for a personal one")
+        if self.in_place and self.mirror:
+            raise errors.UsageError("BridgeRequest.in_place: a mirror cannot be in place",
+                                    "leave out in_place (a mirror copies what reaches the workload's Services)")
         v.seconds_value(self.timeout, "BridgeRequest.timeout")

@@ -70,6 +70,9 @@ class Route:
     #: the pods changed (their containers restart); else only what reaches the workload's
     #: Services is taken, and no pod is touched.
     in_place: bool = False
+    #: A read-only copy: the requests that match (all of them, without conditions) are answered
+    #: by the workload as before, and a copy of each goes to ``forwards``, whose answers go nowhere.
+    mirror: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

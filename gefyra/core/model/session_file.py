@@ -72,6 +72,8 @@ SCHEMA: dict[str, Any] = {
                 "target": _WORKLOAD,
                 "namespace": {"type": "string"},
                 "ports": {"type": "array", "items": {"type": "string", "description": "REMOTE:LOCAL"}},
+                "mirror": {"type": "boolean", "description": "read-only: the workload keeps answering the "
+                           "(matching) requests, and a copy of each comes to the container"},
                 "match": {"type": "object", "additionalProperties": False,
                           "properties": {k: {"type": "string"} for k in MATCH_KINDS},
                           "description": "a personal bridge's conditions, e.g. header-exact: 'x-dev:me'"},
@@ -135,6 +137,12 @@ class _Reader:
         value = self.value(node)
         if not isinstance(value, str):
             raise self.fail(node, field, "is not text")
+        return value
+
+    def flag(self, node: yaml.Node, field: str) -> bool:
+        value = self.value(node)
+        if not isinstance(value, bool):
+            raise self.fail(node, field, "is not true or false")
         return value
 
     def texts(self, node: yaml.Node, field: str) -> list[str]:
@@ -233,7 +241,7 @@ def _bridge(reader: _Reader, index: int, node: yaml.Node, namespace: str,
         ports=reader.checked(spec["ports"], f"{field}.ports", validation.bridge_ports),
         namespace=reader.checked(spec["namespace"], f"{field}.namespace", validation.dns_label, "namespace")
         if "namespace" in spec else namespace,
-        matches=matches)
+        matches=matches, mirror=reader.flag(spec["mirror"], f"{field}.mirror") if "mirror" in spec else False)
     try:
         request.validate()
     except errors.UsageError as exc:

@@ -99,6 +99,21 @@ def router_deployment(name: str, target: Target, image: str) -> dict[str, Any]:
     }
 
 
+#: Service port ``appProtocol`` values that mean cleartext HTTP/2 (Kubernetes' own name, and the
+#: names Istio and gateways use); a port without one counts by its name's prefix, as Istio reads it.
+_HTTP2_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "h2c", "http2", "grpc", "grpc-web"})
+_HTTP2_NAME_PREFIXES = ("h2c", "http2", "grpc")
+
+
+def speaks_http2(port: dict[str, Any]) -> bool:
+    """The Service port says its workload speaks cleartext HTTP/2 (h2c, gRPC) there."""
+    declared = str(port.get("appProtocol") or "").lower()
+    if declared:
+        return declared in _HTTP2_APP_PROTOCOLS
+    name = str(port.get("name") or "").lower()
+    return any(name == p or name.startswith(p + "-") for p in _HTTP2_NAME_PREFIXES)
+
+
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
@@ -179,7 +194,8 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
                 continue
             protocol = str(port.get("protocol", "TCP")).lower()
             takers = _takers(routed_ports, resolved) if protocol == "tcp" else []
-            entry = by_port.setdefault((resolved[1], protocol), {"routes": takers, "originals": set()})
+            entry = by_port.setdefault((resolved[1], protocol), {"routes": takers, "originals": set(), "http2": False})
+            entry["http2"] |= speaks_http2(port)
             for pod in members:
                 ip, on_pod = _ready_ip(pod), _target_port(port, (pod.get("spec") or {}).get("containers") or [])
                 if ip and on_pod is not None:
@@ -199,10 +215,13 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
     listeners = []
     for (number, protocol), entry in sorted(by_port.items()):
         takers, originals = entry["routes"], tuple(sorted(entry["originals"]))
-        personal = tuple((r.matches, _forward_to(r, number)) for r in takers if r.matches)
-        everything = [r for r in takers if not r.matches]  # at most one, alone (the operator sees to it)
+        personal = tuple((r.matches, _forward_to(r, number)) for r in takers if r.matches and not r.mirror)
+        mirrors = tuple((r.matches, _forward_to(r, number)) for r in takers if r.mirror)
+        # A global one is alone on its port (the operator sees to it).
+        everything = [r for r in takers if not r.matches and not r.mirror]
         listeners.append(Listener(number, protocol, originals, personal=() if everything else personal,
-                                  everything_to=_forward_to(everything[0], number) if everything else ""))
+                                  everything_to=_forward_to(everything[0], number) if everything else "",
+                                  mirrors=() if everything else mirrors, http2=entry["http2"]))
     return _Plan(listeners, slice_ports, routed)
 
 
@@ -290,7 +309,8 @@ class Router:
         failure = "" if ready else await self._failure(cluster, name, routers)
         states = {r.bridge: RouteState(
             ready=ready, pods=tuple(sorted(p["metadata"]["name"] for p in routers)), namespace=GEFYRA_NAMESPACE,
-            sources=tuple(sorted(ips)), services=tuple(sorted(layout.routed[r.bridge])), mode="router",
+            sources=tuple(sorted(ips)), services=tuple(sorted(layout.routed[r.bridge])),
+            mode="router (mirror)" if r.mirror else "router",
             message=f"{len(current)} of {REPLICAS} routers carry the bridge"
                     + ("" if switched else "; the Services do not lead to them yet"), failure=failure) for r in routes}
         return states, bool(ips) and len(current) == len(ips)
@@ -334,7 +354,7 @@ class Router:
         if listeners is None:  # not planned since the operator started: nothing known to take off
             return True
         ips = {p["status"]["podIP"] for p in await self._router_pods(cluster, name)}
-        passing = [dataclasses.replace(listener, personal=(), everything_to="") for listener in listeners]
+        passing = [dataclasses.replace(listener, personal=(), mirrors=(), everything_to="") for listener in listeners]
         version = self._publish(name, passing, ips)
         return all(self.board.applied((ip, "")) in (None, version) for ip in ips)
 

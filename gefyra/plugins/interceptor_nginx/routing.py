@@ -2,7 +2,10 @@
 
 The router listens on each target port of the Services it stands in for. A port with personal
 bridges is an HTTP proxy that chooses the upstream per request: the first bridge whose conditions
-all hold gets it, every other request goes to the workload's own pods. A port with a global bridge
+all hold gets it, every other request goes to the workload's own pods. It takes HTTP/1.x and
+cleartext HTTP/2 (prior knowledge; nginx tells them apart by HTTP/2's preface), so each stream of
+an HTTP/2 connection (a gRPC call) is routed on its own. Towards the workload and the developers it
+speaks HTTP/1.1, or HTTP/2 where the port speaks it (:attr:`Listener.http2`: h2c, gRPC). A port with a global bridge
 forwards every connection to the developer; any other port of those Services forwards every
 connection (TCP or UDP) to the workload's own pods, as the Service did before.
 
@@ -32,6 +35,12 @@ class Listener:
     personal: tuple[tuple[tuple[Match, ...], str], ...] = ()
     #: A global bridge: every connection to this "IP:PORT".
     everything_to: str = ""
+    #: Read-only copies, in order: (conditions, "IP:PORT"); each matching request is also sent
+    #: there, whose answer goes nowhere (the request is answered as if the copy did not exist).
+    mirrors: tuple[tuple[tuple[Match, ...], str], ...] = ()
+    #: The workload speaks cleartext HTTP/2 on this port (h2c, gRPC): personal routes pass requests
+    #: on over HTTP/2 (nginx's gRPC proxy, which carries any HTTP/2 request and its trailers).
+    http2: bool = False
 
 
 def _address(text: str) -> str:
@@ -79,38 +88,77 @@ def _upstream(name: str, servers: Sequence[str], keepalive: int = 0) -> str:
     return f"upstream {name} {{\n" + "\n".join(lines) + "\n}\n"
 
 
+def _flag(port: int, name: str, matches: Sequence[Match], out: list[str]) -> str:
+    """Adds the maps that make ``$gefyra_PORT_NAME`` 1 when every condition holds (always, for
+    none); returns the variable."""
+    parts = []
+    for j, match in enumerate(matches):
+        var = f"$gefyra_{port}_{name}_c{j}"
+        out.append(f"map {_subject(match)} {var} {{\n    default 0;\n    {_quoted('~' + condition_regex(match))} 1;\n}}\n")
+        parts.append(var)
+    flag = f"$gefyra_{port}_{name}"
+    out.append(f"map \"{''.join(parts)}\" {flag} {{\n    default 0;\n    \"{'1' * len(parts)}\" 1;\n}}\n")
+    return flag
+
+
+def _forwarding(upstream: str, http2: bool) -> str:
+    """The directives that pass a request on to ``upstream`` (a name or a variable)."""
+    if http2:
+        return (f"grpc_pass grpc://{upstream};\n        grpc_set_header Host $http_host;\n"
+                "        grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
+    return (f"proxy_pass http://{upstream};\n        proxy_http_version 1.1;\n"
+            "        proxy_set_header Host $http_host;\n        proxy_set_header Upgrade $http_upgrade;\n"
+            "        proxy_set_header Connection $gefyra_connection;\n"
+            "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
+
+
 def _http_listener(listener: Listener, router: str) -> str:
     port = listener.port
     orig = f"gefyra_{port}_orig"
     out = [_upstream(orig, listener.originals, keepalive=32)]
     flags = []
     for i, (matches, to) in enumerate(listener.personal):
-        route = f"gefyra_{port}_r{i}"
-        out.append(_upstream(route, [to], keepalive=8))
-        parts = []
-        for j, match in enumerate(matches):
-            var = f"$gefyra_{port}_r{i}_c{j}"
-            out.append(f"map {_subject(match)} {var} {{\n    default 0;\n    {_quoted('~' + condition_regex(match))} 1;\n}}\n")
-            parts.append(var)
-        out.append(f"map \"{''.join(parts)}\" $gefyra_{port}_r{i} {{\n    default 0;\n    \"{'1' * len(parts)}\" 1;\n}}\n")
-        flags.append(f"$gefyra_{port}_r{i}")
+        out.append(_upstream(f"gefyra_{port}_r{i}", [to], keepalive=8))
+        flags.append(_flag(port, f"r{i}", matches, out))
     choices = "".join(f"    \"~^{'0' * i}1\" gefyra_{port}_r{i};\n" for i in range(len(flags)))
     out.append(f"map \"{''.join(flags)}\" $gefyra_{port}_upstream {{\n    default {orig};\n{choices}}}\n")
+    # Copies: nginx's mirror subrequests (their answers are dropped). A subrequest shares the
+    # request's variables, so each flag is set from the request itself before the copies are made
+    # (a path condition must see the request's path, not the copy's URI). The copies' URIs start
+    # with "//", which no request's normalised path does: no request can reach them.
+    mirrors, copies = [], []
+    for i, (matches, to) in enumerate(listener.mirrors):
+        out.append(_upstream(f"gefyra_{port}_m{i}", [to], keepalive=8))
+        flag = _flag(port, f"m{i}", matches, out)
+        mirrors.append(f"        set $gefyra_copy_{i} {flag};\n        mirror //gefyra-copy-{i};\n")
+        # The copy keeps the request's own URI: as it came (HTTP/1.1 takes it whole), or its path
+        # put back (nginx's HTTP/2 proxy sends the copy's path, and the request's arguments).
+        upstream = f"gefyra_{port}_m{i}"
+        uri = "rewrite ^ $gefyra_path break;\n        " if listener.http2 else ""
+        copies.append(f"""    location = //gefyra-copy-{i} {{
+        internal;
+        if ($gefyra_copy_{i} != 1) {{
+            return 204;
+        }}
+        {uri}{_forwarding(upstream if listener.http2 else upstream + "$request_uri", listener.http2)}
+        proxy_connect_timeout 2s;
+        proxy_read_timeout 10s;
+        grpc_connect_timeout 2s;
+        grpc_read_timeout 10s;
+    }}
+""")
+    keep_path = "        set $gefyra_path $uri;\n" if mirrors and listener.http2 else ""
     out.append(f"""server {{
     listen {port};
+    http2 on;
     location / {{
         if ($http_{PROBE_HEADER.lower().replace('-', '_')}) {{
             add_header {PROBE_ANSWER} {_quoted(router)} always;
             return 204;
         }}
-        proxy_pass http://$gefyra_{port}_upstream;
-        proxy_http_version 1.1;
-        proxy_set_header Host $http_host;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection $gefyra_connection;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+{keep_path}{"".join(mirrors)}        {_forwarding(f"$gefyra_{port}_upstream", listener.http2)}
     }}
-}}
+{"".join(copies)}}}
 """)
     return "".join(out)
 
@@ -127,7 +175,7 @@ def router_config(router: str, listeners: Sequence[Listener]) -> tuple[str, str]
             raise ValueError(f"bad or repeated listener {listener.port}/{listener.protocol}")
         seen.add((port, listener.protocol))
         udp = " udp" if listener.protocol == "udp" else ""
-        if listener.personal:
+        if listener.personal or listener.mirrors:
             if udp or listener.everything_to:
                 raise ValueError(f"port {port}: personal bridges route HTTP over TCP, and alone")
             http.append(_http_listener(listener, router))
@@ -155,6 +203,10 @@ proxy_buffering off;
 proxy_connect_timeout 5s;
 proxy_read_timeout 3600s;
 proxy_send_timeout 3600s;
+grpc_connect_timeout 5s;
+grpc_read_timeout 3600s;
+grpc_send_timeout 3600s;
+grpc_buffer_size 64k;
 large_client_header_buffers 4 32k;
 server_tokens off;
 """
