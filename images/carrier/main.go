@@ -76,6 +76,9 @@ func main() {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	go poll(n, configURL(), container)
+	if relay := os.Getenv("GEFYRA_CARRIER_COPIES"); relay != "" {
+		go serveCopies(relay)
+	}
 
 	select {
 	case err := <-exited:

@@ -318,10 +318,16 @@ def test_a_mirror_gets_a_copy_of_each_matching_request_and_answers_none(ns: str)
                 [f'POST /orders/up HTTP/1.1 x-dev="" body=70000 sha256={sent}'], found
 
         eventually(assert_copied, timeout=10)
-        # The copy's answers never mattered: with the local container stopped, nothing changes.
-        devcluster.engine("stop", "-t", "1", "pb-copy")
-        stopped = tally(ns, "/orders/2", 10)
-        assert stopped["failed"] == 0 and all(s.startswith("shop-") for s in servers(stopped)), stopped
+        # The copy's answers never mattered: with the local container paused (as at a breakpoint)
+        # or stopped, callers get their answers as before, on keep-alive connections too (a
+        # request held back by a copy would fail: each may take 3 s).
+        for state, undo in (("pause", "unpause"), ("stop", "")):
+            devcluster.engine(state, "pb-copy")
+            args = ["tally", "http://shop/orders/2", "10", "--keepalive", "--timeout", "3s"]
+            held = json.loads(kubectl("-n", ns, "exec", "caller", "--", "testserver", *args))
+            assert held["failed"] == 0 and all(s.startswith("shop-") for s in servers(held)), (state, held)
+            if undo:
+                devcluster.engine(undo, "pb-copy")
     finally:
         ok("unbridge", "--all", env=DEV_A)
         gefyra("rm", "pb-copy", env=DEV_A)

@@ -162,13 +162,19 @@ def test_a_mirror_copies_the_matching_requests_from_the_request_itself() -> None
     assert "set $gefyra_copy_0 $gefyra_8080_m0;\n        mirror //gefyra-copy-0;" in http1
     assert "map $uri $gefyra_8080_m0_c0 {" in http1
     assert 'map "" $gefyra_8080_m1 {\n    default 0;\n    "" 1;\n}' in http1  # no condition: every request
-    # ... a copy that does not match is dropped at once, a matching one keeps the request's URI.
+    # ... a copy that does not match is dropped at once, a matching one goes to the copy relay with
+    # the request's URI and where it is for (an address nginx sets, whatever the caller sent).
     assert "if ($gefyra_copy_0 != 1) {\n            return 204;\n        }" in http1
-    assert "proxy_pass http://gefyra_8080_m0$request_uri;" in http1
+    assert "upstream gefyra_copy_relay {\n    server unix:/dev/shm/gefyra-copies.sock;" in http1
+    assert "proxy_pass http://gefyra_copy_relay$request_uri;" in http1
+    assert "proxy_set_header X-Gefyra-Copy-To 10.0.0.9:20003;" in http1
+    assert "proxy_set_header X-Gefyra-Copy-Proto http/1.1;" in http1
     # Nothing takes requests away from the workload: with mirrors only, every answer is its own.
     assert "map \"\" $gefyra_8080_upstream {\n    default gefyra_8080_orig;\n}" in http1
     h2c = router_config("r1", [Listener(8080, "tcp", ("10.0.0.5:8080",), mirrors=mirrors, http2=True)])[1]
-    assert "set $gefyra_path $uri;" in h2c and "rewrite ^ $gefyra_path break;\n        grpc_pass grpc://gefyra_8080_m0;" in h2c
+    assert "proxy_set_header X-Gefyra-Copy-Proto h2c;" in h2c
+    plain = router_config("r1", [Listener(8080, "tcp", ("10.0.0.5:8080",), personal=mirrors[:1])])[1]
+    assert "gefyra_copy_relay" not in plain
 
 
 def test_mirrors_share_a_port_with_personal_bridges_but_not_with_a_global_one() -> None:

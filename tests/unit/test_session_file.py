@@ -31,6 +31,7 @@ bridges:
     namespace: jobs
     ports: ["9000:9000"]
     match: {header-exact: "x-dev:me", path-prefix: /v2/}
+  - {container: api, target: deploy/audit, ports: ["8080:8080"], mirror: true}
 """
 
 
@@ -41,10 +42,11 @@ def test_a_session_file_becomes_the_apis_requests() -> None:
     assert api.request.namespace == "shop" and api.request.env_from == "deploy/api"
     assert worker.request.namespace == "jobs" and worker.request.command == ["sh", "-c", "echo hi"]
     assert worker.request.ports == {"9000/tcp": 9000} and worker.request.volumes_from == "deploy/worker"
-    global_, personal = session.bridges
+    global_, personal, mirror = session.bridges
     assert (global_.local, global_.target, global_.ports, global_.matches) == ("api", "deploy/api", {8080: 8080}, [])
     assert personal.namespace == "jobs" and [str(m) for m in personal.matches] == ["header-exact x-dev:me",
                                                                                   "path-prefix /v2/"]
+    assert mirror.mirror and not global_.mirror and not personal.mirror
 
 
 @pytest.mark.parametrize(("change", "named"), [
@@ -56,6 +58,7 @@ def test_a_session_file_becomes_the_apis_requests() -> None:
     (('"x-dev:me"', '"x_dev:me"'), "gefyra.yaml:19: bridges[1].match.header-exact"),
     (("    image: registry.example.com/worker:dev\n", ""), "gefyra.yaml:8: containers.worker: names neither"),
     (("bridges:", "bridgez:"), "gefyra.yaml:13: bridgez: unknown field"),
+    (("mirror: true", 'mirror: "true"'), "gefyra.yaml:20: bridges[2].mirror: is not true or false"),
     (("    env: {LOG", "    env: {1LOG"), "gefyra.yaml:6: containers.api.env"),
     (("containers:\n", "containers: [\n"), "gefyra.yaml:4: not YAML"),
 ])

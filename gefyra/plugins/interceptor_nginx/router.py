@@ -38,7 +38,7 @@ from gefyra.core.model.validation import is_dns_subdomain
 from gefyra.core.model.workload import WORKLOAD_KINDS, Pod
 from gefyra.core.spi.interceptor import InvalidRoute
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
-from gefyra.plugins.interceptor_nginx.routing import Listener, router_config
+from gefyra.plugins.interceptor_nginx.routing import COPY_RELAY, Listener, router_config
 
 log = structlog.get_logger("gefyra.operator")
 
@@ -88,7 +88,9 @@ def router_deployment(name: str, target: Target, image: str) -> dict[str, Any]:
                 },
                 "containers": [{
                     "name": "router", "image": image, "imagePullPolicy": "IfNotPresent",
-                    "env": [{"name": "GEFYRA_CARRIER_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)}],
+                    "env": [{"name": "GEFYRA_CARRIER_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)},
+                            # mirrors hand their copies to the agent (a Unix socket: nothing outside the pod reaches it)
+                            {"name": "GEFYRA_CARRIER_COPIES", "value": COPY_RELAY}],
                     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                         "capabilities": {"drop": ["ALL"]}},
                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},

@@ -23,6 +23,14 @@ from gefyra.core.model import validation
 from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER, Match
 
 
+#: Where a router's copy relay listens (its agent runs it; see images/carrier/copies.go): a Unix
+#: socket, which no port of the workload can collide with; and the headers that tell it where a
+#: copy goes.
+COPY_RELAY = "/dev/shm/gefyra-copies.sock"
+COPY_TO_HEADER = "X-Gefyra-Copy-To"
+COPY_PROTO_HEADER = "X-Gefyra-Copy-Proto"
+
+
 @dataclasses.dataclass(frozen=True)
 class Listener:
     """One port of the router and where its traffic goes."""
@@ -122,32 +130,29 @@ def _http_listener(listener: Listener, router: str) -> str:
         flags.append(_flag(port, f"r{i}", matches, out))
     choices = "".join(f"    \"~^{'0' * i}1\" gefyra_{port}_r{i};\n" for i in range(len(flags)))
     out.append(f"map \"{''.join(flags)}\" $gefyra_{port}_upstream {{\n    default {orig};\n{choices}}}\n")
-    # Copies: nginx's mirror subrequests (their answers are dropped). A subrequest shares the
+    # Copies: nginx's mirror subrequests, each handed to the router's copy relay (COPY_RELAY),
+    # which answers at once and sends it on to the developer by itself. A subrequest shares the
     # request's variables, so each flag is set from the request itself before the copies are made
     # (a path condition must see the request's path, not the copy's URI). The copies' URIs start
     # with "//", which no request's normalised path does: no request can reach them.
     mirrors, copies = [], []
     for i, (matches, to) in enumerate(listener.mirrors):
-        out.append(_upstream(f"gefyra_{port}_m{i}", [to], keepalive=8))
         flag = _flag(port, f"m{i}", matches, out)
         mirrors.append(f"        set $gefyra_copy_{i} {flag};\n        mirror //gefyra-copy-{i};\n")
-        # The copy keeps the request's own URI: as it came (HTTP/1.1 takes it whole), or its path
-        # put back (nginx's HTTP/2 proxy sends the copy's path, and the request's arguments).
-        upstream = f"gefyra_{port}_m{i}"
-        uri = "rewrite ^ $gefyra_path break;\n        " if listener.http2 else ""
         copies.append(f"""    location = //gefyra-copy-{i} {{
         internal;
         if ($gefyra_copy_{i} != 1) {{
             return 204;
         }}
-        {uri}{_forwarding(upstream if listener.http2 else upstream + "$request_uri", listener.http2)}
-        proxy_connect_timeout 2s;
-        proxy_read_timeout 10s;
-        grpc_connect_timeout 2s;
-        grpc_read_timeout 10s;
+        proxy_pass http://gefyra_copy_relay$request_uri;
+        proxy_http_version 1.1;
+        proxy_set_header Host $http_host;
+        proxy_set_header Connection "";
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header {COPY_TO_HEADER} {_address(to)};
+        proxy_set_header {COPY_PROTO_HEADER} {"h2c" if listener.http2 else "http/1.1"};
     }}
 """)
-    keep_path = "        set $gefyra_path $uri;\n" if mirrors and listener.http2 else ""
     out.append(f"""server {{
     listen {port};
     http2 on;
@@ -156,7 +161,7 @@ def _http_listener(listener: Listener, router: str) -> str:
             add_header {PROBE_ANSWER} {_quoted(router)} always;
             return 204;
         }}
-{keep_path}{"".join(mirrors)}        {_forwarding(f"$gefyra_{port}_upstream", listener.http2)}
+{"".join(mirrors)}        {_forwarding(f"$gefyra_{port}_upstream", listener.http2)}
     }}
 {"".join(copies)}}}
 """)
@@ -187,6 +192,8 @@ def router_config(router: str, listeners: Sequence[Listener]) -> tuple[str, str]
             stream.append(f"server {{\n    listen {port}{udp};\n    proxy_pass {name};\n}}\n")
     if http:
         http.insert(0, _HTTP_COMMON)
+        if any(listener.mirrors for listener in listeners):
+            http.insert(1, f"upstream gefyra_copy_relay {{\n    server unix:{COPY_RELAY};\n    keepalive 16;\n}}\n")
     return "".join(stream), "".join(http)
 
 
