@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from gefyra.core.model import validation
 from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER, Match
 
-
 #: Where a router's copy relay listens (its agent runs it; see images/carrier/copies.go): a Unix
 #: socket, which no port of the workload can collide with; and the headers that tell it where a
 #: copy goes.
