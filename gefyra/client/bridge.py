@@ -295,11 +295,9 @@ class ProveArrival(Step[BridgeContext]):
             """kube-proxy may still send some connections to the workload's own pods for a moment:
             only when every one of a row of them reaches the bridge is that moment over."""
             if ctx.request.matches or ctx.request.mirror:
-                for _ in range(self.IN_A_ROW):
-                    answers = [await tunnel.exchange(ctx.runtime, local_end, target, _PROBE) for target in services]
-                    if not all(_PROBE_ANSWER in a.lower() for a in answers):
-                        return False
-                return True
+                # The row at once: each probe is its own connection, balanced by kube-proxy alone.
+                answers = await tunnel.exchanges(ctx.runtime, local_end, services * self.IN_A_ROW, _PROBE)
+                return all(_PROBE_ANSWER in a.lower() for a in answers)
             # A global bridge: the whole row in one go, counted by the local end's steering.
             before = sum((await tunnel.steered_connections(ctx.runtime, local_end, steered)).values())
             opened = sum(await tunnel.connects(ctx.runtime, local_end, services * self.IN_A_ROW))
@@ -353,7 +351,7 @@ async def _wait_for(ctx: BridgeContext, wanted: Callable[[GefyraBridge], bool], 
         return found if wanted(found) else None
 
     return await wait_until(satisfied, timeout, errors.ReadinessTimeoutError(f"{what} within {timeout:.0f}s",
-                                                                             operator_logs(ctx)), interval=0.15)
+                                                                             operator_logs(ctx)), interval=0.05)
 
 
 async def steer_again(ctx: OperationContext) -> list[str]:

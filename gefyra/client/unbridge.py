@@ -65,7 +65,7 @@ async def remove_bridges(ctx: OperationContext, names: list[str], *, steering: b
     if removed and await cluster_side.operator_running(cluster, ctx.settings, tunnel):
         try:
             await wait_until(all_gone, timeout, errors.ReadinessTimeoutError(
-                f"the bridged workloads were not given back within {timeout:.0f}s", operator_logs(ctx)), interval=0.15)
+                f"the bridged workloads were not given back within {timeout:.0f}s", operator_logs(ctx)), interval=0.05)
             return gone
         except errors.ReadinessTimeoutError:
             if await cluster_side.operator_running(cluster, ctx.settings, tunnel):

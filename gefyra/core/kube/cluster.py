@@ -142,7 +142,7 @@ class Cluster:
             ) from exc
         try:
             with anyio.fail_after(10):
-                await client.VersionApi(self._api).get_code()
+                await self._once("GET", "/version/", None, [], "application/json", "application/json")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             host = self._api.configuration.host
             await self.close()

@@ -166,10 +166,12 @@ class Tunnel(abc.ABC):
         cluster, through the tunnel); for each, whether it opened."""
 
     @abc.abstractmethod
-    async def exchange(self, runtime: ContainerRuntime, name: str, target: tuple[str, int], payload: bytes) -> bytes:
-        """Sends ``payload`` over a TCP connection from the local end ``name`` to ``target`` (in the
-        cluster, through the tunnel) and returns the start of the answer (b"" if none came within
-        a few seconds): enough to ask an HTTP server for its response headers."""
+    async def exchanges(self, runtime: ContainerRuntime, name: str, targets: Sequence[tuple[str, int]],
+                        payload: bytes) -> list[bytes]:
+        """Sends ``payload`` over a new TCP connection from the local end ``name`` to each target (in
+        the cluster, through the tunnel; a target may repeat) and returns the start of each answer
+        (b"" if none came within a few seconds): enough to ask HTTP servers for their response
+        headers. The connections may be made at once."""
 
     async def largest_packet(self, runtime: ContainerRuntime, name: str, sizes: Sequence[int]) -> int:
         """The largest of ``sizes`` (IP packet sizes, largest first) that passes the tunnel of the

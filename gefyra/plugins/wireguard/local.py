@@ -27,6 +27,8 @@ from gefyra.plugins.wireguard.server import TUNNEL_NETWORK, TUNNEL_SERVER_ADDRES
 STEER_CHAIN = "GEFYRA-BRIDGES"
 STEER_DIR = "/etc/gefyra/steer"
 _CONFIG_DIR = "/etc/gefyra"
+#: Between the answers of :meth:`WireGuardTunnel.exchanges` in its one exec's output.
+_SEPARATOR = "@@gefyra-exchange-end@@"
 #: A lost first handshake is retried by WireGuard only after 5 s; the probe loads the peer anew
 #: (which starts a handshake at once) after this long, then after twice as long each time.
 _FIRST_KICK = 0.25
@@ -256,13 +258,23 @@ class WireGuardTunnel(Tunnel):
         answers = output.split()
         return [i < len(answers) and answers[i] == "open" for i in range(len(targets))]
 
-    async def exchange(self, runtime: ContainerRuntime, name: str, target: tuple[str, int], payload: bytes) -> bytes:
-        ip, port = _address(target[0]), checked_port(target[1])
-        # The payload is an argument, never part of the script.
-        script = f'exec 3<>/dev/tcp/{ip}/{port} && printf %s "$1" >&3 && head -c 4096 <&3'
-        _, output = await runtime.exec(name, ["timeout", "3", "bash", "-c", script, "exchange",
+    async def exchanges(self, runtime: ContainerRuntime, name: str, targets: Sequence[tuple[str, int]],
+                        payload: bytes) -> list[bytes]:
+        if not targets:
+            return []
+        # One exec for all: each connection in a subshell of its own, at once; the answers in
+        # files, printed in order between separators. The payload is an argument, never part of
+        # the script; addresses and ports are checked.
+        dir_ = "/tmp/gefyra-exchange.$$"
+        runs = " ".join(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{_address(ip)}/{checked_port(p)} && printf %s \"$1\" >&3 "
+                        f"&& head -c 4096 <&3' exchange \"$1\" > {dir_}/{i} 2>/dev/null &"
+                        for i, (ip, p) in enumerate(targets))
+        show = " ; ".join(f"cat {dir_}/{i}; printf '{_SEPARATOR}'" for i in range(len(targets)))
+        script = f"mkdir -p {dir_}; {runs} wait; {show}; rm -rf {dir_}"
+        _, output = await runtime.exec(name, ["timeout", "5", "bash", "-c", script, "exchange",
                                               payload.decode("latin-1")])
-        return output.encode("latin-1", errors="replace")
+        answers = output.encode("latin-1", errors="replace").split(_SEPARATOR.encode())
+        return [answers[i] if i < len(answers) else b"" for i in range(len(targets))]
 
     async def largest_packet(self, runtime: ContainerRuntime, name: str, sizes: Sequence[int]) -> int:
         for size in sizes:
