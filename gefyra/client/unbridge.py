@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import anyio
 import structlog
 
 from gefyra import errors
@@ -45,34 +46,40 @@ async def remove_bridges(ctx: OperationContext, names: list[str], *, steering: b
     back-off (10 s, 20 s, 40 s, ...) before its own container runs again. Without a running
     operator the client gives the workloads back itself, as far as its rights go, and lets the
     objects go. This client's bridges stop being steered in its local end (unless ``steering`` is
-    False: no engine to reach); other clients' bridges are steered on their machines."""
+    False: no engine to reach) once the workloads have their traffic back: until then a connection
+    may still come through the bridge, and must reach the local container, not a closed port.
+    Other clients' bridges are steered on their machines."""
     cluster, timeout, tunnel = ctx.cluster, ctx.settings.timeout, ctx.orchestrator.tunnel()
     removed: list[GefyraBridge] = []
     for name in names:
         found = await cluster.get(bridge_path(name))
         if found is None:
             continue
-        bridge = parse_bridge(found)
         await cluster.delete(bridge_path(name), foreground=False)
-        if steering and bridge.spec.client == ctx.settings.client_id:
-            await tunnel.unsteer(ctx.runtime, tunnel.local_name(ctx.settings), list(bridge.status.proxy_ports.values()))
-        removed.append(bridge)
+        removed.append(parse_bridge(found))
     gone = [b.name for b in removed]
 
     async def all_gone() -> bool:
         return not [b for b in await list_bridges(cluster) if b.name in gone]
 
-    if removed and await cluster_side.operator_running(cluster, ctx.settings, tunnel):
-        try:
-            await wait_until(all_gone, timeout, errors.ReadinessTimeoutError(
-                f"the bridged workloads were not given back within {timeout:.0f}s", operator_logs(ctx)), interval=0.05)
-            return gone
-        except errors.ReadinessTimeoutError:
-            if await cluster_side.operator_running(cluster, ctx.settings, tunnel):
-                raise
-    if removed:
-        await _give_back_without_operator(ctx, removed)
-    return gone
+    try:
+        if removed and await cluster_side.operator_running(cluster, ctx.settings, tunnel):
+            try:
+                await wait_until(all_gone, timeout, errors.ReadinessTimeoutError(
+                    f"the bridged workloads were not given back within {timeout:.0f}s", operator_logs(ctx)),
+                    interval=0.05)
+                return gone
+            except errors.ReadinessTimeoutError:
+                if await cluster_side.operator_running(cluster, ctx.settings, tunnel):
+                    raise
+        if removed:
+            await _give_back_without_operator(ctx, removed)
+        return gone
+    finally:
+        ports = [p for b in removed if b.spec.client == ctx.settings.client_id for p in b.status.proxy_ports.values()]
+        if steering and ports:
+            with anyio.CancelScope(shield=True):
+                await tunnel.unsteer(ctx.runtime, tunnel.local_name(ctx.settings), ports)
 
 
 async def _give_back_without_operator(ctx: OperationContext, removed: list[GefyraBridge]) -> None:

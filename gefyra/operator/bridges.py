@@ -318,11 +318,15 @@ class Bridges:
             rules.extend(ServerForward(port, member.owner.address, state.sources) for port in member.proxy.values())
             await self._report(member, state)
             done = done and state.ready
+        before = {rule.port: rule for rule in self._rules.get(target, [])}
         for member in members:
             if member.suspended:
                 await self._suspend(member, interception.settled)
             elif member.route is None:
-                done = await self._retire(member, interception.settled) and done
+                retired = await self._retire(member, interception.settled)
+                done = retired and done
+                if not retired:  # its traffic may come through the interceptor until it settles
+                    rules.extend(before[port] for port in member.bridge.proxy_ports().values() if port in before)
         return done, rules
 
     async def _suspend(self, member: _Member, settled: bool) -> None:

@@ -164,25 +164,34 @@ def test_a_global_bridge_and_a_personal_one_on_the_same_port_conflict(ns: str) -
         ok("unbridge", "--all", env=DEV_A)
 
 
-def test_no_request_is_lost_while_a_personal_bridge_comes_and_goes(ns: str) -> None:
-    """A steady request rate through the Service while dev-a bridges and unbridges."""
+@pytest.mark.parametrize("personal", [True, False], ids=["personal", "global"])
+def test_no_request_is_lost_while_a_bridge_comes_and_goes(ns: str, personal: bool) -> None:
+    """A steady request rate through the Service while dev-a bridges and unbridges, personally or
+    globally (both through the router): none fails, and no pod of the workload restarts or changes."""
     count, rate = 400, 40.0
+    pods_before = {p["metadata"]["name"]: (p["spec"], [c["restartCount"] for c in p["status"]["containerStatuses"]])
+                   for p in kubectl_json("-n", ns, "get", "pods", "-l", "app=shop")["items"]}
+    variants = ["--variant", "x-dev: a", "--variant", ""] if personal else []
     load = subprocess.Popen([str(KUBECTL), "--kubeconfig", str(KUBECONFIG), "-n", ns, "exec", "caller", "--",
-                             "testserver", "tally", "http://shop/", str(count), "--rate", str(rate),
-                             "--variant", "x-dev: a", "--variant", ""], stdout=subprocess.PIPE, text=True)
+                             "testserver", "tally", "http://shop/", str(count), "--rate", str(rate), *variants],
+                            stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(1.5)
-        bridge(DEV_A, ns, "pb-a", "--match-header-exact", "x-dev:a")
+        bridge(DEV_A, ns, "pb-a", *(["--match-header-exact", "x-dev:a"] if personal else []))
         time.sleep(2)
         ok("unbridge", "--all", env=DEV_A)
         out, _ = load.communicate(timeout=count / rate + 30)
     finally:
         load.kill()
     found = json.loads(out)
-    MEASURED["requests lost while bridging and unbridging"] = f"{found['failed']} of {count}"
-    MEASURED["max latency under steady load (ms)"] = found["max_ms"]
+    kind = "personal" if personal else "global"
+    MEASURED[f"requests lost while bridging and unbridging ({kind})"] = f"{found['failed']} of {count}"
+    MEASURED[f"max latency under steady load ({kind}, ms)"] = found["max_ms"]
     assert found["failed"] == 0, json.dumps(found)
-    assert servers(found, "x-dev: a") >= {"DEV-A"}  # the bridge was there in between
+    assert servers(found, "x-dev: a" if personal else "") >= {"DEV-A"}  # the bridge was there in between
+    pods_after = {p["metadata"]["name"]: (p["spec"], [c["restartCount"] for c in p["status"]["containerStatuses"]])
+                  for p in kubectl_json("-n", ns, "get", "pods", "-l", "app=shop")["items"]}
+    assert pods_after == pods_before
 
 
 COMMAND_WORKLOAD = """
