@@ -556,6 +556,83 @@ def transports(reps: int, quick: bool) -> list[Figure]:
     ]
 
 
+def _switched(command: Callable[[], Any], prefix: str, *headers: str) -> float:
+    """Seconds from the start of ``command`` to the first answer of `web` to the caller pod that
+    starts with ``prefix`` (a watcher in the pod, polling every 10 ms from before the start)."""
+    caller = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--"]
+    watcher = subprocess.Popen([*caller, "testserver", "watch", "http://web/", prefix,
+                                *[a for h in headers for a in ("-H", h)]], stdout=subprocess.PIPE, text=True)
+    time.sleep(1)  # polling by now
+    started = time.time()
+    command()
+    out, _ = watcher.communicate(timeout=90)
+    return float(out) - started
+
+
+def _absolute(name: str, samples: list[float], limit: float, unit: str = "s") -> Figure:
+    value, p10, p90 = stats(samples)
+    return Figure(name, round(value, 3), unit, None, f"<= {limit} {unit}", meets_target=value <= limit,
+                  p10=round(p10, 3), p90=round(p90, 3))
+
+
+def switch(reps: int, quick: bool) -> list[Figure]:
+    """Personal bridges coming and going on one target, by two developers (two clients on this
+    machine), each timed to the first answer from the right side; the router's cost for HTTP/2
+    (h2c, and gRPC, which takes the same path: nginx's HTTP/2 proxy)."""
+    other, other_local = {"GEFYRA_CLIENT_ID": "gfy-bench-b"}, LOCAL + "-b"
+    gefyra("up")
+    gefyra("up", env=other)
+    for name, env, message in ((LOCAL, None, "LOCAL"), (other_local, other, "OTHER")):
+        sh("docker", "rm", "-f", name, check=False)
+        gefyra("run", "-i", TEST_IMAGE, "-N", name, "-n", NS, "-d", "-e", f"MESSAGE={message}", env=env)
+    a, b = "x-dev: a", "x-dev: b"
+
+    def bridge(local: str, header: str, env: dict[str, str] | None = None) -> None:
+        gefyra("bridge", "-N", local, "-n", NS, "--target", "deploy/web", "-p", "8080:8080",
+               "--match-header-exact", header.replace(": ", ":"), env=env)
+
+    first, second, one_off, last_off = [], [], [], []
+    for _ in range(reps):
+        until(lambda: not kubectl("-n", "gefyra", "get", "deploy", "-l", "gefyra.dev/router", "-o", "name"), 90)
+        first.append(_switched(lambda: bridge(LOCAL, a), "hello from LOCAL", a))
+        second.append(_switched(lambda: bridge(other_local, b, other), "hello from OTHER", b))
+        one_off.append(_switched(lambda: gefyra("unbridge", "--all", env=other), "hello from web-", b))
+        last_off.append(_switched(lambda: gefyra("unbridge", "--all"), "hello from web-", a))
+
+    # HTTP/2 through the router: an h2c workload (its Service port says so), one connection, requests
+    # one after the other; without a bridge, then beside a personal bridge (unmatched) and matched.
+    devcluster.apply(devcluster.http_workload("api", NS, replicas=1))
+    kubectl("-n", NS, "patch", "service", "api", "--type=json",
+            "-p", '[{"op": "add", "path": "/spec/ports/0/appProtocol", "value": "kubernetes.io/h2c"}]')
+    kubectl("-n", NS, "rollout", "status", "deploy/api", "--timeout=120s")
+    caller = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--"]
+    count = "100" if quick else "1000"
+
+    def h2c(*variant: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(sh(*caller, "testserver", "tally", "http://api/", count, "--h2c",
+                                              *[x for v in variant for x in ("--variant", v)]))
+        return found
+
+    until(lambda: h2c()["failed"] == 0)
+    plain = h2c()
+    gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/api", "-p", "8080:8080", "--match-header-exact", "x-dev:a")
+    unmatched, matched = h2c(), h2c(a)
+    gefyra("unbridge", "--all")
+    gefyra("down", env=other)
+    return [
+        _absolute("first personal bridge of a target to its first matching answer", first, 2),
+        _absolute("second developer's bridge on the same target to its first matching answer", second, 1),
+        _absolute("unbridge of one of two to the cluster answering its requests again", one_off, 0.5),
+        _absolute("unbridge of the last to the cluster answering its requests again", last_off, 2),
+        delta_figure("h2c request latency beside a personal bridge (unmatched), p50", unmatched["p50_ms"],
+                     plain["p50_ms"], 1),
+        delta_figure("h2c request latency beside a personal bridge (unmatched), p99", unmatched["p99_ms"],
+                     plain["p99_ms"], 5),
+        delta_figure("h2c request latency through a personal bridge (matched, to the local container), p50",
+                     matched["p50_ms"], plain["p50_ms"], 5),
+    ]
+
+
 def write(figures: list[Figure], quick: bool, out: Path) -> None:
     rows = [dataclasses.asdict(f) for f in figures]
     if quick:
@@ -593,7 +670,8 @@ def _chart(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 #: The sections that run alone with --only (each also part of a full run).
-SECTIONS: dict[str, Callable[[int, bool], list[Figure]]] = {"server-ends": server_ends, "transports": transports}
+SECTIONS: dict[str, Callable[[int, bool], list[Figure]]] = {"server-ends": server_ends, "switch": switch,
+                                                              "transports": transports}
 
 
 def main() -> None:
@@ -614,6 +692,8 @@ def main() -> None:
         figures = SECTIONS[args.only](reps, args.quick)
     else:
         figures = bench(reps, clients, args.quick)
+        if not args.quick:  # (the test suite runs the quick one; `--only switch` alone is quick enough)
+            figures += switch(reps, False)
     write(figures, args.quick, out)
     print((out / "RESULTS.md").read_text())
 

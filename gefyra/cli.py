@@ -479,6 +479,8 @@ _INTERRUPT_GRACE = 10.0
 #: The kinds of a personal bridge's conditions (gefyra.core.model.routing.MATCH_KINDS; kept here so
 #: that --help does not import the orchestrator's modules).
 MATCH_KINDS = ("header-exact", "header-prefix", "header-regex", "path-exact", "path-prefix", "path-regex")
+#: How a workload speaks on bridged ports (gefyra.core.model.routing.PROTOCOLS, kept here likewise).
+PROTOCOLS = ("http", "h2c", "grpc")
 
 
 def _match_flags(values: Sequence[str], flag: str, *, kind: str) -> list[tuple[str, str]]:
@@ -516,6 +518,9 @@ def _match_options(command: F) -> F:
               help="Global bridge that also takes connections to the pods' own IPs: the target container is "
                    "swapped in every pod, so it restarts now and at unbridge (kubelet's back-off grows with each "
                    "restart). Without it, what reaches the workload's Services is taken and no pod restarts.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS),
+              help="How the workload speaks on the ports, for a personal bridge or mirror: http (HTTP/1.x), h2c or "
+                   "grpc (cleartext HTTP/2). Default: what the Service port's appProtocol (or name) says.")
 @click.option("--mirror", is_flag=True,
               help="Read-only: the workload keeps answering the (matching) HTTP requests, and a copy of each comes "
                    "to the local container; its answers and failures never reach the caller.")
@@ -526,7 +531,7 @@ def _match_options(command: F) -> F:
 @output_option
 @click.pass_context
 def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str, ports: dict[int, int], interceptor: str | None,
-           in_place: bool, mirror: bool, timeout: float, no_wait: bool, output: str | None,
+           in_place: bool, mirror: bool, protocol: str | None, timeout: float, no_wait: bool, output: str | None,
            **conditions: list[tuple[str, str]]) -> None:
     """Send the traffic of a workload's ports in the cluster to a local container: all of it, or
     with --match-* (a personal bridge) only the HTTP requests that meet every condition given; the
@@ -544,7 +549,7 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
     A personal bridge or mirror routes each request, over HTTP/1.x or cleartext HTTP/2 (each
     stream of a connection, e.g. a gRPC call, on its own); it speaks HTTP/2 to the workload and
     to the local container where the Service port's appProtocol says so (kubernetes.io/h2c,
-    grpc) or its name starts with grpc, h2c or http2.
+    grpc) or its name starts with grpc, h2c or http2, or where --protocol says so.
     """
     from gefyra.core.model.requests import BridgeRequest
     from gefyra.core.model.routing import Match
@@ -552,8 +557,8 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
     matches = [Match(kind, value, header) for kind in MATCH_KINDS
                for header, value in conditions[f"match_{kind.replace('-', '_')}"]]
     request = BridgeRequest(local=local, target=target, ports=ports, namespace=_namespace(ctx, namespace),
-                            interceptor=interceptor, matches=matches, in_place=in_place, mirror=mirror, wait=not no_wait,
-                            timeout=timeout)
+                            interceptor=interceptor, matches=matches, in_place=in_place, mirror=mirror,
+                            protocol=protocol, wait=not no_wait, timeout=timeout)
     result = _execute(ctx, lambda g: g.bridge(request))
     _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name}"
                                     + (f"; {_scope(r)[2:-1]}" if _scope(r) else "") + ")")

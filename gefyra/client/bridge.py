@@ -194,7 +194,7 @@ class CreateBridge(Step[BridgeContext]):
         spec = BridgeSpec(client=settings.client_id, owner=await ctx.cluster.username(), local_container=request.local,
                           target=target, ports=tuple(PortPair(r, lo) for r, lo in request.ports.items()),
                           matches=tuple(request.matches), interceptor=request.interceptor, in_place=request.in_place,
-                          mirror=request.mirror)
+                          mirror=request.mirror, protocol=request.protocol or "")
         try:
             await ctx.cluster.create(bridge_body(name, spec))
         except errors.ConflictError as exc:

@@ -272,7 +272,8 @@ class Bridges:
         if not bridge.steered:
             return False  # the client steers the ports it was given, then says so: then the route
         forwards = tuple(Forward(remote, self.server_ip, port) for remote, port in sorted(proxy.items()))
-        member.route = Route(bridge.name, spec.target.container, forwards, spec.matches, spec.in_place, spec.mirror)
+        member.route = Route(bridge.name, spec.target.container, forwards, spec.matches, spec.in_place, spec.mirror,
+                             spec.protocol)
         member.owner, member.proxy = owner, proxy
         return True
 

@@ -51,6 +51,8 @@ func main() {
 		err = upgrade(args)
 	case "grpc":
 		err = grpcCall(args)
+	case "watch":
+		err = watch(args)
 	default:
 		usage()
 	}
@@ -67,6 +69,9 @@ func usage() {
   testserver tally URL COUNT [--rate N] [--keepalive] [--h2c [--parallel N]] [--variant 'NAME: VALUE' ...]
                                    (COUNT requests, variants in turn; JSON: answers by variant and server, failures, latency;
                                     --h2c: all over one cleartext HTTP/2 connection, N streams at a time)
+  testserver watch URL PREFIX [--timeout 60s] [-H 'NAME: VALUE' ...]
+                                   (a GET every 10 ms, each on a new connection, until an answer starts with
+                                    PREFIX; prints that moment as Unix time in seconds)
   testserver grpc URL unary|stream MESSAGE [-H 'NAME: VALUE' ...]
                                    (a gRPC call of gefyra.test.Echo over h2c; prints each answer, then grpc-status)
   testserver upload URL BYTES [-H 'NAME: VALUE' ...]   (a chunked POST of BYTES bytes; prints the answer and sent_sha256=)
@@ -210,6 +215,38 @@ func readGRPCMessage(r io.Reader) (string, error) {
 	message := make([]byte, size)
 	_, err := io.ReadFull(r, message)
 	return string(message), err
+}
+
+// watch polls URL until an answer starts with PREFIX and prints when (for the benchmarks' switch
+// times: started before the switch, it sees its first moment, whatever the switch's command does).
+func watch(args []string) error {
+	fs := flag.NewFlagSet("watch", flag.ExitOnError)
+	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
+	var hs headers
+	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
+	if len(args) < 2 {
+		usage()
+	}
+	url, prefix := args[0], args[1]
+	_ = fs.Parse(args[2:])
+	client := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for deadline := time.Now().Add(*timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		req, err := request("GET", url, nil, hs)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if strings.HasPrefix(string(body), prefix) {
+			fmt.Printf("%.3f\n", float64(time.Now().UnixMicro())/1e6)
+			return nil
+		}
+	}
+	return fmt.Errorf("no answer starting with %q within %v", prefix, *timeout)
 }
 
 // h2cTransport speaks cleartext HTTP/2 with prior knowledge only: a client's requests share one

@@ -35,6 +35,15 @@ def test_a_well_formed_bridge_reads_as_written() -> None:
     assert str(found.spec.target) == "deployment/web/server" and found.spec.target.workload == Target("shop", "deployment", "web")
 
 
+def test_a_mirror_and_its_protocol_read_as_written_and_a_bad_protocol_is_the_problem() -> None:
+    spec = BridgeSpec("dev-a", "alice", "web-local", BridgeTarget("shop", "deployment", "web", "server"),
+                      (PortPair(8080, 8000),), mirror=True, protocol="grpc")
+    found = crd.parse_bridge(crd.bridge_body("b1", spec))
+    assert found.spec == spec and found.spec.personal and found.problem is None
+    bad = crd.parse_bridge(_bridge(protocol="h3", match=[{"kind": "path-prefix", "value": "/"}]))
+    assert bad.spec.protocol == "" and "spec.protocol 'h3' is not one of http, h2c, grpc" in str(bad.problem)
+
+
 @pytest.mark.parametrize(("target", "reason"), [
     ({"namespace": "kube-system", "kind": "deployment", "name": "coredns", "container": "coredns"}, "kube-system"),
     ({"namespace": "gefyra", "kind": "deployment", "name": "x", "container": "x"}, "namespace gefyra"),

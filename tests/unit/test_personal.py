@@ -194,6 +194,19 @@ def test_the_plan_puts_mirrors_beside_personal_routes() -> None:
     assert listener.http2 and not listener.everything_to  # the Service port's name says gRPC
 
 
+@pytest.mark.parametrize(("port", "protocol", "http2"), [
+    ({"name": "web", "port": 80, "targetPort": 8080}, "h2c", True),
+    ({"name": "web", "port": 80, "targetPort": 8080, "appProtocol": "grpc"}, "http", False),  # the bridge says
+    ({"name": "web", "port": 80, "targetPort": 8080, "appProtocol": "grpc"}, "", True),  # the Service says
+])
+def test_a_bridges_protocol_wins_over_what_the_service_port_says(port: dict[str, Any], protocol: str,
+                                                                  http2: bool) -> None:
+    route = Route("a", "server", (Forward(8080, "10.0.0.9", 20001),), (Match("header-exact", "a", "x-dev"),),
+                  protocol=protocol)
+    layout = router_module.plan("r1", [route], TEMPLATE, [_service("web", {"app": "web"}, [port])], [], "shop")
+    assert layout.listeners[0].http2 is http2
+
+
 def test_a_route_that_no_service_leads_to_is_invalid() -> None:
     route = Route("a", "server", (Forward(9000, "10.0.0.9", 20001),), (Match("path-prefix", "/"),))
     with pytest.raises(InvalidRoute, match="no Service of namespace shop sends traffic to port 9000"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -53,6 +54,22 @@ def test_a_personal_bridge_cannot_be_in_place() -> None:
 def test_a_mirror_cannot_be_in_place() -> None:
     with pytest.raises(errors.UsageError, match="a mirror cannot be in place"):
         BridgeRequest("app", "deploy/api", {80: 80}, mirror=True, in_place=True).validate()
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"protocol": "h3", "mirror": True}, "'h3' is not a protocol"),
+    ({"protocol": "grpc"}, "only personal bridges and mirrors route by protocol"),
+])
+def test_a_protocol_is_one_of_the_known_ones_and_only_for_personal_routing(fields: dict[str, Any], named: str) -> None:
+    with pytest.raises(errors.UsageError, match=named):
+        BridgeRequest("app", "deploy/api", {80: 80}, **fields).validate()
+
+
+def test_the_clis_copies_of_the_routing_names_are_the_models() -> None:
+    from gefyra import cli
+    from gefyra.core.model import routing
+
+    assert (cli.MATCH_KINDS, cli.PROTOCOLS) == (routing.MATCH_KINDS, routing.PROTOCOLS)
 
 
 def test_kubelets_back_off_is_estimated_from_recent_restarts() -> None:

@@ -31,7 +31,7 @@ bridges:
     namespace: jobs
     ports: ["9000:9000"]
     match: {header-exact: "x-dev:me", path-prefix: /v2/}
-  - {container: api, target: deploy/audit, ports: ["8080:8080"], mirror: true}
+  - {container: api, target: deploy/audit, ports: ["8080:8080"], mirror: true, protocol: grpc}
 """
 
 
@@ -46,7 +46,7 @@ def test_a_session_file_becomes_the_apis_requests() -> None:
     assert (global_.local, global_.target, global_.ports, global_.matches) == ("api", "deploy/api", {8080: 8080}, [])
     assert personal.namespace == "jobs" and [str(m) for m in personal.matches] == ["header-exact x-dev:me",
                                                                                   "path-prefix /v2/"]
-    assert mirror.mirror and not global_.mirror and not personal.mirror
+    assert mirror.mirror and not global_.mirror and not personal.mirror and mirror.protocol == "grpc"
 
 
 @pytest.mark.parametrize(("change", "named"), [

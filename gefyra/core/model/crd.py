@@ -25,7 +25,7 @@ from gefyra.core.model.names import (
     PROTECTED_NAMESPACES,
     PROXY_PORTS,
 )
-from gefyra.core.model.routing import Match, Target
+from gefyra.core.model.routing import PROTOCOLS, Match, Target
 from gefyra.core.model.workload import WORKLOAD_KINDS
 
 API_VERSION = f"{CRD_GROUP}/{CRD_VERSION}"
@@ -154,6 +154,8 @@ class BridgeSpec:
     in_place: bool = False
     #: A read-only copy of the matching requests (see Route.mirror).
     mirror: bool = False
+    #: How the workload speaks on the ports (see Route.protocol); "" for what its Services say.
+    protocol: str = ""
 
     @property
     def personal(self) -> bool:
@@ -301,12 +303,15 @@ def parse_bridge(obj: Mapping[str, Any]) -> GefyraBridge:
         matches_problem = "a personal bridge (spec.match) cannot be in place (spec.inPlace)"
     if in_place and mirror and not (problem or ports_problem or matches_problem):
         matches_problem = "a mirror (spec.mirror) cannot be in place (spec.inPlace)"
+    protocol = spec.get("protocol") if isinstance(spec.get("protocol"), str) else ""
+    if protocol and protocol not in PROTOCOLS and not (problem or ports_problem or matches_problem):
+        matches_problem = f"spec.protocol {protocol[:20]!r} is not one of {', '.join(PROTOCOLS)}"
     return GefyraBridge(
         name=_text(metadata.get("name")),
         spec=BridgeSpec(client=_text(spec.get("client")), owner=_text(spec.get("owner")),
                         local_container=_text(spec.get("localContainer")), target=target, ports=ports,
                         matches=matches, interceptor=interceptor if isinstance(interceptor, str) and interceptor else None,
-                        in_place=in_place, mirror=mirror),
+                        in_place=in_place, mirror=mirror, protocol=protocol if protocol in PROTOCOLS else ""),
         status=BridgeStatus(phase=_text(status.get("phase")), message=_text(status.get("message")),
                             proxy_ports=_proxy_ports(status.get("proxyPorts")), pods=_names(status.get("pods")),
                             pod_namespace=_text(status.get("podNamespace")), services=_names(status.get("services")),
@@ -327,6 +332,7 @@ def bridge_body(name: str, spec: BridgeSpec) -> dict[str, Any]:
                  **({"interceptor": spec.interceptor} if spec.interceptor else {}),
                  **({"inPlace": True} if spec.in_place else {}),
                  **({"mirror": True} if spec.mirror else {}),
+                 **({"protocol": spec.protocol} if spec.protocol else {}),
                  **({"match": [{"kind": m.kind, **({"header": m.header} if m.header else {}), "value": m.value}
                                for m in spec.matches]} if spec.matches else {}),
                  "target": {"namespace": target.namespace, "kind": target.kind, "name": target.name,

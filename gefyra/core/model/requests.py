@@ -8,7 +8,7 @@ import re
 
 from gefyra import errors
 from gefyra.core.model import validation
-from gefyra.core.model.routing import Match
+from gefyra.core.model.routing import PROTOCOLS, Match
 
 _LABEL_KEY = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
@@ -86,6 +86,9 @@ class BridgeRequest:
     #: answered by the workload as before, and a copy of each comes to ``local``, whose answers
     #: go nowhere.
     mirror: bool = False
+    #: How the workload speaks on the ports (one of PROTOCOLS): where personal routing needs to know
+    #: and its Services do not say (appProtocol). None: what they say.
+    protocol: str | None = None
     wait: bool = True
     timeout: float = 60.0
 
@@ -102,6 +105,12 @@ class BridgeRequest:
         if self.in_place and self.matches:
             raise errors.UsageError("BridgeRequest.in_place: a personal bridge (matches) cannot be in place",
                                     "leave the conditions out for an in-place bridge, or in_place for a personal one")
+        if self.protocol is not None and self.protocol not in PROTOCOLS:
+            raise errors.UsageError(f"BridgeRequest.protocol: {self.protocol!r} is not a protocol",
+                                    f"one of: {', '.join(PROTOCOLS)}")
+        if self.protocol is not None and not (self.matches or self.mirror):
+            raise errors.UsageError("BridgeRequest.protocol: only personal bridges and mirrors route by protocol",
+                                    "leave it out: a global bridge passes connections on as they are")
         if self.in_place and self.mirror:
             raise errors.UsageError("BridgeRequest.in_place: a mirror cannot be in place",
                                     "leave out in_place (a mirror copies what reaches the workload's Services)")

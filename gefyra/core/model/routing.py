@@ -13,6 +13,11 @@ from typing import Final
 MATCH_KINDS: Final = ("header-exact", "header-prefix", "header-regex", "path-exact", "path-prefix", "path-regex")
 
 
+#: How a workload speaks HTTP on a port, as a bridge may say (``--protocol``): HTTP/1.x, or
+#: cleartext HTTP/2 (h2c, and gRPC over it). Without one, the Service port's says.
+PROTOCOLS: Final = ("http", "h2c", "grpc")
+
+
 #: Where an interceptor stands in for a workload's Services (:attr:`RouteState.services`) with a
 #: personal route, it answers an HTTP request that carries this header itself (no application sees
 #: it), with PROBE_ANSWER in its response headers: the client proves with it that the Services lead
@@ -73,6 +78,8 @@ class Route:
     #: A read-only copy: the requests that match (all of them, without conditions) are answered
     #: by the workload as before, and a copy of each goes to ``forwards``, whose answers go nowhere.
     mirror: bool = False
+    #: How the workload speaks on the bridged ports (one of PROTOCOLS), "" for what its Services say.
+    protocol: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ import yaml
 from gefyra import errors
 from gefyra.core.model import validation
 from gefyra.core.model.requests import BridgeRequest, RunRequest
-from gefyra.core.model.routing import MATCH_KINDS, Match
+from gefyra.core.model.routing import MATCH_KINDS, PROTOCOLS, Match
 
 _WORKLOAD = {"type": "string", "pattern": "^(deploy|deployment|sts|statefulset|pod)/[^/]+(/[^/]+)?$",
              "description": "KIND/NAME[/CONTAINER] of the session's namespace"}
@@ -72,6 +72,8 @@ SCHEMA: dict[str, Any] = {
                 "target": _WORKLOAD,
                 "namespace": {"type": "string"},
                 "ports": {"type": "array", "items": {"type": "string", "description": "REMOTE:LOCAL"}},
+                "protocol": {"enum": list(PROTOCOLS), "description": "how the workload speaks on the ports, "
+                             "for personal routing (default: what its Service port says)"},
                 "mirror": {"type": "boolean", "description": "read-only: the workload keeps answering the "
                            "(matching) requests, and a copy of each comes to the container"},
                 "match": {"type": "object", "additionalProperties": False,
@@ -241,7 +243,8 @@ def _bridge(reader: _Reader, index: int, node: yaml.Node, namespace: str,
         ports=reader.checked(spec["ports"], f"{field}.ports", validation.bridge_ports),
         namespace=reader.checked(spec["namespace"], f"{field}.namespace", validation.dns_label, "namespace")
         if "namespace" in spec else namespace,
-        matches=matches, mirror=reader.flag(spec["mirror"], f"{field}.mirror") if "mirror" in spec else False)
+        matches=matches, mirror=reader.flag(spec["mirror"], f"{field}.mirror") if "mirror" in spec else False,
+        protocol=reader.text(spec["protocol"], f"{field}.protocol") if "protocol" in spec else None)
     try:
         request.validate()
     except errors.UsageError as exc:

@@ -198,6 +198,7 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
             takers = _takers(routed_ports, resolved) if protocol == "tcp" else []
             entry = by_port.setdefault((resolved[1], protocol), {"routes": takers, "originals": set(), "http2": False})
             entry["http2"] |= speaks_http2(port)
+            entry["said"] = entry.get("said") or next((r.protocol for r in takers if r.protocol), "")
             for pod in members:
                 ip, on_pod = _ready_ip(pod), _target_port(port, (pod.get("spec") or {}).get("containers") or [])
                 if ip and on_pod is not None:
@@ -223,7 +224,8 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
         everything = [r for r in takers if not r.matches and not r.mirror]
         listeners.append(Listener(number, protocol, originals, personal=() if everything else personal,
                                   everything_to=_forward_to(everything[0], number) if everything else "",
-                                  mirrors=() if everything else mirrors, http2=entry["http2"]))
+                                  mirrors=() if everything else mirrors,
+                                  http2=entry["said"] in ("h2c", "grpc") if entry["said"] else entry["http2"]))
     return _Plan(listeners, slice_ports, routed)
 
 
