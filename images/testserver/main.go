@@ -220,17 +220,10 @@ func readGRPCMessage(r io.Reader) (string, error) {
 // watch polls URL until an answer starts with PREFIX and prints when (for the benchmarks' switch
 // times: started before the switch, it sees its first moment, whatever the switch's command does).
 func watch(args []string) error {
-	fs := flag.NewFlagSet("watch", flag.ExitOnError)
-	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
-	var hs headers
-	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
-	if len(args) < 2 {
-		usage()
-	}
-	url, prefix := args[0], args[1]
-	_ = fs.Parse(args[2:])
+	given, timeout, hs := clientFlags("watch", args, 2, 60*time.Second)
+	url, prefix := given[0], given[1]
 	client := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for deadline := time.Now().Add(*timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		req, err := request("GET", url, nil, hs)
 		if err != nil {
 			return err
@@ -246,7 +239,21 @@ func watch(args []string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("no answer starting with %q within %v", prefix, *timeout)
+	return fmt.Errorf("no answer starting with %q within %v", prefix, timeout)
+}
+
+// clientFlags parses a client command's arguments: `positional` ones first (fewer: usage), then
+// --timeout (default wait) and -H 'NAME: VALUE' (repeatable).
+func clientFlags(name string, args []string, positional int, wait time.Duration) ([]string, time.Duration, headers) {
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	timeout := fs.Duration("timeout", wait, "how long to wait")
+	var hs headers
+	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
+	if len(args) < positional {
+		usage()
+	}
+	_ = fs.Parse(args[positional:])
+	return args[:positional], *timeout, hs
 }
 
 // h2cTransport speaks cleartext HTTP/2 with prior knowledge only: a client's requests share one
@@ -260,26 +267,19 @@ func h2cTransport() *http.Transport {
 // grpcCall makes one gRPC call to gefyra.test.Echo (see serveGRPC) and prints every answer, one per
 // line, then "grpc-status N"; it fails for any status but 0.
 func grpcCall(args []string) error {
-	fs := flag.NewFlagSet("grpc", flag.ExitOnError)
-	timeout := fs.Duration("timeout", 10*time.Second, "call timeout")
-	var hs headers
-	fs.Var(&hs, "H", "metadata 'NAME: VALUE' (repeatable)")
-	if len(args) < 3 {
-		usage()
-	}
-	method := map[string]string{"unary": "Unary", "stream": "Stream"}[args[1]]
+	given, timeout, hs := clientFlags("grpc", args, 3, 10*time.Second)
+	method := map[string]string{"unary": "Unary", "stream": "Stream"}[given[1]]
 	if method == "" {
 		usage()
 	}
-	_ = fs.Parse(args[3:])
-	req, err := request("POST", strings.TrimSuffix(args[0], "/")+"/gefyra.test.Echo/"+method,
-		strings.NewReader(string(grpcFrame(args[2]))), hs)
+	req, err := request("POST", strings.TrimSuffix(given[0], "/")+"/gefyra.test.Echo/"+method,
+		strings.NewReader(string(grpcFrame(given[2]))), hs)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
-	client := http.Client{Timeout: *timeout, Transport: h2cTransport()}
+	client := http.Client{Timeout: timeout, Transport: h2cTransport()}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -366,16 +366,9 @@ func request(method, url string, body io.Reader, hs []string) (*http.Request, er
 }
 
 func get(args []string) error {
-	fs := flag.NewFlagSet("get", flag.ExitOnError)
-	timeout := fs.Duration("timeout", 5*time.Second, "request timeout")
-	var hs headers
-	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
-	if len(args) < 1 {
-		usage()
-	}
-	url := args[0]
-	_ = fs.Parse(args[1:])
-	client := http.Client{Timeout: *timeout}
+	given, timeout, hs := clientFlags("get", args, 1, 5*time.Second)
+	url := given[0]
+	client := http.Client{Timeout: timeout}
 	req, err := request("GET", url, nil, hs)
 	if err != nil {
 		return err
