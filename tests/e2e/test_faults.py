@@ -123,7 +123,9 @@ def deploy(ns: str, name: str, replicas: int = 2) -> list[str]:
         assert servers(tally(ns, f"http://{name}/", 6 * replicas)) == set(pods)
         return pods
 
-    result: list[str] = eventually(all_serve, timeout=30)
+    # Up to 90 s: right after the tests that restart the API server, the cluster's DNS and kube-proxy
+    # may take that long to see a new Service (their watches back off while it is away); seen once.
+    result: list[str] = eventually(all_serve, timeout=90)
     return result
 
 
