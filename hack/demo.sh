@@ -90,6 +90,9 @@ done
 say "30 requests of each kind, on one keep-alive connection: who answered"
 $kubectl -n demo exec caller -- testserver tally http://hello/ 90 --keepalive \
   --variant "x-dev: me" --variant "x-dev: colleague" --variant ""
+say "the same over cleartext HTTP/2 (as gRPC clients speak): 30 interleaved streams of one connection, each routed alone"
+$kubectl -n demo exec caller -- testserver tally http://hello/ 30 --h2c --parallel 6 \
+  --variant "x-dev: me" --variant "x-dev: colleague" --variant ""
 say "both unbridge: the Service, the Deployment and its pods are exactly as before"
 "${colleague[@]}" down
 .venv/bin/gefyra unbridge --all
