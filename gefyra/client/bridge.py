@@ -156,7 +156,7 @@ class CheckTarget(Step[BridgeContext]):
             raise errors.UsageError(f"cannot bridge {kind}/{name}: {reason}",
                                     "choose another container or port, or another interceptor")
         target = BridgeTarget(request.namespace, kind, name, container)
-        claim = PortClaim("", container, frozenset(request.ports), bool(request.matches) or request.mirror)
+        claim = PortClaim("", container, frozenset(request.ports), request.personal)
         claims = claims_on(await list_bridges(ctx.cluster), target.workload)
         problem = conflict(claim, claims)
         if problem:
@@ -294,7 +294,7 @@ class ProveArrival(Step[BridgeContext]):
         async def arrived() -> bool:
             """kube-proxy may still send some connections to the workload's own pods for a moment:
             only when every one of a row of them reaches the bridge is that moment over."""
-            if ctx.request.matches or ctx.request.mirror:
+            if ctx.request.personal:
                 # The row at once: each probe is its own connection, balanced by kube-proxy alone.
                 answers = await tunnel.exchanges(ctx.runtime, local_end, services * self.IN_A_ROW, _PROBE)
                 return all(_PROBE_ANSWER in a.lower() for a in answers)

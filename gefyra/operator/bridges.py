@@ -81,7 +81,7 @@ class _Member:
         if self.route is None:
             return None
         return PortClaim(self.route.bridge, self.route.container, frozenset(f.port for f in self.route.forwards),
-                         bool(self.route.matches) or self.route.mirror)
+                         self.route.personal)
 
 
 class Bridges:

@@ -92,6 +92,11 @@ class BridgeRequest:
     wait: bool = True
     timeout: float = 60.0
 
+    @property
+    def personal(self) -> bool:
+        """A personal bridge or a mirror: HTTP requests routed one by one, ports shared with others."""
+        return bool(self.matches) or self.mirror
+
     def validate(self) -> None:
         """Raises UsageError for a bad field, naming it (``BridgeRequest.ports``)."""
         v = validation
@@ -108,7 +113,7 @@ class BridgeRequest:
         if self.protocol is not None and self.protocol not in PROTOCOLS:
             raise errors.UsageError(f"BridgeRequest.protocol: {self.protocol!r} is not a protocol",
                                     f"one of: {', '.join(PROTOCOLS)}")
-        if self.protocol is not None and not (self.matches or self.mirror):
+        if self.protocol is not None and not self.personal:
             raise errors.UsageError("BridgeRequest.protocol: only personal bridges and mirrors route by protocol",
                                     "leave it out: a global bridge passes connections on as they are")
         if self.in_place and self.mirror:

@@ -81,6 +81,12 @@ class Route:
     #: How the workload speaks on the bridged ports (one of PROTOCOLS), "" for what its Services say.
     protocol: str = ""
 
+    @property
+    def personal(self) -> bool:
+        """It takes or copies HTTP requests, sharing its ports with other such routes (a global
+        route takes its ports alone)."""
+        return bool(self.matches) or self.mirror
+
 
 @dataclasses.dataclass(frozen=True)
 class RouteState:

@@ -198,7 +198,6 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
             takers = _takers(routed_ports, resolved) if protocol == "tcp" else []
             entry = by_port.setdefault((resolved[1], protocol), {"routes": takers, "originals": set(), "http2": False})
             entry["http2"] |= speaks_http2(port)
-            entry["said"] = entry.get("said") or next((r.protocol for r in takers if r.protocol), "")
             for pod in members:
                 ip, on_pod = _ready_ip(pod), _target_port(port, (pod.get("spec") or {}).get("containers") or [])
                 if ip and on_pod is not None:
@@ -218,14 +217,15 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
     listeners = []
     for (number, protocol), entry in sorted(by_port.items()):
         takers, originals = entry["routes"], tuple(sorted(entry["originals"]))
-        personal = tuple((r.matches, _forward_to(r, number)) for r in takers if r.matches and not r.mirror)
+        personal = tuple((r.matches, _forward_to(r, number)) for r in takers if r.personal and not r.mirror)
         mirrors = tuple((r.matches, _forward_to(r, number)) for r in takers if r.mirror)
-        # A global one is alone on its port (the operator sees to it).
-        everything = [r for r in takers if not r.matches and not r.mirror]
+        everything = [r for r in takers if not r.personal]  # at most one, alone (the operator sees to it)
+        # The first bridge that names the protocol decides, else the Service ports.
+        said = next((r.protocol for r in takers if r.protocol), "")
         listeners.append(Listener(number, protocol, originals, personal=() if everything else personal,
                                   everything_to=_forward_to(everything[0], number) if everything else "",
                                   mirrors=() if everything else mirrors,
-                                  http2=entry["said"] in ("h2c", "grpc") if entry["said"] else entry["http2"]))
+                                  http2=said in ("h2c", "grpc") if said else entry["http2"]))
     return _Plan(listeners, slice_ports, routed)
 
 
