@@ -561,7 +561,7 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
                             protocol=protocol, wait=not no_wait, timeout=timeout)
     result = _execute(ctx, lambda g: g.bridge(request))
     _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name}"
-                                    + (f"; {_scope(r)[2:-1]}" if _scope(r) else "") + ")")
+                                    + (f"; {_scope(r)}" if _scope(r) else "") + ")")
 
 
 @main.command()
@@ -635,7 +635,8 @@ def list_(ctx: click.Context, output: str | None) -> None:
         lines = [f"{c.name:<24} {c.state:<10} {c.namespace:<16} {c.address:<16} {c.image}" for c in r["containers"]]
         lines += [f"bridge {b.name}: {b.namespace}/{b.target} -> {b.local} "
                   f"{', '.join(f'{k}:{v}' for k, v in b.ports.items())} {b.phase}"
-                  + _scope(b) + (f"; but {b.problem}" if b.problem else "") for b in r["bridges"] or []]
+                  + (f" ({_scope(b)})" if _scope(b) else "") + (f"; but {b.problem}" if b.problem else "")
+                  for b in r["bridges"] or []]
         return "\n".join(lines + [f"! {p}" for p in r["problems"]]) or "no containers, no bridges"
 
     _emit(found, output, human)
@@ -646,8 +647,8 @@ def list_(ctx: click.Context, output: str | None) -> None:
 def _scope(b: BridgeInfo) -> str:
     """What of the workload's traffic a bridge takes, for people ("" for all of it)."""
     if b.mirror:
-        return f" (a copy of {'requests with ' + ' and '.join(b.match) if b.match else 'every request'})"
-    return f" (only {' and '.join(b.match)})" if b.match else ""
+        return f"a copy of {'requests with ' + ' and '.join(b.match) if b.match else 'every request'}"
+    return f"only {' and '.join(b.match)}" if b.match else ""
 
 
 def _status_lines(r: Status, *, detailed: bool = False) -> list[str]:
@@ -671,7 +672,8 @@ def _status_lines(r: Status, *, detailed: bool = False) -> list[str]:
         for b in r.bridges or []:
             ready = next((c for c in b.conditions if c.type == "Ready"), None)
             why = f" ({ready.reason}: {ready.message})" if ready is not None and ready.status != "True" else ""
-            lines.append(f"  {b.name} {b.namespace}/{b.target} -> {b.local} {b.phase}{why}" + _scope(b))
+            lines.append(f"  {b.name} {b.namespace}/{b.target} -> {b.local} {b.phase}{why}"
+                         + (f" ({_scope(b)})" if _scope(b) else ""))
     return lines + [f"! {p}" for p in r.problems]
 
 
