@@ -88,6 +88,10 @@ def _label(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     return _checked(lambda value, flag: validation.dns_label(value, flag, what))
 
 
+def _subdomain(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    return _checked(lambda value, flag: validation.dns_subdomain(value, flag, what))
+
+
 _LEDGERS: list[tuple[str, progress.Ledger]] = []
 """The operations this process ran, for a Ctrl-C that lands after the last one has finished."""
 
@@ -521,6 +525,13 @@ def _match_options(command: F) -> F:
 @click.option("--protocol", type=click.Choice(PROTOCOLS),
               help="How the workload speaks on the ports, for a personal bridge or mirror: http (HTTP/1.x), h2c or "
                    "grpc (cleartext HTTP/2). Default: what the Service port's appProtocol (or name) says.")
+@click.option("--tls-secret", metavar="SECRET", callback=_subdomain("Secret name"),
+              help="HTTPS ports, for a personal bridge or mirror: the Secret (in the target's namespace, type "
+                   "kubernetes.io/tls; with ca.crt unless the certificate is self-signed) with the workload's "
+                   "certificate. The router ends TLS with it, routes each request, and speaks TLS on to the workload "
+                   "(checking its certificate) and to the local container.")
+@click.option("--tls-insecure-skip-verify", "tls_skip_verify", is_flag=True,
+              help="With --tls-secret: do not check the workload's certificate when speaking TLS to it.")
 @click.option("--mirror", is_flag=True,
               help="Read-only: the workload keeps answering the (matching) HTTP requests, and a copy of each comes "
                    "to the local container; its answers and failures never reach the caller.")
@@ -531,8 +542,8 @@ def _match_options(command: F) -> F:
 @output_option
 @click.pass_context
 def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str, ports: dict[int, int], interceptor: str | None,
-           in_place: bool, mirror: bool, protocol: str | None, timeout: float, no_wait: bool, output: str | None,
-           **conditions: list[tuple[str, str]]) -> None:
+           in_place: bool, mirror: bool, protocol: str | None, tls_secret: str | None, tls_skip_verify: bool,
+           timeout: float, no_wait: bool, output: str | None, **conditions: list[tuple[str, str]]) -> None:
     """Send the traffic of a workload's ports in the cluster to a local container: all of it, or
     with --match-* (a personal bridge) only the HTTP requests that meet every condition given; the
     others stay with the workload in the cluster. Several developers' personal bridges can share
@@ -545,6 +556,7 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
     gefyra bridge -N api --target deploy/api -p 8080:8080 --match-header-exact x-dev:alice
     gefyra bridge -N api --target deploy/api -p 8080:8080 --match-path-prefix /v2/ --match-header-exact x-dev:alice
     gefyra bridge -N api --target deploy/api -p 8080:8080 --mirror --match-path-prefix /orders/
+    gefyra bridge -N api --target deploy/api -p 8443:8443 --match-header-exact x-dev:alice --tls-secret api-tls
 
     A personal bridge or mirror routes each request, over HTTP/1.x or cleartext HTTP/2 (each
     stream of a connection, e.g. a gRPC call, on its own); it speaks HTTP/2 to the workload and
@@ -558,7 +570,8 @@ def bridge(ctx: click.Context, /, local: str, namespace: str | None, target: str
                for header, value in conditions[f"match_{kind.replace('-', '_')}"]]
     request = BridgeRequest(local=local, target=target, ports=ports, namespace=_namespace(ctx, namespace),
                             interceptor=interceptor, matches=matches, in_place=in_place, mirror=mirror,
-                            protocol=protocol, wait=not no_wait, timeout=timeout)
+                            protocol=protocol, tls_secret=tls_secret, tls_verify=not tls_skip_verify,
+                            wait=not no_wait, timeout=timeout)
     result = _execute(ctx, lambda g: g.bridge(request))
     _emit(result, output, lambda r: f"bridged {r.namespace}/{r.target} -> {local} (bridge {r.name}"
                                     + (f"; {_scope(r)}" if _scope(r) else "") + ")")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import secrets
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ from gefyra.core.engine.waiting import wait_until
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.kube.workloads import live_pods, read_workload
+from gefyra.core.model import tls
 from gefyra.core.model.conditions import FAILING, INVALID, READY
 from gefyra.core.model.crd import (
     BridgeSpec,
@@ -41,11 +43,13 @@ from gefyra.core.model.crd import (
     claims_on,
     conflict,
     parse_bridge,
+    tls_copy_body,
 )
 from gefyra.core.model.names import ANNOTATION_STEERED, LABEL_ROLE
 from gefyra.core.model.requests import BridgeRequest
 from gefyra.core.model.routing import PROBE_ANSWER, PROBE_HEADER
 from gefyra.core.model.settings import Settings
+from gefyra.core.model.tls import TlsMaterial
 from gefyra.core.model.workload import Container, Pod, parse_workload, restart_back_off
 from gefyra.core.spi.interceptor import Interceptor
 
@@ -71,6 +75,8 @@ class BridgeContext(OperationContext):
     proxy: dict[int, int] = dataclasses.field(default_factory=dict)
     found: GefyraBridge | None = None
     template: Container | None = None
+    #: HTTPS: the workload's certificate, as read and checked from --tls-secret.
+    tls: TlsMaterial | None = None
 
     @property
     def local_end(self) -> str:
@@ -166,6 +172,8 @@ class CheckTarget(Step[BridgeContext]):
                                        "unbridge that first, or make this one personal (--match-*) too"
                                        if others_personal else "unbridge that first (`gefyra unbridge -N NAME`)")
         ctx.target, ctx.template = target, template
+        if request.tls_secret:
+            ctx.tls = await _workload_tls(ctx.cluster, request, request.tls_secret)
         if request.in_place:
             await self._back_off(ctx, target)
 
@@ -181,6 +189,32 @@ class CheckTarget(Step[BridgeContext]):
                                           "--in-place restarts nothing")
 
 
+async def _workload_tls(cluster: Cluster, request: BridgeRequest, secret: str) -> TlsMaterial:
+    """The certificate in the Secret that --tls-secret names, read with the developer's own rights
+    and checked; one clear line for what is wrong with it."""
+    where = f"Secret {secret} in namespace {request.namespace}"
+    hint = ("--tls-secret names a Secret of type kubernetes.io/tls (tls.crt, tls.key; ca.crt unless the "
+            "certificate is self-signed) with the workload's certificate")
+    try:
+        found = await cluster.request("GET", path("secrets", request.namespace, secret))
+    except errors.NotFoundError as exc:
+        raise errors.NotFoundError(f"{where} not found", hint) from exc
+    except errors.ForbiddenError as exc:
+        raise errors.ForbiddenError(f"you may not read {where}", "the router needs the workload's certificate: ask "
+                                                                 "for `get` on that Secret") from exc
+    try:
+        certificate, key, trusted = tls.from_secret(found, where)
+    except ValueError as exc:
+        raise errors.UsageError(str(exc), hint) from exc
+    trusted = tls.trusted_for(certificate, trusted)
+    problem = tls.problem(certificate, key, trusted, request.tls_verify)
+    if problem:
+        raise errors.UsageError(f"{where} cannot serve HTTPS: {problem}",
+                                "add ca.crt (the CA that issued it) or pass --tls-insecure-skip-verify"
+                                if "CA bundle" in problem else hint)
+    return TlsMaterial(certificate, key, trusted, request.tls_verify)
+
+
 class CreateBridge(Step[BridgeContext]):
     name = "bridge"
     title = "ask the operator for the bridge"
@@ -191,16 +225,24 @@ class CreateBridge(Step[BridgeContext]):
         request, settings, target = ctx.request, ctx.settings, ctx.target
         assert target is not None, "the target step sets it"
         name = bridge_name(settings, request.local, target.kind, target.name, target.container)
+        # The certificate's copy gets a name of its own each time: one of an earlier bridge of the
+        # same name may still wait for the garbage collector.
+        copy = f"{name}-tls-{secrets.token_hex(4)}" if ctx.tls else ""
         spec = BridgeSpec(client=settings.client_id, owner=await ctx.cluster.username(), local_container=request.local,
                           target=target, ports=tuple(PortPair(r, lo) for r, lo in request.ports.items()),
                           matches=tuple(request.matches), interceptor=request.interceptor, in_place=request.in_place,
-                          mirror=request.mirror, protocol=request.protocol or "")
+                          mirror=request.mirror, protocol=request.protocol or "", tls_secret=copy,
+                          tls_verify=request.tls_verify)
         try:
-            await ctx.cluster.create(bridge_body(name, spec))
+            made = await ctx.cluster.create(bridge_body(name, spec))
         except errors.ConflictError as exc:
             raise errors.ConflictError(f"{request.local} is bridged to {target} already (bridge {name})",
                                        f"unbridge it first: `gefyra unbridge -N {name}`") from exc
         ctx.name = name  # only now is there a bridge to undo (never one of the same name made before)
+        if ctx.tls is not None:
+            # Owned by the bridge: it goes with it (undo included). Only the operator reads it.
+            await ctx.cluster.create(tls_copy_body(copy, ctx.tls, bridge=name, bridge_uid=made["metadata"]["uid"],
+                                                   owner=spec.owner, client=settings.client_id))
 
     async def undo(self, ctx: BridgeContext) -> None:
         if ctx.name:

@@ -33,10 +33,12 @@ from gefyra.core.engine.orchestrator import Orchestrator
 from gefyra.core.kube.cluster import MERGE_PATCH, Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.kube.workloads import read_workload
+from gefyra.core.model import tls
 from gefyra.core.model.conditions import CLIENT_SILENT, FAILING, INVALID, READY, RESTORED, RESTORING, with_condition
 from gefyra.core.model.crd import BridgeStatus, GefyraBridge, PortClaim, conflict, parse_bridge, status_patch
 from gefyra.core.model.names import BRIDGE_FINALIZER, BRIDGES, GEFYRA_NAMESPACE, PROXY_PORTS, STEER_BOUND
 from gefyra.core.model.routing import Forward, Route, RouteState, Target
+from gefyra.core.model.tls import TlsMaterial
 from gefyra.core.spi.interceptor import Interceptor, InvalidRoute
 from gefyra.core.spi.tunnel import ServerForward, TunnelServer
 from gefyra.operator.clients import ActiveClient, Roster
@@ -272,10 +274,34 @@ class Bridges:
         if not bridge.steered:
             return False  # the client steers the ports it was given, then says so: then the route
         forwards = tuple(Forward(remote, self.server_ip, port) for remote, port in sorted(proxy.items()))
+        material = await self._tls(bridge) if spec.tls_secret else None
         member.route = Route(bridge.name, spec.target.container, forwards, spec.matches, spec.in_place, spec.mirror,
-                             spec.protocol)
+                             spec.protocol, material)
         member.owner, member.proxy = owner, proxy
         return True
+
+    async def _tls(self, bridge: GefyraBridge) -> TlsMaterial:
+        """The certificate that the bridge brought along (spec.tls.secret), checked again: read back
+        from the cluster, it must be the copy that this bridge's owner made for it."""
+        spec = bridge.spec
+        where = f"its certificate's Secret {GEFYRA_NAMESPACE}/{spec.tls_secret}"
+        try:
+            secret = await self.cluster.request("GET", path("secrets", GEFYRA_NAMESPACE, spec.tls_secret))
+        except errors.NotFoundError as exc:
+            raise InvalidBridge(f"{where} does not exist") from exc
+        except errors.ForbiddenError as exc:
+            raise InvalidBridge(f"the operator may not read {where}: install gefyra's current manifests") from exc
+        wrong = tls.owned_copy_problem(secret, bridge.uid, spec.owner)
+        try:
+            certificate, key, trusted = tls.from_secret(secret, where)
+        except ValueError as exc:
+            raise InvalidBridge(str(exc)) from exc
+        wrong = wrong or tls.problem(certificate, key, trusted, spec.tls_verify)
+        if wrong:
+            raise InvalidBridge(f"{where} cannot be used: {wrong}")
+        metadata = secret.get("metadata") or {}
+        return TlsMaterial(certificate, key, trusted, spec.tls_verify,
+                           version=f"{metadata.get('uid', '')}/{metadata.get('resourceVersion', '')}")
 
     async def _check_target(self, bridge: GefyraBridge, interceptor: Interceptor) -> None:
         """The target exists, has the container, which declares the ports, and the interceptor

@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"log"
 	"net"
@@ -59,9 +60,13 @@ func serveCopies(path string) {
 }
 
 func (c *copyRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	to, http2 := r.Header.Get(copyToHeader), r.Header.Get(copyProtoHeader) == "h2c"
+	to, proto := r.Header.Get(copyToHeader), r.Header.Get(copyProtoHeader)
 	if host, port, err := net.SplitHostPort(to); err != nil || net.ParseIP(host) == nil || !validPort(port) {
 		http.Error(w, "no copy destination", http.StatusBadRequest)
+		return
+	}
+	if !copyProtos[proto] {
+		http.Error(w, "no copy protocol", http.StatusBadRequest)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, copyMaxBody+1))
@@ -74,7 +79,7 @@ func (c *copyRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	header.Del(copyToHeader)
 	header.Del(copyProtoHeader)
 	header.Del("Connection")
-	c.enqueue(to, http2, copyItem{method: r.Method, uri: r.RequestURI, host: r.Host, header: header, body: body})
+	c.enqueue(to, proto, copyItem{method: r.Method, uri: r.RequestURI, host: r.Host, header: header, body: body})
 }
 
 func validPort(text string) bool {
@@ -82,17 +87,18 @@ func validPort(text string) bool {
 	return err == nil && port > 0 && port < 65536
 }
 
-func (c *copyRelay) enqueue(to string, http2 bool, item copyItem) {
-	key := to
-	if http2 {
-		key += " h2c"
-	}
+// copyProtos are how a copy reaches the developer: cleartext HTTP/1.1 or HTTP/2, or TLS (HTTPS
+// ports), where ALPN chooses.
+var copyProtos = map[string]bool{"http/1.1": true, "h2c": true, "https": true}
+
+func (c *copyRelay) enqueue(to, proto string, item copyItem) {
+	key := to + " " + proto
 	c.mu.Lock()
 	queue, running := c.queues[key]
 	if !running {
 		queue = make(chan copyItem, copyQueue)
 		c.queues[key] = queue
-		go c.send(key, to, http2, queue)
+		go c.send(key, to, proto, queue)
 	}
 	// Under the lock: a sender that ends when idle does so under it too, so no copy goes into a
 	// queue that nobody reads any more.
@@ -116,11 +122,20 @@ func (c *copyRelay) drop(why string) {
 }
 
 // send delivers one destination's copies in order, one at a time.
-func (c *copyRelay) send(key, to string, http2 bool, queue chan copyItem) {
+func (c *copyRelay) send(key, to, proto string, queue chan copyItem) {
 	transport := &http.Transport{MaxIdleConnsPerHost: 2, Protocols: new(http.Protocols)}
-	if http2 {
+	scheme := "http://"
+	switch proto {
+	case "h2c":
 		transport.Protocols.SetUnencryptedHTTP2(true)
-	} else {
+	case "https":
+		// The developer's own container, through gefyra's encrypted tunnel: its certificate is
+		// whatever it serves, as for the requests the router passes it.
+		scheme = "https://"
+		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec
+		transport.Protocols.SetHTTP1(true)
+		transport.Protocols.SetHTTP2(true)
+	default:
 		transport.Protocols.SetHTTP1(true)
 	}
 	defer transport.CloseIdleConnections()
@@ -141,7 +156,7 @@ func (c *copyRelay) send(key, to string, http2 bool, queue chan copyItem) {
 			c.mu.Unlock()
 			continue
 		}
-		req, err := http.NewRequest(item.method, "http://"+to+item.uri, bytes.NewReader(item.body))
+		req, err := http.NewRequest(item.method, scheme+to+item.uri, bytes.NewReader(item.body))
 		if err != nil {
 			continue
 		}

@@ -4,11 +4,14 @@
 // container's securityContext: any uid, maybe a read-only root filesystem and no capabilities.
 // Hence everything it writes lives in one working directory, preferably in /dev/shm.
 //
-// Protocol (a long poll): GET CONFIG_URL?have=VERSION&container=NAME_OR_ID&ip=POD_IP, where VERSION
+// Protocol (a long poll): GET CONFIG_URL?have=VERSION&container=NAME_OR_ID&ip=POD_IP&key=KEY, where VERSION
 // is what runs ("" at first) and the container tells two carriers of one pod apart. The operator
 // answers by the connection's source address; ip is the pod's own report of its address, which
 // only a stand-in for the operator uses where a network translates the source (gefyra.testing).
-// 200 {"version", "stream", "http"}: the texts for nginx's stream and http blocks, applied at once;
+// key is the agent's public key (sealing.go): files that must not cross the network in the clear
+// (TLS keys) come sealed to it.
+// 200 {"version", "stream", "http", "sealed"}: the texts for nginx's stream and http blocks, applied
+// at once, and the sealed files that they name;
 // 304: nothing new (the operator held the request); anything else or no answer: ask again shortly.
 package main
 
@@ -65,7 +68,12 @@ func main() {
 		log.Print(err)
 		os.Exit(1)
 	}
-	n := &nginx{dir: dir}
+	key, err := newSealKey()
+	if err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+	n := &nginx{dir: dir, key: key}
 	exited, err := n.start()
 	if err != nil {
 		log.Print(err)
@@ -187,6 +195,8 @@ type config struct {
 	Version string `json:"version"`
 	Stream  string `json:"stream"`
 	HTTP    string `json:"http"`
+	// Files sealed to this agent's key (sealing.go), by name under the working directory.
+	Sealed map[string]string `json:"sealed"`
 }
 
 // poll asks the operator for configuration, forever.
@@ -205,7 +215,7 @@ func poll(n *nginx, base *url.URL, container string) {
 	n.waitStarted()
 	have := ""
 	for {
-		cfg, err := fetch(client, base, container, have)
+		cfg, err := fetch(client, base, container, have, n.key.public())
 		switch {
 		case err != nil:
 			quiet.print(err.Error())
@@ -237,7 +247,7 @@ func ownAddress() string {
 }
 
 // fetch returns the new configuration, nil for 304, or an error for anything else.
-func fetch(client *http.Client, base *url.URL, container, have string) (*config, error) {
+func fetch(client *http.Client, base *url.URL, container, have, key string) (*config, error) {
 	u := *base
 	q := u.Query()
 	q.Set("have", have)
@@ -247,6 +257,7 @@ func fetch(client *http.Client, base *url.URL, container, have string) (*config,
 	if ip := ownAddress(); ip != "" {
 		q.Set("ip", ip)
 	}
+	q.Set("key", key)
 	u.RawQuery = q.Encode()
 	resp, err := client.Get(u.String())
 	if err != nil {
@@ -294,6 +305,7 @@ type nginx struct {
 	dir          string
 	cmd          *exec.Cmd
 	stream, http string // what the files hold now
+	key          *sealKey
 }
 
 func (n *nginx) path(name string) string { return filepath.Join(n.dir, name) }
@@ -411,6 +423,9 @@ func (n *nginx) write(stream, http string) error {
 // back from the files too, so that they always hold what runs.
 func (n *nginx) apply(cfg *config) error {
 	oldStream, oldHTTP := n.stream, n.http
+	if err := writeSealed(n.key, n.dir, cfg.Sealed); err != nil {
+		return fmt.Errorf("version %s: %v", cfg.Version, err)
+	}
 	if err := n.write(cfg.Stream, cfg.HTTP); err != nil {
 		return fmt.Errorf("version %s: %v", cfg.Version, err)
 	}
@@ -424,6 +439,7 @@ func (n *nginx) apply(cfg *config) error {
 	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		return fmt.Errorf("version %s: reload: %v", cfg.Version, err)
 	}
+	pruneSealed(n.dir, cfg.Sealed)
 	ports := listenPorts(cfg.Stream + "\n" + cfg.HTTP)
 	if problem := n.waitApplied(before, ports); problem != "" {
 		log.Printf("version %s: after %v, %s", cfg.Version, applyTimeout, problem)

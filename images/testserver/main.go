@@ -5,13 +5,20 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -65,7 +72,8 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   testserver serve [--http :8080] [--tcp :9000] [--udp :9001]
-  testserver get URL [--timeout 5s] [-H 'NAME: VALUE' ...]
+  testserver serve ... [--https :8443]                 (TLS_CERT/TLS_KEY: its certificate's files; else self-signed)
+  testserver get URL [--timeout 5s] [-H 'NAME: VALUE' ...] [--ca-pem PEM]
   testserver tally URL COUNT [--rate N] [--keepalive] [--h2c [--parallel N]] [--variant 'NAME: VALUE' ...]
                                    (COUNT requests, variants in turn; JSON: answers by variant and server, failures, latency;
                                     --h2c: all over one cleartext HTTP/2 connection, N streams at a time)
@@ -98,10 +106,15 @@ func serve(args []string) error {
 	httpAddr := fs.String("http", ":8080", "HTTP listen address (empty: off)")
 	tcpAddr := fs.String("tcp", ":9000", "TCP line echo listen address (empty: off)")
 	udpAddr := fs.String("udp", ":9001", "UDP echo listen address (empty: off)")
+	httpsAddr := fs.String("https", "", "HTTPS listen address (empty: off); TLS_CERT and TLS_KEY name the "+
+		"certificate's files, else a self-signed one is made")
 	_ = fs.Parse(args)
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	if *httpAddr != "" {
 		go func() { errs <- serveHTTP(*httpAddr) }()
+	}
+	if *httpsAddr != "" {
+		go func() { errs <- serveHTTPS(*httpsAddr) }()
 	}
 	if *tcpAddr != "" {
 		go func() { errs <- serveTCP(*tcpAddr) }()
@@ -109,11 +122,49 @@ func serve(args []string) error {
 	if *udpAddr != "" {
 		go func() { errs <- serveUDP(*udpAddr) }()
 	}
-	log.Printf("serving as %q: http %s, tcp %s, udp %s", identity(), *httpAddr, *tcpAddr, *udpAddr)
+	log.Printf("serving as %q: http %s, https %s, tcp %s, udp %s", identity(), *httpAddr, *httpsAddr, *tcpAddr, *udpAddr)
 	return <-errs
 }
 
 func serveHTTP(addr string) error {
+	// HTTP/1.x and cleartext HTTP/2 (prior knowledge) on one port, as a gRPC server's port is.
+	server := &http.Server{Addr: addr, Handler: handler(), Protocols: new(http.Protocols)}
+	server.Protocols.SetHTTP1(true)
+	server.Protocols.SetUnencryptedHTTP2(true)
+	return server.ListenAndServe()
+}
+
+// serveHTTPS serves the same over TLS (HTTP/1.1 and HTTP/2 by ALPN) with the certificate in the
+// files TLS_CERT and TLS_KEY, or a self-signed one made now.
+func serveHTTPS(addr string) error {
+	certificate, err := serverCertificate()
+	if err != nil {
+		return err
+	}
+	server := &http.Server{Addr: addr, Handler: handler(),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{certificate}, MinVersion: tls.VersionTLS12}}
+	return server.ListenAndServeTLS("", "")
+}
+
+func serverCertificate() (tls.Certificate, error) {
+	if certFile, keyFile := os.Getenv("TLS_CERT"), os.Getenv("TLS_KEY"); certFile != "" {
+		return tls.LoadX509KeyPair(certFile, keyFile)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	template := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: identity()},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+func handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/env", func(w http.ResponseWriter, _ *http.Request) {
@@ -144,13 +195,13 @@ func serveHTTP(addr string) error {
 			log.Printf("request %s %s %s x-dev=%q body=%d sha256=%x", r.Method, r.URL.RequestURI(), r.Proto,
 				r.Header.Get("X-Dev"), n, sum.Sum(nil))
 		}
-		fmt.Fprintf(w, "hello from %s path=%s proto=%s\n", identity(), r.URL.Path, r.Proto)
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		fmt.Fprintf(w, "hello from %s path=%s proto=%s scheme=%s\n", identity(), r.URL.Path, r.Proto, scheme)
 	})
-	// HTTP/1.x and cleartext HTTP/2 (prior knowledge) on one port, as a gRPC server's port is.
-	server := &http.Server{Addr: addr, Handler: mux, Protocols: new(http.Protocols)}
-	server.Protocols.SetHTTP1(true)
-	server.Protocols.SetUnencryptedHTTP2(true)
-	return server.ListenAndServe()
+	return mux
 }
 
 // serveGRPC answers gefyra.test.Echo's two methods with gRPC's framing (a byte, a 4-byte length,
@@ -249,11 +300,29 @@ func clientFlags(name string, args []string, positional int, wait time.Duration)
 	timeout := fs.Duration("timeout", wait, "how long to wait")
 	var hs headers
 	fs.Var(&hs, "H", "header 'NAME: VALUE' (repeatable)")
+	caPEM := fs.String("ca-pem", "", "HTTPS: trust only the CAs of this PEM text")
 	if len(args) < positional {
 		usage()
 	}
 	_ = fs.Parse(args[positional:])
+	if *caPEM != "" {
+		trusted = x509.NewCertPool()
+		if !trusted.AppendCertsFromPEM([]byte(*caPEM)) {
+			fmt.Fprintln(os.Stderr, "testserver: --ca-pem holds no certificate")
+			os.Exit(2)
+		}
+	}
 	return args[:positional], *timeout, hs
+}
+
+// trusted are the CAs that HTTPS servers must chain to (--ca-pem); nil: the system's.
+var trusted *x509.CertPool
+
+// httpClient is a client with the timeout that verifies HTTPS servers against trusted.
+func httpClient(timeout time.Duration) *http.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{RootCAs: trusted}
+	return &http.Client{Timeout: timeout, Transport: transport}
 }
 
 // h2cTransport speaks cleartext HTTP/2 with prior knowledge only: a client's requests share one
@@ -368,7 +437,7 @@ func request(method, url string, body io.Reader, hs []string) (*http.Request, er
 func get(args []string) error {
 	given, timeout, hs := clientFlags("get", args, 1, 5*time.Second)
 	url := given[0]
-	client := http.Client{Timeout: timeout}
+	client := httpClient(timeout)
 	req, err := request("GET", url, nil, hs)
 	if err != nil {
 		return err

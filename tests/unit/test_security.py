@@ -31,8 +31,17 @@ def _named(kind: str, name: str) -> dict[str, Any]:
 
 
 def test_no_right_to_exec_or_secrets_and_cluster_wide_rights_are_few() -> None:
-    rules = [r for d in _docs() if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]]
-    assert not any("pods/exec" in r["resources"] or "secrets" in r["resources"] for r in rules)
+    rules = [(d["kind"], d["metadata"]["name"], r) for d in _docs() if d["kind"] in ("Role", "ClusterRole")
+             for r in d["rules"]]
+    assert not any("pods/exec" in r["resources"] for _, _, r in rules)
+    # Secrets: only the certificate copies of HTTPS bridges, in namespace gefyra: the operator
+    # reads them, a developer (gefyra-user, bound there) creates them, nobody lists any.
+    assert {(kind, name, tuple(r["verbs"])) for kind, name, r in rules if "secrets" in r["resources"]} == {
+        ("Role", "gefyra-operator", ("get",)), ("ClusterRole", "gefyra-user", ("create",))}
+    copies = _named("ValidatingAdmissionPolicy", "gefyra-tls-copies")["spec"]
+    assert copies["matchConstraints"]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "gefyra"}}
+    assert "object.type == 'gefyra.dev/tls'" in [v["expression"] for v in copies["validations"]]
+    assert _named("ValidatingAdmissionPolicyBinding", "gefyra-tls-copies")["spec"]["validationActions"] == ["Deny"]
     operator = _named("ClusterRole", "gefyra-operator")["rules"]
     assert {(tuple(r["resources"]), tuple(r["verbs"])) for r in operator} == {
         (("pods",), ("get", "list", "watch", "patch")), (("deployments", "statefulsets"), ("get",)),
@@ -41,7 +50,8 @@ def test_no_right_to_exec_or_secrets_and_cluster_wide_rights_are_few() -> None:
     assert {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "create", "patch", "delete"]} in in_gefyra
     user = _named("ClusterRole", "gefyra-user")["rules"]
     assert all(r.get("resourceNames") or r["resources"] in (["gefyraclients", "gefyrabridges"], ["pods", "events"])
-               or (r["resources"], r["verbs"]) == (["pods/portforward"], ["get", "create"]) for r in user)
+               or (r["resources"], r["verbs"]) in ((["pods/portforward"], ["get", "create"]), (["secrets"], ["create"]))
+               for r in user)
 
 
 def test_only_the_operator_container_gets_a_token_and_capabilities_are_dropped() -> None:

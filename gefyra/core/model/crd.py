@@ -7,12 +7,13 @@ in one (:func:`client_body`, :func:`bridge_body`; the operator's status writes g
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gefyra.core.model import validation
+from gefyra.core.model import tls, validation
 from gefyra.core.model.conditions import Condition, parse_conditions, true_condition
 from gefyra.core.model.names import (
     ANNOTATION_STEERED,
@@ -156,6 +157,10 @@ class BridgeSpec:
     mirror: bool = False
     #: How the workload speaks on the ports (see Route.protocol); "" for what its Services say.
     protocol: str = ""
+    #: HTTPS: the Secret in namespace gefyra with the ports' certificate (see gefyra.core.model.tls),
+    #: "" for none; and whether the interceptor verifies the workload's certificate.
+    tls_secret: str = ""
+    tls_verify: bool = True
 
     @property
     def personal(self) -> bool:
@@ -208,6 +213,7 @@ class GefyraBridge:
     #: The status as the object has it (what a status patch is computed against: fields that did
     #: not parse are replaced or removed by it).
     status_json: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    uid: str = ""
 
     def condition(self, kind: str) -> Condition | None:
         """The condition ``kind`` if it is True."""
@@ -306,12 +312,21 @@ def parse_bridge(obj: Mapping[str, Any]) -> GefyraBridge:
     protocol = spec.get("protocol") if isinstance(spec.get("protocol"), str) else ""
     if protocol and protocol not in PROTOCOLS and not (problem or ports_problem or matches_problem):
         matches_problem = f"spec.protocol {protocol[:20]!r} is not one of {', '.join(PROTOCOLS)}"
+    tls_spec = _map(spec.get("tls"))
+    tls_secret = str(tls_spec["secret"]) if isinstance(tls_spec.get("secret"), str) else ""
+    if tls_spec and not (problem or ports_problem or matches_problem):
+        if not validation.is_dns_subdomain(tls_secret):
+            matches_problem = "spec.tls.secret is not the name of a Secret"
+        elif not (matches or mirror):
+            matches_problem = "spec.tls: only personal bridges and mirrors end TLS"
     return GefyraBridge(
         name=_text(metadata.get("name")),
         spec=BridgeSpec(client=_text(spec.get("client")), owner=_text(spec.get("owner")),
                         local_container=_text(spec.get("localContainer")), target=target, ports=ports,
                         matches=matches, interceptor=interceptor if isinstance(interceptor, str) and interceptor else None,
-                        in_place=in_place, mirror=mirror, protocol=protocol if protocol in PROTOCOLS else ""),
+                        in_place=in_place, mirror=mirror, protocol=protocol if protocol in PROTOCOLS else "",
+                        tls_secret=tls_secret if validation.is_dns_subdomain(tls_secret) else "",
+                        tls_verify=tls_spec.get("insecureSkipVerify") is not True),
         status=BridgeStatus(phase=_text(status.get("phase")), message=_text(status.get("message")),
                             proxy_ports=_proxy_ports(status.get("proxyPorts")), pods=_names(status.get("pods")),
                             pod_namespace=_text(status.get("podNamespace")), services=_names(status.get("services")),
@@ -319,7 +334,7 @@ def parse_bridge(obj: Mapping[str, Any]) -> GefyraBridge:
         created=_text(metadata.get("creationTimestamp")), deleting=bool(metadata.get("deletionTimestamp")),
         finalizers=tuple(f for f in metadata.get("finalizers") or [] if isinstance(f, str)),
         steered=bool(_map(metadata.get("annotations")).get(ANNOTATION_STEERED)),
-        problem=problem or ports_problem or matches_problem, status_json=dict(status))
+        problem=problem or ports_problem or matches_problem, status_json=dict(status), uid=_text(metadata.get("uid")))
 
 
 def bridge_body(name: str, spec: BridgeSpec) -> dict[str, Any]:
@@ -333,6 +348,8 @@ def bridge_body(name: str, spec: BridgeSpec) -> dict[str, Any]:
                  **({"inPlace": True} if spec.in_place else {}),
                  **({"mirror": True} if spec.mirror else {}),
                  **({"protocol": spec.protocol} if spec.protocol else {}),
+                 **({"tls": {"secret": spec.tls_secret, **({} if spec.tls_verify else {"insecureSkipVerify": True})}}
+                    if spec.tls_secret else {}),
                  **({"match": [{"kind": m.kind, **({"header": m.header} if m.header else {}), "value": m.value}
                                for m in spec.matches]} if spec.matches else {}),
                  "target": {"namespace": target.namespace, "kind": target.kind, "name": target.name,
@@ -381,3 +398,19 @@ def claims_on(bridges: Sequence[GefyraBridge], workload: Target) -> list[PortCla
     return [PortClaim(b.name, b.spec.target.container, frozenset(b.spec.remote_ports), b.spec.personal)
             for b in bridges if b.spec.target is not None and b.spec.target.workload == workload
             and not b.problem and not b.deleting]
+
+
+def tls_copy_body(name: str, material: tls.TlsMaterial, *, bridge: str, bridge_uid: str, owner: str,
+                  client: str) -> dict[str, Any]:
+    """The copy of ``material`` in namespace gefyra that the bridge ``bridge`` (its uid) brings
+    along: Kubernetes' garbage collector removes it with the bridge."""
+    data = {tls.CERTIFICATE: material.certificate, tls.KEY: material.key, tls.TRUSTED: material.trusted}
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": tls.SECRET_TYPE,
+        "metadata": {"name": name, "namespace": GEFYRA_NAMESPACE,
+                     "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CLIENT: client},
+                     "annotations": {tls.ANNOTATION_OWNER: owner},
+                     "ownerReferences": [{"apiVersion": API_VERSION, "kind": "GefyraBridge", "name": bridge,
+                                          "uid": bridge_uid}]},
+        "data": {k: base64.b64encode(v).decode("ascii") for k, v in data.items() if v},
+    }

@@ -89,6 +89,11 @@ class BridgeRequest:
     #: How the workload speaks on the ports (one of PROTOCOLS): where personal routing needs to know
     #: and its Services do not say (appProtocol). None: what they say.
     protocol: str | None = None
+    #: HTTPS ports: a Secret of ``namespace`` with the workload's certificate (type
+    #: kubernetes.io/tls; ca.crt where it is not self-signed): the interceptor ends TLS with it and
+    #: speaks TLS on. ``tls_verify``: it checks the workload's certificate when it does.
+    tls_secret: str | None = None
+    tls_verify: bool = True
     wait: bool = True
     timeout: float = 60.0
 
@@ -116,6 +121,11 @@ class BridgeRequest:
         if self.protocol is not None and not self.personal:
             raise errors.UsageError("BridgeRequest.protocol: only personal bridges and mirrors route by protocol",
                                     "leave it out: a global bridge passes connections on as they are")
+        if self.tls_secret is not None:
+            v.dns_subdomain(self.tls_secret, "BridgeRequest.tls_secret", "Secret name")
+            if not self.personal:
+                raise errors.UsageError("BridgeRequest.tls_secret: only personal bridges and mirrors end TLS",
+                                        "leave it out: a global bridge passes TLS connections on as they are")
         if self.in_place and self.mirror:
             raise errors.UsageError("BridgeRequest.in_place: a mirror cannot be in place",
                                     "leave out in_place (a mirror copies what reaches the workload's Services)")

@@ -8,6 +8,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
+from gefyra.core.model.tls import TlsMaterial
+
 #: The kinds of a personal bridge's conditions: a header's value or the request's path, compared
 #: exactly, by prefix, or with a regular expression (the CLI's ``--match-KIND``).
 MATCH_KINDS: Final = ("header-exact", "header-prefix", "header-regex", "path-exact", "path-prefix", "path-regex")
@@ -80,6 +82,8 @@ class Route:
     mirror: bool = False
     #: How the workload speaks on the bridged ports (one of PROTOCOLS), "" for what its Services say.
     protocol: str = ""
+    #: HTTPS ports: the interceptor ends TLS with this and speaks TLS on to both sides.
+    tls: TlsMaterial | None = None
 
     @property
     def personal(self) -> bool:

@@ -8,11 +8,13 @@ that, its ID, and the in-place mode tells the board which container each ID is).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 
 import anyio
 
 from gefyra.core.spi.interceptor import HttpAnswer
+from gefyra.plugins.interceptor_nginx import sealing
 
 #: Seconds the endpoint holds a request that has nothing new (carrier's agent waits 35 s).
 LONG_POLL = 25.0
@@ -24,18 +26,24 @@ Key = tuple[str, str]
 class ConfigBoard:
     def __init__(self) -> None:
         self._wanted: dict[Key, tuple[str, bytes]] = {}
+        #: Files that go with a configuration, sealed to the asking agent's key in each answer.
+        self._files: dict[Key, Mapping[str, bytes]] = {}
         self._applied: dict[Key, str] = {}
         self._changed: dict[Key, anyio.Event] = {}
         #: pod IP -> {running container ID -> container name}, from the pods' status.
         self._containers: dict[str, dict[str, str]] = {}
 
-    def want(self, key: Key, version: str, body: bytes) -> None:
+    def want(self, key: Key, version: str, body: bytes, files: Mapping[str, bytes] | None = None) -> None:
+        """The carrier at ``key`` is to run ``body`` (a JSON object), with ``files`` (by name; the
+        version must change with them), which reach it only sealed to its key."""
         if self._wanted.get(key, ("", b""))[0] != version:
             self._wanted[key] = (version, body)
+            self._files[key] = dict(files or {})
             self._wake(key)
 
     def forget(self, key: Key) -> None:
         self._wanted.pop(key, None)
+        self._files.pop(key, None)
         self._applied.pop(key, None)
         self._wake(key)
 
@@ -65,10 +73,12 @@ class ConfigBoard:
         if event is not None:
             event.set()
 
-    async def answer(self, ip: str, container: str, have: str, on_news: Callable[[], None]) -> HttpAnswer:
+    async def answer(self, ip: str, container: str, have: str, on_news: Callable[[], None],
+                     agent_key: str = "") -> HttpAnswer:
         """The answer to the carrier at ``ip`` (in ``container``: its name or ID, "" if it does not
-        say) that runs version ``have``. ``on_news`` is called at once when that report is news
-        (the version it was to apply, not known to be applied before), before the request is held."""
+        say) that runs version ``have``; ``agent_key`` is its public key (:mod:`.sealing`).
+        ``on_news`` is called at once when that report is news (the version it was to apply, not
+        known to be applied before), before the request is held."""
         key = self._key(ip, container)
         if key is None:
             return HttpAnswer(404)
@@ -83,4 +93,14 @@ class ConfigBoard:
         current = self._wanted.get(key)
         if current is None:
             return HttpAnswer(404)
-        return HttpAnswer(304) if current[0] == have else HttpAnswer(200, current[1])
+        if current[0] == have:
+            return HttpAnswer(304)
+        files = self._files.get(key)
+        if not files:
+            return HttpAnswer(200, current[1])
+        recipient = sealing.public_key(agent_key)
+        if recipient is None:
+            return HttpAnswer(400, b"this configuration has sealed files: send the agent's key\n")
+        body = json.loads(current[1])
+        body["sealed"] = {name: sealing.seal(recipient, name, data) for name, data in files.items()}
+        return HttpAnswer(200, json.dumps(body).encode())

@@ -47,7 +47,7 @@ class NginxInterceptor(Interceptor):
             self.notify()
 
         return await self.board.answer(request.peer, request.query.get("container", ""),
-                                       request.query.get("have", ""), configured)
+                                       request.query.get("have", ""), configured, request.query.get("key", ""))
 
     async def held(self, cluster: Cluster) -> list[Target]:
         return await self.router.held(cluster)  # in place, a bridge's pods are given back with the bridge

@@ -38,7 +38,7 @@ from gefyra.core.model.validation import is_dns_subdomain
 from gefyra.core.model.workload import WORKLOAD_KINDS, Pod
 from gefyra.core.spi.interceptor import InvalidRoute
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
-from gefyra.plugins.interceptor_nginx.routing import COPY_RELAY, Listener, router_config
+from gefyra.plugins.interceptor_nginx.routing import COPY_RELAY, Listener, router_config, tls_files
 
 log = structlog.get_logger("gefyra.operator")
 
@@ -107,6 +107,16 @@ _HTTP2_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "h2c", "http2", "grpc", "
 _HTTP2_NAME_PREFIXES = ("h2c", "http2", "grpc")
 
 
+def speaks_tls(port: dict[str, Any]) -> bool:
+    """The Service port says its workload speaks HTTPS there (appProtocol, else a name that starts
+    with https)."""
+    declared = str(port.get("appProtocol") or "").lower()
+    if declared:
+        return declared == "https"
+    name = str(port.get("name") or "").lower()
+    return name == "https" or name.startswith("https-")
+
+
 def speaks_http2(port: dict[str, Any]) -> bool:
     """The Service port says its workload speaks cleartext HTTP/2 (h2c, gRPC) there."""
     declared = str(port.get("appProtocol") or "").lower()
@@ -150,6 +160,10 @@ class _Plan:
     services: dict[str, list[dict[str, Any]]]
     #: bridge -> the Services it routes.
     routed: dict[str, list[str]]
+    #: The files that the listeners name (TLS certificates and keys), by name; and what changes
+    #: whenever one of them does.
+    files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    files_version: str = ""
 
 
 def _takers(routed: dict[tuple[str, int], list[Route]], port: tuple[str, int] | None) -> list[Route]:
@@ -196,8 +210,10 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
                 continue
             protocol = str(port.get("protocol", "TCP")).lower()
             takers = _takers(routed_ports, resolved) if protocol == "tcp" else []
-            entry = by_port.setdefault((resolved[1], protocol), {"routes": takers, "originals": set(), "http2": False})
+            entry = by_port.setdefault((resolved[1], protocol),
+                                       {"routes": takers, "originals": set(), "http2": False, "https": False})
             entry["http2"] |= speaks_http2(port)
+            entry["https"] |= speaks_tls(port)
             for pod in members:
                 ip, on_pod = _ready_ip(pod), _target_port(port, (pod.get("spec") or {}).get("containers") or [])
                 if ip and on_pod is not None:
@@ -214,19 +230,32 @@ def plan(router: str, routes: Sequence[Route], template: dict[str, Any], service
                                              f"container {route.container}: a bridge takes what reaches the "
                                              "workload's Services" + ("" if route.matches else
                                                                       " (--in-place takes connections to its pods)"))
-    listeners = []
+    listeners, files, versions = [], {}, []
     for (number, protocol), entry in sorted(by_port.items()):
         takers, originals = entry["routes"], tuple(sorted(entry["originals"]))
         personal = tuple((r.matches, _forward_to(r, number)) for r in takers if r.personal and not r.mirror)
         mirrors = tuple((r.matches, _forward_to(r, number)) for r in takers if r.mirror)
         everything = [r for r in takers if not r.personal]  # at most one, alone (the operator sees to it)
-        # The first bridge that names the protocol decides, else the Service ports.
+        # The first bridge that names the protocol decides, else the Service ports; the same for
+        # the certificate of an HTTPS port.
         said = next((r.protocol for r in takers if r.protocol), "")
+        routes_requests = bool(personal or mirrors) and not everything
+        material = next((r.tls for r in takers if r.tls and r.personal), None) if routes_requests else None
+        if routes_requests and entry["https"] and material is None:
+            raise InvalidRoute(next(r.bridge for r in takers if r.personal),
+                               f"port {number} speaks HTTPS (its Service port says so): the router can route its "
+                               "requests only with the workload's certificate: name its Secret with --tls-secret")
+        listener_tls = None
+        if material is not None:
+            listener_tls = dataclasses.replace(tls_files(number), verify=material.verify)
+            files.update({listener_tls.certificate: material.certificate, listener_tls.key: material.key,
+                          listener_tls.trusted: material.trusted or material.certificate})
+            versions.append(f"{number}:{material.version}:{material.verify}")
         listeners.append(Listener(number, protocol, originals, personal=() if everything else personal,
                                   everything_to=_forward_to(everything[0], number) if everything else "",
                                   mirrors=() if everything else mirrors,
-                                  http2=said in ("h2c", "grpc") if said else entry["http2"]))
-    return _Plan(listeners, slice_ports, routed)
+                                  http2=said in ("h2c", "grpc") if said else entry["http2"], tls=listener_tls))
+    return _Plan(listeners, slice_ports, routed, files, ",".join(versions))
 
 
 def _service_of(endpoint_slice: dict[str, Any]) -> str:
@@ -294,7 +323,7 @@ class Router:
         routers = await self._router_pods(cluster, name)
         ips = {p["status"]["podIP"] for p in routers}
         self._listeners[name] = tuple(layout.listeners)
-        version = self._publish(name, layout.listeners, ips)
+        version = self._publish(name, layout.listeners, ips, layout.files, layout.files_version)
         serving = sorted(ip for ip in ips if self.board.applied((ip, "")))
         current = [ip for ip in serving if self.board.applied((ip, "")) == version]
 
@@ -337,17 +366,18 @@ class Router:
         found = await cluster.objects(path("pods", GEFYRA_NAMESPACE), label_selector=f"{ROUTER_LABEL}={name}")
         return [p for p in found if not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")]
 
-    def _publish(self, name: str, listeners: Sequence[Listener], ips: set[str]) -> str:
-        """Offers the router's pods at ``ips`` the configuration of ``listeners`` (pods gone since
-        are forgotten); returns its version."""
+    def _publish(self, name: str, listeners: Sequence[Listener], ips: set[str], files: dict[str, bytes] | None = None,
+                 files_version: str = "") -> str:
+        """Offers the router's pods at ``ips`` the configuration of ``listeners`` with the ``files``
+        they name (pods gone since are forgotten); returns its version."""
         stream, http = router_config(name, listeners)
-        version = hashlib.sha256((stream + http).encode()).hexdigest()[:16]
+        version = hashlib.sha256((stream + http + files_version).encode()).hexdigest()[:16]
         body = json.dumps({"version": version, "stream": stream, "http": http}).encode()
         for gone in self._ips.get(name, set()) - ips:
             self.board.forget((gone, ""))
         self._ips[name] = ips
         for ip in ips:
-            self.board.want((ip, ""), version, body)
+            self.board.want((ip, ""), version, body, files)
         return version
 
     async def _routes_off(self, cluster: Cluster, name: str) -> bool:

@@ -48,6 +48,22 @@ class Listener:
     #: The workload speaks cleartext HTTP/2 on this port (h2c, gRPC): personal routes pass requests
     #: on over HTTP/2 (nginx's gRPC proxy, which carries any HTTP/2 request and its trailers).
     http2: bool = False
+    #: HTTPS: the router ends TLS with this certificate and key, routes each request, and speaks
+    #: TLS again to the workload (verified against :attr:`ListenerTls.trusted`, unless told not to)
+    #: and to the developers (unverified: their own containers, through gefyra's tunnel).
+    tls: ListenerTls | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenerTls:
+    """Where a TLS listener's files are, relative to nginx's configuration directory (the router's
+    agent writes them there; see :func:`tls_files`)."""
+
+    #: The certificate chain, its key, the CAs that a workload's certificate must chain to.
+    certificate: str
+    key: str
+    trusted: str
+    verify: bool = True
 
 
 def _address(text: str) -> str:
@@ -119,6 +135,28 @@ def _forwarding(upstream: str, http2: bool) -> str:
             "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
 
 
+def tls_files(port: int) -> ListenerTls:
+    """The files of a TLS listener on ``port``."""
+    if not validation.is_port(port):
+        raise ValueError(f"not a port: {port!r}")
+    return ListenerTls(f"tls/{port}.crt", f"tls/{port}.key", f"tls/{port}.ca")
+
+
+def _tls_forwarding(upstream: str, http2: bool, tls: ListenerTls, verify: bool) -> str:
+    """Like :func:`_forwarding`, over TLS; ``verify``: the upstream's certificate must chain to the
+    trusted CAs and name the host that the caller asked for."""
+    kind = "grpc" if http2 else "proxy"
+    plain = _forwarding(upstream, http2).replace("grpc://", "grpcs://").replace("http://", "https://")
+    checks = (f"\n        {kind}_ssl_verify on;\n        {kind}_ssl_trusted_certificate {_quoted(tls.trusted)};"
+              f"\n        {kind}_ssl_verify_depth 4;\n        {kind}_ssl_name $host;") if verify else ""
+    return f"{plain}\n        {kind}_ssl_server_name on;\n        {kind}_ssl_session_reuse on;{checks}"
+
+
+def _copy_proto(listener: Listener) -> str:
+    """How the copy relay speaks to the developers (see images/carrier/copies.go)."""
+    return "https" if listener.tls else "h2c" if listener.http2 else "http/1.1"
+
+
 def _http_listener(listener: Listener, router: str) -> str:
     port = listener.port
     orig = f"gefyra_{port}_orig"
@@ -149,18 +187,51 @@ def _http_listener(listener: Listener, router: str) -> str:
         proxy_set_header Connection "";
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header {COPY_TO_HEADER} {_address(to)};
-        proxy_set_header {COPY_PROTO_HEADER} {"h2c" if listener.http2 else "http/1.1"};
+        proxy_set_header {COPY_PROTO_HEADER} {_copy_proto(listener)};
     }}
 """)
-    out.append(f"""server {{
-    listen {port};
-    http2 on;
-    location / {{
-        if ($http_{PROBE_HEADER.lower().replace('-', '_')}) {{
+    probe = f"""        if ($http_{PROBE_HEADER.lower().replace('-', '_')}) {{
             add_header {PROBE_ANSWER} {_quoted(router)} always;
             return 204;
         }}
-{"".join(mirrors)}        {_forwarding(f"$gefyra_{port}_upstream", listener.http2)}
+"""
+    upstream, tls = f"$gefyra_{port}_upstream", listener.tls
+    if tls is None:
+        out.append(f"""server {{
+    listen {port};
+    http2 on;
+    location / {{
+{probe}{"".join(mirrors)}        {_forwarding(upstream, listener.http2)}
+    }}
+{"".join(copies)}}}
+""")
+        return "".join(out)
+    # TLS: the workload's pods and the developers are reached in two locations, as nginx verifies
+    # per location (a request for a developer jumps to the second). The probe comes as plain
+    # HTTP, which nginx hands to error_page 497; any other plain request is refused as before.
+    out.append(f"""map {upstream} $gefyra_{port}_developer {{
+    default 1;
+    gefyra_{port}_orig 0;
+}}
+server {{
+    listen {port} ssl;
+    http2 on;
+    ssl_certificate {_quoted(tls.certificate)};
+    ssl_certificate_key {_quoted(tls.key)};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    error_page 497 = @gefyra_plain;
+    location / {{
+        error_page 418 = @gefyra_developer;
+        if ($gefyra_{port}_developer) {{
+            return 418;
+        }}
+{"".join(mirrors)}        {_tls_forwarding(f"gefyra_{port}_orig", listener.http2, tls, tls.verify)}
+    }}
+    location @gefyra_developer {{
+{"".join(mirrors)}        {_tls_forwarding(upstream, listener.http2, tls, verify=False)}
+    }}
+    location @gefyra_plain {{
+{probe}        return 400;
     }}
 {"".join(copies)}}}
 """)

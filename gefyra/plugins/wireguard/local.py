@@ -254,9 +254,13 @@ class WireGuardTunnel(Tunnel):
             return []
         script = " ; ".join(f"if timeout 2 bash -c '</dev/tcp/{_address(ip)}/{checked_port(p)}' 2>/dev/null; "
                             "then echo open; else echo closed; fi" for ip, p in targets)
-        _, output = await runtime.exec(name, ["sh", "-c", script])
+        code, output = await runtime.exec(name, ["sh", "-c", script])
         answers = output.split()
-        return [i < len(answers) and answers[i] == "open" for i in range(len(targets))]
+        if len(answers) != len(targets) or not set(answers) <= {"open", "closed"}:
+            # Not an answer about the ports: the exec itself failed (say how, not "closed").
+            raise errors.GefyraError(f"cannot try connections from {name} (exit {code}): {' '.join(answers)[:300]}",
+                                     f"is the container engine well? `{runtime.name} exec {name} true` must work")
+        return [answer == "open" for answer in answers]
 
     async def exchanges(self, runtime: ContainerRuntime, name: str, targets: Sequence[tuple[str, int]],
                         payload: bytes) -> list[bytes]:
