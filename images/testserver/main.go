@@ -72,7 +72,7 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   testserver serve [--http :8080] [--tcp :9000] [--udp :9001]
-  testserver serve ... [--https :8443]                 (TLS_CERT/TLS_KEY: its certificate's files; else self-signed)
+  testserver serve ... [--https :8443]                 (or HTTPS_ADDR; TLS_CERT/TLS_KEY: its certificate's files, else self-signed)
   testserver get URL [--timeout 5s] [-H 'NAME: VALUE' ...] [--ca-pem PEM]
   testserver tally URL COUNT [--rate N] [--keepalive] [--h2c [--parallel N]] [--variant 'NAME: VALUE' ...]
                                    (COUNT requests, variants in turn; JSON: answers by variant and server, failures, latency;
@@ -106,8 +106,8 @@ func serve(args []string) error {
 	httpAddr := fs.String("http", ":8080", "HTTP listen address (empty: off)")
 	tcpAddr := fs.String("tcp", ":9000", "TCP line echo listen address (empty: off)")
 	udpAddr := fs.String("udp", ":9001", "UDP echo listen address (empty: off)")
-	httpsAddr := fs.String("https", "", "HTTPS listen address (empty: off); TLS_CERT and TLS_KEY name the "+
-		"certificate's files, else a self-signed one is made")
+	httpsAddr := fs.String("https", os.Getenv("HTTPS_ADDR"), "HTTPS listen address (default: HTTPS_ADDR, empty: "+
+		"off); TLS_CERT and TLS_KEY name the certificate's files, else a self-signed one is made")
 	_ = fs.Parse(args)
 	errs := make(chan error, 4)
 	if *httpAddr != "" {

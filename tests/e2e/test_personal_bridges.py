@@ -340,3 +340,139 @@ def test_a_mirror_gets_a_copy_of_each_matching_request_and_answers_none(ns: str)
     finally:
         ok("unbridge", "--all", env=DEV_A)
         gefyra("rm", "pb-copy", env=DEV_A)
+
+
+def _certificates(service: str, ns: str) -> dict[str, bytes]:
+    """A CA, a certificate it issued for the Service's names (tls.crt, tls.key, ca.crt), and a key
+    that belongs to no certificate here ("other.key")."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gefyra test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    names = [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.cluster.local"]
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, service)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return {"tls.crt": leaf.public_bytes(serialization.Encoding.PEM), "tls.key": pem_key(key),
+            "ca.crt": ca.public_bytes(serialization.Encoding.PEM),
+            "other.key": pem_key(ec.generate_private_key(ec.SECP256R1()))}
+
+
+def _tls_secret(ns: str, name: str, data: dict[str, bytes]) -> None:
+    import base64
+
+    devcluster.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                                 "metadata": {"name": name, "namespace": ns},
+                                 "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}))
+
+
+HTTPS_WORKLOAD = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: secure, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: secure}}}}
+  template:
+    metadata: {{labels: {{app: secure}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: server
+        image: {image}
+        env:
+        - {{name: HTTPS_ADDR, value: ":8443"}}
+        - {{name: TLS_CERT, value: /tls/tls.crt}}
+        - {{name: TLS_KEY, value: /tls/tls.key}}
+        ports: [{{containerPort: 8443}}]
+        volumeMounts: [{{name: tls, mountPath: /tls, readOnly: true}}]
+        readinessProbe:
+          httpGet: {{path: /healthz, port: 8080}}
+          periodSeconds: 1
+      volumes: [{{name: tls, secret: {{secretName: secure-tls}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: secure, namespace: {ns}}}
+spec:
+  selector: {{app: secure}}
+  ports: [{{name: https, port: 443, targetPort: 8443, appProtocol: https}}]
+"""
+
+
+def test_https_is_routed_per_request_with_the_workloads_certificate(ns: str) -> None:
+    """An HTTPS workload, its certificate in a Secret: the router ends TLS with it (the caller checks
+    it against the CA), routes each request by its header, and speaks TLS on to the pods and to the
+    developer. A missing or wrong certificate, or none for an HTTPS port, is one line at `bridge`."""
+    pems = _certificates("secure", ns)
+    _tls_secret(ns, "secure-tls", {k: pems[k] for k in ("tls.crt", "tls.key", "ca.crt")})
+    _tls_secret(ns, "wrong-tls", {"tls.crt": pems["tls.crt"], "tls.key": pems["other.key"]})
+    devcluster.apply(HTTPS_WORKLOAD.format(ns=ns, image=WORKLOAD_IMAGE))
+    kubectl("-n", ns, "rollout", "status", "deploy/secure", "--timeout=90s")
+    ok("run", "-i", TEST_IMAGE, "-N", "pb-sa", "-n", ns, "-d", "-e", "MESSAGE=DEV-A", "-e", "HTTPS_ADDR=:8443",
+       env=DEV_A)
+    before = shop_state(ns, "secure", "secure")
+
+    def get_as(trusted: dict[str, bytes], *headers: str, check: bool = True) -> str:
+        command = [str(KUBECTL), "--kubeconfig", str(KUBECONFIG), "-n", ns, "exec", "caller", "--", "testserver",
+                   "get", "https://secure/", "--ca-pem", trusted["ca.crt"].decode(),
+                   *[a for h in headers for a in ("-H", h)]]
+        done = subprocess.run(command, capture_output=True, text=True, check=check, timeout=30)
+        return done.stdout + done.stderr
+
+    def get(*headers: str) -> str:
+        return get_as(pems, *headers)
+
+    assert get().startswith("hello from secure-")
+    base = ["bridge", "-N", "pb-sa", "-n", ns, "--target", "deploy/secure", "-p", "8443:8443",
+            "--match-header-exact", "x-dev:a"]
+    for extra, said in ((["--tls-secret", "nope"], f"error: Secret nope in namespace {ns} not found"),
+                        (["--tls-secret", "wrong-tls"], f"error: Secret wrong-tls in namespace {ns} cannot serve "
+                                                        "HTTPS: its key (tls.key) does not belong to its certificate"),
+                        ([], "port 8443 speaks HTTPS (its Service port says so)")):
+        refused = gefyra(*base, *extra, env=DEV_A)
+        assert refused.returncode != 0 and said in refused.stderr, refused.stderr
+        assert json.loads(ok("list", "-o", "json", env=DEV_A).stdout)["bridges"] == [], "nothing half-done"
+    found = json.loads(ok(*base, "--tls-secret", "secure-tls", "-o", "json", env=DEV_A).stdout)
+    try:
+        assert found["mode"] == "router", found
+        copies = kubectl_json("-n", "gefyra", "get", "secrets", "-l", "gefyra.dev/client=dev-a")["items"]
+        assert [(c["type"], c["metadata"]["ownerReferences"][0]["name"]) for c in copies] == \
+            [("gefyra.dev/tls", found["name"])], copies
+        for _ in range(4):
+            assert get("x-dev: a").startswith("hello from DEV-A path=/ proto=HTTP/1.1 scheme=https")
+            mine = get()
+            assert mine.startswith("hello from secure-") and mine.rstrip().endswith("scheme=https"), mine
+    finally:
+        ok("unbridge", "--all", env=DEV_A)
+    assert get("x-dev: a").startswith("hello from secure-")
+    # The router checks the pods' certificate: given a certificate of another CA (which the caller
+    # now trusts), it refuses to pass requests on to the pods, unless told to skip the check.
+    other = _certificates("secure", ns)
+    _tls_secret(ns, "other-tls", {k: other[k] for k in ("tls.crt", "tls.key", "ca.crt")})
+    for skip, answer in ((False, "HTTP 502"), (True, "hello from secure-")):
+        ok(*base, "--tls-secret", "other-tls", *(["--tls-insecure-skip-verify"] if skip else []), env=DEV_A)
+        try:
+            assert get_as(other, "x-dev: a").startswith("hello from DEV-A")
+            assert answer in get_as(other, check=False), (skip, answer)
+        finally:
+            ok("unbridge", "--all", env=DEV_A)
+    eventually(lambda: assert_equal(shop_state(ns, "secure", "secure"), before), timeout=30)
+    eventually(lambda: assert_equal(
+        kubectl_json("-n", "gefyra", "get", "secrets", "-l", "gefyra.dev/client=dev-a")["items"], []), timeout=30)
