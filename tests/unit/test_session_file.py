@@ -31,6 +31,7 @@ bridges:
     namespace: jobs
     ports: ["9000:9000"]
     match: {header-exact: "x-dev:me", path-prefix: /v2/}
+    tlsSecret: worker-tls
   - {container: api, target: deploy/audit, ports: ["8080:8080"], mirror: true, protocol: grpc}
 """
 
@@ -47,6 +48,7 @@ def test_a_session_file_becomes_the_apis_requests() -> None:
     assert personal.namespace == "jobs" and [str(m) for m in personal.matches] == ["header-exact x-dev:me",
                                                                                   "path-prefix /v2/"]
     assert mirror.mirror and not global_.mirror and not personal.mirror and mirror.protocol == "grpc"
+    assert (personal.tls_secret, personal.tls_verify, global_.tls_secret) == ("worker-tls", True, None)
 
 
 @pytest.mark.parametrize(("change", "named"), [
@@ -58,9 +60,10 @@ def test_a_session_file_becomes_the_apis_requests() -> None:
     (('"x-dev:me"', '"x_dev:me"'), "gefyra.yaml:19: bridges[1].match.header-exact"),
     (("    image: registry.example.com/worker:dev\n", ""), "gefyra.yaml:8: containers.worker: names neither"),
     (("bridges:", "bridgez:"), "gefyra.yaml:13: bridgez: unknown field"),
-    (("mirror: true", 'mirror: "true"'), "gefyra.yaml:20: bridges[2].mirror: is not true or false"),
+    (("mirror: true", 'mirror: "true"'), "gefyra.yaml:21: bridges[2].mirror: is not true or false"),
     (("    env: {LOG", "    env: {1LOG"), "gefyra.yaml:6: containers.api.env"),
     (("containers:\n", "containers: [\n"), "gefyra.yaml:4: not YAML"),
+    (("tlsSecret: worker-tls", "tlsSecret: Worker_TLS"), "gefyra.yaml:15: bridges[1]: BridgeRequest.tls_secret"),
 ])
 def test_a_mistake_is_one_line_with_the_file_the_line_and_the_field(change: tuple[str, str], named: str) -> None:
     text = GOOD.replace(*change, 1)

@@ -76,6 +76,10 @@ SCHEMA: dict[str, Any] = {
                              "for personal routing (default: what its Service port says)"},
                 "mirror": {"type": "boolean", "description": "read-only: the workload keeps answering the "
                            "(matching) requests, and a copy of each comes to the container"},
+                "tlsSecret": {"type": "string", "description": "HTTPS ports: the Secret (kubernetes.io/tls) with "
+                              "the workload's certificate; the router ends TLS with it and routes each request"},
+                "tlsInsecureSkipVerify": {"type": "boolean", "description": "with tlsSecret: do not check the "
+                                          "workload's certificate when speaking TLS to it"},
                 "match": {"type": "object", "additionalProperties": False,
                           "properties": {k: {"type": "string"} for k in MATCH_KINDS},
                           "description": "a personal bridge's conditions, e.g. header-exact: 'x-dev:me'"},
@@ -244,7 +248,10 @@ def _bridge(reader: _Reader, index: int, node: yaml.Node, namespace: str,
         namespace=reader.checked(spec["namespace"], f"{field}.namespace", validation.dns_label, "namespace")
         if "namespace" in spec else namespace,
         matches=matches, mirror=reader.flag(spec["mirror"], f"{field}.mirror") if "mirror" in spec else False,
-        protocol=reader.text(spec["protocol"], f"{field}.protocol") if "protocol" in spec else None)
+        protocol=reader.text(spec["protocol"], f"{field}.protocol") if "protocol" in spec else None,
+        tls_secret=reader.text(spec["tlsSecret"], f"{field}.tlsSecret") if "tlsSecret" in spec else None,
+        tls_verify=not (reader.flag(spec["tlsInsecureSkipVerify"], f"{field}.tlsInsecureSkipVerify")
+                        if "tlsInsecureSkipVerify" in spec else False))
     try:
         request.validate()
     except errors.UsageError as exc:
