@@ -29,6 +29,7 @@ OPERATOR_RIGHTS_IN_GEFYRA = {
     "gefyraclients.gefyra.dev/status": {"patch"},
     "pods": {"get", "list", "watch", "patch"},
     "deployments.apps": {"get", "list", "create", "patch", "delete"},
+    "secrets": {"get"},
     "statefulsets.apps": {"get"},
     "services": {"list", "patch"},
     "endpointslices.discovery.k8s.io": {"get", "list", "create", "patch", "delete"},
@@ -151,6 +152,17 @@ def test_developer_with_gefyra_user_rights(shared: dict[str, object]) -> None:
     assert isinstance(alice, User)
     refused = alice.kubectl("-n", "gefyra", "get", "secrets")
     assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
+    # She may create a Secret there only as a certificate copy of her own bridge (the policy
+    # gefyra-tls-copies): no other type, nobody else's name on it.
+    made = alice.kubectl("-n", "gefyra", "create", "secret", "generic", "gfy-test-x", "--from-literal=a=b")
+    assert made.returncode != 0 and "only create certificate copies of type gefyra.dev/tls" in made.stderr, made.stderr
+    copy = {"apiVersion": "v1", "kind": "Secret", "type": "gefyra.dev/tls",
+            "metadata": {"name": "gfy-test-copy", "namespace": "gefyra", "annotations": {"gefyra.dev/owner": "bob"},
+                         "ownerReferences": [{"apiVersion": "gefyra.dev/v1alpha1", "kind": "GefyraBridge",
+                                              "name": "b", "uid": "00000000-0000-0000-0000-000000000000"}]}}
+    made = alice.kubectl("create", "-f", "-", stdin=json.dumps(copy))
+    assert made.returncode != 0 and f"annotation gefyra.dev/owner must name you ({alice.username})" in made.stderr, \
+        made.stderr
     alice.ok("up")
     alice.ok("run", "-i", TEST_IMAGE, "-N", f"{alice.client_id}-web", "-n", a, "-d", "-e", "MESSAGE=ALICE")
     alice.ok("bridge", "-N", f"{alice.client_id}-web", "-n", a, "--target", "deploy/web", "-p", "8080:8080")
