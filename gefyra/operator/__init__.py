@@ -9,7 +9,8 @@ the tunnel's server end and the interceptors only through the tunnel and interce
 Rounds are level-based: one runs every INTERVAL seconds (BUSY_INTERVAL while a bridge is on its
 way), and at once when a watch sees a GefyraClient or GefyraBridge change (a new client waits for
 its peer) or a pod change in a namespace where a bridge has its target (a restarted container is
-ready: the bridge is Ready, or Restored, a round later instead of a poll later)."""
+ready: the bridge is Ready, or Restored, a round later instead of a poll later); pods are watched
+in those namespaces only."""
 
 from __future__ import annotations
 
@@ -60,18 +61,36 @@ class _Wakeup:
         self._event = anyio.Event()
 
 
-async def _watch(cluster: Cluster, collection: str, wakeup: _Wakeup,
-                 wanted: Callable[[str], bool] = lambda namespace: True) -> None:
-    """Wakes the loop on every change of ``collection`` (of an object whose namespace is
-    ``wanted``), forever: a watch that ends or fails is opened again."""
+async def _watch(cluster: Cluster, collection: str, wakeup: _Wakeup) -> None:
+    """Wakes the loop on every change of ``collection``, forever: a watch that ends or fails is
+    opened again."""
     while True:
         try:
-            async for event in cluster.watch(collection, seconds=WATCH_SECONDS, grace=WATCH_GRACE):
-                metadata = (event.get("object") or {}).get("metadata") or {}
-                if wanted(str(metadata.get("namespace", ""))):
-                    wakeup.set()
+            async for _ in cluster.watch(collection, seconds=WATCH_SECONDS, grace=WATCH_GRACE):
+                wakeup.set()
         except Exception as exc:  # noqa: BLE001 - any failure of a watch: open it again
             log.warning("watch failed; reopening", collection=collection, error=f"{type(exc).__name__}: {exc}")
+            await anyio.sleep(INTERVAL)
+
+
+async def _watch_pods(cluster: Cluster, namespaces: Callable[[], set[str]], wakeup: _Wakeup) -> None:
+    """A watch of the pods of each namespace where a bridge has its target (and gefyra's own),
+    opened and closed as bridges come and go: what the operator is sent does not grow with the
+    cluster's pods and their churn, only with the bridged namespaces'."""
+    watching: dict[str, anyio.CancelScope] = {}
+
+    async def watch(namespace: str, scope: anyio.CancelScope) -> None:
+        with scope:
+            await _watch(cluster, path("pods", namespace), wakeup)
+
+    async with anyio.create_task_group() as tg:
+        while True:
+            wanted = set(namespaces())
+            for namespace in sorted(wanted - watching.keys()):
+                watching[namespace] = anyio.CancelScope()
+                tg.start_soon(watch, namespace, watching[namespace])
+            for namespace in sorted(watching.keys() - wanted):
+                watching.pop(namespace).cancel()
             await anyio.sleep(INTERVAL)
 
 
@@ -106,9 +125,7 @@ async def _reconcile_forever(cluster: Cluster, namespace: str, clients: Clients,
     async with anyio.create_task_group() as tg:
         for plural in (CLIENTS, BRIDGES):
             tg.start_soon(_watch, cluster, path(plural, namespace), wakeup)
-        # One watch of every pod (the operator may read pods anywhere); only pods in the bridges'
-        # target namespaces wake the loop, so an idle operator does no rounds for the cluster's churn.
-        tg.start_soon(_watch, cluster, path("pods"), wakeup, lambda namespace: namespace in bridges.namespaces)
+        tg.start_soon(_watch_pods, cluster, lambda: bridges.namespaces, wakeup)
         failures = 0
         while True:
             try:

@@ -289,3 +289,31 @@ def test_a_step_without_an_undo_is_never_reported_undone() -> None:
     anyio.run(main)
     assert not [e for e in events if e.kind is EventKind.STEP_UNDONE]
     assert not first.undoable
+
+
+async def test_the_operator_watches_pods_only_where_bridges_have_their_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod watch per bridged namespace, opened and closed as the set changes (a small stand-in for
+    the cluster: only which watches are open is looked at)."""
+    import gefyra.operator as operator
+
+    monkeypatch.setattr(operator, "INTERVAL", 0.01)
+    open_now: set[str] = set()
+
+    class _Cluster:
+        async def watch(self, collection: str, **_: Any) -> Any:
+            open_now.add(collection)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                open_now.discard(collection)
+            yield {}  # pragma: no cover - makes this an async generator
+
+    namespaces = {"gefyra", "shop"}
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(operator._watch_pods, _Cluster(), lambda: namespaces, operator._Wakeup())
+        await anyio.sleep(0.1)
+        assert open_now == {"/api/v1/namespaces/gefyra/pods", "/api/v1/namespaces/shop/pods"}
+        namespaces = {"gefyra", "orders"}
+        await anyio.sleep(0.1)
+        assert open_now == {"/api/v1/namespaces/gefyra/pods", "/api/v1/namespaces/orders/pods"}
+        tg.cancel_scope.cancel()
