@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-unit lint cluster cluster-down images podman venv bench soak
+.PHONY: demo test test-unit lint cluster cluster-down images podman venv bench bench-scale soak
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml tests/plugins/recording_interceptor/pyproject.toml
@@ -34,6 +34,12 @@ podman:
 ## Benchmarks (bench/): figures against baselines of the same run -> bench/results.json, RESULTS.md, results.png
 bench: venv images
 	$(PY) bench/run.py
+
+## At scale (bench/scale.py, about 15 minutes; kwok is built once, about 3 minutes): the operator's
+## memory and CPU, a bridge's time to Ready and the API requests at rest, with 0, 100 and 5,000 fake
+## pods (kwok) -> bench/scale.json.
+bench-scale: venv images
+	$(PY) bench/scale.py
 
 ## The soak (bench/soak.py, about 12 minutes): a bridge under steady load for 10 minutes, stowaway's
 ## pod deleted in the middle -> bench/soak.json (recovery window, latency, memory).

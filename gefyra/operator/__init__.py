@@ -107,7 +107,8 @@ async def main() -> None:
         clients = Clients(cluster, settings.namespace, tunnel, server, settings.client_timeout,
                           settings.client_expiry)
         bridges = Bridges(cluster, settings.namespace, orchestrator, server, settings.pod_ip, wakeup.set)
-        runner = await http.serve(http.app(health, bridges.interceptors))
+        runner = await http.serve(http.app(health, bridges.interceptors, lambda: {
+            "api_requests": cluster.requests, "watch_events": cluster.watch_events}))
         log.info("operator started", namespace=settings.namespace, tunnel=tunnel.name,
                  plugins=sorted(p.name for p in orchestrator.plugins()))
         try:

@@ -317,3 +317,16 @@ async def test_the_operator_watches_pods_only_where_bridges_have_their_targets(m
         await anyio.sleep(0.1)
         assert open_now == {"/api/v1/namespaces/gefyra/pods", "/api/v1/namespaces/orders/pods"}
         tg.cancel_scope.cancel()
+
+
+async def test_the_operator_says_what_it_has_cost_so_far() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gefyra.operator import http
+
+    application = http.app(http.Health(), lambda: [], lambda: {"api_requests": 7, "watch_events": 3})
+    async with TestClient(TestServer(application)) as client:
+        answer = await client.get("/stats")
+        found = await answer.json()
+    assert (found["api_requests"], found["watch_events"]) == (7, 3)
+    assert found["resident_mib"] > 10 and found["peak_mib"] > 10 and found["cpu_seconds"] > 0

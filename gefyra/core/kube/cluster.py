@@ -98,6 +98,10 @@ class Cluster:
         self._api: client.ApiClient | None = None
         self._username: str | None = None
         self._context: kubeconfig.KubeContext | None = None
+        #: What this connection cost the API server so far: requests made (a watch opened counts
+        #: as one), and watch events received (what an embedder is sent, e.g. for benchmarks).
+        self.requests = 0
+        self.watch_events = 0
 
     @classmethod
     async def in_cluster(cls, settings: Settings) -> Cluster:
@@ -182,6 +186,7 @@ class Cluster:
 
     async def _once(self, method: str, path: str, body: Any, query: list[tuple[str, str]], content_type: str,
                     accept: str) -> Any:
+        self.requests += 1
         with anyio.fail_after(REQUEST_TIMEOUT):
             response = await self._client.call_api(
                 path, method, query_params=query, header_params={"Content-Type": content_type, "Accept": accept},
@@ -267,6 +272,7 @@ class Cluster:
         server ends the watch (after ``seconds``); a watch that has not ended ``grace`` seconds
         later is cut (a connection dropped without a word). Raises gefyra errors."""
         async with self._calling(f"watching {collection}"):
+            self.requests += 1
             response = await self._client.call_api(
                 collection, "GET", query_params=[("watch", "true"), ("timeoutSeconds", str(seconds))],
                 header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
@@ -283,6 +289,7 @@ class Cluster:
                         failure = ApiException(status=int(status.get("code") or 500), reason=status.get("reason"))
                         failure.body = json.dumps(status).encode()
                         raise failure
+                    self.watch_events += 1
                     yield event
             finally:
                 response.close()

@@ -1,0 +1,214 @@
+"""`make bench-scale`: what gefyra costs a cluster as it grows. kwok (sigs.k8s.io/kwok, built from
+its Go module and cached beside the development cluster's binaries) adds fake nodes, and pods on
+them that cost no container: the API server and every watch see them as real. At 100 and at
+5,000 such pods (in 100 namespaces) it measures, against the same figures on the cluster without
+them:
+
+- the operator's memory and CPU (its own /stats: resident memory, CPU seconds),
+- a personal bridge's time to Ready (`gefyra bridge` until the Services lead to the router),
+- the API requests and watch events that gefyra's operator causes at rest (one client connected,
+  one bridge standing, nothing changing), per minute: they must not grow with the pods.
+
+Writes bench/scale.json and prints a table (README "At scale" has the last one).
+
+    python bench/scale.py [--pods 5000] [--namespaces 100] [--reps 3] [--rest 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.run import LOCAL, NS, gefyra, sh, timed, until, workloads  # noqa: E402
+from tests.e2e import devcluster  # noqa: E402
+from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
+
+KWOK_VERSION = "v0.8.0"
+KWOK = Path.home() / ".cache" / "gefyra-devcluster" / f"kwok-{KWOK_VERSION}" / "kwok"
+#: Fake nodes carry this annotation (kwok manages those only) and a taint that keeps real pods off.
+FAKE = "kwok.x-k8s.io/node"
+NODES = 10
+#: kwok's pods get addresses from here: nothing of the development cluster's (10.244/16 pods,
+#: 10.96/12 Services, 10.250/16 the node) and nothing that leaves the machine (no packet is sent).
+FAKE_POD_CIDR = "10.200.0.0/16"
+PREFIX = "gfy-scale-"
+BRIDGE = ["bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact",
+          "x-dev:bench"]
+
+
+def kwok_binary() -> Path:
+    """kwok, built once with `go install` (about 3 minutes) and kept in the cluster's cache."""
+    if not KWOK.exists():
+        print(f"building kwok {KWOK_VERSION} (once) ...", flush=True)
+        subprocess.run(["go", "install", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"], check=True, timeout=1800,
+                       env={**os.environ, "GOBIN": str(KWOK.parent), "GOFLAGS": "-mod=mod"})
+    return KWOK
+
+
+def start_kwok() -> subprocess.Popen[bytes]:
+    log = open(REPO / ".devcluster" / "kwok.log", "wb")  # noqa: SIM115 - the process keeps it
+    return subprocess.Popen([str(kwok_binary()), "--kubeconfig", str(devcluster.KUBECONFIG),
+                             f"--manage-nodes-with-annotation-selector={FAKE}=fake", f"--cidr={FAKE_POD_CIDR}",
+                             "--node-ip=10.200.255.254"], stdout=log, stderr=subprocess.STDOUT)
+
+
+def fake_nodes(count: int) -> None:
+    nodes = [{"apiVersion": "v1", "kind": "Node",
+              "metadata": {"name": f"{PREFIX}node-{i}", "annotations": {FAKE: "fake"},
+                           "labels": {"type": "kwok", "kubernetes.io/hostname": f"{PREFIX}node-{i}"}},
+              "spec": {"taints": [{"key": FAKE, "value": "fake", "effect": "NoSchedule"}]}} for i in range(count)]
+    devcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+
+
+def fake_pods(total: int, namespaces: int) -> None:
+    """``total`` pods (on the fake nodes, each namespace's evenly), in ``namespaces`` namespaces
+    that exist already; made in parallel batches of a List each."""
+    per, batches, workers = total // namespaces, [], []
+    for n in range(namespaces):
+        items = [{"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": f"p-{i}", "namespace": f"{PREFIX}{n:03d}", "labels": {"app": f"a{i % 5}"}},
+                  "spec": {"nodeName": f"{PREFIX}node-{(n * per + i) % NODES}",
+                           "tolerations": [{"key": FAKE, "operator": "Exists", "effect": "NoSchedule"}],
+                           "containers": [{"name": "c", "image": "fake", "ports": [{"containerPort": 8080}]}]}}
+                 for i in range(per)]
+        batches.append(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    for chunk in range(4):  # 4 kubectl processes, each a quarter of the namespaces
+        text = "\n---\n".join(batches[chunk::4])
+        workers.append(subprocess.Popen([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG),
+                                         "apply", "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL))
+        assert workers[-1].stdin is not None
+        workers[-1].stdin.write(text.encode())
+        workers[-1].stdin.close()
+    for worker in workers:
+        if worker.wait(timeout=1800) != 0:
+            raise RuntimeError("kubectl apply of the fake pods failed")
+
+
+def running_fake_pods() -> int:
+    out = kubectl("get", "pods", "-A", "--field-selector", "status.phase=Running", "-o",
+                  "jsonpath={range .items[*]}{.metadata.namespace}{\"\\n\"}{end}")
+    return sum(1 for line in out.splitlines() if line.startswith(PREFIX))
+
+
+def grow_to(pods: int, namespaces: int) -> None:
+    """The fake pods: ``pods`` in ``namespaces`` namespaces, all Running (kwok says so)."""
+    for n in range(namespaces):
+        kubectl("create", "namespace", f"{PREFIX}{n:03d}", check=False)
+    started = time.monotonic()
+    fake_pods(pods, namespaces)
+    until(lambda: running_fake_pods() >= pods, timeout=1800)
+    print(f"{pods} fake pods running after {time.monotonic() - started:.0f} s", flush=True)
+
+
+def operator_stats() -> dict[str, Any]:
+    out = sh(str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--",
+             "testserver", "get", "http://gefyra-operator.gefyra:8080/stats")
+    found: dict[str, Any] = json.loads(out)
+    return found
+
+
+def at_rest(seconds: float) -> dict[str, float]:
+    """Per minute, with one bridge standing and nothing changing: the operator's API requests and
+    the watch events it is sent; and its CPU share."""
+    gefyra(*BRIDGE)
+    try:
+        time.sleep(5)  # the bridge's own rounds are over
+        before, started = operator_stats(), time.monotonic()
+        time.sleep(seconds)
+        after, took = operator_stats(), time.monotonic() - started
+    finally:
+        gefyra("unbridge", "--all")
+    per_minute = 60 / took
+    return {"api_requests_per_min": round((after["api_requests"] - before["api_requests"] - 1) * per_minute, 1),
+            "watch_events_per_min": round((after["watch_events"] - before["watch_events"]) * per_minute, 1),
+            "cpu_percent": round(100 * (after["cpu_seconds"] - before["cpu_seconds"]) / took, 2),
+            "resident_mib": after["resident_mib"]}
+
+
+def bridge_ready(reps: int) -> float:
+    """Median seconds of `gefyra bridge` (personal, until its Services lead to the router)."""
+    samples = []
+    for _ in range(reps):
+        samples.append(timed(lambda: gefyra(*BRIDGE)))
+        gefyra("unbridge", "--all")
+        time.sleep(2)  # the router has drained and gone: each bridge is a target's first
+    return round(statistics.median(samples), 2)
+
+
+def measure(label: str, reps: int, rest: float) -> dict[str, Any]:
+    print(f"measuring: {label}", flush=True)
+    ready = bridge_ready(reps)
+    rested = at_rest(rest)
+    stats = operator_stats()
+    return {"label": label, "bridge_ready_s": ready, **rested, "peak_mib": stats["peak_mib"],
+            "cluster_pods": len(kubectl("get", "pods", "-A", "-o", "name").split())}
+
+
+def clean(kwok: subprocess.Popen[bytes] | None) -> None:
+    namespaces = [n.split("/")[1] for n in kubectl("get", "namespaces", "-o", "name").split()
+                  if n.split("/")[1].startswith(PREFIX)]
+    if namespaces:
+        kubectl("delete", "namespace", *namespaces, "--wait=true", "--timeout=600s", check=False, timeout=700)
+    kubectl("delete", "nodes", "-l", "type=kwok", "--wait=true", check=False)
+    if kwok is not None:
+        kwok.terminate()
+        kwok.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=5000)
+    parser.add_argument("--namespaces", type=int, default=100)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rest", type=float, default=60, help="seconds at rest per measurement")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "scale.json")
+    args = parser.parse_args()
+    kwok_binary()
+    gefyra("down")
+    clean(None)
+    workloads(replicas=1)
+    gefyra("up")
+    gefyra("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", NS, "-d", "-e", "MESSAGE=LOCAL")
+    kwok = None
+    results = []
+    try:
+        results.append(measure("no fake pods", args.reps, args.rest))
+        kwok = start_kwok()
+        fake_nodes(NODES)
+        grow_to(100, 10)
+        results.append(measure("100 fake pods", args.reps, args.rest))
+        grow_to(args.pods, args.namespaces)
+        results.append(measure(f"{args.pods} fake pods", args.reps, args.rest))
+    finally:
+        gefyra("down")
+        clean(kwok)
+    base = results[0]
+    for row in results:
+        row["bridge_ready_ratio"] = round(row["bridge_ready_s"] / base["bridge_ready_s"], 2)
+    largest = results[-1]
+    goals = {"operator at most 150 MiB": largest["peak_mib"] <= 150,
+             "bridge Ready within 1.2x of the empty cluster's": largest["bridge_ready_ratio"] <= 1.2,
+             "API requests at rest independent of pods (within 20 %)":
+                 abs(largest["api_requests_per_min"] - results[1]["api_requests_per_min"])
+                 <= 0.2 * max(results[1]["api_requests_per_min"], 1)}
+    args.out.write_text(json.dumps({"kwok": KWOK_VERSION, "rows": results, "goals": goals}, indent=2) + "\n")
+    keys = ["cluster_pods", "bridge_ready_s", "bridge_ready_ratio", "api_requests_per_min", "watch_events_per_min",
+            "cpu_percent", "resident_mib", "peak_mib"]
+    print("| | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
+    for row in results:
+        print(f"| {row['label']} | " + " | ".join(str(row[k]) for k in keys) + " |")
+    print("\n".join(f"{'met' if met else 'MISSED'}: {goal}" for goal, met in goals.items()))
+
+
+if __name__ == "__main__":
+    main()
