@@ -38,9 +38,6 @@ KWOK = Path.home() / ".cache" / "gefyra-devcluster" / f"kwok-{KWOK_VERSION}" / "
 #: Fake nodes carry this annotation (kwok manages those only) and a taint that keeps real pods off.
 FAKE = "kwok.x-k8s.io/node"
 NODES = 10
-#: kwok's pods get addresses from here: nothing of the development cluster's (10.244/16 pods,
-#: 10.96/12 Services, 10.250/16 the node) and nothing that leaves the machine (no packet is sent).
-FAKE_POD_CIDR = "10.200.0.0/16"
 PREFIX = "gfy-scale-"
 BRIDGE = ["bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact",
           "x-dev:bench"]
@@ -58,8 +55,12 @@ def kwok_binary() -> Path:
 def start_kwok() -> subprocess.Popen[bytes]:
     log = open(REPO / ".devcluster" / "kwok.log", "wb")  # noqa: SIM115 - the process keeps it
     return subprocess.Popen([str(kwok_binary()), "--kubeconfig", str(devcluster.KUBECONFIG),
-                             f"--manage-nodes-with-annotation-selector={FAKE}=fake", f"--cidr={FAKE_POD_CIDR}",
-                             "--node-ip=10.200.255.254"], stdout=log, stderr=subprocess.STDOUT)
+                             "--config", str(REPO / "hack" / "devcluster" / "kwok-stages.yaml"),
+                             # pods get addresses from their fake node's range (the controller-manager's,
+                             # in the cluster's pod range): no packet is sent to them
+                             f"--manage-nodes-with-annotation-selector={FAKE}=fake", "--node-ip=10.200.255.254",
+                             "--node-lease-duration-seconds=40", "--v=WARN"],
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
 def fake_nodes(count: int) -> None:
@@ -72,18 +73,18 @@ def fake_nodes(count: int) -> None:
 
 def fake_pods(total: int, namespaces: int) -> None:
     """``total`` pods (on the fake nodes, each namespace's evenly), in ``namespaces`` namespaces
-    that exist already; made in parallel batches of a List each."""
+    that exist already; made by 4 kubectl processes at once, a List each."""
     per, batches, workers = total // namespaces, [], []
     for n in range(namespaces):
-        items = [{"apiVersion": "v1", "kind": "Pod",
+        batches.append([{"apiVersion": "v1", "kind": "Pod",
                   "metadata": {"name": f"p-{i}", "namespace": f"{PREFIX}{n:03d}", "labels": {"app": f"a{i % 5}"}},
                   "spec": {"nodeName": f"{PREFIX}node-{(n * per + i) % NODES}",
                            "tolerations": [{"key": FAKE, "operator": "Exists", "effect": "NoSchedule"}],
                            "containers": [{"name": "c", "image": "fake", "ports": [{"containerPort": 8080}]}]}}
-                 for i in range(per)]
-        batches.append(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+                 for i in range(per)])
     for chunk in range(4):  # 4 kubectl processes, each a quarter of the namespaces
-        text = "\n---\n".join(batches[chunk::4])
+        text = json.dumps({"apiVersion": "v1", "kind": "List",
+                           "items": [pod for batch in batches[chunk::4] for pod in batch]})
         workers.append(subprocess.Popen([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG),
                                          "apply", "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL))
         assert workers[-1].stdin is not None
