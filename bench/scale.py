@@ -78,7 +78,7 @@ def fake_pods(total: int, namespaces: int) -> None:
     for n in range(namespaces):
         batches.append([{"apiVersion": "v1", "kind": "Pod",
                   "metadata": {"name": f"p-{i}", "namespace": f"{PREFIX}{n:03d}", "labels": {"app": f"a{i % 5}"}},
-                  "spec": {"nodeName": f"{PREFIX}node-{(n * per + i) % NODES}",
+                  "spec": {"nodeName": f"{PREFIX}node-{(n + i) % NODES}",
                            "tolerations": [{"key": FAKE, "operator": "Exists", "effect": "NoSchedule"}],
                            "containers": [{"name": "c", "image": "fake", "ports": [{"containerPort": 8080}]}]}}
                  for i in range(per)])
