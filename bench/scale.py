@@ -5,13 +5,14 @@ them that cost no container: the API server and every watch see them as real. At
 them:
 
 - the operator's memory and CPU (its own /stats: resident memory, CPU seconds),
-- a personal bridge's time to Ready (`gefyra bridge` until the Services lead to the router),
+- a personal bridge's time to Ready (`gefyra bridge` until the Services lead to the router), and
+  beside it a plain pod's time to Ready (what the cluster itself takes at that size),
 - the API requests and watch events that gefyra's operator causes at rest (one client connected,
   one bridge standing, nothing changing), per minute: they must not grow with the pods.
 
 Writes bench/scale.json and prints a table (README "At scale" has the last one).
 
-    python bench/scale.py [--pods 5000] [--namespaces 100] [--reps 3] [--rest 60]
+    python bench/scale.py [--pods 5000] [--namespaces 100] [--reps 5] [--rest 60]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import LOCAL, NS, gefyra, sh, timed, until, workloads  # noqa: E402
+from bench.run import LOCAL, NS, gefyra, sh, timed, trivial_pod_ready, until, workloads  # noqa: E402
 from tests.e2e import devcluster  # noqa: E402
 from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
 
@@ -146,12 +147,19 @@ def bridge_ready(reps: int) -> float:
     return round(statistics.median(samples), 2)
 
 
+def pod_ready(reps: int) -> float:
+    """Median seconds until a plain pod (the caller's image) is Ready: what the cluster itself takes
+    at this size, next to the bridge's time."""
+    samples = [trivial_pod_ready() for _ in range(reps)]
+    return round(statistics.median(samples), 2)
+
+
 def measure(label: str, reps: int, rest: float) -> dict[str, Any]:
     print(f"measuring: {label}", flush=True)
-    ready = bridge_ready(reps)
+    ready, plain = bridge_ready(reps), pod_ready(reps)
     rested = at_rest(rest)
     stats = operator_stats()
-    return {"label": label, "bridge_ready_s": ready, **rested, "peak_mib": stats["peak_mib"],
+    return {"label": label, "bridge_ready_s": ready, "plain_pod_ready_s": plain, **rested, "peak_mib": stats["peak_mib"],
             "cluster_pods": len(kubectl("get", "pods", "-A", "-o", "name").split())}
 
 
@@ -170,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=5000)
     parser.add_argument("--namespaces", type=int, default=100)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--rest", type=float, default=60, help="seconds at rest per measurement")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "scale.json")
     args = parser.parse_args()
@@ -196,6 +204,7 @@ def main() -> None:
     base = results[0]
     for row in results:
         row["bridge_ready_ratio"] = round(row["bridge_ready_s"] / base["bridge_ready_s"], 2)
+        row["plain_pod_ratio"] = round(row["plain_pod_ready_s"] / base["plain_pod_ready_s"], 2)
     largest = results[-1]
     goals = {"operator at most 150 MiB": largest["peak_mib"] <= 150,
              "bridge Ready within 1.2x of the empty cluster's": largest["bridge_ready_ratio"] <= 1.2,
@@ -203,7 +212,8 @@ def main() -> None:
                  abs(largest["api_requests_per_min"] - results[1]["api_requests_per_min"])
                  <= 0.2 * max(results[1]["api_requests_per_min"], 1)}
     args.out.write_text(json.dumps({"kwok": KWOK_VERSION, "rows": results, "goals": goals}, indent=2) + "\n")
-    keys = ["cluster_pods", "bridge_ready_s", "bridge_ready_ratio", "api_requests_per_min", "watch_events_per_min",
+    keys = ["cluster_pods", "bridge_ready_s", "bridge_ready_ratio", "plain_pod_ready_s", "plain_pod_ratio",
+            "api_requests_per_min", "watch_events_per_min",
             "cpu_percent", "resident_mib", "peak_mib"]
     print("| | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
     for row in results:
