@@ -427,6 +427,8 @@ def test_https_is_routed_per_request_with_the_workloads_certificate(ns: str) -> 
     kubectl("-n", ns, "rollout", "status", "deploy/secure", "--timeout=90s")
     ok("run", "-i", TEST_IMAGE, "-N", "pb-sa", "-n", ns, "-d", "-e", "MESSAGE=DEV-A", "-e", "HTTPS_ADDR=:8443",
        env=DEV_A)
+    # The router of an earlier test may still be draining: none is around before, none after.
+    eventually(lambda: assert_equal(shop_state(ns, "secure", "secure")["routers"], []), timeout=30)
     before = shop_state(ns, "secure", "secure")
 
     def get_as(trusted: dict[str, bytes], *headers: str, check: bool = True) -> str:
