@@ -107,23 +107,25 @@ _HTTP2_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "h2c", "http2", "grpc", "
 _HTTP2_NAME_PREFIXES = ("h2c", "http2", "grpc")
 
 
+def _port_says(port: dict[str, Any], app_protocols: frozenset[str], name_prefixes: tuple[str, ...]) -> bool:
+    """The Service port's ``appProtocol`` is one of ``app_protocols``; without one, its name is one
+    of ``name_prefixes``, alone or followed by ``-``."""
+    declared = str(port.get("appProtocol") or "").lower()
+    if declared:
+        return declared in app_protocols
+    name = str(port.get("name") or "").lower()
+    return any(name == p or name.startswith(p + "-") for p in name_prefixes)
+
+
 def speaks_tls(port: dict[str, Any]) -> bool:
     """The Service port says its workload speaks HTTPS there (appProtocol, else a name that starts
     with https)."""
-    declared = str(port.get("appProtocol") or "").lower()
-    if declared:
-        return declared == "https"
-    name = str(port.get("name") or "").lower()
-    return name == "https" or name.startswith("https-")
+    return _port_says(port, frozenset({"https"}), ("https",))
 
 
 def speaks_http2(port: dict[str, Any]) -> bool:
     """The Service port says its workload speaks cleartext HTTP/2 (h2c, gRPC) there."""
-    declared = str(port.get("appProtocol") or "").lower()
-    if declared:
-        return declared in _HTTP2_APP_PROTOCOLS
-    name = str(port.get("name") or "").lower()
-    return any(name == p or name.startswith(p + "-") for p in _HTTP2_NAME_PREFIXES)
+    return _port_says(port, _HTTP2_APP_PROTOCOLS, _HTTP2_NAME_PREFIXES)
 
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:

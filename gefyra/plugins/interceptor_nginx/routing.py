@@ -124,12 +124,13 @@ def _flag(port: int, name: str, matches: Sequence[Match], out: list[str]) -> str
     return flag
 
 
-def _forwarding(upstream: str, http2: bool) -> str:
-    """The directives that pass a request on to ``upstream`` (a name or a variable)."""
+def _forwarding(upstream: str, http2: bool, tls: bool = False) -> str:
+    """The directives that pass a request on to ``upstream`` (a name or a variable), over TLS
+    with ``tls``."""
     if http2:
-        return (f"grpc_pass grpc://{upstream};\n        grpc_set_header Host $http_host;\n"
+        return (f"grpc_pass grpc{'s' if tls else ''}://{upstream};\n        grpc_set_header Host $http_host;\n"
                 "        grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
-    return (f"proxy_pass http://{upstream};\n        proxy_http_version 1.1;\n"
+    return (f"proxy_pass http{'s' if tls else ''}://{upstream};\n        proxy_http_version 1.1;\n"
             "        proxy_set_header Host $http_host;\n        proxy_set_header Upgrade $http_upgrade;\n"
             "        proxy_set_header Connection $gefyra_connection;\n"
             "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
@@ -146,10 +147,10 @@ def _tls_forwarding(upstream: str, http2: bool, tls: ListenerTls, verify: bool) 
     """Like :func:`_forwarding`, over TLS; ``verify``: the upstream's certificate must chain to the
     trusted CAs and name the host that the caller asked for."""
     kind = "grpc" if http2 else "proxy"
-    plain = _forwarding(upstream, http2).replace("grpc://", "grpcs://").replace("http://", "https://")
     checks = (f"\n        {kind}_ssl_verify on;\n        {kind}_ssl_trusted_certificate {_quoted(tls.trusted)};"
               f"\n        {kind}_ssl_verify_depth 4;\n        {kind}_ssl_name $host;") if verify else ""
-    return f"{plain}\n        {kind}_ssl_server_name on;\n        {kind}_ssl_session_reuse on;{checks}"
+    return (f"{_forwarding(upstream, http2, tls=True)}\n        {kind}_ssl_server_name on;"
+            f"\n        {kind}_ssl_session_reuse on;{checks}")
 
 
 def _copy_proto(listener: Listener) -> str:
