@@ -71,6 +71,20 @@ def test_importing_gefyra_stays_light() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_a_commands_imports_leave_out_what_it_does_not_use() -> None:
+    """A command imports the client and the plugins, but not kubernetes_asyncio's API and model
+    modules, urllib3's package, cryptography (only the operator seals) or rich's tracebacks (with
+    pygments): together about 0.4 s of every command's start on a small machine."""
+    probe = ("import sys, gefyra.cli; gefyra.cli._import_structlog_without_rich(); import gefyra.logs, "
+             "gefyra.client.session, gefyra.plugins.interceptor_nginx.interceptor, gefyra.plugins.wireguard, "
+             "gefyra.plugins.docker, gefyra.plugins.podman, gefyra.plugins.coredns; print(sorted(m for m in sys.modules "
+             "if m.partition('.')[0] in ('cryptography', 'rich', 'pygments') or m in ('kubernetes_asyncio.client.api', "
+             "'kubernetes_asyncio.client.models.v1_pod', 'urllib3.poolmanager'))); "
+             "print('kubernetes_asyncio.client.api_client' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["[]", "True"]
+
+
 def test_builtin_modules_the_issue_names_import() -> None:
     for module in ("gefyra.plugins.interceptor_nginx", "gefyra.plugins.wireguard", "gefyra.plugins.coredns",
                    "gefyra.plugins.docker", "gefyra.plugins.podman"):

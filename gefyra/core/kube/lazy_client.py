@@ -30,7 +30,7 @@ def _package(name: str, directory: Path) -> types.ModuleType:
     module.__spec__.submodule_search_locations = [str(directory)]
 
     def __getattr__(attr: str) -> Any:  # noqa: N807 - a module's own attribute hook (PEP 562)
-        if attr.startswith("__"):
+        if attr.startswith("__") and attr not in ("__all__", "__version__"):  # the import system's probes
             raise AttributeError(attr)
         if (directory / f"{attr}.py").is_file() or (directory / attr / "__init__.py").is_file():
             return importlib.import_module(f"{name}.{attr}")  # as `from package import submodule`
@@ -43,14 +43,22 @@ def _package(name: str, directory: Path) -> types.ModuleType:
     return module
 
 
+def _directory(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+
+
 def prepare() -> None:
     """See the module's docstring."""
     if _ROOT in sys.modules:
         return
-    spec = importlib.util.find_spec(_ROOT)
-    if spec is None or not spec.submodule_search_locations:
+    root = _directory(_ROOT)
+    if root is None:
         return
-    root = Path(next(iter(spec.submodule_search_locations)))
+    # Its Configuration imports urllib3 (0.03 s) for basic auth alone: urllib3's own ``__init__``
+    # too runs when something asks for it.
+    if "urllib3" not in sys.modules and (urllib3 := _directory("urllib3")) is not None:
+        _package("urllib3", urllib3)
     try:
         top = _package(_ROOT, root)
         client = _package(f"{_ROOT}.client", root / "client")
@@ -61,5 +69,5 @@ def prepare() -> None:
         client.__dict__["Configuration"] = importlib.import_module(f"{_ROOT}.client.configuration").Configuration
         importlib.import_module(f"{_ROOT}.config")
     except Exception:  # noqa: BLE001 - another layout: forget every part, import as usual
-        for name in [n for n in sys.modules if n == _ROOT or n.startswith(_ROOT + ".")]:
+        for name in [n for n in sys.modules if n.partition(".")[0] in (_ROOT, "urllib3")]:
             del sys.modules[name]

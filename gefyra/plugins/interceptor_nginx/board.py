@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 import anyio
 
 from gefyra.core.spi.interceptor import HttpAnswer
-from gefyra.plugins.interceptor_nginx import sealing
 
 #: Seconds the endpoint holds a request that has nothing new (carrier's agent waits 35 s).
 LONG_POLL = 25.0
@@ -98,6 +97,9 @@ class ConfigBoard:
         files = self._files.get(key)
         if not files:
             return HttpAnswer(200, current[1])
+        # Only the operator seals, and only here: the client's commands do not import cryptography.
+        from gefyra.plugins.interceptor_nginx import sealing
+
         recipient = sealing.public_key(agent_key)
         if recipient is None:
             return HttpAnswer(400, b"this configuration has sealed files: send the agent's key\n")
