@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import anyio
 import structlog
 from aiohttp import web
 
@@ -22,6 +23,8 @@ log = structlog.get_logger("gefyra.operator")
 PORT = 8080
 #: A loop that has not finished a round for this long is stuck: the kubelet restarts the operator.
 STALE = 60.0
+#: Seconds a request from a caller that no interceptor knows (yet) is held (see interceptor_path).
+UNKNOWN_WAIT = 5.0
 
 
 class Health:
@@ -29,9 +32,19 @@ class Health:
 
     def __init__(self) -> None:
         self.last_round = time.monotonic()
+        self._rounds: anyio.Event | None = None
 
     def round_done(self) -> None:
         self.last_round = time.monotonic()
+        if self._rounds is not None:
+            self._rounds.set()
+            self._rounds = None
+
+    async def next_round(self) -> None:
+        """Returns when the reconcile loop finishes its next round."""
+        if self._rounds is None:
+            self._rounds = anyio.Event()
+        await self._rounds.wait()
 
     @property
     def stale(self) -> bool:
@@ -56,13 +69,21 @@ def app(health: Health, interceptors: Callable[[], Iterable[Interceptor]],
 
     async def interceptor_path(request: web.Request) -> web.Response:
         """The first interceptor that knows the caller answers (several may serve the same path:
-        a plugin's interceptor may extend a built-in one)."""
-        for interceptor in interceptors():
-            handler = interceptor.http_paths().get(request.path)
-            if handler is not None:
-                answer = await handler(HttpRequest(peer=request.remote or "", query=dict(request.query)))
-                if answer.status != 404:
-                    return web.Response(status=answer.status, body=answer.body, content_type="application/json")
+        a plugin's interceptor may extend a built-in one). A caller that none knows is asked about
+        again after each round, for up to UNKNOWN_WAIT seconds: a router's new pod asks as soon as
+        it starts, often before the round that offers it a configuration has seen it, and is
+        answered the moment that round ends instead of after a 404 and its agent's retry pause."""
+        asking = HttpRequest(peer=request.remote or "", query=dict(request.query))
+        with anyio.move_on_after(UNKNOWN_WAIT):
+            while True:
+                for interceptor in interceptors():
+                    handler = interceptor.http_paths().get(request.path)
+                    if handler is not None:
+                        answer = await handler(asking)
+                        if answer.status != 404:
+                            return web.Response(status=answer.status, body=answer.body,
+                                                content_type="application/json")
+                await health.next_round()
         return web.Response(status=404)
 
     async def stats(_: web.Request) -> web.Response:

@@ -330,3 +330,44 @@ async def test_the_operator_says_what_it_has_cost_so_far() -> None:
         found = await answer.json()
     assert (found["api_requests"], found["watch_events"]) == (7, 3)
     assert found["resident_mib"] > 10 and found["peak_mib"] > 10 and found["cpu_seconds"] > 0
+
+
+async def test_a_pod_that_asks_before_the_operator_knows_it_is_answered_when_a_round_offers_it_something(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A router's new pod asks as soon as it starts: the request is held and asked about again after
+    each round, so that it is answered as soon as a round has made its configuration (not after a
+    404 and the agent's retry pause); one that no round ever offers anything gets 404 in the end."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gefyra.core.spi.interceptor import HttpAnswer, HttpRequest
+    from gefyra.operator import http
+
+    known: set[str] = set()
+
+    class _Interceptor:
+        def http_paths(self) -> dict[str, Any]:
+            async def config(request: HttpRequest) -> HttpAnswer:
+                return HttpAnswer(200, b"{}") if request.query.get("pod") in known else HttpAnswer(404)
+            return {"/carrier/v1/config": config}
+
+    health = http.Health()
+    application = http.app(health, lambda: [_Interceptor()])  # type: ignore[list-item]
+    async with TestClient(TestServer(application)) as client:
+        answers: list[tuple[int, float]] = []
+
+        async def ask() -> None:
+            answer = await client.get("/carrier/v1/config", params={"pod": "p1"})
+            answers.append((answer.status, anyio.current_time()))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            await anyio.sleep(0.1)
+            health.round_done()  # a round that made nothing for it: still held
+            await anyio.sleep(0.1)
+            assert answers == []
+            known.add("p1")
+            offered = anyio.current_time()
+            health.round_done()
+        assert answers[0][0] == 200 and answers[0][1] - offered < 0.1
+        monkeypatch.setattr(http, "UNKNOWN_WAIT", 0.2)
+        assert (await client.get("/carrier/v1/config", params={"pod": "p2"})).status == 404
