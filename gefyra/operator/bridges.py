@@ -39,6 +39,7 @@ from gefyra.core.model.crd import BridgeStatus, GefyraBridge, PortClaim, conflic
 from gefyra.core.model.names import BRIDGE_FINALIZER, BRIDGES, GEFYRA_NAMESPACE, PROXY_PORTS, STEER_BOUND
 from gefyra.core.model.routing import Forward, Route, RouteState, Target
 from gefyra.core.model.tls import TlsMaterial
+from gefyra.core.model.workload import Workload
 from gefyra.core.spi.interceptor import Interceptor, InvalidRoute
 from gefyra.core.spi.tunnel import ServerForward, TunnelServer
 from gefyra.operator.clients import ActiveClient, Roster
@@ -145,10 +146,11 @@ class Bridges:
         interceptors: dict[Target, Interceptor] = {}
         held: set[Target] = set()
         failed = False
+        workloads: dict[Target, Workload] = {}  # read once a round, however many bridges name one
         for bridge in bridges:
             member = _Member(bridge, bridge.status, bridge.status_json)
             try:
-                if not await self._prepare(member, clients, used):
+                if not await self._prepare(member, clients, used, workloads):
                     continue  # gone without a trace, or waiting for its client to steer
                 assert bridge.spec.target is not None  # _prepare checked it
                 target = bridge.spec.target.workload
@@ -232,7 +234,8 @@ class Bridges:
             self._interceptors[name] = interceptor
         return self._interceptors[name]
 
-    async def _prepare(self, member: _Member, clients: Roster, used: set[int]) -> bool:
+    async def _prepare(self, member: _Member, clients: Roster, used: set[int], workloads: dict[Target, Workload]
+                       ) -> bool:
         """Checks the bridge and gives ``member`` its route (none while it retires or its client is
         silent). Whether it takes part in its target this round: not a retiring bridge that never
         got as far as its target (its finalizer is removed here), nor one whose client has not
@@ -260,7 +263,7 @@ class Bridges:
         interceptor = self._interceptor(spec.interceptor)
         if bridge.problem or spec.target is None:
             raise InvalidBridge(bridge.problem or "spec.target is missing")
-        await self._check_target(bridge, interceptor)
+        await self._check_target(bridge, interceptor, workloads)
         if bridge.unsteered_for() > STEER_BOUND:
             log.info("bridge never steered by its client; removing it", bridge=bridge.name, bound=STEER_BOUND)
             await self.cluster.delete(self._path(bridge.name), foreground=False)
@@ -303,15 +306,19 @@ class Bridges:
         return TlsMaterial(certificate, key, trusted, spec.tls_verify,
                            version=f"{metadata.get('uid', '')}/{metadata.get('resourceVersion', '')}")
 
-    async def _check_target(self, bridge: GefyraBridge, interceptor: Interceptor) -> None:
+    async def _check_target(self, bridge: GefyraBridge, interceptor: Interceptor, workloads: dict[Target, Workload]
+                            ) -> None:
         """The target exists, has the container, which declares the ports, and the interceptor
-        takes it; InvalidBridge if not."""
+        takes it; InvalidBridge if not. ``workloads``: those read this round."""
         target = bridge.spec.target
         assert target is not None
-        try:
-            workload = await read_workload(self.cluster, target.namespace, target.kind, target.name)
-        except errors.NotFoundError as exc:
-            raise InvalidBridge(f"{target.kind} {target.name} does not exist in namespace {target.namespace}") from exc
+        workload = workloads.get(target.workload)
+        if workload is None:
+            try:
+                workload = await read_workload(self.cluster, target.namespace, target.kind, target.name)
+            except errors.NotFoundError as exc:
+                raise InvalidBridge(f"{target.kind} {target.name} does not exist in namespace {target.namespace}") from exc
+            workloads[target.workload] = workload
         template = workload.container(target.container)
         if template is None:
             raise InvalidBridge(f"{target.kind}/{target.name} has no container {target.container!r} "
