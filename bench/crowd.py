@@ -14,8 +14,10 @@ Prints a table; returns the figures for bench/scale.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,9 @@ from bench.run import (  # noqa: E402
     until,
     workloads,
 )
+from gefyra.core.model.crd import client_body  # noqa: E402
+from gefyra.core.model.settings import SHARED_DEFAULTS  # noqa: E402
+from gefyra.plugins.wireguard.server import TUNNEL_SERVER_ADDRESS as SERVER_TUNNEL_IP  # noqa: E402
 from tests.e2e import devcluster  # noqa: E402
 from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
 
@@ -118,8 +123,157 @@ def bridges(count: int = 20, requests: int = 1000, rest: float = 30) -> dict[str
     return found
 
 
+WIREGUARD_GO = next(iter(sorted((Path.home() / ".cache" / "gefyra-devcluster").glob("images-coredns-*/wireguard-go"))),
+                    Path("wireguard-go"))
+#: The lightweight ends' network namespaces get 10.253.N.0/30 links to this machine (the node routes
+#: its answers back through here): nothing leaves the machine.
+LIGHT_LINKS = "10.253"
+
+
+def _sh(*command: str, stdin: str | None = None) -> str:
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+class LightEnd:
+    """A client's local end without a container: a GefyraClient registered with a fresh key, and
+    wireguard-go in a network namespace of its own, linked to this machine by a veth pair."""
+
+    def __init__(self, i: int) -> None:
+        self.i, self.name = i, f"{PREFIX}light-{i}"
+        self.netns, self.iface = f"gfyl{i}", f"gfyl{i}"
+        self.key = _sh("wg", "genkey").strip()
+        self.public = _sh("wg", "pubkey", stdin=self.key + "\n").strip()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def join(self, endpoint: str) -> float:
+        """Registers, waits for the operator's answer, starts the tunnel: seconds until its first
+        handshake with the server end has completed (the server end knows its key: it is in)."""
+        started = time.monotonic()
+        devcluster.apply(json.dumps(client_body(self.name, self.public)))
+
+        def status() -> dict[str, Any]:
+            found: dict[str, Any] = devcluster.kubectl_json("-n", "gefyra", "get", "gefyraclient", self.name
+                                                            ).get("status") or {}
+            return found
+
+        until(lambda: status().get("phase") == "Active", 60)
+        found = status()
+        host, ns = f"{LIGHT_LINKS}.{self.i}.1", f"{LIGHT_LINKS}.{self.i}.2"
+        _sh("ip", "netns", "add", self.netns)
+        _sh("ip", "link", "add", f"gfyl{self.i}h", "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        _sh("ip", "address", "add", f"{host}/30", "dev", f"gfyl{self.i}h")
+        _sh("ip", "link", "set", f"gfyl{self.i}h", "up")
+        for command in (["ip", "address", "add", f"{ns}/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                        ["ip", "link", "set", "lo", "up"], ["ip", "route", "add", "default", "via", host]):
+            _sh("ip", "netns", "exec", self.netns, *command)
+        self.process = subprocess.Popen(["ip", "netns", "exec", self.netns, str(WIREGUARD_GO), "-f", self.iface],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        env={"GOMAXPROCS": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        until(lambda: subprocess.run(["ip", "netns", "exec", self.netns, "wg", "show", self.iface],
+                                     capture_output=True).returncode == 0, 10)
+        key_file = Path(f"/run/gefyra-crowd-{self.i}.key")
+        key_file.write_text(self.key + "\n")
+        key_file.chmod(0o600)
+        try:
+            _sh("ip", "netns", "exec", self.netns, "wg", "set", self.iface, "private-key", str(key_file),
+                "peer", found["serverPublicKey"], "endpoint", endpoint, "allowed-ips", f"{SERVER_TUNNEL_IP}/32",
+                "persistent-keepalive", "25")
+        finally:
+            key_file.unlink()
+        address = found["address"].split("/")[0]
+        _sh("ip", "netns", "exec", self.netns, "ip", "address", "add", f"{address}/32", "dev", self.iface)
+        _sh("ip", "netns", "exec", self.netns, "ip", "link", "set", self.iface, "up")
+        _sh("ip", "netns", "exec", self.netns, "ip", "route", "add", f"{SERVER_TUNNEL_IP}/32", "dev", self.iface)
+        until(self._handshaken, 30)  # persistent-keepalive starts one at once
+        return time.monotonic() - started
+
+    def _handshaken(self) -> bool:
+        out = _sh("ip", "netns", "exec", self.netns, "wg", "show", self.iface, "latest-handshakes")
+        return any(int(line.split()[1]) > 0 for line in out.splitlines() if len(line.split()) == 2)
+
+    def rss_mib(self) -> float:
+        if self.process is None:
+            return 0.0
+        pids = _sh("ip", "netns", "pids", self.netns).split()
+        return sum(int(line.split()[1]) for pid in pids for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:")) / 1024
+
+    def leave(self) -> None:
+        kubectl("-n", "gefyra", "delete", "gefyraclient", self.name, "--wait=false", check=False)
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"gfyl{self.i}h"], capture_output=True)
+
+
+def _stowaway_usage() -> tuple[float, float]:
+    """The server end's container: resident MiB of its processes, and their CPU seconds so far."""
+    pids = devcluster.container_pids(devcluster.stowaway_pod(), "stowaway")
+    return round(devcluster.rss_mib(pids), 1), devcluster.cpu_seconds(pids)
+
+
+def clients(count: int = 50) -> dict[str, Any]:
+    """``count`` clients on one server end: one full client (`gefyra up`, its cargo pings the server
+    end's tunnel address 20 times a second all along), the others lightweight ends joining one
+    after the other. Join time of each, packets the talking client lost, the server end's memory
+    and CPU, a lightweight end's memory and cargo's."""
+    gefyra("up")
+    cargo = next(n for n in sh("docker", "ps", "--format", "{{.Names}}").split() if n.startswith("gefyra-cargo-"))
+    endpoint = f"{devcluster.node_ip()}:{SHARED_DEFAULTS['port']}"
+    idle_mib, cpu_before = _stowaway_usage()
+    ends = [LightEnd(i) for i in range(1, count)]
+    pinger = subprocess.Popen(["docker", "exec", cargo, "ping", "-q", "-i", "0.05", SERVER_TUNNEL_IP],
+                              stdout=subprocess.PIPE, text=True)
+    found: dict[str, Any] = {"clients": count}
+    # Docker's FORWARD policy drops what it does not know: the lightweight ends' links may pass.
+    forwarding = [["FORWARD", "-i", "gfyl+", "-j", "ACCEPT"], ["FORWARD", "-o", "gfyl+", "-j", "ACCEPT"]]
+    for rule in forwarding:
+        _sh("iptables", "-I", *rule)
+    try:
+        time.sleep(1)
+        joins = [end.join(endpoint) for end in ends]
+        time.sleep(1)
+        subprocess.run(["docker", "exec", cargo, "sh", "-c", 'for p in /proc/[0-9]*; do [ "$(cat $p/comm)" = ping ] '
+                        '&& kill -INT "${p#/proc/}"; done 2>/dev/null; exit 0'], capture_output=True)  # no pkill there
+        out, _ = pinger.communicate(timeout=30)
+        sent = int(out.split("packets transmitted")[0].split()[-1])
+        received = next(int(part.split()[0]) for part in out.split(",") if "received" in part)
+        busy_mib, cpu_after = _stowaway_usage()
+        time.sleep(30)  # at rest: keepalives only
+        rest_mib, cpu_rest = _stowaway_usage()
+        found |= {"join_s_first": round(joins[0], 2), "join_s_last": round(joins[-1], 2),
+                  "join_s_median": round(statistics.median(joins), 2),
+                  "ping_sent": sent, "ping_lost": sent - received,
+                  "stowaway_mib_before": idle_mib, "stowaway_mib_after_joins": busy_mib, "stowaway_mib_at_rest": rest_mib,
+                  "stowaway_cpu_s_during_joins": round(cpu_after - cpu_before, 2),
+                  "stowaway_cpu_percent_at_rest": round(100 * (cpu_rest - cpu_after) / 30, 2),
+                  "light_end_mib": round(statistics.median(end.rss_mib() for end in ends), 1),
+                  "cargo_mib": round(container_rss_mib(["docker", "exec", cargo]), 1)}
+    finally:
+        pinger.kill()
+        for end in ends:
+            end.leave()
+        for rule in forwarding:
+            subprocess.run(["iptables", "-D", *rule], capture_output=True)
+    found["goals"] = {"0 packets lost by a talking client while the others join": found.get("ping_lost") == 0,
+                      "stowaway at most 100 MiB": max(found.get("stowaway_mib_after_joins", 1e9),
+                                                      found.get("stowaway_mib_at_rest", 1e9)) <= 100}
+    return found
+
+
 def main() -> None:
-    print(json.dumps(bridges(), indent=2))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["bridges", "clients"])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--bridges", type=int, default=20)
+    args = parser.parse_args()
+    found = {}
+    if args.only != "clients":
+        found["bridges"] = bridges(args.bridges)
+    if args.only != "bridges":
+        found["clients"] = clients(args.clients)
+    print(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":
