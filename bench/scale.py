@@ -10,9 +10,12 @@ them:
 - the API requests and watch events that gefyra's operator causes at rest (one client connected,
   one bridge standing, nothing changing), per minute: they must not grow with the pods.
 
+Before that, on the cluster without fake pods, many developers on one cluster side
+(bench/crowd.py): twenty personal bridges on one workload, fifty clients on one server end.
+
 Writes bench/scale.json and prints a table (README "At scale" has the last one).
 
-    python bench/scale.py [--pods 5000] [--namespaces 100] [--reps 5] [--rest 60]
+    python bench/scale.py [--pods 5000] [--namespaces 100] [--reps 5] [--rest 60] [--clients 50] [--bridges 20]
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.crowd import bridges as many_bridges  # noqa: E402
+from bench.crowd import clients as many_clients  # noqa: E402
 from bench.run import LOCAL, NS, gefyra, sh, timed, trivial_pod_ready, until, workloads  # noqa: E402
 from tests.e2e import devcluster  # noqa: E402
 from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
@@ -181,10 +186,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--rest", type=float, default=60, help="seconds at rest per measurement")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "scale.json")
+    parser.add_argument("--clients", type=int, default=50, help="clients on one server end (bench/crowd.py)")
+    parser.add_argument("--bridges", type=int, default=20, help="personal bridges on one workload (bench/crowd.py)")
     args = parser.parse_args()
     kwok_binary()
     gefyra("down")
     clean(None)
+    crowd = {"bridges": many_bridges(args.bridges), "clients": many_clients(args.clients)}
+    gefyra("down")
     workloads(replicas=1)
     gefyra("up")
     gefyra("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", NS, "-d", "-e", "MESSAGE=LOCAL")
@@ -211,13 +220,18 @@ def main() -> None:
              "API requests at rest independent of pods (within 20 %)":
                  abs(largest["api_requests_per_min"] - results[1]["api_requests_per_min"])
                  <= 0.2 * max(results[1]["api_requests_per_min"], 1)}
-    args.out.write_text(json.dumps({"kwok": KWOK_VERSION, "rows": results, "goals": goals}, indent=2) + "\n")
+    for part in crowd.values():
+        goals |= part.pop("goals")
+    args.out.write_text(json.dumps({"kwok": KWOK_VERSION, "rows": results, "crowd": crowd, "goals": goals}, indent=2)
+                        + "\n")
     keys = ["cluster_pods", "bridge_ready_s", "bridge_ready_ratio", "plain_pod_ready_s", "plain_pod_ratio",
             "api_requests_per_min", "watch_events_per_min",
             "cpu_percent", "resident_mib", "peak_mib"]
     print("| | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
     for row in results:
         print(f"| {row['label']} | " + " | ".join(str(row[k]) for k in keys) + " |")
+    for name, part in crowd.items():
+        print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in part.items()))
     print("\n".join(f"{'met' if met else 'MISSED'}: {goal}" for goal, met in goals.items()))
 
 
