@@ -103,9 +103,11 @@ class Bridges:
         #: their own): pod changes there wake the next round.
         self.namespaces: set[str] = set()
         self._notify = notify
-        #: Interceptors by the name bridges give (one object each: they may keep state, such as
-        #: what their parts in the pods were told).
-        self._interceptors: dict[str | None, Interceptor] = {}
+        #: Interceptors by their own names (one object each: they may keep state, such as what
+        #: their parts in the pods were told), and by the name bridges give (None: the default one;
+        #: the CRD fills in "nginx", which is the same interceptor).
+        self._interceptors: dict[str, Interceptor] = {}
+        self._named: dict[str | None, Interceptor] = {}
         #: The server end's forwards of each target, as its last good round made them.
         self._rules: dict[Target, list[ServerForward]] = {}
         #: Targets that failed: (failures in a row, not before this time.monotonic()).
@@ -225,14 +227,15 @@ class Bridges:
         await self._set_status(member, phase="Invalid", message=reason, conditions=conditions)
 
     def _interceptor(self, name: str | None) -> Interceptor:
-        if name not in self._interceptors:
+        if name not in self._named:
             try:
-                interceptor = self.orchestrator.interceptor(name)
+                found = self.orchestrator.interceptor(name)
             except errors.GefyraError as exc:
                 raise InvalidBridge(f"no plugin in the operator provides the interceptor {name!r}") from exc
+            interceptor = self._interceptors.setdefault(found.name, found)
             interceptor.notify = self._notify
-            self._interceptors[name] = interceptor
-        return self._interceptors[name]
+            self._named[name] = interceptor
+        return self._named[name]
 
     async def _prepare(self, member: _Member, clients: Roster, used: set[int], workloads: dict[Target, Workload]
                        ) -> bool:

@@ -371,3 +371,13 @@ async def test_a_pod_that_asks_before_the_operator_knows_it_is_answered_when_a_r
         assert answers[0][0] == 200 and answers[0][1] - offered < 0.1
         monkeypatch.setattr(http, "UNKNOWN_WAIT", 0.2)
         assert (await client.get("/carrier/v1/config", params={"pod": "p2"})).status == 404
+
+
+def test_the_operator_keeps_one_object_per_interceptor_however_bridges_name_it() -> None:
+    """The CRD fills in "nginx" where a bridge names none; the operator asks for the default one by
+    None: both are the same interceptor, with one board of what its pods run."""
+    from gefyra.operator.bridges import Bridges
+
+    bridges = Bridges(None, "gefyra", orchestrator_of(Settings()), None, "10.0.0.1", lambda: None)  # type: ignore[arg-type]
+    assert bridges._interceptor(None) is bridges._interceptor("nginx")
+    assert [i.name for i in bridges.interceptors()] == ["nginx"]
