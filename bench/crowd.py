@@ -38,6 +38,9 @@ from bench.run import (  # noqa: E402
     container_rss_mib,
     gefyra,
     latency,
+    operator_stats,
+    ping_counts,
+    router_pods,
     sh,
     until,
     workloads,
@@ -68,22 +71,11 @@ def _developer(i: int) -> None:
     gefyra("run", "-i", TEST_IMAGE, "-N", f"{PREFIX}local-{i}", "-n", NS, "-d", "-e", f"MESSAGE=DEV{i}", env=_env(i))
 
 
-def _operator_stats() -> dict[str, Any]:
-    found: dict[str, Any] = json.loads(sh(*CALLER, "testserver", "get", "http://gefyra-operator.gefyra:8080/stats"))
-    return found
-
-
-def _router_pods() -> list[str]:
-    pods = devcluster.kubectl_json("-n", "gefyra", "get", "pods", "-l", "gefyra.dev/router")["items"]
-    return [p["metadata"]["name"] for p in pods
-            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
-
-
 def _last_reload_ms() -> int:
     """How long the routers' last reload took (the slowest pod's), as their agents log it: from the
     configuration's arrival to nginx's new workers serving it."""
     taken = []
-    for pod in _router_pods():
+    for pod in router_pods():
         lines = [line for line in kubectl("-n", "gefyra", "logs", pod).splitlines() if " applied in " in line]
         if lines:
             taken.append(int(lines[-1].split(" applied in ")[1].split()[0]))
@@ -117,12 +109,12 @@ def bridges(count: int = 20, requests: int = 1000, rest: float = 30) -> dict[str
                   "unmatched_p99_overhead_ms": round(unmatched[1] - plain[1], 3),
                   "matched_first_p50_ms": first[0], "matched_first_p99_ms": first[1],
                   "matched_last_p50_ms": last[0], "matched_last_p99_ms": last[1]}
-        routers = _router_pods()
+        routers = router_pods()
         kubectl_exec = [str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", "gefyra", "exec"]
         found["router_mib"] = [round(container_rss_mib([*kubectl_exec, pod, "--"]), 1) for pod in routers]
-        before, started = _operator_stats(), time.monotonic()
+        before, started = operator_stats(), time.monotonic()
         time.sleep(rest)
-        after, took = _operator_stats(), time.monotonic() - started
+        after, took = operator_stats(), time.monotonic() - started
         found |= {"operator_api_requests_per_min": round((after["api_requests"] - before["api_requests"]) * 60 / took, 1),
                   "operator_cpu_percent": round(100 * (after["cpu_seconds"] - before["cpu_seconds"]) / took, 2),
                   "operator_mib": after["resident_mib"]}
@@ -138,7 +130,7 @@ def bridges(count: int = 20, requests: int = 1000, rest: float = 30) -> dict[str
                 print(f"down of {PREFIX}{i}: {exc}", file=sys.stderr)
     found["goals"] = {
         f"router reload with {count} bridges at most 1 s": 0 <= found["router_reload_ms_with_all"] <= 1000,
-        "unmatched p50 overhead at most +0.2 ms with 20 bridges": found["unmatched_p50_overhead_ms"] <= 0.2}
+        f"unmatched p50 overhead at most +0.2 ms with {count} bridges": found["unmatched_p50_overhead_ms"] <= 0.2}
     return found
 
 
@@ -149,10 +141,6 @@ WIREGUARD_GO = next(iter(sorted((Path.home() / ".cache" / "gefyra-devcluster").g
 LIGHT_LINKS = "10.253"
 
 
-def _sh(*command: str, stdin: str | None = None) -> str:
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, check=True, timeout=60).stdout
-
-
 class LightEnd:
     """A client's local end without a container: a GefyraClient registered with a fresh key, and
     wireguard-go in a network namespace of its own, linked to this machine by a veth pair."""
@@ -160,8 +148,8 @@ class LightEnd:
     def __init__(self, i: int) -> None:
         self.i, self.name = i, f"{PREFIX}light-{i}"
         self.netns, self.iface = f"gfyl{i}", f"gfyl{i}"
-        self.key = _sh("wg", "genkey").strip()
-        self.public = _sh("wg", "pubkey", stdin=self.key + "\n").strip()
+        self.key = sh("wg", "genkey").strip()
+        self.public = sh("wg", "pubkey", stdin=self.key + "\n").strip()
         self.process: subprocess.Popen[bytes] | None = None
 
     def join(self, endpoint: str) -> float:
@@ -178,27 +166,27 @@ class LightEnd:
         until(lambda: status().get("phase") == "Active", 60)
         found = status()
         host, ns = f"{LIGHT_LINKS}.{self.i}.1", f"{LIGHT_LINKS}.{self.i}.2"
-        _sh("ip", "netns", "add", self.netns)
-        _sh("ip", "link", "add", f"gfyl{self.i}h", "type", "veth", "peer", "name", "eth0", "netns", self.netns)
-        _sh("ip", "address", "add", f"{host}/30", "dev", f"gfyl{self.i}h")
-        _sh("ip", "link", "set", f"gfyl{self.i}h", "up")
+        sh("ip", "netns", "add", self.netns)
+        sh("ip", "link", "add", f"gfyl{self.i}h", "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        sh("ip", "address", "add", f"{host}/30", "dev", f"gfyl{self.i}h")
+        sh("ip", "link", "set", f"gfyl{self.i}h", "up")
         for command in (["ip", "address", "add", f"{ns}/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
                         ["ip", "link", "set", "lo", "up"], ["ip", "route", "add", "default", "via", host]):
-            _sh("ip", "netns", "exec", self.netns, *command)
+            sh("ip", "netns", "exec", self.netns, *command)
         self._start_wireguard()
         key_file = Path(f"/run/gefyra-crowd-{self.i}.key")
         key_file.write_text(self.key + "\n")
         key_file.chmod(0o600)
         try:
-            _sh("ip", "netns", "exec", self.netns, "wg", "set", self.iface, "private-key", str(key_file),
+            sh("ip", "netns", "exec", self.netns, "wg", "set", self.iface, "private-key", str(key_file),
                 "peer", found["serverPublicKey"], "endpoint", endpoint, "allowed-ips", f"{SERVER_TUNNEL_IP}/32",
                 "persistent-keepalive", "25")
         finally:
             key_file.unlink()
         address = found["address"].split("/")[0]
-        _sh("ip", "netns", "exec", self.netns, "ip", "address", "add", f"{address}/32", "dev", self.iface)
-        _sh("ip", "netns", "exec", self.netns, "ip", "link", "set", self.iface, "up")
-        _sh("ip", "netns", "exec", self.netns, "ip", "route", "add", f"{SERVER_TUNNEL_IP}/32", "dev", self.iface)
+        sh("ip", "netns", "exec", self.netns, "ip", "address", "add", f"{address}/32", "dev", self.iface)
+        sh("ip", "netns", "exec", self.netns, "ip", "link", "set", self.iface, "up")
+        sh("ip", "netns", "exec", self.netns, "ip", "route", "add", f"{SERVER_TUNNEL_IP}/32", "dev", self.iface)
         until(self._handshaken, 30)  # persistent-keepalive starts one at once
         return time.monotonic() - started
 
@@ -221,15 +209,13 @@ class LightEnd:
                     raise
 
     def _handshaken(self) -> bool:
-        out = _sh("ip", "netns", "exec", self.netns, "wg", "show", self.iface, "latest-handshakes")
+        out = sh("ip", "netns", "exec", self.netns, "wg", "show", self.iface, "latest-handshakes")
         return any(int(line.split()[1]) > 0 for line in out.splitlines() if len(line.split()) == 2)
 
     def rss_mib(self) -> float:
         if self.process is None:
             return 0.0
-        pids = _sh("ip", "netns", "pids", self.netns).split()
-        return sum(int(line.split()[1]) for pid in pids for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS:")) / 1024
+        return devcluster.rss_mib([int(pid) for pid in sh("ip", "netns", "pids", self.netns).split()])
 
     def leave(self) -> None:
         kubectl("-n", "gefyra", "delete", "gefyraclient", self.name, "--wait=false", check=False)
@@ -262,7 +248,7 @@ def clients(count: int = 50) -> dict[str, Any]:
     # Docker's FORWARD policy drops what it does not know: the lightweight ends' links may pass.
     forwarding = [["FORWARD", "-i", "gfyl+", "-j", "ACCEPT"], ["FORWARD", "-o", "gfyl+", "-j", "ACCEPT"]]
     for rule in forwarding:
-        _sh("iptables", "-I", *rule)
+        sh("iptables", "-I", *rule)
     try:
         time.sleep(1)
         joins = [end.join(endpoint) for end in ends]
@@ -270,8 +256,7 @@ def clients(count: int = 50) -> dict[str, Any]:
         subprocess.run(["docker", "exec", cargo, "sh", "-c", 'for p in /proc/[0-9]*; do [ "$(cat $p/comm)" = ping ] '
                         '&& kill -INT "${p#/proc/}"; done 2>/dev/null; exit 0'], capture_output=True)  # no pkill there
         out, _ = pinger.communicate(timeout=30)
-        sent = int(out.split("packets transmitted")[0].split()[-1])
-        received = next(int(part.split()[0]) for part in out.split(",") if "received" in part)
+        sent, received = ping_counts(out)
         busy_mib, cpu_after = _stowaway_usage()
         time.sleep(30)  # at rest: keepalives only
         rest_mib, cpu_rest = _stowaway_usage()

@@ -52,8 +52,9 @@ class Figure:
     p90: float | None = None
 
 
-def sh(*command: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+def sh(*command: str, env: dict[str, str] | None = None, check: bool = True, stdin: str | None = None) -> str:
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                            timeout=600)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: {result.stderr.strip()}")
     return result.stdout
@@ -127,6 +128,28 @@ def latency(where: list[str], url: str, count: int, *headers: str) -> tuple[floa
     out = sh(*where, "testserver", "latency", url, str(count), *[a for h in headers for a in ("-H", h)])
     fields = dict(part.split("=") for part in out.split())
     return float(fields["p50"]), float(fields["p99"])
+
+
+def router_pods() -> list[str]:
+    """The routers' pods that run and are not on their way out."""
+    pods = devcluster.kubectl_json("-n", "gefyra", "get", "pods", "-l", "gefyra.dev/router")["items"]
+    return [p["metadata"]["name"] for p in pods
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+
+
+def operator_stats() -> dict[str, Any]:
+    """The operator's /stats (API requests, watch events, CPU seconds, memory), asked from the caller pod."""
+    out = sh(str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--",
+             "testserver", "get", "http://gefyra-operator.gefyra:8080/stats")
+    found: dict[str, Any] = json.loads(out)
+    return found
+
+
+def ping_counts(summary: str) -> tuple[int, int]:
+    """(sent, received) from ping's summary."""
+    sent = int(summary.split("packets transmitted")[0].split()[-1])
+    received = next(int(part.split()[0]) for part in summary.split(",") if "received" in part)
+    return sent, received
 
 
 def container_rss_mib(exec_prefix: list[str]) -> float:
@@ -299,9 +322,7 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
     gefyra("bridge", "-N", LOCAL, "-n", NS, "--target", "deploy/web", "-p", "8080:8080", "--match-header-exact", "x-dev:bench")
     unmatched = latency(caller, "http://web/", int(count))
     matched = latency(caller, "http://web/", int(count), mine)
-    routers = devcluster.kubectl_json("-n", "gefyra", "get", "pods", "-l", "gefyra.dev/router")["items"]
-    router = next(p["metadata"]["name"] for p in routers
-                  if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
+    router = router_pods()[0]
     rss_router = container_rss_mib([str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", "gefyra",
                                     "exec", router, "--"])
     gefyra("unbridge", "--all")
@@ -359,8 +380,7 @@ def bench(reps: int, clients: int, quick: bool) -> list[Figure]:
     time.sleep(1)
     gefyra("up", env={"GEFYRA_CLIENT_ID": extra[-1]})
     out, _ = pinger.communicate(timeout=30)
-    received = next(int(part.split()[0]) for part in out.split(",") if "received" in part)
-    sent = int(out.split("packets transmitted")[0].split()[-1])
+    sent, received = ping_counts(out)
     figures.append(Figure(f"packets of a connected client lost while client {1 + len(extra)} joins", sent - received,
                           "packets", None, "0", meets_target=sent == received))
     for client_id in extra:

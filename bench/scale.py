@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.crowd import bridges as many_bridges  # noqa: E402
 from bench.crowd import clients as many_clients  # noqa: E402
-from bench.run import LOCAL, NS, gefyra, sh, timed, trivial_pod_ready, until, workloads  # noqa: E402
+from bench.run import LOCAL, NS, gefyra, operator_stats, timed, trivial_pod_ready, until, workloads  # noqa: E402
 from tests.e2e import devcluster  # noqa: E402
 from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
 
@@ -115,13 +115,6 @@ def grow_to(pods: int, namespaces: int) -> None:
     fake_pods(pods, namespaces)
     until(lambda: running_fake_pods() >= pods, timeout=1800)
     print(f"{pods} fake pods running after {time.monotonic() - started:.0f} s", flush=True)
-
-
-def operator_stats() -> dict[str, Any]:
-    out = sh(str(devcluster.KUBECTL), "--kubeconfig", str(devcluster.KUBECONFIG), "-n", NS, "exec", "caller", "--",
-             "testserver", "get", "http://gefyra-operator.gefyra:8080/stats")
-    found: dict[str, Any] = json.loads(out)
-    return found
 
 
 def at_rest(seconds: float) -> dict[str, float]:
