@@ -31,7 +31,7 @@ from gefyra.core.model.names import (
 )
 from gefyra.core.model.settings import SHARED_DEFAULTS, Settings
 from gefyra.core.model.workload import Pod
-from gefyra.core.spi.tunnel import Tunnel
+from gefyra.core.spi.tunnel import ServerSide, Tunnel
 
 _NAMESPACE_PATH = path("namespaces", name=GEFYRA_NAMESPACE)
 _CLUSTER_NETWORK_PATH = path("configmaps", GEFYRA_NAMESPACE, CLUSTER_INFO_CONFIGMAP)
@@ -181,6 +181,37 @@ async def cluster_network(cluster: Cluster) -> ClusterNetwork:
         raise errors.GefyraError(f"the ConfigMap {GEFYRA_NAMESPACE}/{CLUSTER_INFO_CONFIGMAP} is missing or malformed "
                                  f"({type(exc).__name__}: {str(exc)[:80]})",
                                  "an admin reinstalls the cluster side: `gefyra install --apply`") from exc
+
+
+async def nodes_serving_node_port(cluster: Cluster, server: ServerSide) -> tuple[str, ...]:
+    """The addresses of the nodes that run the server end's pod, when its NodePort Service answers
+    on those nodes only (``externalTrafficPolicy: Local``, which an admin may set on it: `up`
+    leaves that field alone); () when every node answers, or when these credentials may not read
+    the Service (a cluster side installed before gefyra-user could)."""
+    for doc in server.objects:
+        spec = doc.get("spec") or {}
+        if doc.get("kind") != "Service" or spec.get("type") not in ("NodePort", "LoadBalancer"):
+            continue
+        try:
+            found = await cluster.get(doc)
+        except errors.ForbiddenError:
+            return ()
+        if found is None or (found.get("spec") or {}).get("externalTrafficPolicy") != "Local":
+            continue
+        selector = ",".join(f"{key}={value}" for key, value in sorted(spec["selector"].items()))
+        pods = [Pod.of(p) for p in await cluster.objects(path("pods", doc["metadata"]["namespace"]),
+                                                         label_selector=selector)]
+        found_at = (_address(p.host_ip) for p in pods if p.ready and not p.deleting)
+        return tuple(dict.fromkeys(a for a in found_at if a))
+    return ()
+
+
+def _address(text: str) -> str | None:
+    """``text`` as an IP address (a pod's hostIP comes from the cluster: untrusted), or None."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def is_current(found: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:

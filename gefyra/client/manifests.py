@@ -50,6 +50,9 @@ def cluster_side(settings: Settings, tunnel: Tunnel, lifecycle: str = WITH_CLIEN
         "client_timeout": str(settings.client_timeout),
         "deployment": server.deployment,
         "pod_security": server.pod_security,
+        # Never empty: an empty resourceNames would grant every Service of the namespace.
+        "server_services": ", ".join(doc["metadata"]["name"] for doc in server.objects
+                                     if doc.get("kind") == "Service") or server.deployment,
     }
     key = tuple(sorted(values.items()))
     documents = [*_rendered(key, lifecycle), *_objects(server)]

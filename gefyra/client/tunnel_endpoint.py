@@ -6,10 +6,13 @@ case; `up` hands it what it knows.
 2. The engine runs in a VM whose containers reach the cluster's nodes only through the engine's
    gateway to the host (the runtime plugin names it), where the node's port must be published
    (kind's extraPortMappings, k3d's ``-p 31820:31820/udp@server:0``).
-3. minikube (a context named so): the node's address, which the host reaches.
-4. The API server's host, when it is a node (it then carries the NodePort too) or when nothing
-   is known of the nodes.
-5. Else (a loopback address or a forwarded port, as kind and k3d write kubeconfigs; an API
+3. The NodePort's Service has ``externalTrafficPolicy: Local``: only the nodes that run the server
+   end's pod answer on it, so the endpoint is such a node (the pod's node address).
+4. minikube (a context named so): the node's address, which the host reaches.
+5. The API server's host, when it is a node (it then carries the NodePort too) or when nothing
+   is known of the nodes. With the default policy (Cluster) every node serves the NodePort and
+   kube-proxy forwards to the node that runs the server end.
+6. Else (a loopback address or a forwarded port, as kind and k3d write kubeconfigs; an API
    endpoint that is a load balancer): a node's ExternalIP, else its InternalIP.
 """
 
@@ -34,6 +37,10 @@ class Known:
     vm_gateway: str | None = None
     #: The kubeconfig's context name.
     context: str = ""
+    #: The addresses of the nodes that run the server end's pod, when its NodePort is served by
+    #: those nodes only (the Service's ``externalTrafficPolicy: Local``); empty when every node
+    #: serves it.
+    serving_nodes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +64,9 @@ def choose(known: Known, given: str | None = None) -> Choice:
         return Choice(given, "--host")
     if known.vm_gateway:
         return Choice(known.vm_gateway, "the engine runs in a VM: its containers reach nodes through its host gateway")
+    if known.serving_nodes:
+        host = known.api_host if known.api_host in known.serving_nodes else known.serving_nodes[0]
+        return Choice(host, "externalTrafficPolicy Local: the node that runs the server end")
     if known.context == "minikube" and known.node_addresses:
         return Choice(known.node_addresses[0], "minikube's node")
     if not _loopback(known.api_host) and (not known.node_addresses or known.api_host in known.node_addresses):

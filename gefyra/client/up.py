@@ -222,7 +222,9 @@ class LocalEndStep(Step[ConnectContext]):
         dns = ctx.orchestrator.dns().setup(tunnel.dns_dir, network.dns_ip, settings.cluster_domain)
         chosen = tunnel_endpoint.choose(tunnel_endpoint.Known(
             api_host=ctx.cluster.api_host, node_addresses=network.node_addresses,
-            vm_gateway=await ctx.runtime.vm_host_gateway(), context=ctx.cluster.context_name), settings.host)
+            vm_gateway=await ctx.runtime.vm_host_gateway(), context=ctx.cluster.context_name,
+            serving_nodes=await cluster_side.nodes_serving_node_port(ctx.cluster, tunnel.server_side(settings))),
+            settings.host)
         ctx.endpoint = f"{chosen.host}:{ctx.port}"
         local_network = await ctx.runtime.get_network(settings.network_name)
         await ctx.progress(self.name, f"tunnel endpoint {ctx.endpoint} ({chosen.why})")

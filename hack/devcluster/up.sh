@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# `make cluster`: brings the single-node development cluster up, or checks that it is up.
-# Idempotent: every step looks before it acts, so a second run returns in seconds.
+# `make cluster [NODES=N]`: brings the development cluster up (one node unless NODES says more), or
+# checks that it is up. Idempotent: every step looks before it acts, so a second run returns in
+# seconds.
 source "$(dirname "$0")/common.sh"
+source "$HACK_DIR/node-functions.sh"
+NODES=${NODES:-1}
+[[ $NODES =~ ^[1-9]$ ]] || die "NODES=$NODES: give a number of nodes from 1 to 9"
 
 started=$(date +%s)
 "$HACK_DIR/install-deps.sh"
 "$HACK_DIR/build.sh"
-mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$STATE_DIR/cni/net.d" "$(dirname "$KUBECONFIG_OUT")"
+mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$(dirname "$KUBECONFIG_OUT")"
 
 ensure_docker() {
   # Docker pulls from the development registry over plain HTTP (a running dockerd reloads this on
@@ -42,58 +46,6 @@ start_registry() {
   mkdir -p "$STATE_DIR/registry"
   start_daemon registry docker-registry serve "$STATE_DIR/registry.yml"
   wait_for 30 "the registry" curl -fsS "http://$DEV_REGISTRY/v2/"
-}
-
-# render TEMPLATE OUT: replaces @VAR@ with the value of the shell variable VAR. OUT is only
-# rewritten when its content changes (kube-proxy exits when its configuration file is touched).
-render() {
-  local text
-  text=$(<"$1")
-  local var
-  for var in $(grep -o '@[A-Z_]*@' "$1" | sort -u | tr -d @); do
-    text=${text//@$var@/${!var}}
-  done
-  [[ -f $2 && "$(<"$2")" == "$text" ]] && return 0
-  printf '%s\n' "$text" > "$2"
-}
-
-setup_netns() {
-  if [[ ! -e /run/netns/$NETNS ]]; then
-    log "creating the node's network namespace $NETNS ($NODE_IP)"
-    ip netns add "$NETNS"
-    ip link add "$VETH_HOST" type veth peer name "$VETH_NODE" netns "$NETNS"
-    ip addr add "$HOST_SIDE_IP/24" dev "$VETH_HOST"
-    ip link set "$VETH_HOST" up
-    in_node ip addr add "$NODE_IP/24" dev "$VETH_NODE"
-    in_node ip link set lo up
-    in_node ip link set "$VETH_NODE" up
-    in_node ip route add default via "$HOST_SIDE_IP"
-  fi
-  # Cluster addresses that kube-proxy did not translate must fail here, never leave the machine.
-  local cidr chain rule
-  for cidr in "$SERVICE_CIDR" "$POD_CIDR"; do
-    for chain in FORWARD OUTPUT; do
-      rule=("$chain" -o "$VETH_NODE" -d "$cidr" -m conntrack ! --ctstate DNAT -j REJECT)
-      in_node iptables -C "${rule[@]}" 2>/dev/null || in_node iptables -A "${rule[@]}"
-    done
-  done
-  # A fresh namespace forwards nothing, and kube-proxy needs bridged traffic to see iptables.
-  in_node sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
-  # The host forwards the node's traffic (Docker sets the FORWARD policy to DROP) and masquerades
-  # what leaves the machine. These are the only host rules; make cluster-down removes them.
-  iptables -N "$FW_CHAIN" 2>/dev/null || true
-  iptables -C "$FW_CHAIN" -i "$VETH_HOST" -j ACCEPT 2>/dev/null || iptables -A "$FW_CHAIN" -i "$VETH_HOST" -j ACCEPT
-  iptables -C "$FW_CHAIN" -o "$VETH_HOST" -j ACCEPT 2>/dev/null || iptables -A "$FW_CHAIN" -o "$VETH_HOST" -j ACCEPT
-  iptables -C FORWARD -j "$FW_CHAIN" 2>/dev/null || iptables -I FORWARD 1 -j "$FW_CHAIN"
-  local masq=(POSTROUTING -t nat -s "$NODE_NET" ! -o "$VETH_HOST" -m comment --comment "$FW_CHAIN" -j MASQUERADE)
-  iptables -C "${masq[@]}" 2>/dev/null || iptables -A "${masq[@]}"
-}
-
-start_containerd() {
-  render "$HACK_DIR/containerd.toml.in" "$STATE_DIR/containerd.toml"
-  render "$HACK_DIR/cni.conflist.in" "$STATE_DIR/cni/net.d/10-gefyra-devcluster.conflist"
-  start_daemon containerd containerd --config "$STATE_DIR/containerd.toml"
-  wait_for 30 containerd ctr_k8s version
 }
 
 # component_flags NAME: the flags that controller-manager and scheduler share.
@@ -135,21 +87,6 @@ start_control_plane() {
   start_daemon kube-scheduler kube-scheduler $(component_flags scheduler)
 }
 
-start_node() {
-  render "$HACK_DIR/kubelet.yaml.in" "$STATE_DIR/kubelet.yaml"
-  render "$HACK_DIR/kube-proxy.yaml.in" "$STATE_DIR/kube-proxy.yaml"
-  start_daemon kubelet kubelet --config="$STATE_DIR/kubelet.yaml" \
-    --kubeconfig="$PKI_DIR/kubelet.kubeconfig" --hostname-override="$NODE_NAME" \
-    --node-ip="$NODE_IP" --root-dir="$STATE_DIR/kubelet" --cert-dir="$STATE_DIR/kubelet/pki"
-  start_daemon kube-proxy kube-proxy --config="$STATE_DIR/kube-proxy.yaml"
-  wait_for 120 "node $NODE_NAME" node_ready
-}
-
-node_ready() {
-  [[ "$("${KUBECTL[@]}" get node "$NODE_NAME" \
-    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
-}
-
 install_dns() {
   render "$HACK_DIR/coredns.yaml.in" "$STATE_DIR/coredns.yaml"
   "${KUBECTL[@]}" apply -f "$STATE_DIR/coredns.yaml" >/dev/null
@@ -164,15 +101,16 @@ ensure_docker
 "$HACK_DIR/podman.sh"
 "$HACK_DIR/pki.sh"
 "$HACK_DIR/base-images.sh"
-setup_netns
+setup_node_network
 start_containerd
 start_registry
 for image in "$PAUSE_IMAGE" "gefyra-dev/coredns:$COREDNS_VERSION"; do load_image "$image"; done
 start_control_plane
 start_node
 install_dns
+for (( index = 2; index <= NODES; index++ )); do "$HACK_DIR/node.sh" add "$index"; done
 cp "$STATE_DIR/admin.kubeconfig" "$KUBECONFIG_OUT"
 log "cluster ready in $(( $(date +%s) - started ))s; kubeconfig: $KUBECONFIG_OUT"
 ln -sf "$BIN_DIR/kubectl" "$(dirname "$KUBECONFIG_OUT")/kubectl"
-echo "$NODE_IP" > "$(dirname "$KUBECONFIG_OUT")/node-ip"
+echo "$CONTROL_PLANE_IP" > "$(dirname "$KUBECONFIG_OUT")/node-ip"
 echo "$DEV_REGISTRY" > "$(dirname "$KUBECONFIG_OUT")/registry"

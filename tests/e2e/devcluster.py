@@ -93,13 +93,18 @@ def assert_equal(found: object, wanted: object) -> None:
 
 
 def http_workload(name: str, namespace: str, replicas: int = 2, env: dict[str, str] | None = None,
-                  kind: str = "deployment") -> str:
+                  kind: str = "deployment", spread: bool = False) -> str:
     """Manifest of the test server as a Deployment, StatefulSet or bare Pod ("deployment",
-    "statefulset", "pod"), with a ClusterIP Service in front of it (http 80 -> 8080, echo 9000)."""
+    "statefulset", "pod"), with a ClusterIP Service in front of it (http 80 -> 8080, echo 9000).
+    ``spread``: its pods on as many nodes as there are (at most one more on any node)."""
     env_lines = "".join(
         f"\n        - {{name: {k}, value: {json.dumps(v)}}}" for k, v in (env or {}).items()
     )
-    pod_spec = f"""
+    spread_lines = f"""
+      topologySpreadConstraints:
+      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
+         labelSelector: {{matchLabels: {{app: {name}}}}}}}""" if spread else ""
+    pod_spec = f"""{spread_lines}
       terminationGracePeriodSeconds: 1
       containers:
       - name: server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from tests.e2e.devcluster import KUBECONFIG, assert_equal, engine, eventually, kubectl, kubectl_json
@@ -44,12 +45,14 @@ def caller_get(ns: str, *headers: str) -> str:
                    *[part for header in headers for part in ("-H", header)])
 
 
-def bridge_globally_then_personally(ns: str, local: str) -> None:
+def bridge_globally_then_personally(ns: str, local: str, while_bridged: Callable[[], None] = lambda: None) -> None:
     """deploy/web of ``ns`` bridged to the container ``local``: globally, then personally (header
-    x-dev: me); each answered locally, and the cluster answering again after each unbridge."""
+    x-dev: me); each answered locally, and the cluster answering again after each unbridge.
+    ``while_bridged`` runs while each of the two bridges stands."""
     ok("bridge", "-N", local, "-n", ns, "--target", "deploy/web", "-p", "8080:8080")
     try:
         eventually(lambda: assert_equal(caller_get(ns)[:16], "hello from LOCAL"), timeout=15)
+        while_bridged()
     finally:
         ok("unbridge", "--all")
     eventually(lambda: assert_equal(caller_get(ns)[:14], "hello from web"), timeout=30)
@@ -57,6 +60,7 @@ def bridge_globally_then_personally(ns: str, local: str) -> None:
     try:
         eventually(lambda: assert_equal(caller_get(ns, "x-dev: me")[:16], "hello from LOCAL"), timeout=15)
         assert caller_get(ns).startswith("hello from web-")
+        while_bridged()
     finally:
         ok("unbridge", "--all")
     eventually(lambda: assert_equal(caller_get(ns, "x-dev: me")[:14], "hello from web"), timeout=30)

@@ -24,6 +24,11 @@ NODES = ("172.18.0.2",)
     (Known("127.0.0.1", ("192.168.49.2",), context="minikube"), None, "192.168.49.2", "minikube"),
     (Known("127.0.0.1"), None, "127.0.0.1", "nodes unknown"),
     (Known("127.0.0.1", NODES, vm_gateway=HOST_GATEWAY_NAME), "10.1.2.3", "10.1.2.3", "--host"),
+    # externalTrafficPolicy Local: only the server end's node answers on the NodePort
+    (Known("10.250.0.2", ("10.250.0.2", "10.250.0.3"), serving_nodes=("10.250.0.3",)), None, "10.250.0.3", "Local"),
+    (Known("10.250.0.2", ("10.250.0.2", "10.250.0.3"), serving_nodes=("10.250.0.3", "10.250.0.2")), None,
+     "10.250.0.2", "Local"),
+    (Known("10.250.0.2", ("10.250.0.2",), serving_nodes=("10.250.0.3",)), "10.9.9.9", "10.9.9.9", "--host"),
 ])
 def test_the_endpoint_is_chosen_where_containers_reach_the_nodes(known: Known, given: str | None, host: str,
                                                                    why: str) -> None:

@@ -173,6 +173,8 @@ class Pod:
     ip: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The address of the node it runs on ("" before it is scheduled and started).
+    host_ip: str = ""
     #: It is being deleted.
     deleting: bool = False
     phase: str = ""
@@ -187,7 +189,8 @@ class Pod:
         conditions = [_map(c) for c in _list(status.get("conditions"))]
         return cls(name=_text(metadata.get("name")), namespace=_text(metadata.get("namespace")),
                    ip=_text(status.get("podIP")), labels=_strings(metadata.get("labels")),
-                   annotations=_strings(metadata.get("annotations")), deleting=bool(metadata.get("deletionTimestamp")),
+                   annotations=_strings(metadata.get("annotations")), host_ip=_text(status.get("hostIP")),
+                   deleting=bool(metadata.get("deletionTimestamp")),
                    phase=_text(status.get("phase")),
                    ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
                    containers=tuple(Container.of(c) for c in _list(spec.get("containers")) if isinstance(c, Mapping)),
