@@ -153,3 +153,18 @@ def test_a_node_port_with_external_traffic_policy_local(two_nodes: dict[str, str
     finally:
         kubectl("-n", "gefyra", "patch", "service", "gefyra-stowaway", "-p", '{"spec":{"externalTrafficPolicy":"Cluster"}}')
         gefyra("down", env=SECOND_CLIENT)
+
+
+def test_the_transport_through_the_api_reaches_stowaway_on_the_other_node(ns: str) -> None:
+    """The API server (on node 1) opens the port-forward through node 2's kubelet, which serves
+    with node 2's own certificate."""
+    assert devcluster.stowaway_pod()["spec"]["nodeName"] == SECOND_NODE
+    try:
+        ok("up", "--transport", "api", env=SECOND_CLIENT)
+        assert json.loads(ok("status", "-o", "json", env=SECOND_CLIENT).stdout)["cargo"]["transport"] == "api"
+        ok("run", "-i", TEST_IMAGE, "-N", "gfy-mn-local-api", "-n", ns, "-d", env=SECOND_CLIENT)
+        eventually(lambda: assert_equal(
+            engine("exec", "gfy-mn-local-api", "testserver", "get", "http://web/", "--timeout", "3s").stdout[:14],
+            "hello from web"), timeout=20)
+    finally:
+        gefyra("down", env=SECOND_CLIENT)
