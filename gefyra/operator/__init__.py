@@ -8,9 +8,13 @@ the tunnel's server end and the interceptors only through the tunnel and interce
 
 Rounds are level-based: one runs every INTERVAL seconds (BUSY_INTERVAL while a bridge is on its
 way), and at once when a watch sees a GefyraClient or GefyraBridge change (a new client waits for
-its peer) or a pod change in a namespace where a bridge has its target (a restarted container is
-ready: the bridge is Ready, or Restored, a round later instead of a poll later); pods are watched
-in those namespaces only."""
+its peer) or a change of a pod, Service or EndpointSlice in a namespace where a bridge has its
+target (a restarted container is ready: the bridge is Ready, or Restored, a round later instead of
+a poll later; a Service's selector changed by hand is healed at once); those are watched in such
+namespaces only. Every round looks at the clients (their silences are measured, not announced);
+the bridges, which cost a dozen API requests per bridged workload, are looked at in a round that
+a watch woke, while one is on its way, when the clients changed, and otherwise every
+IDLE_BRIDGES_INTERVAL seconds as a safety net for an event that was missed."""
 
 from __future__ import annotations
 
@@ -36,6 +40,9 @@ log = structlog.get_logger("gefyra.operator")
 #: Seconds between two reconciliation rounds, and while a bridge is being made or removed.
 INTERVAL = 1.0
 BUSY_INTERVAL = 0.25
+IDLE_BRIDGES_INTERVAL = 10.0
+#: What is watched in each namespace where a bridge has its target (and in gefyra's own).
+WATCHED_IN_BRIDGED_NAMESPACES = ("pods", "services", "endpointslices")
 #: Seconds after which a watch is opened anew (the API server ends watches on its own too); a
 #: watch that has not ended WATCH_GRACE seconds later is cut by the client (a connection the API
 #: server dropped without a word).
@@ -55,10 +62,13 @@ class _Wakeup:
     def set(self) -> None:
         self._event.set()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float) -> bool:
+        """Waits for a change or ``timeout`` seconds; True if a change ended the wait."""
         with anyio.move_on_after(timeout):
             await self._event.wait()
+        woken = self._event.is_set()
         self._event = anyio.Event()
+        return woken
 
 
 async def _watch(cluster: Cluster, collection: str, wakeup: _Wakeup) -> None:
@@ -73,15 +83,17 @@ async def _watch(cluster: Cluster, collection: str, wakeup: _Wakeup) -> None:
             await anyio.sleep(INTERVAL)
 
 
-async def _watch_pods(cluster: Cluster, namespaces: Callable[[], set[str]], wakeup: _Wakeup) -> None:
-    """A watch of the pods of each namespace where a bridge has its target (and gefyra's own),
-    opened and closed as bridges come and go: what the operator is sent does not grow with the
-    cluster's pods and their churn, only with the bridged namespaces'."""
+async def _watch_namespaces(cluster: Cluster, namespaces: Callable[[], set[str]], wakeup: _Wakeup) -> None:
+    """Watches of the pods, Services and EndpointSlices of each namespace where a bridge has its
+    target (and gefyra's own), opened and closed as bridges come and go: what the operator is sent
+    does not grow with the cluster's objects and their churn, only with the bridged namespaces'."""
     watching: dict[str, anyio.CancelScope] = {}
 
     async def watch(namespace: str, scope: anyio.CancelScope) -> None:
         with scope:
-            await _watch(cluster, path("pods", namespace), wakeup)
+            async with anyio.create_task_group() as group:
+                for plural in WATCHED_IN_BRIDGED_NAMESPACES:
+                    group.start_soon(_watch, cluster, path(plural, namespace), wakeup)
 
     async with anyio.create_task_group() as tg:
         while True:
@@ -121,20 +133,32 @@ async def main() -> None:
             await cluster.close()
 
 
+def _bridges_due(woken: bool, busy: bool, clients_changed: bool, since: float) -> bool:
+    """Whether a round looks at the bridges, ``since`` seconds after it last did."""
+    return woken or busy or clients_changed or since >= IDLE_BRIDGES_INTERVAL
+
+
 async def _reconcile_forever(cluster: Cluster, namespace: str, clients: Clients, bridges: Bridges,
                              wakeup: _Wakeup, health: http.Health) -> None:
     async with anyio.create_task_group() as tg:
         for plural in (CLIENTS, BRIDGES):
             tg.start_soon(_watch, cluster, path(plural, namespace), wakeup)
-        tg.start_soon(_watch_pods, cluster, lambda: bridges.namespaces, wakeup)
+        tg.start_soon(_watch_namespaces, cluster, lambda: bridges.namespaces, wakeup)
         failures = 0
+        woken, last_roster, bridges_looked_at = True, None, 0.0
         while True:
             try:
                 with anyio.fail_after(ROUND_TIMEOUT):
-                    await bridges.sync(await clients.sync())
+                    roster = await clients.sync()
+                    if _bridges_due(woken, bridges.busy, roster != last_roster,
+                                    anyio.current_time() - bridges_looked_at):
+                        bridges_looked_at = anyio.current_time()
+                        last_roster = None  # until this look succeeds
+                        await bridges.sync(roster)
+                        last_roster = roster
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - any failure (API, connection, timeout): back off, try again
                 failures += 1
                 log.warning("round failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in=backoff(failures))
             health.round_done()
-            await wakeup.wait(backoff(failures) if failures else BUSY_INTERVAL if bridges.busy else INTERVAL)
+            woken = await wakeup.wait(backoff(failures) if failures else BUSY_INTERVAL if bridges.busy else INTERVAL)

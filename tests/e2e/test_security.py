@@ -31,15 +31,15 @@ OPERATOR_RIGHTS_IN_GEFYRA = {
     "deployments.apps": {"get", "list", "create", "patch", "delete"},
     "secrets": {"get"},
     "statefulsets.apps": {"get"},
-    "services": {"list", "patch"},
-    "endpointslices.discovery.k8s.io": {"get", "list", "create", "patch", "delete"},
+    "services": {"list", "watch", "patch"},
+    "endpointslices.discovery.k8s.io": {"get", "list", "watch", "create", "patch", "delete"},
 }
 OPERATOR_RIGHTS_ELSEWHERE = {
     "pods": {"get", "list", "watch", "patch"},
     "deployments.apps": {"get"},
     "statefulsets.apps": {"get"},
-    "services": {"list", "patch"},
-    "endpointslices.discovery.k8s.io": {"get", "list", "create", "patch", "delete"},
+    "services": {"list", "watch", "patch"},
+    "endpointslices.discovery.k8s.io": {"get", "list", "watch", "create", "patch", "delete"},
 }
 #: What every authenticated identity may do anyway.
 _SELF_REVIEWS = {"selfsubjectreviews.authentication.k8s.io", "selfsubjectaccessreviews.authorization.k8s.io",

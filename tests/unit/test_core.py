@@ -291,9 +291,9 @@ def test_a_step_without_an_undo_is_never_reported_undone() -> None:
     assert not first.undoable
 
 
-async def test_the_operator_watches_pods_only_where_bridges_have_their_targets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pod watch per bridged namespace, opened and closed as the set changes (a small stand-in for
-    the cluster: only which watches are open is looked at)."""
+async def test_the_operator_watches_only_where_bridges_have_their_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watches of pods, Services and EndpointSlices per bridged namespace, opened and closed as the
+    set changes (a small stand-in for the cluster: only which watches are open is looked at)."""
     import gefyra.operator as operator
 
     monkeypatch.setattr(operator, "INTERVAL", 0.01)
@@ -310,13 +310,39 @@ async def test_the_operator_watches_pods_only_where_bridges_have_their_targets(m
 
     namespaces = {"gefyra", "shop"}
     async with anyio.create_task_group() as tg:
-        tg.start_soon(operator._watch_pods, _Cluster(), lambda: namespaces, operator._Wakeup())
+        tg.start_soon(operator._watch_namespaces, _Cluster(), lambda: namespaces, operator._Wakeup())
+
+        def watched(*names: str) -> set[str]:
+            return {f"/api/v1/namespaces/{n}/{p}" for n in names for p in ("pods", "services")} \
+                | {f"/apis/discovery.k8s.io/v1/namespaces/{n}/endpointslices" for n in names}
+
         await anyio.sleep(0.1)
-        assert open_now == {"/api/v1/namespaces/gefyra/pods", "/api/v1/namespaces/shop/pods"}
+        assert open_now == watched("gefyra", "shop")
         namespaces = {"gefyra", "orders"}
         await anyio.sleep(0.1)
-        assert open_now == {"/api/v1/namespaces/gefyra/pods", "/api/v1/namespaces/orders/pods"}
+        assert open_now == watched("gefyra", "orders")
         tg.cancel_scope.cancel()
+
+
+def test_the_operator_looks_at_bridges_when_something_changed_and_seldom_otherwise() -> None:
+    import gefyra.operator as operator
+
+    idle = operator.IDLE_BRIDGES_INTERVAL
+    assert not operator._bridges_due(woken=False, busy=False, clients_changed=False, since=idle / 2)
+    assert operator._bridges_due(woken=False, busy=False, clients_changed=False, since=idle)
+    assert operator._bridges_due(woken=True, busy=False, clients_changed=False, since=0)
+    assert operator._bridges_due(woken=False, busy=True, clients_changed=False, since=0)
+    assert operator._bridges_due(woken=False, busy=False, clients_changed=True, since=0)
+
+
+async def test_the_operators_wait_says_whether_a_change_ended_it() -> None:
+    import gefyra.operator as operator
+
+    wakeup = operator._Wakeup()
+    assert not await wakeup.wait(0.01)
+    wakeup.set()
+    assert await wakeup.wait(5)
+    assert not await wakeup.wait(0.01)
 
 
 async def test_the_operator_says_what_it_has_cost_so_far() -> None:

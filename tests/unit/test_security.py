@@ -45,7 +45,8 @@ def test_no_right_to_exec_or_secrets_and_cluster_wide_rights_are_few() -> None:
     operator = _named("ClusterRole", "gefyra-operator")["rules"]
     assert {(tuple(r["resources"]), tuple(r["verbs"])) for r in operator} == {
         (("pods",), ("get", "list", "watch", "patch")), (("deployments", "statefulsets"), ("get",)),
-        (("services",), ("list", "patch")), (("endpointslices",), ("get", "list", "create", "patch", "delete"))}
+        (("services",), ("list", "watch", "patch")),
+        (("endpointslices",), ("get", "list", "watch", "create", "patch", "delete"))}
     in_gefyra = _named("Role", "gefyra-operator")["rules"]
     assert {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "create", "patch", "delete"]} in in_gefyra
     user = _named("ClusterRole", "gefyra-user")["rules"]
