@@ -195,7 +195,7 @@ async def _carry(config: RelayConfig, local: _LocalSide) -> None:
     async with Cluster(settings) as cluster:
         pod = await _server_pod(cluster, config)
         async with cluster.port_forward(config.namespace, pod, config.port) as stream:
-            log.info("carrying the tunnel through the Kubernetes API", pod=pod)
+            log.info("carrying the tunnel through the Kubernetes API", pod=pod, over=stream.protocol)
 
             failures: list[errors.GefyraError] = []
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import time
@@ -164,8 +165,10 @@ def token(ns: str) -> Iterator[str]:
         kubectl("delete", "clusterrolebinding", f"{ns}-admin", check=False)
 
 
-@pytest.mark.parametrize("credential", ["client certificate", "bearer token", "exec plugin"])
-def test_transport_api_with_each_kind_of_kubeconfig(ns: str, token: str, credential: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("credential", "protocol"), [("client certificate", "spdy"), ("bearer token", "spdy"),
+                                                    ("exec plugin", "spdy"), ("bearer token", "websocket")])
+def test_transport_api_with_each_kind_of_kubeconfig(ns: str, token: str, credential: str, protocol: str,
+                                                    tmp_path: Path) -> None:
     if credential == "client certificate":
         kubeconfig = str(KUBECONFIG)
     elif credential == "bearer token":
@@ -177,17 +180,23 @@ def test_transport_api_with_each_kind_of_kubeconfig(ns: str, token: str, credent
         plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
         kubeconfig = _kubeconfig_with_user(tmp_path, "exec", {"exec": {
             "apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin), "interactiveMode": "Never"}})
+    # The relay takes the stream's protocol from `up`'s environment (SPDY unless told otherwise).
+    env = {"GEFYRA_API_STREAM": protocol}
     try:
-        ok("up", "--transport", "api", kubeconfig=kubeconfig)
+        ok("up", "--transport", "api", kubeconfig=kubeconfig, env=env)
         ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d", kubeconfig=kubeconfig)
         assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=15).startswith("hello from web-")
-        assert json.loads(ok("status", "-o", "json", kubeconfig=kubeconfig).stdout)["cargo"]["transport"] == "api"
+        status = json.loads(ok("status", "-o", "json", kubeconfig=kubeconfig).stdout)
+        assert status["cargo"]["transport"] == "api"
+        relay_log = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "gefyra", "relays",
+                         f"{status['client']}.log").read_text()
+        assert re.search(rf"over=(\x1b\[[0-9;]*m)*{protocol}", relay_log), relay_log[-2000:]
         secrets = [token, *_client_key_lines()]
         listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
         ours = engine("ps", "-a", "-q", "--filter", "label=app.kubernetes.io/managed-by=gefyra").stdout.split()
         configs = engine("inspect", *ours).stdout
         for secret in secrets:
-            assert secret not in listing and secret not in configs
+            assert secret not in listing and secret not in configs and secret not in relay_log
     finally:
         ok("down", kubeconfig=kubeconfig)
     assert _relays() == []

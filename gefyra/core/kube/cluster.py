@@ -296,8 +296,8 @@ class Cluster:
 
     def port_forward(self, namespace: str, pod: str, port: int) -> AbstractAsyncContextManager[PortStream]:
         """A byte stream to ``port`` of ``pod`` through the API server (pods/portforward), open for
-        an ``async with`` block."""
-        return open_port(self._client.configuration, namespace, pod, port)
+        an ``async with`` block; over SPDY or a WebSocket as :attr:`Settings.api_stream` says."""
+        return open_port(self._client.configuration, namespace, pod, port, self.settings.api_stream)
 
     async def username(self) -> str:
         """Who the cluster takes this kubeconfig's credentials for (SelfSubjectReview: any

@@ -20,6 +20,7 @@ ENVIRONMENT = {
     "image_tag": "GEFYRA_IMAGE_TAG",
     "image_prefix": "GEFYRA_IMAGE_PREFIX",
     "service_cidr": "GEFYRA_SERVICE_CIDR",
+    "api_stream": "GEFYRA_API_STREAM",
 }
 
 
@@ -51,6 +52,8 @@ def image_overrides() -> dict[str, str]:
 #: that names a different value is refused (None in Settings: as installed, else the default).
 #: The tunnel's transports (Settings.transport).
 TRANSPORTS = ("auto", "udp", "api")
+#: The protocols of a stream through the Kubernetes API (Settings.api_stream).
+API_STREAMS = ("auto", "spdy", "websocket")
 
 SHARED_DEFAULTS: dict[str, int] = {"port": 31820, "client_timeout": 60}
 
@@ -90,6 +93,11 @@ class Settings:
     #: How the tunnel's datagrams reach the server end: "udp" (to the NodePort), "api" (a stream
     #: through the Kubernetes API), or "auto" (UDP when a handshake completes within a short probe).
     transport: str = "auto"
+    #: The protocol of a stream through the Kubernetes API (the API transport's): "spdy" (what
+    #: kubectl speaks; the cheaper one for the container runtime), "websocket" (what proxies in
+    #: front of an API server carry more often), or "auto" (SPDY, unless a proxy is configured or
+    #: the API server refuses it).
+    api_stream: str = dataclasses.field(default_factory=lambda: _env("api_stream") or "auto")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -126,6 +134,9 @@ class Settings:
         if self.transport not in TRANSPORTS:
             raise errors.UsageError(f"{name('transport')} {v.shown(self.transport)} is not a transport",
                                     f"use one of {', '.join(TRANSPORTS)}")
+        if self.api_stream not in API_STREAMS:
+            raise errors.UsageError(f"{name('api_stream')} {v.shown(self.api_stream)} is not a stream protocol",
+                                    f"use one of {', '.join(API_STREAMS)}")
 
     @staticmethod
     def _name(field: str) -> str:
