@@ -74,17 +74,20 @@ def app(health: Health, interceptors: Callable[[], Iterable[Interceptor]],
         it starts, often before the round that offers it a configuration has seen it, and is
         answered the moment that round ends instead of after a 404 and its agent's retry pause."""
         asking = HttpRequest(peer=request.remote or "", query=dict(request.query))
-        with anyio.move_on_after(UNKNOWN_WAIT):
-            while True:
-                for interceptor in interceptors():
-                    handler = interceptor.http_paths().get(request.path)
-                    if handler is not None:
-                        answer = await handler(asking)
-                        if answer.status != 404:
-                            return web.Response(status=answer.status, body=answer.body,
-                                                content_type="application/json")
+        # Only the waits for a round are bounded here: a handler that knows the caller may hold
+        # the request longer (a carrier's long poll), and must not be cut into a 404.
+        deadline = anyio.current_time() + UNKNOWN_WAIT
+        while True:
+            for interceptor in interceptors():
+                handler = interceptor.http_paths().get(request.path)
+                if handler is not None:
+                    answer = await handler(asking)
+                    if answer.status != 404:
+                        return web.Response(status=answer.status, body=answer.body, content_type="application/json")
+            if anyio.current_time() >= deadline:
+                return web.Response(status=404)
+            with anyio.move_on_after(deadline - anyio.current_time()):
                 await health.next_round()
-        return web.Response(status=404)
 
     async def stats(_: web.Request) -> web.Response:
         usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -399,6 +399,41 @@ async def test_a_pod_that_asks_before_the_operator_knows_it_is_answered_when_a_r
         assert (await client.get("/carrier/v1/config", params={"pod": "p2"})).status == 404
 
 
+async def test_a_known_carriers_long_poll_is_not_cut_by_the_wait_for_unknown_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A carrier that runs the current configuration is held until it changes (the board's long
+    poll), longer than an unknown caller waits for a round: it gets the change, not a 404 (which
+    cost it its agent's retry pause, and a change that came meanwhile waited that long)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gefyra.core.spi.interceptor import HttpAnswer, HttpRequest
+    from gefyra.operator import http
+
+    monkeypatch.setattr(http, "UNKNOWN_WAIT", 0.2)
+    changed = anyio.Event()
+
+    class _Interceptor:
+        def http_paths(self) -> dict[str, Any]:
+            async def config(request: HttpRequest) -> HttpAnswer:
+                await changed.wait()  # the long poll: held until the configuration changes
+                return HttpAnswer(200, b'{"version": "2"}')
+            return {"/carrier/v1/config": config}
+
+    application = http.app(http.Health(), lambda: [_Interceptor()])  # type: ignore[list-item]
+    async with TestClient(TestServer(application)) as client:
+        async with anyio.create_task_group() as tg:
+            answers: list[int] = []
+
+            async def ask() -> None:
+                answers.append((await client.get("/carrier/v1/config", params={"have": "1"})).status)
+
+            tg.start_soon(ask)
+            await anyio.sleep(0.5)  # past UNKNOWN_WAIT
+            assert answers == []
+            changed.set()
+        assert answers == [200]
+
+
 def test_the_operator_keeps_one_object_per_interceptor_however_bridges_name_it() -> None:
     """The CRD fills in "nginx" where a bridge names none; the operator asks for the default one by
     None: both are the same interceptor, with one board of what its pods run."""
