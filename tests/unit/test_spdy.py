@@ -148,3 +148,16 @@ def test_a_refused_upgrade_says_its_status() -> None:
         raise AssertionError("no streams after a refusal")
 
     asyncio.run(_with_server(403, never, client))
+
+
+def test_a_credential_with_a_line_break_never_reaches_the_wire() -> None:
+    async def client(url: str) -> None:
+        with pytest.raises(spdy.HandshakeRefused, match="line break"):
+            await spdy.connect(url, ssl.create_default_context(), None, "Bearer x\r\nX-Evil: 1", "ns", "pod-1",
+                               51821, "pod ns/pod-1")
+
+    async def never(*_: object) -> None:
+        raise AssertionError("no streams")
+
+    heads = asyncio.run(_with_server(101, never, client))
+    assert heads == []

@@ -139,6 +139,9 @@ class SpdyPortStream:
 
 async def _upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, target: str,
                    headers: dict[str, str]) -> None:
+    if any(c in text for text in (host, target, *headers.values()) for c in "\r\n"):
+        # From the kubeconfig (or a credential plugin): never let a value add lines of its own.
+        raise HandshakeRefused(0, "a line break in the server's address or the credentials")
     lines = [f"POST {target} HTTP/1.1", f"Host: {host}", "Connection: Upgrade", "Upgrade: SPDY/3.1",
              f"X-Stream-Protocol-Version: {_PROTOCOL}", "Content-Length: 0", "User-Agent: gefyra",
              *(f"{name}: {value}" for name, value in headers.items())]
