@@ -161,3 +161,25 @@ def test_a_credential_with_a_line_break_never_reaches_the_wire() -> None:
 
     heads = asyncio.run(_with_server(101, never, client))
     assert heads == []
+
+
+def test_a_proxy_between_here_and_the_api_server_means_the_websocket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPDY is spoken straight to the API server; through a proxy (the kubeconfig's, or the
+    environment's as the Kubernetes client takes it) the stream is a WebSocket, which it carries."""
+    from kubernetes_asyncio.client import Configuration
+
+    from gefyra.core.kube.portforward import _proxied
+
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
+                     "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    configuration = Configuration(host="https://10.250.0.2:6443")
+    assert not _proxied(configuration)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    assert _proxied(configuration)
+    monkeypatch.setenv("NO_PROXY", "10.250.0.2")
+    assert not _proxied(configuration)
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("NO_PROXY")
+    configuration.proxy = "http://proxy.corp:3128"
+    assert _proxied(configuration)
