@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from gefyra import errors
 
 _VERSION = 3
-_SYN_STREAM, _SYN_REPLY, _RST_STREAM, _PING, _GOAWAY = 1, 2, 3, 6, 7
+_SYN_STREAM, _RST_STREAM, _PING, _GOAWAY = 1, 3, 6, 7
 _FLAG_FIN = 0x01
 #: The client's streams: the port's errors (opened first, as kubectl does) and its data.
 _ERROR_STREAM, _DATA_STREAM = 1, 3
@@ -112,7 +112,7 @@ class SpdyPortStream:
                     if flags & _FLAG_FIN:
                         raise self._broken("the pod's side closed it")
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
-            raise self._broken(exc or "the connection ended") from exc
+            raise self._broken(exc) from exc
 
     def _control(self, version: int, kind: int, payload: bytes) -> None:
         if version != _VERSION:
