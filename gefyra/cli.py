@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -111,6 +112,45 @@ def _import_structlog_without_rich() -> None:
         del sys.modules["rich"]
 
 
+#: A CA bundle that cannot exist (/dev/null is no directory): OpenSSL then loads no bundle.
+_NO_CA_BUNDLE = os.path.join(os.devnull, "no-ca-bundle")
+
+
+def _import_aiohttp_without_ca_bundle() -> None:
+    """aiohttp makes two default TLS contexts when it is imported, and OpenSSL parses the
+    system's whole CA bundle for each: 0.05 s of every command's start on a small machine, for
+    contexts gefyra does not use (the Kubernetes client and the API transport make their own from
+    the kubeconfig, later). OpenSSL also finds CAs in the hashed directory, one at a time when a
+    verification needs one: where that directory holds CAs and the bundle is the one kept in it
+    (the same CAs, as Debian, Ubuntu and Alpine keep them), aiohttp's two contexts are made with
+    the directory alone. In this process only, for that import: the environment is as it was after."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    variable, chosen = paths.openssl_cafile_env, os.environ.get(paths.openssl_cafile_env)
+    if "aiohttp" in sys.modules or not paths.capath or not _holds_hashed_cas(paths.capath):
+        return
+    if chosen is not None and os.path.dirname(os.path.realpath(chosen)) != os.path.realpath(paths.capath):
+        return  # a bundle of the user's own: its CAs may be in no directory
+    os.environ[variable] = _NO_CA_BUNDLE
+    try:
+        import aiohttp.connector  # noqa: F401 - imported now, its default contexts without the bundle
+    finally:
+        if chosen is None:
+            del os.environ[variable]
+        else:
+            os.environ[variable] = chosen
+
+
+def _holds_hashed_cas(directory: str) -> bool:
+    """Whether ``directory`` holds a CA under OpenSSL's hashed name (``1a2b3c4d.0``)."""
+    try:
+        with os.scandir(directory) as entries:
+            return any(e.name.endswith(".0") and len(e.name) == 10 for e in entries)
+    except OSError:
+        return False
+
+
 def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *, exit_on_error: bool = True) -> T:
     """Runs an async operation with progress on stderr; errors become one line and an exit code
     (or, with ``exit_on_error=False``, are raised to the caller). An interrupt (Ctrl-C) says what
@@ -118,6 +158,7 @@ def _execute(ctx: click.Context, operation: Callable[[Gefyra], Awaitable[T]], *,
     import anyio
 
     _import_structlog_without_rich()
+    _import_aiohttp_without_ca_bundle()
     from gefyra import logs, progress
     from gefyra.client.session import Gefyra
 
