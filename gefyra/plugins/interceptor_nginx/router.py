@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 
 from gefyra import errors
+from gefyra.core.kube.at_once import at_once
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path, workload_path
 from gefyra.core.model.names import GEFYRA_NAMESPACE, LABEL_MANAGED_BY, MANAGED_BY
@@ -316,16 +317,14 @@ class Router:
         name = router_name(target)
         if not routes:
             return {}, await self._routes_off(cluster, name) and await self._give_back(cluster, target.namespace, name)
-        template = await self._template(cluster, target, routes)
-        services = await cluster.objects(path("services", target.namespace))
-        pods = await cluster.objects(path("pods", target.namespace))
+        template, services, pods, routers = await at_once(
+            lambda: self._template(cluster, target, routes), lambda: cluster.objects(path("services", target.namespace)),
+            lambda: cluster.objects(path("pods", target.namespace)), lambda: self._router_pods(cluster, name))
         layout = plan(name, routes, template, services, pods, target.namespace)
-        await self._ensure_deployment(cluster, name, target)
-
-        routers = await self._router_pods(cluster, name)
         ips = {p["status"]["podIP"] for p in routers}
         self._listeners[name] = tuple(layout.listeners)
         version = self._publish(name, layout.listeners, ips, layout.files, layout.files_version)
+        await self._ensure_deployment(cluster, name, target)  # once the routes are known to be good
         serving = sorted(ip for ip in ips if self.board.applied((ip, "")))
         current = [ip for ip in serving if self.board.applied((ip, "")) == version]
 
