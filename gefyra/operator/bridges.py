@@ -78,6 +78,8 @@ class _Member:
     orphaned: bool = False
     #: Its client is silent: the bridge stays, its traffic goes back to the workload meanwhile.
     suspended: bool = False
+    #: Its client is still steering its ports: no route yet, its target is prepared meanwhile.
+    unsteered: bool = False
 
     @property
     def claim(self) -> PortClaim | None:
@@ -131,28 +133,36 @@ class Bridges:
         """One round (see the module)."""
         found = [parse_bridge(b) for b in await self.cluster.objects(path(BRIDGES, self.namespace))]
         bridges = sorted(found, key=lambda b: (b.created, b.name))
-        targets, interceptors, held, failed = await self._group(bridges, clients)
+        targets, interceptors, held, failed, coming = await self._group(bridges, clients)
         self.namespaces = {t.namespace for t in targets} | {GEFYRA_NAMESPACE}
+        await self._prepare_targets({t: c for t, c in coming.items() if t not in targets})
         rules, busy = await self._reconcile_targets(targets, interceptors, held)
         self.busy = busy or failed
         await self.server.forward(rules)
-        await self._give_back_orphans(targets.keys() | held)
+        await self._give_back_orphans(targets.keys() | held | coming.keys())
 
     async def _group(self, bridges: list[GefyraBridge], clients: Roster
-                     ) -> tuple[dict[Target, list[_Member]], dict[Target, Interceptor], set[Target], bool]:
+                     ) -> tuple[dict[Target, list[_Member]], dict[Target, Interceptor], set[Target], bool,
+                                dict[Target, tuple[Interceptor, bool]]]:
         """Phase 1: the bridges checked and grouped by target, with the interceptor of each target,
         the targets held back this round (one of their bridges failed for a reason that may pass,
-        an API error, and without it their routes would look removed), and whether any failed so."""
+        an API error, and without it their routes would look removed), whether any failed so, and
+        the targets of bridges whose clients are still steering (with the interceptor, and whether
+        in place)."""
         used = {p for b in bridges for p in b.status.proxy_ports.values()}
         targets: dict[Target, list[_Member]] = {}
         interceptors: dict[Target, Interceptor] = {}
         held: set[Target] = set()
+        coming: dict[Target, tuple[Interceptor, bool]] = {}
         failed = False
         workloads: dict[Target, Workload] = {}  # read once a round, however many bridges name one
         for bridge in bridges:
             member = _Member(bridge, bridge.status, bridge.status_json)
             try:
                 if not await self._prepare(member, clients, used, workloads):
+                    if member.unsteered and bridge.spec.target is not None:
+                        coming.setdefault(bridge.spec.target.workload,
+                                          (self._interceptor(bridge.spec.interceptor), bridge.spec.in_place))
                     continue  # gone without a trace, or waiting for its client to steer
                 assert bridge.spec.target is not None  # _prepare checked it
                 target = bridge.spec.target.workload
@@ -173,7 +183,18 @@ class Bridges:
                 failed = True
                 if bridge.spec.target is not None:
                     held.add(bridge.spec.target.workload)
-        return targets, interceptors, held, failed
+        return targets, interceptors, held, failed, coming
+
+    async def _prepare_targets(self, coming: dict[Target, tuple[Interceptor, bool]]) -> None:
+        """Phase 1b: the targets that only bridges on their way name (none of their bridges has a
+        route yet): their interceptors start what takes long, while the clients steer."""
+        for target, (interceptor, in_place) in sorted(coming.items(), key=lambda item: str(item[0])):
+            try:
+                with anyio.fail_after(TARGET_TIMEOUT):
+                    await interceptor.prepare(self.cluster, target, in_place)
+            except Exception as exc:  # noqa: BLE001 - the bridge's own round makes it later all the same
+                log.warning("target not prepared ahead of its bridge", target=str(target),
+                            error=f"{type(exc).__name__}: {exc}")
 
     async def _reconcile_targets(self, targets: dict[Target, list[_Member]], interceptors: dict[Target, Interceptor],
                                  held: set[Target]) -> tuple[list[ServerForward], bool]:
@@ -278,6 +299,7 @@ class Bridges:
             proxy = {p: _allocate(used) for p in spec.remote_ports}
             await self._set_status(member, proxy_ports=proxy, phase="Pending")
         if not bridge.steered:
+            member.unsteered = True
             return False  # the client steers the ports it was given, then says so: then the route
         forwards = tuple(Forward(remote, self.server_ip, port) for remote, port in sorted(proxy.items()))
         material = await self._tls(bridge) if spec.tls_secret else None

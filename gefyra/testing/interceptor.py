@@ -81,6 +81,7 @@ class InterceptorContract:
         assert interceptor.validate(template, [8080], []) is None
         target = Target(namespace, "pod", name)
         route = Route("contract-bridge", "server", (Forward(8080, *forward_to),))
+        await interceptor.prepare(cluster, target)  # what it starts ahead of the route, the route finds
 
         async def ready() -> Interception | None:
             found = await interceptor.intercept(cluster, target, [route])
@@ -104,5 +105,22 @@ class InterceptorContract:
         before = pod["metadata"].get("annotations") or {}
         assert not [k for k in now["metadata"].get("annotations") or {} if k not in before]
         assert now["spec"]["containers"] == pod["spec"]["containers"]
+        service_after = await cluster.request("GET", path("services", namespace, name))
+        assert service_after["spec"] == service_before["spec"]
+
+    async def test_what_is_prepared_for_a_bridge_that_never_comes_is_given_back(
+            self, interceptor: Interceptor, cluster: Cluster, pod: dict[str, Any]) -> None:
+        name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
+        service_before = await cluster.request("GET", path("services", namespace, name))
+        target = Target(namespace, "pod", name)
+        await interceptor.prepare(cluster, target)
+        await interceptor.prepare(cluster, target)  # idempotent
+
+        async def given_back() -> Interception | None:
+            found = await interceptor.intercept(cluster, target, [])
+            return found if found.settled else None
+
+        await _eventually(given_back)
+        assert target not in await interceptor.held(cluster)
         service_after = await cluster.request("GET", path("services", namespace, name))
         assert service_after["spec"] == service_before["spec"]

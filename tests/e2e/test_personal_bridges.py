@@ -480,3 +480,33 @@ def test_https_is_routed_per_request_with_the_workloads_certificate(ns: str) -> 
     eventually(lambda: assert_equal(shop_state(ns, "secure", "secure"), before), timeout=30)
     eventually(lambda: assert_equal(
         kubectl_json("-n", "gefyra", "get", "secrets", "-l", "gefyra.dev/client=dev-a")["items"], []), timeout=30)
+
+
+def test_a_router_starts_while_the_first_bridge_of_its_target_is_on_its_way(ns: str) -> None:
+    """A bridge whose client has not steered its end yet (made with kubectl here, so no client
+    ever will): the router of its target starts ahead of it, carrying nothing, and the Service
+    still leads to the workload; once the bridge is gone, so is the router, and the workload is
+    as it was."""
+    eventually(lambda: assert_equal(shop_state(ns)["routers"], []), timeout=30)
+    before = shop_state(ns)
+    name = unique("gfy-pb-coming")
+    kubectl("create", "-f", "-", stdin=json.dumps({
+        "apiVersion": "gefyra.dev/v1alpha1", "kind": "GefyraBridge", "metadata": {"name": name, "namespace": "gefyra"},
+        "spec": {"client": "dev-a", "localContainer": "pb-a", "match": [{"kind": "header-exact", "header": "x-dev",
+                                                                        "value": "a"}],
+                 "target": {"namespace": ns, "kind": "deployment", "name": "shop", "container": "server"},
+                 "ports": [{"remote": 8080, "local": 8080}]}}))
+    try:
+        def router_started() -> None:
+            assert kubectl("-n", "gefyra", "get", "deploy", "-l", "gefyra.dev/router", "-o", "name").split()
+            bridge = kubectl_json("-n", "gefyra", "get", "gefyrabridge", name)
+            assert bridge.get("status", {}).get("phase") == "Pending", bridge.get("status")
+            assert "gefyra.dev/steered" not in (bridge["metadata"].get("annotations") or {})
+
+        eventually(router_started, timeout=30)
+        assert kubectl_json("-n", ns, "get", "service", "shop")["spec"] == before["service"]
+        found = tally(ns, "/", 8, "x-dev: a")
+        assert found["failed"] == 0 and all(s.startswith("shop-") for s in servers(found, "x-dev: a")), found
+    finally:
+        kubectl("-n", "gefyra", "delete", "gefyrabridge", name, "--wait=false")
+    eventually(lambda: assert_equal(shop_state(ns), before), timeout=60)

@@ -80,6 +80,13 @@ class Interceptor(abc.ABC):
         operator was down). None known: []."""
         return []
 
+    async def prepare(self, cluster: Cluster, target: Target, in_place: bool = False) -> None:
+        """A bridge of ``target`` is on its way (its client is still setting up its end of it):
+        start what takes long to become ready (a router's pods), carrying no traffic yet, so that
+        the bridge's first :meth:`intercept` finds it running. What is held for a target that no
+        bridge takes after all is given back through :meth:`held`. Default: nothing."""
+        return None
+
     @abc.abstractmethod
     def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match],
                  in_place: bool = False) -> str | None:

@@ -52,6 +52,11 @@ class NginxInterceptor(Interceptor):
     async def held(self, cluster: Cluster) -> list[Target]:
         return await self.router.held(cluster)  # in place, a bridge's pods are given back with the bridge
 
+    async def prepare(self, cluster: Cluster, target: Target, in_place: bool = False) -> None:
+        """The router's pods start while the client steers its end (in place, nothing starts early)."""
+        if not in_place:
+            await self.router.prepare(cluster, target)
+
     def validate(self, container: Container, ports: Sequence[int], matches: Sequence[Match],
                  in_place: bool = False) -> str | None:
         """The router takes any container; in place only a global bridge of one carrier can replace."""

@@ -312,6 +312,11 @@ class Router:
                 targets.append(Target(*parts))
         return targets
 
+    async def prepare(self, cluster: Cluster, target: Target) -> None:
+        """The router's Deployment, with no configuration offered yet: its pods start (and ask for
+        one) while the first bridge of the target is on its way."""
+        await self._ensure_deployment(cluster, router_name(target), target)
+
     async def intercept(self, cluster: Cluster, target: Target, routes: Sequence[Route]
                         ) -> tuple[dict[str, RouteState], bool]:
         name = router_name(target)
