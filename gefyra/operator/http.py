@@ -16,7 +16,7 @@ import anyio
 import structlog
 from aiohttp import web
 
-from gefyra.core.spi.interceptor import HttpRequest, Interceptor
+from gefyra.core.spi.interceptor import HttpRequest, Interceptor, bearer_token
 
 log = structlog.get_logger("gefyra.operator")
 
@@ -73,7 +73,8 @@ def app(health: Health, interceptors: Callable[[], Iterable[Interceptor]],
         again after each round, for up to UNKNOWN_WAIT seconds: a router's new pod asks as soon as
         it starts, often before the round that offers it a configuration has seen it, and is
         answered the moment that round ends instead of after a 404 and its agent's retry pause."""
-        asking = HttpRequest(peer=request.remote or "", query=dict(request.query))
+        asking = HttpRequest(peer=request.remote or "", query=dict(request.query),
+                             token=bearer_token(request.headers.get("Authorization", "")))
         # Only the waits for a round are bounded here: a handler that knows the caller may hold
         # the request longer (a carrier's long poll), and must not be cut into a 404.
         deadline = anyio.current_time() + UNKNOWN_WAIT

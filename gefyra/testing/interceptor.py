@@ -31,7 +31,7 @@ from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
 from gefyra.core.model.routing import Forward, Interception, Route, Target
 from gefyra.core.model.workload import Container, Pod
-from gefyra.core.spi.interceptor import HttpRequest, Interceptor
+from gefyra.core.spi.interceptor import HttpRequest, Interceptor, bearer_token
 
 
 @asynccontextmanager
@@ -47,7 +47,8 @@ async def serve_http_paths(interceptor: Interceptor, host: str, port: int) -> As
         if handler is None:
             return web.Response(status=404)
         peer = request.query.get("ip") or request.remote or ""
-        answer = await handler(HttpRequest(peer=peer, query=dict(request.query)))
+        answer = await handler(HttpRequest(peer=peer, query=dict(request.query),
+                                           token=bearer_token(request.headers.get("Authorization", ""))))
         return web.Response(status=answer.status, body=answer.body)
 
     application = web.Application()

@@ -259,7 +259,14 @@ func fetch(client *http.Client, base *url.URL, container, have, key string) (*co
 	}
 	q.Set("key", key)
 	u.RawQuery = q.Encode()
-	resp, err := client.Get(u.String())
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if token := podToken(); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -281,6 +288,20 @@ func fetch(client *http.Client, base *url.URL, container, have, key string) (*co
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 		return nil, fmt.Errorf("%s: %s", base, resp.Status)
 	}
+}
+
+// podToken is the token at GEFYRA_CARRIER_TOKEN (set on routers only: a token for the operator's
+// audience that says which pod asks, read at each request since the kubelet renews it), "" if none.
+func podToken() string {
+	file := os.Getenv("GEFYRA_CARRIER_TOKEN")
+	if file == "" {
+		return ""
+	}
+	b, err := os.ReadFile(file)
+	if err != nil || len(b) > 8192 {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // quietLog prints a message at most once per quietPeriod, so that a missing operator (asked

@@ -43,6 +43,12 @@ metadata:
 addressType: IPv4
 ports: [{{name: operator, port: {_ENDPOINT_PORT}, protocol: TCP}}]
 endpoints: [{{addresses: ["{_HOST}"]}}]
+---
+# The routers' account, as the cluster side has it (no rights: it names the routers' pods).
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: gefyra-router, namespace: gefyra}}
+automountServiceAccountToken: false
 """
 
 

@@ -33,6 +33,7 @@ OPERATOR_RIGHTS_IN_GEFYRA = {
     "statefulsets.apps": {"get"},
     "services": {"list", "watch", "patch"},
     "endpointslices.discovery.k8s.io": {"get", "list", "watch", "create", "patch", "delete"},
+    "tokenreviews.authentication.k8s.io": {"create"},
 }
 OPERATOR_RIGHTS_ELSEWHERE = {
     "pods": {"get", "list", "watch", "patch"},
@@ -40,6 +41,7 @@ OPERATOR_RIGHTS_ELSEWHERE = {
     "statefulsets.apps": {"get"},
     "services": {"list", "watch", "patch"},
     "endpointslices.discovery.k8s.io": {"get", "list", "watch", "create", "patch", "delete"},
+    "tokenreviews.authentication.k8s.io": {"create"},
 }
 #: What every authenticated identity may do anyway.
 _SELF_REVIEWS = {"selfsubjectreviews.authentication.k8s.io", "selfsubjectaccessreviews.authorization.k8s.io",

@@ -46,7 +46,8 @@ def test_no_right_to_exec_or_secrets_and_cluster_wide_rights_are_few() -> None:
     assert {(tuple(r["resources"]), tuple(r["verbs"])) for r in operator} == {
         (("pods",), ("get", "list", "watch", "patch")), (("deployments", "statefulsets"), ("get",)),
         (("services",), ("list", "watch", "patch")),
-        (("endpointslices",), ("get", "list", "watch", "create", "patch", "delete"))}
+        (("endpointslices",), ("get", "list", "watch", "create", "patch", "delete")),
+        (("tokenreviews",), ("create",))}  # whether a router pod's token is one of its pods' (it says no more)
     in_gefyra = _named("Role", "gefyra-operator")["rules"]
     assert {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "create", "patch", "delete"]} in in_gefyra
     user = _named("ClusterRole", "gefyra-user")["rules"]

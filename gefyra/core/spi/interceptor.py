@@ -28,6 +28,15 @@ class HttpRequest:
     #: The caller's IP address: its pod's (the interceptor answers each pod only about itself).
     peer: str
     query: Mapping[str, str]
+    #: The bearer token the caller sent (``Authorization``), "" if none: a pod's proof of which pod
+    #: it is, where its address does not say it yet. Never logged.
+    token: str = dataclasses.field(default="", repr=False)
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer TOKEN`` header ("" for any other)."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 @dataclasses.dataclass(frozen=True)

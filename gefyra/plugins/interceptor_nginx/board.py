@@ -49,6 +49,10 @@ class ConfigBoard:
     def keys(self) -> list[Key]:
         return list(self._wanted)
 
+    def knows(self, ip: str) -> bool:
+        """Whether a configuration waits for a carrier at ``ip``."""
+        return any(k[0] == ip for k in self._wanted)
+
     def applied(self, key: Key) -> str | None:
         """The version the carrier at ``key`` last said it runs (None: it has not asked yet)."""
         return self._applied.get(key)

@@ -42,6 +42,10 @@ class NginxInterceptor(Interceptor):
         return {CONFIG_PATH: self._config_request}
 
     async def _config_request(self, request: HttpRequest) -> HttpAnswer:
+        if request.token and not self.board.knows(request.peer) and await self.router.identify(request.peer,
+                                                                                                 request.token):
+            self.notify()  # the next round offers the pod its configuration
+
         def configured() -> None:
             log.info("carrier configured", pod_ip=request.peer)
             self.notify()

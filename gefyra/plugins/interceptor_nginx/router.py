@@ -38,6 +38,7 @@ from gefyra.core.model.routing import Route, RouteState, Target
 from gefyra.core.model.validation import is_dns_subdomain
 from gefyra.core.model.workload import WORKLOAD_KINDS, Pod
 from gefyra.core.spi.interceptor import InvalidRoute
+from gefyra.plugins.interceptor_nginx import identity
 from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 from gefyra.plugins.interceptor_nginx.routing import COPY_RELAY, Listener, router_config, tls_files
 
@@ -76,8 +77,9 @@ def router_deployment(name: str, target: Target, image: str) -> dict[str, Any]:
             "replicas": REPLICAS,
             "selector": {"matchLabels": {ROUTER_LABEL: name}},
             "template": {"metadata": {"labels": labels}, "spec": {
-                # No token: the agent asks the operator's endpoint, it never talks to the API.
-                "automountServiceAccountToken": False,
+                # No API token: the agent asks the operator's endpoint, it never talks to the API;
+                # its one token (audience: the operator) says which pod asks (see .identity).
+                **identity.pod_spec(),
                 "enableServiceLinks": False,
                 "terminationGracePeriodSeconds": DRAIN_SECONDS + 10,
                 "securityContext": {
@@ -91,7 +93,9 @@ def router_deployment(name: str, target: Target, image: str) -> dict[str, Any]:
                     "name": "router", "image": image, "imagePullPolicy": "IfNotPresent",
                     "env": [{"name": "GEFYRA_CARRIER_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)},
                             # mirrors hand their copies to the agent (a Unix socket: nothing outside the pod reaches it)
-                            {"name": "GEFYRA_CARRIER_COPIES", "value": COPY_RELAY}],
+                            {"name": "GEFYRA_CARRIER_COPIES", "value": COPY_RELAY},
+                            *identity.container_spec()["env"]],
+                    "volumeMounts": identity.container_spec()["volumeMounts"],
                     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                         "capabilities": {"drop": ["ALL"]}},
                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
@@ -298,6 +302,9 @@ class Router:
         self.board = board
         #: router -> the pod IPs it was last given configurations for.
         self._ips: dict[str, set[str]] = {}
+        self.identities = identity.Identities()
+        #: The cluster of the operator's rounds (a router pod's token is checked there).
+        self._cluster: Cluster | None = None
         #: router -> its listeners as last planned (what its routes come off from when it goes).
         self._listeners: dict[str, tuple[Listener, ...]] = {}
 
@@ -314,12 +321,27 @@ class Router:
 
     async def prepare(self, cluster: Cluster, target: Target) -> None:
         """The router's Deployment, with no configuration offered yet: its pods start (and ask for
-        one) while the first bridge of the target is on its way."""
+        one) while the first bridge of the target is on its way; those without an address in the
+        API yet are waited for (:meth:`identify`)."""
+        self._cluster = cluster
         await self._ensure_deployment(cluster, router_name(target), target)
+        await self._router_pods(cluster, router_name(target))
+
+    async def identify(self, peer: str, token: str) -> bool:
+        """Whether the pod at ``peer`` proved with ``token`` that it is a router pod whose address
+        the API does not show yet (see :mod:`.identity`)."""
+        if self._cluster is None:
+            return False
+        try:
+            return await self.identities.identify(self._cluster, peer, token)
+        except errors.GefyraError as exc:  # the pod is answered once the API shows its address
+            log.warning("a router pod's token could not be checked", error=exc.what)
+            return False
 
     async def intercept(self, cluster: Cluster, target: Target, routes: Sequence[Route]
                         ) -> tuple[dict[str, RouteState], bool]:
         name = router_name(target)
+        self._cluster = cluster
         if not routes:
             return {}, await self._routes_off(cluster, name) and await self._give_back(cluster, target.namespace, name)
         template, services, pods, routers = await at_once(
@@ -368,9 +390,13 @@ class Router:
         return ""
 
     async def _router_pods(self, cluster: Cluster, name: str) -> list[dict[str, Any]]:
-        """The router's pods that run and have an address (not those on their way out)."""
+        """The router's pods that run and have an address (not those on their way out): the one
+        the API shows, else the one the pod proved (its ``status.podIP`` here)."""
         found = await cluster.objects(path("pods", GEFYRA_NAMESPACE), label_selector=f"{ROUTER_LABEL}={name}")
-        return [p for p in found if not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")]
+        running = [p for p in found if not p["metadata"].get("deletionTimestamp")]
+        addresses = self.identities.addresses(name, running)
+        return [{**p, "status": {**(p.get("status") or {}), "podIP": addresses[uid]}} for p in running
+                if (uid := str(p["metadata"].get("uid") or "")) in addresses]
 
     def _publish(self, name: str, listeners: Sequence[Listener], ips: set[str], files: dict[str, bytes] | None = None,
                  files_version: str = "") -> str:
@@ -497,4 +523,5 @@ class Router:
         for ip in self._ips.pop(router, set()):
             self.board.forget((ip, ""))
         self._listeners.pop(router, None)
+        self.identities.forget(router)
         return True
