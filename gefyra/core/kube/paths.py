@@ -46,6 +46,7 @@ _RESOURCES: Final = (
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
              namespaced=False),
     Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False),
+    Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False),
     Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", namespaced=False),
     Resource(CRD_GROUP, CRD_VERSION, "gefyraclients", "GefyraClient"),
     Resource(CRD_GROUP, CRD_VERSION, "gefyrabridges", "GefyraBridge"),

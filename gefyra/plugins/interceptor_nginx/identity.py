@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from gefyra.core.kube.cluster import Cluster
+from gefyra.core.kube.paths import path
 from gefyra.core.model.names import GEFYRA_NAMESPACE
 
 log = structlog.get_logger("gefyra.operator")
@@ -31,7 +32,6 @@ AUDIENCE = "gefyra.dev/router"
 TOKEN_FILE = "/var/run/gefyra-router/token"
 _USER = f"system:serviceaccount:{GEFYRA_NAMESPACE}:{ACCOUNT}"
 _POD_UID = "authentication.kubernetes.io/pod-uid"
-_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 #: A projected token is a JWT of about a kilobyte: anything much longer is not one.
 _MAX_TOKEN = 8192
 #: Seconds before the same address may have a token reviewed again.
@@ -95,9 +95,9 @@ class Identities:
             return False
         self._reviewed = {ip: at for ip, at in self._reviewed.items() if now - at < _REVIEW_PAUSE}
         self._reviewed[peer] = now
-        review = await cluster.request("POST", _REVIEWS, {"apiVersion": "authentication.k8s.io/v1",
-                                                          "kind": "TokenReview",
-                                                          "spec": {"token": token, "audiences": [AUDIENCE]}})
+        review = await cluster.request("POST", path("tokenreviews"), {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": [AUDIENCE]}})
         status = (review or {}).get("status") or {}
         user = status.get("user") or {}
         uids = (user.get("extra") or {}).get(_POD_UID) or []
