@@ -69,6 +69,7 @@ def router_name(target: Target) -> str:
 
 def router_deployment(name: str, target: Target, image: str) -> dict[str, Any]:
     labels = {LABEL_MANAGED_BY: MANAGED_BY, ROUTER_LABEL: name}
+    token = identity.container_spec()
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": GEFYRA_NAMESPACE, "labels": labels,
@@ -94,8 +95,8 @@ def router_deployment(name: str, target: Target, image: str) -> dict[str, Any]:
                     "env": [{"name": "GEFYRA_CARRIER_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)},
                             # mirrors hand their copies to the agent (a Unix socket: nothing outside the pod reaches it)
                             {"name": "GEFYRA_CARRIER_COPIES", "value": COPY_RELAY},
-                            *identity.container_spec()["env"]],
-                    "volumeMounts": identity.container_spec()["volumeMounts"],
+                            *token["env"]],
+                    "volumeMounts": token["volumeMounts"],
                     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                         "capabilities": {"drop": ["ALL"]}},
                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
