@@ -52,6 +52,24 @@ def _binding(host: int | str) -> dict[str, str]:
     return {"HostPort": str(host)}
 
 
+
+def _files_archive(directory: str, files: Mapping[str, bytes]) -> bytes:
+    """A tar archive of ``files`` in ``directory``, ending right after its end-of-archive blocks.
+    tarfile pads an archive with zeros to a 10 KiB record; Podman's extractor stops reading at the
+    end-of-archive blocks, and the padding it never reads fails the upload now and then ("passing
+    bulk input to subprocess: write |1: broken pipe", containers/buildah#6573)."""
+    base = directory.strip("/")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo(base)
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o700
+        tar.addfile(folder)
+        for file_name, content in files.items():
+            entry = tarfile.TarInfo(f"{base}/{file_name}")
+            entry.size, entry.mode = len(content), 0o600
+            tar.addfile(entry, io.BytesIO(content))
+    return buffer.getvalue()[:tar.offset]  # offset: past the end-of-archive blocks, before the padding
+
 class DockerRuntime(ContainerRuntime):
     name = "docker"
 
@@ -286,18 +304,8 @@ class DockerRuntime(ContainerRuntime):
         return info
 
     async def put_files(self, name: str, directory: str, files: Mapping[str, bytes]) -> None:
-        base = directory.strip("/")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            folder = tarfile.TarInfo(base)
-            folder.type, folder.mode = tarfile.DIRTYPE, 0o700
-            tar.addfile(folder)
-            for file_name, content in files.items():
-                entry = tarfile.TarInfo(f"{base}/{file_name}")
-                entry.size, entry.mode = len(content), 0o600
-                tar.addfile(entry, io.BytesIO(content))
         container = await self._call(self._api.containers.get(name), what=f"container {name}")
-        await self._call(container.put_archive("/", buffer.getvalue()), what=f"container {name}")
+        await self._call(container.put_archive("/", _files_archive(directory, files)), what=f"container {name}")
 
     async def start_container(self, name: str) -> None:
         container = await self._call(self._api.containers.get(name), what=f"container {name}")
