@@ -19,8 +19,7 @@ class RemoveBridges(Step[ConnectContext]):
         return not await bridge_objects.list_bridges(ctx.cluster, ctx.settings.client_id)
 
     async def apply(self, ctx: ConnectContext) -> None:
-        mine = [b.name for b in await bridge_objects.list_bridges(ctx.cluster, ctx.settings.client_id)]
-        removed = await unbridge.remove_bridges(ctx, mine)
+        removed = await unbridge.remove_bridges(ctx, await bridge_objects.list_bridges(ctx.cluster, ctx.settings.client_id))
         ctx.removed += [f"bridge {name}" for name in removed]
 
 

@@ -106,8 +106,8 @@ class Gefyra:
         except errors.EngineUnavailableError:
             runtime, steering = self.orchestrator.runtime(), False
         ctx = up.ConnectContext(self.orchestrator, cluster, runtime)
-        names = [b.name for b in await list_bridges(cluster)]
-        removed = [f"bridge {name}" for name in await unbridge.remove_bridges(ctx, names, steering=steering)]
+        removed = [f"bridge {name}" for name in await unbridge.remove_bridges(ctx, await list_bridges(cluster),
+                                                                              steering=steering)]
         await cluster_side.remove(cluster, self.settings, self.orchestrator.tunnel(), self.settings.timeout)
         return [*removed, "cluster side"]
 
@@ -167,12 +167,12 @@ class Gefyra:
         cluster, runtime = await self.orchestrator.both()
         mine = [b for b in await list_bridges(cluster, self.settings.client_id)
                 if namespace is None or (b.spec.target is not None and b.spec.target.namespace == namespace)]
-        chosen = [b.name for b in mine if names is None or b.name in names or b.spec.local_container in names]
+        chosen = [b for b in mine if names is None or b.name in names or b.spec.local_container in names]
         if names and not chosen:
             where = f" in namespace {namespace}" if namespace else ""
             raise errors.NotFoundError(f"no bridge named {', '.join(names)}{where}", "`gefyra list` shows the bridges")
         ctx = unbridge.UnbridgeContext(self.orchestrator, cluster, runtime)
-        await self.orchestrator.run_plan("unbridge", [unbridge.RemoveBridge(name) for name in chosen], ctx)
+        await self.orchestrator.run_plan("unbridge", [unbridge.RemoveBridge(b) for b in chosen], ctx)
         return ctx.removed
 
     async def apply(self, path: str) -> list[str]:

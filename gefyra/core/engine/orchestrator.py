@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
 
+import anyio
+import anyio.lowlevel
 import pluggy
 import structlog
 
@@ -105,12 +107,42 @@ class Orchestrator:
 
     async def engine(self) -> ContainerRuntime:
         if self._engine is None:
-            self._engine = await self.runtime().__aenter__()
+            runtime = self.runtime()
+            try:
+                self._engine = await runtime.__aenter__()
+            except anyio.get_cancelled_exc_class():  # (its own failures it cleans up itself)
+                with anyio.CancelScope(shield=True):
+                    await runtime.close()
+                raise
         return self._engine
 
     async def both(self) -> tuple[Cluster, ContainerRuntime]:
-        """The cluster, then the engine: with both broken, the kubeconfig's error is the one reported."""
-        return await self.cluster(), await self.engine()
+        """The cluster and the engine, connected at the same time: each connection mostly waits for
+        its other end (the API server, the engine's daemon: 0.01-0.02 s each). With both broken,
+        the kubeconfig's error is the one reported; a cluster that fails does not wait for the
+        engine."""
+        engine: list[ContainerRuntime | Exception] = []
+        failure: Exception | None = None
+
+        async def connect_engine() -> None:
+            try:
+                engine.append(await self.engine())
+            except Exception as exc:  # noqa: BLE001 - raised below, unless the cluster failed too
+                engine.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(connect_engine)
+            await anyio.lowlevel.checkpoint()  # its request goes out first: the kubeconfig's reading is work here
+            try:
+                cluster = await self.cluster()
+            except Exception as exc:  # noqa: BLE001 - raised below, once the engine's task has ended
+                failure = exc
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if isinstance(engine[0], Exception):
+            raise engine[0]
+        return cluster, engine[0]
 
     async def close(self) -> None:
         cluster, engine, self._cluster, self._engine = self._cluster, self._engine, None, None
