@@ -5,15 +5,17 @@ datagrams between the local end and the server end's stream port through a pod p
 Why a process of its own: the stream is opened with the user's kubeconfig, as kubectl opens one
 (client certificate, token or exec plugin), so no credential is copied into a container or written
 anywhere new, and `up` still returns. `up` starts it (:func:`start`), `down` ends it (:func:`stop`).
-It opens its stream when the local end sends here (with ``auto``, it waits as the local end's
-fallback while UDP works) and closes it when the local end has sent nothing for a while. When the
-stream breaks (the pod replaced, the API server restarted, the laptop asleep), it finds the server
-end's pod again and opens another, with the kubeconfig read again (an exec plugin runs again for a
-fresh token). WireGuard's datagrams are encrypted end to end:
-this process and the API server see only ciphertext.
-
-On the stream every datagram is prefixed with its length (2 bytes, big-endian): what the server end
-reads on its stream port (:attr:`ServerSide.stream_port`)."""
+The local end connects here over TCP when it sends this way (with ``auto``, the relay waits as
+its fallback while UDP works), its datagrams already framed as the server end reads them on its
+stream port (:attr:`ServerSide.stream_port`: each prefixed with its length, 2 bytes big-endian).
+So for each connection the relay opens one stream and only copies bytes both ways: no work per
+datagram here (reading each datagram from a UDP socket cost a third of this process's CPU, and
+capped the transport's speed). The stream is closed when the local end has sent nothing for a
+while. When it breaks (the pod replaced, the API server restarted, the laptop asleep), the
+connection ends with it and the local end dials again; the relay finds the server end's pod
+again and opens another, with the kubeconfig read again (an exec plugin runs again for a fresh
+token). WireGuard's datagrams are encrypted end to end: this process and the API server see only
+ciphertext."""
 
 from __future__ import annotations
 
@@ -22,10 +24,10 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
+import itertools
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +41,7 @@ from gefyra import errors
 from gefyra.client import files, processes
 from gefyra.core.kube.cluster import Cluster
 from gefyra.core.kube.paths import path
+from gefyra.core.kube.portforward import PortStream
 from gefyra.core.model import validation
 from gefyra.core.model.identity import config_dir
 from gefyra.core.model.settings import Settings
@@ -46,15 +49,11 @@ from gefyra.core.model.workload import Pod
 
 log = structlog.get_logger(__name__)
 
-#: Datagrams from the local end that may wait for a slow stream before new ones are dropped (as a
-#: full socket buffer drops them; WireGuard's inner TCP sends them again).
-_QUEUE_LIMIT = 4 << 20
-#: Datagrams read from the local end's socket at most per wake-up.
-_READ_BURST = 256
-#: Bytes of the UDP socket's buffers (each way).
-_SOCKET_BUFFER = 4 << 20
-#: Seconds without a datagram from the local end after which its stream is closed: it sends
-#: another way (UDP works again), and a stream is opened again once it sends here.
+#: Bytes read from the local end's connection at most at once: a burst goes into the stream as
+#: one message (every hop behind this process pays per message).
+_READ_SIZE = 256 << 10
+#: Seconds without a byte from the local end after which its connection and stream are closed: it
+#: sends another way (UDP works again), and dials again once it sends here.
 _IDLE = 30.0
 #: Seconds between attempts to open the stream again, growing to the last.
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 3.0)
@@ -97,89 +96,7 @@ class RelayState:
     config: RelayConfig
 
 
-def frame(datagram: bytes) -> bytes:
-    return len(datagram).to_bytes(2, "big") + datagram
-
-
-class Unframer:
-    """Datagrams out of a stream of length-prefixed frames, which arrive in pieces of any size."""
-
-    def __init__(self) -> None:
-        self._pending = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._pending += data
-        found, at = [], 0
-        while len(self._pending) - at >= 2:
-            size = int.from_bytes(self._pending[at:at + 2], "big")
-            if len(self._pending) - at - 2 < size:
-                break
-            found.append(bytes(self._pending[at + 2:at + 2 + size]))
-            at += 2 + size
-        del self._pending[:at]
-        return found
-
-
 # The process.
-
-class _LocalSide:
-    """The UDP socket that the local end sends to: datagrams queue (framed) for the stream; those
-    from the stream go back to the address the local end last sent from.
-
-    Each time the socket is readable, everything it holds is read (up to a bound, to let the loop
-    do its other work), so that a burst of the local end goes into the stream as one message. One
-    datagram per message (asyncio's datagram transports read one per wake-up) costs every hop
-    behind it (this process, the API server, the kubelet, the runtime, the server end) its
-    per-message work for each datagram, and that, not the bytes, bounded the transport's speed."""
-
-    def __init__(self, sock: socket.socket, peer: str) -> None:
-        self._socket = sock
-        self._peer = peer
-        self._queue = bytearray()
-        self._ready = asyncio.Event()
-        self._address: tuple[str, int] | None = None
-        self.dropped = 0
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._read)
-
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self._socket.fileno())
-        self._socket.close()
-
-    def _read(self) -> None:
-        for _ in range(_READ_BURST):
-            try:
-                data, addr = self._socket.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:  # an ICMP error queued on the socket: nothing to read
-                continue
-            if addr[0] != self._peer or not data:
-                continue
-            self._address = addr
-            if len(self._queue) > _QUEUE_LIMIT:
-                self.dropped += 1
-                continue
-            self._queue += frame(data)
-        if self._queue:
-            self._ready.set()
-
-    async def take(self) -> bytes:
-        """Every datagram queued since the last call (waits for one): a burst goes as one message."""
-        await self._ready.wait()
-        self._ready.clear()
-        taken, self._queue = bytes(self._queue), bytearray()
-        return taken
-
-    async def wait(self) -> None:
-        """Returns once a datagram waits for the stream."""
-        await self._ready.wait()
-
-    def send(self, datagram: bytes) -> None:
-        """As UDP: a datagram that does not fit into the socket's buffer now is dropped."""
-        if self._address is not None:
-            with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
-                self._socket.sendto(datagram, self._address)
-
 
 async def _server_pod(cluster: Cluster, config: RelayConfig) -> str:
     for found in await cluster.objects(path("pods", config.namespace), label_selector=config.selector):
@@ -189,85 +106,120 @@ async def _server_pod(cluster: Cluster, config: RelayConfig) -> str:
     raise errors.NotFoundError(f"no ready pod of the tunnel's server end ({config.selector} in {config.namespace})")
 
 
-async def _carry(config: RelayConfig, local: _LocalSide) -> None:
-    """One stream, for as long as it lasts (raises when it ends)."""
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: PortStream,
+               idle: float = _IDLE) -> None:
+    """Copies bytes both ways between the local end's connection and the stream until either
+    ends, or until the local end has sent nothing for ``idle`` seconds (it sends a keepalive every
+    few seconds while it uses this way). Returns when the local end ended or went quiet; raises
+    the stream's :class:`~gefyra.errors.GefyraError` when the stream ended.
+
+    Every packet of the tunnel crosses here, so each crossing is kept to the least work: asyncio's
+    own streams (a read of bytes that are there does not yield to the loop; anyio's streams yield
+    once per call) and no timer per read (the idle check looks at the time of the last read)."""
+    failures: list[errors.GefyraError] = []
+    last_read = time.monotonic()
+
+    async def upstream() -> None:
+        nonlocal last_read
+        try:
+            while data := await reader.read(_READ_SIZE):
+                last_read = time.monotonic()
+                await stream.send(data)
+            log.info("the local end closed its connection")
+        except errors.GefyraError as exc:
+            failures.append(exc)
+        except OSError:
+            log.info("the local end's connection broke")
+        finally:
+            group.cancel_scope.cancel()
+
+    async def end_when_idle() -> None:
+        while (quiet := time.monotonic() - last_read) < idle:
+            await anyio.sleep(idle - quiet)
+        log.info("the local end sends another way: its stream is closed until it comes back")
+        group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(upstream)
+        group.start_soon(end_when_idle)
+        try:  # failures end up in `failures`, not in a task group's ExceptionGroup
+            while True:
+                writer.write(await stream.receive())
+                await writer.drain()
+        except errors.GefyraError as exc:
+            failures.append(exc)
+        except OSError:
+            log.info("the local end's connection broke")
+        finally:
+            group.cancel_scope.cancel()
+    if failures:
+        raise failures[0]
+
+
+async def _carry(config: RelayConfig, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One connection of the local end, until it or its stream ends. While the stream cannot be
+    opened, nothing of the connection has been read: it is tried again after a growing pause, on
+    the same connection (the local end's datagrams wait in it, as in a full socket buffer). Once
+    bytes moved, the stream's end ends the connection too: a datagram may have been cut in two, and
+    the local end dials anew, its frames starting afresh on both sides."""
     settings = Settings(kubeconfig=config.kubeconfig, context=config.context)
-    async with Cluster(settings) as cluster:
-        pod = await _server_pod(cluster, config)
-        async with cluster.port_forward(config.namespace, pod, config.port) as stream:
-            log.info("carrying the tunnel through the Kubernetes API", pod=pod, over=stream.protocol)
+    for attempt in itertools.count():
+        opened = False
+        try:
+            async with Cluster(settings) as cluster:  # the kubeconfig read again: an exec plugin runs again
+                pod = await _server_pod(cluster, config)
+                async with cluster.port_forward(config.namespace, pod, config.port) as stream:
+                    opened = True
+                    log.info("carrying the tunnel through the Kubernetes API", pod=pod, over=stream.protocol)
+                    await pump(reader, writer, stream)
+                    return
+        except errors.GefyraError as exc:
+            why = exc.what
+        except Exception as exc:  # noqa: BLE001 - the relay outlives any one stream's failure
+            why = repr(exc)[:300]
+        if opened:
+            log.warning("the stream through the Kubernetes API ended", why=why)
+            return
+        log.warning("cannot open the stream through the Kubernetes API", why=why)
+        await anyio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
 
-            failures: list[errors.GefyraError] = []
 
-            async def upstream() -> None:
-                """Ends the stream once the local end has sent nothing for _IDLE seconds (it sends a
-                keepalive every few seconds while it uses this way)."""
+class _LocalEnd:
+    """Serves the local end's connections, one at a time: a new one replaces the one before (the
+    local end dials again when it found its stream gone, perhaps before this side noticed)."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self._config = config
+        self._current: anyio.CancelScope | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            address = writer.get_extra_info("peername")
+            if not isinstance(address, tuple) or address[0] != self._config.peer:
+                return  # only the local end's own connections
+            if self._current is not None:
+                self._current.cancel()
+            with anyio.CancelScope() as scope:
+                self._current = scope
                 try:
-                    while True:
-                        with anyio.move_on_after(_IDLE):
-                            await stream.send(await local.take())
-                            continue
-                        log.info("the local end sends another way: stream closed until it comes back")
-                        return
-                except errors.GefyraError as exc:
-                    failures.append(exc)
+                    await _carry(self._config, reader, writer)
                 finally:
-                    group.cancel_scope.cancel()
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(upstream)
-                unframer = Unframer()
-                try:  # failures end up in `failures`, not in a task group's ExceptionGroup
-                    while True:
-                        for datagram in unframer.feed(await stream.receive()):
-                            local.send(datagram)
-                except errors.GefyraError as exc:
-                    failures.append(exc)
-                finally:
-                    group.cancel_scope.cancel()
-            if failures:
-                raise failures[0]
+                    if self._current is scope:
+                        self._current = None
+        finally:
+            writer.close()
 
 
 async def _serve(config: RelayConfig, state: Path) -> None:
-    udp = socket.socket(socket.AF_INET6 if ":" in config.listen else socket.AF_INET, socket.SOCK_DGRAM)
-    udp.setblocking(False)
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        # The local end sends in bursts (a 64 KiB write is ~50 datagrams at once) while the loop
-        # may be writing to the stream: the default buffer (208 KiB) drops part of a burst. The
-        # kernel caps this at net.core.rmem_max/wmem_max.
-        udp.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
-    udp.bind((config.listen, 0))
-    port = udp.getsockname()[1]
-    local = _LocalSide(udp, config.peer)
+    local_end = _LocalEnd(config)
+    server = await asyncio.start_server(local_end.serve, config.listen, 0, limit=_READ_SIZE)
+    port = server.sockets[0].getsockname()[1]
     files.write_json(state, dataclasses.asdict(RelayState(os.getpid(), f"{config.listen}:{port}", config)))
     log.info("relay listening", endpoint=f"{config.listen}:{port}")
-    async with anyio.create_task_group() as group:
-
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    group.cancel_scope.cancel()
-                    return
-
-        group.start_soon(stop_on_signal)
-        failures = 0
-        while True:
-            await local.wait()  # a stream only while the local end sends this way
-            started = anyio.current_time()
-            try:
-                await _carry(config, local)
-                failures = 0
-                continue
-            except errors.GefyraError as exc:
-                log.warning("the stream through the Kubernetes API ended", why=exc.what)
-            except Exception as exc:  # noqa: BLE001 - the relay outlives any one stream's failure
-                log.warning("the stream through the Kubernetes API failed", why=repr(exc)[:300])
-            if anyio.current_time() - started > 10:
-                failures = 0  # it worked for a while: try again at once
-            await anyio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
-            failures += 1
-    local.close()
+    async with server:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                return
 
 
 def _parse(argv: Sequence[str]) -> tuple[RelayConfig, Path]:

@@ -268,7 +268,7 @@ class TunnelProbe(Step[ConnectContext]):
             await self._connected(ctx, probe, "udp")
         elif wanted == "api":
             relay = await self._relay(ctx)
-            await ctx.tunnel.set_endpoint(ctx.runtime, ctx.local_end, relay.endpoint)
+            await ctx.tunnel.set_endpoint(ctx.runtime, ctx.local_end, relay.endpoint, stream=relay.endpoint)
             await self._connected(ctx, probe, "api")
         else:
             await self._auto(ctx, probe)
@@ -278,7 +278,8 @@ class TunnelProbe(Step[ConnectContext]):
         relay = api_relay.running(ctx.settings.client_id)
         if relay is not None and relay.endpoint == await tunnel.endpoint(runtime, name):
             # A session on the API: kept as it is if it works (the local end tries UDP by itself).
-            await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=relay.endpoint, current=relay.endpoint)
+            await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=relay.endpoint, current=relay.endpoint,
+                                      stream=relay.endpoint)
             if await self._works(ctx, probe, self.AUTO_PROBE):
                 await ctx.progress(self.name, self._over("api", ctx))
                 return
@@ -302,12 +303,12 @@ class TunnelProbe(Step[ConnectContext]):
             return
         fallback = started[0].endpoint
         if udp:
-            await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=fallback)
+            await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=fallback, stream=fallback)
             await ctx.progress(self.name, self._over("udp", ctx))
             return
         await ctx.progress(self.name, f"no handshake over UDP with {ctx.endpoint} within {self.AUTO_PROBE:.0f} s: "
                                       "through the Kubernetes API")
-        await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=fallback, current=fallback)
+        await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=fallback, current=fallback, stream=fallback)
         await self._connected(ctx, probe, "api")
 
     async def _relay_beside(self, ctx: ConnectContext, started: list[api_relay.RelayState]) -> None:

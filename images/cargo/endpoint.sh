@@ -1,9 +1,11 @@
 #!/bin/sh
 # gefyra-endpoint: where cargo sends the tunnel's datagrams.
-#   gefyra-endpoint set PREFERRED [FALLBACK [CURRENT]]
+#   gefyra-endpoint set PREFERRED [FALLBACK [CURRENT [STREAM]]]
 #       PREFERRED is the endpoint to use (UDP to the NodePort, or the relay through the Kubernetes
 #       API); FALLBACK, if given, is where the watchdog moves when PREFERRED carries nothing; CURRENT
-#       (default PREFERRED) is used from now on. Kept in /etc/gefyra (a restart of cargo keeps them).
+#       (default PREFERRED) is used from now on; STREAM, if given, is the one of them that cargo's
+#       WireGuard reaches on a TCP stream of framed datagrams (the relay), not by UDP. Kept in
+#       /etc/gefyra (a restart of cargo keeps them).
 #   gefyra-endpoint use HOST:PORT    send to HOST:PORT now (the session goes on: WireGuard knows a
 #                                    peer by its key, and the server end answers where the last
 #                                    datagram came from)
@@ -18,7 +20,8 @@ use() {
 case "${1:-}" in
   set)
     printf '%s %s\n' "$2" "${3:-}" > /etc/gefyra/endpoints
+    printf '%s\n' "${5:-}" > /etc/gefyra/streams  # read by cargo's WireGuard when an endpoint is set
     use "${4:-$2}" ;;
   use) use "$2" ;;
-  *) echo "usage: gefyra-endpoint set PREFERRED [FALLBACK [CURRENT]] | use HOST:PORT" >&2; exit 2 ;;
+  *) echo "usage: gefyra-endpoint set PREFERRED [FALLBACK [CURRENT [STREAM]]] | use HOST:PORT" >&2; exit 2 ;;
 esac

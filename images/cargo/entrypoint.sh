@@ -11,11 +11,11 @@ set -eu
 # One scheduler thread: wireguard-go hands every packet through several goroutines, and waking
 # another CPU for each hand-off costs more latency than it buys throughput here (measured on 2 vCPUs:
 # p50 of a request through the tunnel -0.4 ms, TCP throughput +15%). Override with GOMAXPROCS.
-GOMAXPROCS="${GOMAXPROCS:-1}" WG_PROCESS_FOREGROUND=1 wireguard-go wg0 &
+GOMAXPROCS="${GOMAXPROCS:-1}" gefyra-wireguard wg0 &
 wg_pid=$!
 i=0
 until [ -S /var/run/wireguard/wg0.sock ]; do
-  i=$((i + 1)); [ $i -lt 100 ] || { echo "wireguard-go did not start" >&2; exit 1; }
+  i=$((i + 1)); [ $i -lt 100 ] || { echo "WireGuard did not start" >&2; exit 1; }
   sleep 0.1
 done
 wg setconf wg0 /etc/gefyra/wg0.conf

@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# Puts the wireguard-go and CoreDNS binaries built for gefyra's images (pinned versions) into CONTEXT.
+# Puts the CoreDNS binary built for gefyra's images (pinned version) into CONTEXT.
 source "$(dirname "$0")/../../hack/devcluster/common.sh"
-cp "$IMAGE_BIN_DIR/coredns" "$IMAGE_BIN_DIR/wireguard-go" "$1/"
+cp "$IMAGE_BIN_DIR/coredns" "$1/"

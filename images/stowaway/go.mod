@@ -15,3 +15,8 @@ require (
 	golang.org/x/time v0.7.0 // indirect
 	golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
 )
+
+// The stream framing is shared with cargo's WireGuard (../cargo).
+require gefyra.dev/images/wgstream v0.0.0
+
+replace gefyra.dev/images/wgstream => ../wgstream

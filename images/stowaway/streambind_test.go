@@ -115,7 +115,7 @@ func TestStreamCarriesTheTunnel(t *testing.T) {
 
 	conn := c.mustDial(t, tcpEcho(t))
 	roundTrip(t, conn, strings.Repeat("through a stream ", 10000))
-	waitEndpoint(t, s, stream.c.LocalAddr().String())
+	waitEndpoint(t, s, stream.Conn().LocalAddr().String())
 	if !strings.Contains(s.log.String(), "stream opened") {
 		t.Errorf("no log line for the stream:\n%s", s.log)
 	}
@@ -132,14 +132,14 @@ func TestSwitchingBetweenUDPAndAStreamKeepsConnections(t *testing.T) {
 
 	stream := bind.mustDialStream(t)
 	roundTrip(t, conn, "by the stream")
-	waitEndpoint(t, s, stream.c.LocalAddr().String())
+	waitEndpoint(t, s, stream.Conn().LocalAddr().String())
 
 	bind.via.Store(nil)
 	roundTrip(t, conn, "by UDP again")
 	waitEndpoint(t, s, udpEndpoint)
 
 	// The stream ends: UDP goes on; a new stream takes over.
-	stream.close()
+	stream.Close()
 	roundTrip(t, conn, "after the stream ended")
 	bind.mustDialStream(t)
 	roundTrip(t, conn, strings.Repeat("by a new stream ", 5000))

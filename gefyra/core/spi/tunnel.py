@@ -132,13 +132,16 @@ class Tunnel(abc.ABC):
         return None
 
     async def set_endpoint(self, runtime: ContainerRuntime, name: str, preferred: str, *, fallback: str | None = None,
-                           current: str | None = None) -> None:
+                           current: str | None = None, stream: str | None = None) -> None:
         """Where the local end ``name`` sends (each ``IPV4:PORT``), also after a restart: to
         ``current`` (default ``preferred``) from now on, the tunnel's session and the connections
         in it going on. With a ``fallback``, the local end moves there by itself when ``preferred``
-        carries nothing for a few seconds, and back once ``preferred`` answers again. A backend
-        whose server end has a :attr:`ServerSide.stream_port` must implement it (the transport
-        through the Kubernetes API is such a fallback)."""
+        carries nothing for a few seconds, and back once ``preferred`` answers again. ``stream``
+        is the one of them that takes a TCP connection rather than datagrams (the relay through
+        the Kubernetes API): the local end sends there each datagram prefixed with its length (2
+        bytes, big-endian), as the server end's stream port reads them. A backend whose server
+        end has a :attr:`ServerSide.stream_port` must implement it (the transport through the
+        Kubernetes API is such a fallback)."""
         raise errors.GefyraError(f"the {self.name} tunnel cannot change its endpoint")
 
     @abc.abstractmethod

@@ -203,10 +203,11 @@ class WireGuardTunnel(Tunnel):
         return fields[1] if code == 0 and len(fields) == 2 and fields[1] != "(none)" else None
 
     async def set_endpoint(self, runtime: ContainerRuntime, name: str, preferred: str, *, fallback: str | None = None,
-                           current: str | None = None) -> None:
+                           current: str | None = None, stream: str | None = None) -> None:
         """cargo's gefyra-endpoint keeps them in its configuration (its watchdog moves between
-        them) and changes the peer's endpoint in place with ``wg set``."""
-        given = [preferred, fallback or "", current or preferred]
+        them) and changes the peer's endpoint in place with ``wg set``; cargo's WireGuard dials
+        ``stream`` rather than sending it datagrams."""
+        given = [preferred, fallback or "", current or preferred, stream or ""]
         checked = [_ip_endpoint(e) if e else "" for e in given]
         code, output = await runtime.exec(name, ["gefyra-endpoint", "set", *checked])
         if code != 0:
