@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
@@ -114,16 +115,27 @@ func newNetTUN(addr netip.Prefix, mtu int, opts stackOptions) (*netTUN, error) {
 	return t, nil
 }
 
-// tuneTCP sets the stack's TCP options: SACK (off by gVisor's default), CUBIC, and buffers that
+// timeWait is how long a connection that this end closed first stays in TIME-WAIT. gVisor's
+// default is 60 s, and it hands a new SYN for the same addresses and ports only to a listening
+// endpoint, which the forwarder of clients' flows is not: a client that opens many short
+// connections (its ports wrap around after some thousands, NAT keeps them) had a new connection's
+// SYNs swallowed by the old one's TIME-WAIT for up to a minute. Linux accepts such a SYN at once
+// (RFC 6191). TIME-WAIT guards against old duplicates of the connection's segments, which the
+// tunnel's one path does not keep for seconds.
+const timeWait = time.Second
+
+// tuneTCP sets the stack's TCP options: SACK (off by gVisor's default), CUBIC, buffers that
 // start at 1 MiB and grow with the measured bandwidth-delay product up to 4 MiB (Linux's
-// tcp_moderate_rcvbuf); a connection holds that memory only while data waits in it.
+// tcp_moderate_rcvbuf; a connection holds that memory only while data waits in it), and a short
+// TIME-WAIT (timeWait).
 func tuneTCP(s *stack.Stack) error {
 	sack := tcpip.TCPSACKEnabled(true)
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
 	cc := tcpip.CongestionControlOption("cubic")
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: 1 << 20, Max: 4 << 20}
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: 1 << 20, Max: 4 << 20}
-	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &cc, &rcv, &snd} {
+	tw := tcpip.TCPTimeWaitTimeoutOption(timeWait)
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &cc, &rcv, &snd, &tw} {
 		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
 			return fmt.Errorf("setting TCP option %T: %v", opt, err)
 		}

@@ -214,3 +214,27 @@ func TestPingBeyondTheTunnelSwapsIdentifiers(t *testing.T) {
 		}
 	}
 }
+
+// A client that opens many short connections reuses its ports after some thousands (and NAT
+// keeps them): a new connection on the addresses and ports of one that the server end closed
+// first, still in the server end's TIME-WAIT, must be taken within seconds, not after a minute.
+func TestANewConnectionOnTheAddressesOfOneInTimeWaitIsTaken(t *testing.T) {
+	s := startServer(t)
+	c := startClient(t, s, "198.18.0.2")
+	dst := tcpServer(t, func(conn *net.TCPConn) { _, _ = conn.Write([]byte("bye")) }) // closes first
+	local := fullAddr(netip.AddrPortFrom(c.addr, 40000))
+	for round := 0; round < 2; round++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, err := gonet.DialTCPWithBind(ctx, c.tun.stack, local, fullAddr(dst), ipv4.ProtocolNumber)
+		cancel()
+		if err != nil {
+			t.Fatalf("connection %d from the same port: %v", round+1, err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, err := io.ReadAll(conn); err != nil || string(got) != "bye" {
+			t.Fatalf("connection %d read %q, %v", round+1, got, err)
+		}
+		conn.Close() // after the server end's FIN: it is the one in TIME-WAIT
+		time.Sleep(100 * time.Millisecond)
+	}
+}
