@@ -30,7 +30,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +121,19 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, strea
 
     async def upstream() -> None:
         nonlocal last_read
-        try:
-            while data := await reader.read(_READ_SIZE):
-                last_read = time.monotonic()
-                await stream.send(data)
-            log.info("the local end closed its connection")
+        while data := await reader.read(_READ_SIZE):
+            last_read = time.monotonic()
+            await stream.send(data)
+        log.info("the local end closed its connection")
+
+    async def downstream() -> None:
+        while True:
+            writer.write(await stream.receive())
+            await writer.drain()
+
+    async def until_either_ends(copy: Callable[[], Awaitable[None]]) -> None:
+        try:  # failures end up in `failures`, not in a task group's ExceptionGroup
+            await copy()
         except errors.GefyraError as exc:
             failures.append(exc)
         except OSError:
@@ -140,18 +148,9 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, strea
         group.cancel_scope.cancel()
 
     async with anyio.create_task_group() as group:
-        group.start_soon(upstream)
+        group.start_soon(until_either_ends, upstream)
         group.start_soon(end_when_idle)
-        try:  # failures end up in `failures`, not in a task group's ExceptionGroup
-            while True:
-                writer.write(await stream.receive())
-                await writer.drain()
-        except errors.GefyraError as exc:
-            failures.append(exc)
-        except OSError:
-            log.info("the local end's connection broke")
-        finally:
-            group.cancel_scope.cancel()
+        await until_either_ends(downstream)
     if failures:
         raise failures[0]
 
