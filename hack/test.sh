@@ -11,5 +11,9 @@ trap teardown EXIT
 
 hack/devcluster/up.sh
 hack/devcluster/images.sh
+# The Go parts' own tests: the tunnel's two ends and the framing they share.
+for module in images/wgstream images/cargo images/stowaway; do
+  (cd "$module" && go vet ./... && go test -count=1 ./...)
+done
 # The slowest tests are listed at the end: the suite must stay well inside CI's time.
 .venv/bin/python -m pytest --durations=20 "$@"
