@@ -52,7 +52,6 @@ def _binding(host: int | str) -> dict[str, str]:
     return {"HostPort": str(host)}
 
 
-
 def _files_archive(directory: str, files: Mapping[str, bytes]) -> bytes:
     """A tar archive of ``files`` in ``directory``, ending right after its end-of-archive blocks.
     tarfile pads an archive with zeros to a 10 KiB record; Podman's extractor stops reading at the
@@ -69,6 +68,7 @@ def _files_archive(directory: str, files: Mapping[str, bytes]) -> bytes:
             entry.size, entry.mode = len(content), 0o600
             tar.addfile(entry, io.BytesIO(content))
     return buffer.getvalue()[:tar.offset]  # offset: past the end-of-archive blocks, before the padding
+
 
 class DockerRuntime(ContainerRuntime):
     name = "docker"
