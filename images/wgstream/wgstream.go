@@ -19,8 +19,8 @@ import (
 )
 
 const (
-	// WriteTimeout closes a stream that takes no data for this long.
-	WriteTimeout = 10 * time.Second
+	// writeTimeout closes a stream that takes no data for this long.
+	writeTimeout = 10 * time.Second
 	// smallDatagram is the size of the pooled buffers that hold most datagrams (an MTU's worth).
 	smallDatagram = 2048
 	// readBuffer is what a stream's reader reads at once: a burst of datagrams in one system call.
@@ -82,7 +82,7 @@ func (s *Stream) Send(bufs [][]byte) error {
 		binary.BigEndian.PutUint16(h, uint16(len(b)))
 		vec = append(vec, h, b)
 	}
-	_ = s.c.SetWriteDeadline(time.Now().Add(WriteTimeout))
+	_ = s.c.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := vec.WriteTo(s.c); err != nil {
 		s.Close() // its reader ends too
 		return err
