@@ -3,8 +3,10 @@ conflicts between bridges; and the operator's retry pauses."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import anyio
 import pytest
 
 from gefyra import errors
@@ -14,6 +16,7 @@ from gefyra.core.model.routing import Forward, Match, Route
 from gefyra.core.spi.interceptor import InvalidRoute
 from gefyra.operator import retry
 from gefyra.plugins.interceptor_nginx import router as router_module
+from gefyra.plugins.interceptor_nginx.board import ConfigBoard
 from gefyra.plugins.interceptor_nginx.routing import Listener, condition_regex, router_config
 
 
@@ -211,6 +214,40 @@ def test_a_route_that_no_service_leads_to_is_invalid() -> None:
     route = Route("a", "server", (Forward(9000, "10.0.0.9", 20001),), (Match("path-prefix", "/"),))
     with pytest.raises(InvalidRoute, match="no Service of namespace shop sends traffic to port 9000"):
         router_module.plan("r1", [route], TEMPLATE, [_service("other", {"app": "other"}, [{"port": 9000}])], [], "shop")
+
+
+def _offered(board: ConfigBoard, ip: str) -> str | None:
+    """The http config that the board offers the router pod at ``ip`` (None: nothing)."""
+    if not board.knows(ip):
+        return None
+    answer = anyio.run(board.answer, ip, "", "", lambda: None)
+    return str(json.loads(answer.body)["http"])
+
+
+def test_changed_routes_are_offered_at_once_with_what_the_last_round_read() -> None:
+    a = Route("a", "server", (Forward(8080, "10.0.0.9", 20001),), (Match("header-exact", "a", "x-dev"),))
+    b = Route("b", "server", (Forward(8080, "10.0.0.9", 20002),), (Match("header-exact", "b", "x-dev"),))
+    read = (TEMPLATE, [_service("web", {"app": "web"}, [{"port": 80, "targetPort": "http"}])],
+            [_pod("web-1", "10.0.0.5", {"app": "web"})], [{"metadata": {"name": "r1-x"}, "status": {"podIP": "10.0.1.1"}}])
+    board = ConfigBoard()
+    router = router_module.Router("carrier", board)
+    router._offer_early("r1", (a, b), "shop")  # no round read anything yet: nothing to plan with
+    assert _offered(board, "10.0.1.1") is None
+    router._last["r1"] = ((a, b), read)
+    router._offer_early("r1", (a, b), "shop")  # the same routes: this round's reads decide
+    assert _offered(board, "10.0.1.1") is None
+    router._offer_early("r1", (a,), "shop")  # b is gone: its route comes off before anything is read
+    offered = _offered(board, "10.0.1.1")
+    assert offered is not None and "10.0.0.9:20001" in offered and "10.0.0.9:20002" not in offered
+    assert "10.0.0.5:8080" in offered
+
+
+def test_routes_that_the_last_read_cannot_route_are_not_offered_early() -> None:
+    board = ConfigBoard()
+    router = router_module.Router("carrier", board)
+    router._last["r1"] = ((), (TEMPLATE, [], [], [{"metadata": {"name": "r1-x"}, "status": {"podIP": "10.0.1.1"}}]))
+    router._offer_early("r1", (Route("a", "server", (Forward(8080, "10.0.0.9", 20001),), ()),), "shop")
+    assert _offered(board, "10.0.1.1") is None
 
 
 def test_backoff_doubles_up_to_its_limit() -> None:

@@ -161,6 +161,11 @@ def _target_port(port: dict[str, Any], containers: Sequence[dict[str, Any]]) -> 
     return ("", int(target)) if isinstance(target, int) else None
 
 
+#: What a round reads for a router's plan: the target's pod template, the namespace's Services
+#: and pods, the router's pods.
+_Read = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+
+
 @dataclasses.dataclass
 class _Plan:
     listeners: list[Listener]
@@ -308,6 +313,8 @@ class Router:
         self._cluster: Cluster | None = None
         #: router -> its listeners as last planned (what its routes come off from when it goes).
         self._listeners: dict[str, tuple[Listener, ...]] = {}
+        #: router -> the routes and what it read for them in its last round (see intercept).
+        self._last: dict[str, tuple[tuple[Route, ...], _Read]] = {}
 
     async def held(self, cluster: Cluster) -> list[Target]:
         """The targets of the routers that run."""
@@ -344,10 +351,13 @@ class Router:
         name = router_name(target)
         self._cluster = cluster
         if not routes:
+            self._last.pop(name, None)
             return {}, await self._routes_off(cluster, name) and await self._give_back(cluster, target.namespace, name)
+        self._offer_early(name, tuple(routes), target.namespace)
         template, services, pods, routers = await at_once(
             lambda: self._template(cluster, target, routes), lambda: cluster.objects(path("services", target.namespace)),
             lambda: cluster.objects(path("pods", target.namespace)), lambda: self._router_pods(cluster, name))
+        self._last[name] = (tuple(routes), (template, services, pods, routers))
         layout = plan(name, routes, template, services, pods, target.namespace)
         ips = {p["status"]["podIP"] for p in routers}
         self._listeners[name] = tuple(layout.listeners)
@@ -376,6 +386,23 @@ class Router:
             message=f"{len(current)} of {REPLICAS} routers carry the bridge"
                     + ("" if switched else "; the Services do not lead to them yet"), failure=failure) for r in routes}
         return states, bool(ips) and len(current) == len(ips)
+
+    def _offer_early(self, name: str, routes: tuple[Route, ...], namespace: str) -> None:
+        """Routes that changed since the router's last round go to its pods at once, planned with
+        what that round read (the workload's template, Services and pods, the router's pods): a
+        bridge that comes or goes is carried 15-40 ms sooner than after this round's reads, which
+        then plan again; a difference (a pod changed meanwhile, which also woke this round) is
+        offered a moment later. Nothing is offered early that the last read cannot route."""
+        last = self._last.get(name)
+        if last is None or last[0] == routes:
+            return
+        template, services, pods, routers = last[1]
+        try:
+            layout = plan(name, routes, template, services, pods, namespace)
+        except InvalidRoute:
+            return  # this round's reads decide, and say why
+        self._publish(name, layout.listeners, {p["status"]["podIP"] for p in routers}, layout.files,
+                      layout.files_version)
 
     async def _failure(self, cluster: Cluster, name: str, routers: list[dict[str, Any]]) -> str:
         """Why the router will not run by waiting longer (its pods cannot pull their image, or
