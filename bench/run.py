@@ -22,11 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gefyra.client.session import Gefyra  # noqa: E402
 from gefyra.core.model.settings import Settings  # noqa: E402
 from tests.e2e import devcluster  # noqa: E402
 from tests.e2e.devcluster import TEST_IMAGE, kubectl  # noqa: E402
@@ -589,6 +591,13 @@ def _switched(command: Callable[[], Any], prefix: str, *headers: str) -> float:
     return float(out) - started
 
 
+async def _connected(settings: Settings) -> Gefyra:
+    """A session of gefyra's API with its cluster and engine connections open."""
+    session = Gefyra(settings)
+    await session.orchestrator.both()
+    return session
+
+
 def _absolute(name: str, samples: list[float], limit: float, unit: str = "s") -> Figure:
     value, p10, p90 = stats(samples)
     return Figure(name, round(value, 3), unit, None, f"<= {limit} {unit}", meets_target=value <= limit,
@@ -611,13 +620,22 @@ def switch(reps: int, quick: bool) -> list[Figure]:
         gefyra("bridge", "-N", local, "-n", NS, "--target", "deploy/web", "-p", "8080:8080",
                "--match-header-exact", header.replace(": ", ":"), env=env)
 
-    first, second, one_off, last_off = [], [], [], []
-    for _ in range(reps):
-        until(lambda: not kubectl("-n", "gefyra", "get", "deploy", "-l", "gefyra.dev/router", "-o", "name"), 90)
-        first.append(_switched(lambda: bridge(LOCAL, a), "hello from LOCAL", a))
-        second.append(_switched(lambda: bridge(other_local, b, other), "hello from OTHER", b))
-        one_off.append(_switched(lambda: gefyra("unbridge", "--all", env=other), "hello from web-", b))
-        last_off.append(_switched(lambda: gefyra("unbridge", "--all"), "hello from web-", a))
+    first, second, one_off, warm_off, last_off = [], [], [], [], []
+    # The second developer's unbridge once more from a program that embeds gefyra and is connected
+    # already (an IDE plugin, the MCP server): the switch without a command's Python start.
+    with anyio.from_thread.start_blocking_portal() as portal:
+        embedded = portal.call(_connected, Settings(kubeconfig=str(devcluster.KUBECONFIG), client_id=other["GEFYRA_CLIENT_ID"]))
+        try:
+            for _ in range(reps):
+                until(lambda: not kubectl("-n", "gefyra", "get", "deploy", "-l", "gefyra.dev/router", "-o", "name"), 90)
+                first.append(_switched(lambda: bridge(LOCAL, a), "hello from LOCAL", a))
+                second.append(_switched(lambda: bridge(other_local, b, other), "hello from OTHER", b))
+                one_off.append(_switched(lambda: gefyra("unbridge", "--all", env=other), "hello from web-", b))
+                bridge(other_local, b, other)
+                warm_off.append(_switched(lambda: portal.call(embedded.unbridge), "hello from web-", b))
+                last_off.append(_switched(lambda: gefyra("unbridge", "--all"), "hello from web-", a))
+        finally:
+            portal.call(embedded.close)
 
     # HTTP/2 through the router: an h2c workload (its Service port says so), one connection, requests
     # one after the other; without a bridge, then beside a personal bridge (unmatched) and matched.
@@ -643,6 +661,7 @@ def switch(reps: int, quick: bool) -> list[Figure]:
         _absolute("first personal bridge of a target to its first matching answer", first, 2),
         _absolute("second developer's bridge on the same target to its first matching answer", second, 1),
         _absolute("unbridge of one of two to the cluster answering its requests again", one_off, 0.5),
+        _absolute("unbridge of one of two from a connected embedding program (no command start)", warm_off, 0.5),
         _absolute("unbridge of the last to the cluster answering its requests again", last_off, 2),
         delta_figure("h2c request latency beside a personal bridge (unmatched), p50", unmatched["p50_ms"],
                      plain["p50_ms"], 1),
