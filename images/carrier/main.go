@@ -573,8 +573,8 @@ func (n *nginx) waitApplied(before map[int]bool, ports []int) (problem, refused 
 // retire tells the workers of the configuration before a reload (those in before that are still in
 // now) to finish what they serve and stop, as soon as a new worker runs. nginx's master does the
 // same only 100 ms after it started the new workers ("allow new processes to start"), and until
-// then old and new workers take connections from the same listening sockets: a third of the
-// requests in that time still took the routes of before. The signal is the master's own (SIGQUIT:
+// then old and new workers take connections from the same listening sockets (traced: a bridge
+// that was gone still answered for 40 ms after both routers' new workers ran). The signal is the master's own (SIGQUIT:
 // close the listeners, finish the connections); the master, whose signals wait while it pauses,
 // sends it again and does not restart a worker that it has told to stop.
 func retire(before, now map[int]bool) {
