@@ -70,6 +70,14 @@ def _files_archive(directory: str, files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()[:tar.offset]  # offset: past the end-of-archive blocks, before the padding
 
 
+#: Seconds between the askings of :meth:`DockerRuntime._container` after a refusal that passes.
+_PASSING_PAUSES = (0.05, 0.1, 0.2)
+
+
+def _message(exc: aiodocker.DockerError) -> str:
+    return str(exc.message if hasattr(exc, "message") else exc)
+
+
 class DockerRuntime(ContainerRuntime):
     name = "docker"
 
@@ -132,18 +140,40 @@ class DockerRuntime(ContainerRuntime):
         try:
             return await awaitable
         except aiodocker.DockerError as exc:
-            message = exc.message if hasattr(exc, "message") else str(exc)
-            if exc.status == 404:
-                raise errors.NotFoundError(f"{what or 'object'} not found: {message}") from exc
-            if self._is_conflict(exc.status, message):
-                raise errors.ConflictError(f"{what or 'object'} is in use: {message}",
-                                           "choose another name, or remove the existing one") from exc
-            raise errors.GefyraError(f"{self.name} refused: {message}") from exc
+            raise self._refused(exc, what) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self._unavailable(exc) from exc
 
+    def _refused(self, exc: aiodocker.DockerError, what: str) -> errors.GefyraError:
+        message = _message(exc)
+        if exc.status == 404:
+            return errors.NotFoundError(f"{what or 'object'} not found: {message}")
+        if self._is_conflict(exc.status, message):
+            return errors.ConflictError(f"{what or 'object'} is in use: {message}",
+                                        "choose another name, or remove the existing one")
+        return errors.GefyraError(f"{self.name} refused: {message}")
+
     def _is_conflict(self, status: int, message: str) -> bool:
         return status == 409
+
+    def _is_passing(self, status: int, message: str) -> bool:
+        """Whether a refusal passes by itself a moment later (none of Docker's is known to)."""
+        return False
+
+    async def _container(self, name: str) -> Any:
+        """The container ``name`` as the engine shows it (NotFoundError if it does not exist); a
+        refusal that passes by itself (:meth:`_is_passing`) is met with asking again."""
+        pauses = iter(_PASSING_PAUSES)
+        while True:
+            try:
+                return await self._api.containers.get(name)
+            except aiodocker.DockerError as exc:
+                pause = next(pauses, None)
+                if pause is None or not self._is_passing(exc.status, _message(exc)):
+                    raise self._refused(exc, f"container {name}") from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise self._unavailable(exc) from exc
+            await anyio.sleep(pause)
 
     async def image_exists(self, image: str) -> bool:
         try:
@@ -315,11 +345,11 @@ class DockerRuntime(ContainerRuntime):
         return info
 
     async def put_files(self, name: str, directory: str, files: Mapping[str, bytes]) -> None:
-        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        container = await self._container(name)
         await self._call(container.put_archive("/", _files_archive(directory, files)), what=f"container {name}")
 
     async def start_container(self, name: str) -> None:
-        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        container = await self._container(name)
         await self._call(container.start(), what=f"container {name}")
 
     @staticmethod
@@ -337,7 +367,7 @@ class DockerRuntime(ContainerRuntime):
 
     async def get_container(self, name: str) -> ContainerInfo | None:
         try:
-            container = await self._call(self._api.containers.get(name), what=f"container {name}")
+            container = await self._container(name)
         except errors.NotFoundError:
             return None
         return self._info(container._container)
@@ -354,13 +384,13 @@ class DockerRuntime(ContainerRuntime):
 
     async def remove_container(self, name: str) -> None:
         try:
-            container = await self._call(self._api.containers.get(name), what=f"container {name}")
+            container = await self._container(name)
             await self._call(container.delete(force=True, v=True), what=f"container {name}")
         except errors.NotFoundError:
             pass
 
     async def exec(self, name: str, command: Sequence[str]) -> tuple[int, str]:
-        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        container = await self._container(name)
         execution = await self._call(container.exec(list(command), stdout=True, stderr=True))
         chunks: list[bytes] = []
         async with execution.start(detach=False) as stream:
@@ -374,7 +404,7 @@ class DockerRuntime(ContainerRuntime):
         try:
             await self.start_container(spec.name)
             code = await self.wait_container(spec.name)
-            container = await self._call(self._api.containers.get(spec.name))
+            container = await self._container(spec.name)
             lines = await self._call(container.log(stdout=True, stderr=True))
             return code, "".join(lines)
         finally:
@@ -382,7 +412,7 @@ class DockerRuntime(ContainerRuntime):
 
     async def logs(self, name: str, *, follow: bool = True, since: float | None = None,
                    tail: int | None = None) -> AsyncIterator[str]:
-        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        container = await self._container(name)
         query: dict[str, Any] = {"stdout": True, "stderr": True}
         if since is not None:
             query["since"] = f"{since:.9f}"  # the engine takes seconds.nanoseconds, as `docker logs` sends it
@@ -396,10 +426,10 @@ class DockerRuntime(ContainerRuntime):
             yield line
 
     async def wait_container(self, name: str) -> int:
-        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        container = await self._container(name)
         result = await self._call(container.wait())
         return int(result.get("StatusCode", 1))
 
     async def send_signal(self, name: str, signal: str) -> None:
-        container = await self._call(self._api.containers.get(name), what=f"container {name}")
+        container = await self._container(name)
         await self._call(container.kill(signal=signal), what=f"container {name}")

@@ -17,6 +17,12 @@ class PodmanRuntime(DockerRuntime):
         # Podman answers a name that is taken with 500 "... is already in use", not with 409.
         return status == 409 or "already in use" in message
 
+    def _is_passing(self, status: int, message: str) -> bool:
+        # Podman before 4.4 inspects a container that is exiting by reading its process's cgroup,
+        # and answers 500 "read /proc/PID/cgroup: no such process" when the process has just gone
+        # (containers/podman#16383); asked again a moment later, it shows the exited container.
+        return status == 500 and "/proc/" in message and "no such process" in message
+
     async def image_exists(self, image: str) -> bool:
         # Images loaded from an archive are named localhost/NAME: accept either spelling (for a
         # name without a registry of its own).
