@@ -17,6 +17,8 @@ for index in $(node_indexes | sort -rn); do
   remove_node_network
 done
 select_node 1
+# Also without a node: `make podman` runs the service alone.
+stop_daemons podman registry
 rm -f "$PODMAN_SOCKET"
 # Pods' network namespaces of a cluster from before containerd kept them under its state.
 for ns in /run/netns/cni-*; do
