@@ -228,9 +228,10 @@ def test_changed_routes_are_offered_at_once_with_what_the_last_round_read() -> N
     a = Route("a", "server", (Forward(8080, "10.0.0.9", 20001),), (Match("header-exact", "a", "x-dev"),))
     b = Route("b", "server", (Forward(8080, "10.0.0.9", 20002),), (Match("header-exact", "b", "x-dev"),))
     read = (TEMPLATE, [_service("web", {"app": "web"}, [{"port": 80, "targetPort": "http"}])],
-            [_pod("web-1", "10.0.0.5", {"app": "web"})], [{"metadata": {"name": "r1-x"}, "status": {"podIP": "10.0.1.1"}}])
+            [_pod("web-1", "10.0.0.5", {"app": "web"})])
     board = ConfigBoard()
     router = router_module.Router("carrier", board)
+    router._ips["r1"] = {"10.0.1.1"}  # the router's pods that its last round offered to
     router._offer_early("r1", (a, b), "shop")  # no round read anything yet: nothing to plan with
     assert _offered(board, "10.0.1.1") is None
     router._last["r1"] = ((a, b), read)
@@ -245,7 +246,8 @@ def test_changed_routes_are_offered_at_once_with_what_the_last_round_read() -> N
 def test_routes_that_the_last_read_cannot_route_are_not_offered_early() -> None:
     board = ConfigBoard()
     router = router_module.Router("carrier", board)
-    router._last["r1"] = ((), (TEMPLATE, [], [], [{"metadata": {"name": "r1-x"}, "status": {"podIP": "10.0.1.1"}}]))
+    router._ips["r1"] = {"10.0.1.1"}
+    router._last["r1"] = ((), (TEMPLATE, [], []))
     router._offer_early("r1", (Route("a", "server", (Forward(8080, "10.0.0.9", 20001),), ()),), "shop")
     assert _offered(board, "10.0.1.1") is None
 

@@ -162,8 +162,8 @@ def _target_port(port: dict[str, Any], containers: Sequence[dict[str, Any]]) -> 
 
 
 #: What a round reads for a router's plan: the target's pod template, the namespace's Services
-#: and pods, the router's pods.
-_Read = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+#: and pods.
+_Read = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
 
 
 @dataclasses.dataclass
@@ -357,7 +357,7 @@ class Router:
         template, services, pods, routers = await at_once(
             lambda: self._template(cluster, target, routes), lambda: cluster.objects(path("services", target.namespace)),
             lambda: cluster.objects(path("pods", target.namespace)), lambda: self._router_pods(cluster, name))
-        self._last[name] = (tuple(routes), (template, services, pods, routers))
+        self._last[name] = (tuple(routes), (template, services, pods))
         layout = plan(name, routes, template, services, pods, target.namespace)
         ips = {p["status"]["podIP"] for p in routers}
         self._listeners[name] = tuple(layout.listeners)
@@ -388,21 +388,19 @@ class Router:
         return states, bool(ips) and len(current) == len(ips)
 
     def _offer_early(self, name: str, routes: tuple[Route, ...], namespace: str) -> None:
-        """Routes that changed since the router's last round go to its pods at once, planned with
-        what that round read (the workload's template, Services and pods, the router's pods): a
+        """Routes that changed since the router's last round go at once to the pods that round
+        offered to, planned with what it read (the workload's template, Services and pods): a
         bridge that comes or goes is carried 15-40 ms sooner than after this round's reads, which
         then plan again; a difference (a pod changed meanwhile, which also woke this round) is
         offered a moment later. Nothing is offered early that the last read cannot route."""
         last = self._last.get(name)
         if last is None or last[0] == routes:
             return
-        template, services, pods, routers = last[1]
         try:
-            layout = plan(name, routes, template, services, pods, namespace)
+            layout = plan(name, routes, *last[1], namespace)
         except InvalidRoute:
             return  # this round's reads decide, and say why
-        self._publish(name, layout.listeners, {p["status"]["podIP"] for p in routers}, layout.files,
-                      layout.files_version)
+        self._publish(name, layout.listeners, self._ips.get(name, set()), layout.files, layout.files_version)
 
     async def _failure(self, cluster: Cluster, name: str, routers: list[dict[str, Any]]) -> str:
         """Why the router will not run by waiting longer (its pods cannot pull their image, or
