@@ -141,7 +141,11 @@ class LocalNetwork(Step[ConnectContext]):
         return await ctx.runtime.get_network(ctx.settings.network_name) is not None
 
     async def apply(self, ctx: ConnectContext) -> None:
-        await ctx.runtime.ensure_network(ctx.settings.network_name, ctx.settings.labels("network"))
+        # A session only on the API sends the tunnel's stream MTU from the containers on (a session
+        # that may use UDP: the engine's default, and cargo clamps TCP to the tunnel's MTU).
+        settings = ctx.settings
+        mtu = settings.stream_mtu if settings.transport == "api" else None
+        await ctx.runtime.ensure_network(settings.network_name, settings.labels("network"), mtu=mtu)
 
     async def undo(self, ctx: ConnectContext) -> None:
         await ctx.runtime.remove_network(ctx.settings.network_name)
@@ -233,7 +237,7 @@ class LocalEndStep(Step[ConnectContext]):
             labels=settings.labels("cargo") | {LABEL_PUBLIC_KEY: ctx.keys.public, LABEL_ROUTES: " ".join(routes),
                                                LABEL_ENDPOINT: ctx.endpoint},
             keys=ctx.keys, address=ctx.status.address, server_public_key=ctx.status.server_public_key,
-            endpoint=ctx.endpoint, routes=routes, mtu=settings.tunnel_mtu, dns=dns,
+            endpoint=ctx.endpoint, routes=routes, mtu=settings.tunnel_mtu, stream_mtu=settings.stream_mtu, dns=dns,
             network_address=local_network.reserved if local_network else ""))
 
     async def undo(self, ctx: ConnectContext) -> None:

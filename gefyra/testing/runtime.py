@@ -41,6 +41,19 @@ class RuntimeContract:
         await runtime.remove_network(name)  # twice: harmless
         assert await runtime.get_network(name) is None
 
+    async def test_a_network_gives_its_containers_the_mtu_asked_for(self, runtime: ContainerRuntime,
+                                                                     image: str) -> None:
+        name, container = _name("mtu"), _name("mtu-ctr")
+        try:
+            created = await runtime.ensure_network(name, {"gefyra.dev/contract": "1"}, mtu=9000)
+            assert created.mtu == 9000
+            await runtime.create_container(ContainerSpec(name=container, image=image, network=name))
+            await runtime.start_container(container)
+            assert await runtime.exec(container, ["cat", "/sys/class/net/eth0/mtu"]) == (0, "9000\n")
+        finally:
+            await runtime.remove_container(container)
+            await runtime.remove_network(name)
+
     async def test_container_lifecycle_files_exec_and_labels(self, runtime: ContainerRuntime, image: str) -> None:
         name, label = _name("ctr"), {"gefyra.dev/contract": uuid.uuid4().hex}
         try:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Brings up cargo from the files gefyra copies into /etc/gefyra before the container starts:
 #   wg0.conf   WireGuard peer configuration (wg setconf format; holds the private key)
-#   cargo.env  TUNNEL_ADDRESS, TUNNEL_MTU, TUNNEL_SERVER, CLUSTER_ROUTES (space separated CIDRs), DNS_COMMAND
+#   cargo.env  TUNNEL_ADDRESS, TUNNEL_MTU, TUNNEL_STREAM_MTU, TUNNEL_SERVER, CLUSTER_ROUTES (space separated CIDRs), DNS_COMMAND
 #              (the DNS server's command line); every value is quoted for the shell
 #   dns/       the DNS server's files (gefyra's DNS plugin chooses the server: CoreDNS by default)
 set -eu
@@ -20,7 +20,8 @@ until [ -S /var/run/wireguard/wg0.sock ]; do
 done
 wg setconf wg0 /etc/gefyra/wg0.conf
 ip address add "$TUNNEL_ADDRESS" dev wg0
-ip link set wg0 mtu "$TUNNEL_MTU" up
+ip link set wg0 up
+gefyra-endpoint mtu  # the MTU that the endpoints kept in /etc/gefyra call for, TCP clamped to it
 for route in $CLUSTER_ROUTES; do ip route replace "$route" dev wg0; done
 # Local containers' packets leave through the tunnel with cargo's one tunnel address.
 iptables -t nat -A POSTROUTING -o wg0 -j MASQUERADE

@@ -21,13 +21,19 @@ import (
 const (
 	// writeTimeout closes a stream that takes no data for this long.
 	writeTimeout = 10 * time.Second
-	// smallDatagram is the size of the pooled buffers that hold most datagrams (an MTU's worth).
+	// smallDatagram and largeDatagram are the sizes of the pooled buffers that hold datagrams:
+	// one of UDP's MTU, and one of a stream's (up to 9000, gefyra's largest MTU, with
+	// WireGuard's header); larger ones are allocated.
 	smallDatagram = 2048
+	largeDatagram = 9216
 	// readBuffer is what a stream's reader reads at once: a burst of datagrams in one system call.
 	readBuffer = 64 << 10
 )
 
-var smallDatagrams = sync.Pool{New: func() any { return new([smallDatagram]byte) }}
+var (
+	smallDatagrams = sync.Pool{New: func() any { return new([smallDatagram]byte) }}
+	largeDatagrams = sync.Pool{New: func() any { return new([largeDatagram]byte) }}
+)
 
 // Addr is a stream's remote address as wireguard-go's endpoint: what `wg show` shows as the
 // peer's endpoint. Streams have no source address to stick to.
@@ -107,6 +113,7 @@ type Queue struct {
 // datagram is one framed datagram read from a stream.
 type datagram struct {
 	small *[smallDatagram]byte // the buffer, if pooled
+	large *[largeDatagram]byte
 	data  []byte
 	from  conn.Endpoint
 }
@@ -140,10 +147,14 @@ func (q *Queue) read(r *bufio.Reader, from conn.Endpoint) error {
 		}
 		n := int(binary.BigEndian.Uint16(length[:]))
 		d := datagram{from: from}
-		if n <= smallDatagram {
+		switch {
+		case n <= smallDatagram:
 			d.small = smallDatagrams.Get().(*[smallDatagram]byte)
 			d.data = d.small[:n]
-		} else {
+		case n <= largeDatagram:
+			d.large = largeDatagrams.Get().(*[largeDatagram]byte)
+			d.data = d.large[:n]
+		default:
 			d.data = make([]byte, n)
 		}
 		if _, err := io.ReadFull(r, d.data); err != nil {
@@ -154,6 +165,15 @@ func (q *Queue) read(r *bufio.Reader, from conn.Endpoint) error {
 		case <-q.done:
 			return net.ErrClosed
 		}
+	}
+}
+
+// release returns d's buffer to its pool.
+func (d datagram) release() {
+	if d.small != nil {
+		smallDatagrams.Put(d.small)
+	} else if d.large != nil {
+		largeDatagrams.Put(d.large)
 	}
 }
 
@@ -170,9 +190,7 @@ func (q *Queue) Receive(packets [][]byte, sizes []int, eps []conn.Endpoint) (int
 	for {
 		sizes[n] = copy(packets[n], d.data)
 		eps[n] = d.from
-		if d.small != nil {
-			smallDatagrams.Put(d.small)
-		}
+		d.release()
 		n++
 		if n == len(packets) {
 			return n, nil

@@ -188,6 +188,9 @@ def test_transport_api_with_each_kind_of_kubeconfig(ns: str, token: str, credent
         assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=15).startswith("hello from web-")
         status = json.loads(ok("status", "-o", "json", kubeconfig=kubeconfig).stdout)
         assert status["cargo"]["transport"] == "api"
+        # Only on the stream: large datagrams, from the local containers on.
+        assert (_mtu(status["cargo"]["name"], "wg0"), _mtu(LOCAL, "eth0")) == (9000, 9000)
+        assert local("testserver", "download", "http://web/bytes?n=20000000").startswith("received=20000000 ")
         relay_log = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "gefyra", "relays",
                          f"{status['client']}.log").read_text()
         assert re.search(rf"over=(\x1b\[[0-9;]*m)*{protocol}", relay_log), relay_log[-2000:]
@@ -246,6 +249,35 @@ def test_a_session_moves_to_the_api_when_udp_stops_and_back_when_it_works_again(
     times = _answers(cargo)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     MEASURED["longest pause of the line exchange (s)"] = round(max(gaps), 1)
+
+
+def test_tcp_through_a_udp_session_keeps_to_the_tunnels_mtu(ns: str) -> None:
+    """The server end's MTU is a stream's; over UDP cargo clamps TCP to its own, so that no
+    datagram is larger than the path takes whole: a download arrives without one IP fragment."""
+    subprocess.run(["iptables", "-D", *UDP_DROPPED], check=True)  # the module's rule: UDP works here
+    try:
+        ok("up", "--transport", "udp")
+        ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d")
+        assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=15).startswith("hello from web-")
+        cargo = _status()["cargo"]["name"]
+        assert _mtu(cargo, "wg0") == 1340
+        before = _fragments_reassembled(cargo)
+        assert local("testserver", "download", "http://web/bytes?n=20000000").startswith("received=20000000 ")
+        assert _fragments_reassembled(cargo) == before
+    finally:
+        subprocess.run(["iptables", "-I", *UDP_DROPPED], check=True)  # as the module's other tests expect
+        ok("down")
+
+
+def _mtu(container: str, interface: str) -> int:
+    return int(engine("exec", container, "cat", f"/sys/class/net/{interface}/mtu").stdout)
+
+
+def _fragments_reassembled(container: str) -> int:
+    """IP fragments that ``container``'s network namespace received (ReasmReqds of /proc/net/snmp)."""
+    names, values = [line.split() for line in engine("exec", container, "cat", "/proc/net/snmp").stdout.splitlines()
+                     if line.startswith("Ip:")]
+    return int(dict(zip(names, values, strict=True))["ReasmReqds"])
 
 
 def _client_key_lines() -> list[str]:

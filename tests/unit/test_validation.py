@@ -176,6 +176,7 @@ def test_an_empty_gefyra_still_shows_the_help() -> None:
     pytest.param({"pod_cidrs": "10.0.0.0/8"}, "Settings.pod_cidrs", id="pod-cidrs-text"),
     pytest.param({"timeout": float("nan")}, "Settings.timeout", id="timeout-nan"),
     pytest.param({"tunnel_mtu": 70}, "Settings.tunnel_mtu", id="mtu"),
+    pytest.param({"stream_mtu": 9001}, "Settings.stream_mtu", id="stream-mtu"),
     pytest.param({"cluster_domain": "cluster..local"}, "Settings.cluster_domain", id="cluster-domain"),
 ])
 def test_settings_refuse_a_bad_field(fields: dict[str, Any], named: str) -> None:

@@ -84,8 +84,13 @@ class Settings:
     #: Cluster ranges routed through the tunnel; discovered from the cluster when empty.
     service_cidr: str | None = dataclasses.field(default_factory=lambda: _env("service_cidr"))
     pod_cidrs: list[str] = dataclasses.field(default_factory=list)
-    #: The MTU of this client's end of the tunnel.
+    #: The MTU of this client's end of the tunnel while its datagrams may go over UDP (a path
+    #: with a VPN or PPPoE on it still carries them whole).
     tunnel_mtu: int = 1340
+    #: Its MTU with ``transport`` "api": the stream through the Kubernetes API carries datagrams
+    #: of any size whole, and fewer, larger packets cost every hop on the way less per byte (the
+    #: tunnel's two ends, the server end's TCP/IP stack). The local container network gets it too.
+    stream_mtu: int = 9000
     #: Seconds of silence after which the operator suspends a client's bridges (their workloads
     #: answer until it speaks again; shared: see SHARED_DEFAULTS).
     client_timeout: int | None = None
@@ -127,6 +132,7 @@ class Settings:
             v.cidr(self.service_cidr, name("service_cidr"))
         v.cidrs(self.pod_cidrs, name("pod_cidrs"))
         v.whole_number_value(self.tunnel_mtu, name("tunnel_mtu"), "MTU", 576, 9000)
+        v.whole_number_value(self.stream_mtu, name("stream_mtu"), "MTU", 576, 9000)
         if self.client_timeout is not None:
             v.whole_number_value(self.client_timeout, name("client_timeout"), "client timeout", 10,
                                  validation.MAX_SECONDS)

@@ -71,6 +71,8 @@ class NetworkInfo:
     #: tunnel's local end keeps it across restarts: the other containers' DNS server and route).
     #: "" for a network without one (made before, or by an engine that cannot).
     reserved: str = ""
+    #: The MTU of its containers' interfaces, None for the engine's default.
+    mtu: int | None = None
 
 
 class ContainerRuntime(abc.ABC):
@@ -124,9 +126,10 @@ class ContainerRuntime(abc.ABC):
                                 "build the image yourself and name it with image: in the session file")
 
     @abc.abstractmethod
-    async def ensure_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:
+    async def ensure_network(self, name: str, labels: Mapping[str, str], *, mtu: int | None = None) -> NetworkInfo:
         """Creates the bridge network ``name`` unless it exists, if it can with a reserved address
-        (NetworkInfo.reserved); returns it."""
+        (NetworkInfo.reserved), its containers' interfaces with ``mtu`` (None: the engine's
+        default); returns it (an existing one as it is)."""
 
     @abc.abstractmethod
     async def get_network(self, name: str) -> NetworkInfo | None: ...

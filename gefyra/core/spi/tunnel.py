@@ -48,11 +48,16 @@ class LocalEnd:
     endpoint: str
     #: The cluster ranges that go into the tunnel.
     routes: Sequence[str]
+    #: The MTU of its tunnel interface while its datagrams may go over UDP.
     mtu: int
     dns: DnsSetup
     #: Its fixed address on ``network`` ("" to let the engine choose): the `run` containers' DNS
     #: server and route, which a local end made anew must keep.
     network_address: str = ""
+    #: The MTU while it sends only on a stream (:meth:`Tunnel.set_endpoint` with no endpoint
+    #: but ``stream``): a stream carries a datagram of any size whole, where UDP would break it
+    #: into IP fragments. None: ``mtu`` then too.
+    stream_mtu: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,8 @@ from gefyra.core.spi.runtime import ContainerInfo, ContainerRuntime, ContainerSp
 _HOST_GATEWAY = "host.docker.internal"
 #: Seconds between two progress lines of a pull.
 _PROGRESS_EVERY = 0.5
+#: The bridge driver's option for its containers' MTU (Podman's Docker API takes it too).
+_MTU_OPTION = "com.docker.network.driver.mtu"
 
 
 def _reserved(config: Mapping[str, Any]) -> str:
@@ -80,6 +82,8 @@ def _message(exc: aiodocker.DockerError) -> str:
 
 class DockerRuntime(ContainerRuntime):
     name = "docker"
+    #: The option under which the engine shows a network's MTU.
+    _shown_mtu_option = _MTU_OPTION
 
     def __init__(self, url: str | None = None) -> None:
         self._url = url
@@ -251,10 +255,12 @@ class DockerRuntime(ContainerRuntime):
         except errors.NotFoundError:
             return None
         config = (data.get("IPAM", {}).get("Config") or [{}])[0]
+        mtu = str((data.get("Options") or {}).get(self._shown_mtu_option, ""))
         return NetworkInfo(name=data["Name"], subnet=config.get("Subnet", ""), gateway=config.get("Gateway", ""),
-                           labels=data.get("Labels") or {}, reserved=_reserved(config))
+                           labels=data.get("Labels") or {}, reserved=_reserved(config),
+                           mtu=int(mtu) if mtu.isdigit() else None)
 
-    async def ensure_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:
+    async def ensure_network(self, name: str, labels: Mapping[str, str], *, mtu: int | None = None) -> NetworkInfo:
         """The engine picks a free range (it knows its other networks and its address pools);
         the network is then made again on that range with the engine's own allocation limited to
         its upper half, so that the address .2 is reserved."""
@@ -262,11 +268,12 @@ class DockerRuntime(ContainerRuntime):
         if existing is not None:
             return existing
         with anyio.CancelScope(shield=True):  # see create_container
-            created = await self._create_network(name, labels)
+            created = await self._create_network(self._network_config(name, labels, mtu))
         return created
 
-    async def _create_network(self, name: str, labels: Mapping[str, str]) -> NetworkInfo:
-        await self._call(self._api.networks.create(self._network_config(name, labels)), what=f"network {name}")
+    async def _create_network(self, config: dict[str, Any]) -> NetworkInfo:
+        name = config["Name"]
+        await self._call(self._api.networks.create(config), what=f"network {name}")
         picked = await self.get_network(name)
         assert picked is not None
         try:
@@ -279,14 +286,16 @@ class DockerRuntime(ContainerRuntime):
         upper = list(subnet.subnets(prefixlen_diff=1))[1]
         ipam = {"Config": [{"Subnet": str(subnet), "Gateway": picked.gateway or str(subnet.network_address + 1),
                             "IPRange": str(upper)}]}
-        await self._call(self._api.networks.create({**self._network_config(name, labels), "IPAM": ipam}),
-                         what=f"network {name}")
+        await self._call(self._api.networks.create({**config, "IPAM": ipam}), what=f"network {name}")
         created = await self.get_network(name)
         assert created is not None
         return created
 
-    def _network_config(self, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
-        return {"Name": name, "Driver": "bridge", "Labels": dict(labels), "CheckDuplicate": True}
+    def _network_config(self, name: str, labels: Mapping[str, str], mtu: int | None) -> dict[str, Any]:
+        config: dict[str, Any] = {"Name": name, "Driver": "bridge", "Labels": dict(labels), "CheckDuplicate": True}
+        if mtu is not None:
+            config["Options"] = {_MTU_OPTION: str(int(mtu))}
+        return config
 
     async def remove_network(self, name: str) -> None:
         try:

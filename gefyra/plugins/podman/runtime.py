@@ -9,6 +9,8 @@ from gefyra.plugins.docker.runtime import DockerRuntime
 
 class PodmanRuntime(DockerRuntime):
     name = "podman"
+    #: Podman takes the bridge driver's MTU option and shows it under its own name.
+    _shown_mtu_option = "mtu"
 
     def __init__(self, socket: Path) -> None:
         super().__init__(url=f"unix://{socket}")

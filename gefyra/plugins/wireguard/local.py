@@ -83,9 +83,11 @@ def _env_file(values: Mapping[str, str]) -> bytes:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()).encode()
 
 
-#: The MTU of stowaway's interface (each client's end has its own, Settings.tunnel_mtu): a
-#: shared setting of the cluster side that no client needs to change.
-SERVER_MTU = 1340
+#: The MTU of stowaway's interface (each client's end has its own, Settings.tunnel_mtu and
+#: stream_mtu): the largest a client may have, so that the server end's TCP/IP stack offers
+#: large segments to a client on the stream (cargo clamps TCP to its own MTU, see its
+#: gefyra-endpoint); a shared setting of the cluster side that no client needs to change.
+SERVER_MTU = 9000
 
 
 #: The server ends this backend can install (GEFYRA_WIREGUARD_SERVER): "user-space" (the default,
@@ -151,6 +153,7 @@ class WireGuardTunnel(Tunnel):
         env = _env_file({
             "TUNNEL_ADDRESS": f"{_address(end.address)}/32",
             "TUNNEL_MTU": str(int(end.mtu)),
+            "TUNNEL_STREAM_MTU": str(int(end.stream_mtu or end.mtu)),
             "TUNNEL_SERVER": TUNNEL_SERVER_ADDRESS,  # what cargo's watchdog pings
             "CLUSTER_ROUTES": " ".join(_network(r) for r in end.routes),
             "DNS_COMMAND": shlex.join(end.dns.command),
