@@ -266,6 +266,8 @@ class TunnelProbe(Step[ConnectContext]):
         if wanted == "api" and not streams:
             raise errors.UsageError(f"the {ctx.tunnel.name} tunnel's server end takes no stream: --transport api is "
                                     "not possible with it", "use --transport udp")
+        if wanted != "api":
+            await self._warn_of_stream_mtu(ctx)
         if wanted == "udp" or not streams:
             await api_relay.stop(ctx.settings.client_id)
             await ctx.tunnel.set_endpoint(ctx.runtime, ctx.local_end, ctx.endpoint)
@@ -314,6 +316,20 @@ class TunnelProbe(Step[ConnectContext]):
                                       "through the Kubernetes API")
         await tunnel.set_endpoint(runtime, name, ctx.endpoint, fallback=fallback, current=fallback, stream=fallback)
         await self._connected(ctx, probe, "api")
+
+    async def _warn_of_stream_mtu(self, ctx: ConnectContext) -> None:
+        """A session that `up --transport api` began has the stream's MTU on its containers' network;
+        from here on its local end clamps new connections to UDP's, but the connections opened before
+        keep their larger segments, which UDP would carry only as IP fragments. Said when it leaves
+        the API (not again at each `up` after)."""
+        relay = api_relay.running(ctx.settings.client_id)
+        if relay is None or relay.endpoint != await ctx.tunnel.endpoint(ctx.runtime, ctx.local_end):
+            return
+        network = await ctx.runtime.get_network(ctx.settings.network_name)
+        if network is not None and network.mtu is not None and network.mtu > ctx.settings.tunnel_mtu:
+            await ctx.progress(self.name, f"this session began on the Kubernetes API alone (MTU {network.mtu}): "
+                                          "connections opened since then keep larger packets than UDP carries whole; "
+                                          "reopen them if large transfers stall (or `gefyra down`, then `up`)")
 
     async def _relay_beside(self, ctx: ConnectContext, started: list[api_relay.RelayState]) -> None:
         """The relay, started while UDP is tried. Once begun, a start is finished (a half-started

@@ -252,15 +252,19 @@ def test_a_session_moves_to_the_api_when_udp_stops_and_back_when_it_works_again(
 
 
 def test_tcp_through_a_udp_session_keeps_to_the_tunnels_mtu(ns: str) -> None:
-    """The server end's MTU is a stream's; over UDP cargo clamps TCP to its own, so that no
-    datagram is larger than the path takes whole: a download arrives without one IP fragment."""
+    """The server end's MTU is a stream's, and so is the network of a session that began on the
+    API alone; once such a session moves to UDP (`up` says what that means for its open
+    connections), cargo clamps new TCP connections to UDP's MTU, so that no datagram is larger
+    than the path takes whole: a download arrives without one IP fragment."""
     subprocess.run(["iptables", "-D", *UDP_DROPPED], check=True)  # the module's rule: UDP works here
     try:
-        ok("up", "--transport", "udp")
+        ok("down")  # a session made afresh, with its network
+        ok("up", "--transport", "api")
         ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d")
         assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=15).startswith("hello from web-")
+        assert "began on the Kubernetes API alone (MTU 9000)" in ok("up", "--transport", "udp").stderr
         cargo = _status()["cargo"]["name"]
-        assert _mtu(cargo, "wg0") == 1340
+        assert _status()["cargo"]["transport"] == "udp" and _mtu(cargo, "wg0") == 1340
         before = _fragments_reassembled(cargo)
         assert local("testserver", "download", "http://web/bytes?n=20000000").startswith("received=20000000 ")
         assert _fragments_reassembled(cargo) == before
