@@ -141,8 +141,9 @@ class LocalNetwork(Step[ConnectContext]):
         return await ctx.runtime.get_network(ctx.settings.network_name) is not None
 
     async def apply(self, ctx: ConnectContext) -> None:
-        # A session only on the API sends the tunnel's stream MTU from the containers on (a session
-        # that may use UDP: the engine's default, and cargo clamps TCP to the tunnel's MTU).
+        # A session only on the API has the stream's MTU from its containers on. One that may use UDP
+        # keeps the engine's default: cargo is on this network too, and sends UDP's datagrams (the
+        # tunnel's MTU and WireGuard's header) through it; cargo clamps TCP to the tunnel's MTU.
         settings = ctx.settings
         mtu = settings.stream_mtu if settings.transport == "api" else None
         await ctx.runtime.ensure_network(settings.network_name, settings.labels("network"), mtu=mtu)

@@ -38,10 +38,14 @@ mtu() {
     size=${TUNNEL_STREAM_MTU:-$TUNNEL_MTU}
   fi
   ip link set wg0 mtu "$size"
-  # cargo's own network namespace: its mangle table holds only these two rules.
-  iptables -t mangle -F FORWARD
+  # cargo's own network namespace: its mangle table holds only these two rules. Without them the
+  # server end's TCP would send segments that UDP carries only as IP fragments: no tunnel then.
+  iptables -t mangle -F FORWARD 2>/dev/null || true
   for way in -i -o; do
-    iptables -t mangle -A FORWARD "$way" wg0 -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss $((size - 40))
+    iptables -t mangle -A FORWARD "$way" wg0 -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss $((size - 40)) || {
+      echo "cargo: cannot clamp TCP through the tunnel to MTU $size (the kernel's TCPMSS target, xt_TCPMSS)" >&2
+      exit 1
+    }
   done
 }
 case "${1:-}" in
