@@ -12,9 +12,9 @@
 #                                    datagram came from)
 #   gefyra-endpoint mtu    sets wg0's MTU: TUNNEL_STREAM_MTU when every endpoint kept is the stream
 #       (nothing goes over UDP, and a stream carries large datagrams whole), else TUNNEL_MTU; and
-#       clamps the MSS of TCP connections through the tunnel, both ways, to it. The server end's
-#       MTU is the largest a client may have, so that its TCP/IP stack offers large segments to a
-#       client on the stream; on UDP the clamp keeps each datagram under the path's MTU.
+#       clamps the MSS of TCP connections through the tunnel, both ways, to it: the MSS of a SYN
+#       tells the server end the segment size this client takes (it offers larger ones only to a
+#       client on the stream alone), and on UDP the clamp keeps each datagram under the path's MTU.
 # gefyra checks every value (IPv4:PORT) before it calls this; none is special to sed or the shell.
 set -eu
 . /etc/gefyra/cargo.env
@@ -38,8 +38,9 @@ mtu() {
     size=${TUNNEL_STREAM_MTU:-$TUNNEL_MTU}
   fi
   ip link set wg0 mtu "$size"
-  # cargo's own network namespace: its mangle table holds only these two rules. Without them the
-  # server end's TCP would send segments that UDP carries only as IP fragments: no tunnel then.
+  # cargo's own network namespace: its mangle table holds only these two rules. Without them a
+  # local container's SYN would offer its own interface's segment size (1460 on a network of
+  # 1500), larger than UDP's datagrams carry whole: no tunnel then.
   iptables -t mangle -F FORWARD 2>/dev/null || true
   for way in -i -o; do
     iptables -t mangle -A FORWARD "$way" wg0 -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss $((size - 40)) || {

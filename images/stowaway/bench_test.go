@@ -148,7 +148,7 @@ func BenchmarkTCPThroughput(b *testing.B) {
 			s := startServer(b, func(cfg *Config) { cfg.StreamPort = streamPort })
 			bind := newSwitchingBind(b, s, streamPort)
 			bind.streamOnly = true
-			dir.run(b, startClientWith(b, s, "198.18.0.2", bind), b.N)
+			dir.run(b, startClientWith(b, s, "198.18.0.2", bind, 1340), b.N)
 		})
 	}
 }

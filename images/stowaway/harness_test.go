@@ -150,15 +150,15 @@ type testClient struct {
 // startClient makes a client at addr, a peer of s, that reaches s by UDP.
 func startClient(t testing.TB, s *testServer, addr string) *testClient {
 	t.Helper()
-	return startClientWith(t, s, addr, conn.NewStdNetBind())
+	return startClientWith(t, s, addr, conn.NewStdNetBind(), 1340)
 }
 
-// startClientWith makes a client at addr, a peer of s, with bind.
-func startClientWith(t testing.TB, s *testServer, addr string, bind conn.Bind) *testClient {
+// startClientWith makes a client at addr, a peer of s, with bind and its tunnel's MTU.
+func startClientWith(t testing.TB, s *testServer, addr string, bind conn.Bind, mtu int) *testClient {
 	t.Helper()
 	c := &testClient{addr: netip.MustParseAddr(addr), key: newKeyPair(t)}
 	var err error
-	c.tun, err = newNetTUN(netip.PrefixFrom(c.addr, 32), 1340, stackOptions{allowLoopback: true})
+	c.tun, err = newNetTUN(netip.PrefixFrom(c.addr, 32), mtu, stackOptions{allowLoopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,18 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
 
-// nicID is the stack's only network interface: the tunnel.
-const nicID tcpip.NICID = 1
+// nicID is the stack's interface into the tunnel, of the server end's MTU (UDP's). largeNICID
+// is a second one into the same tunnel, of largeMTU, for the connections whose SYN offers larger
+// segments than nicID's MTU takes: only a client that sends on a stream alone does (cargo clamps
+// every client's TCP to its own MTU), and a connection's segment size follows the interface its
+// SYN came in on. Everything else comes in on nicID, and the stack's own connections and replies
+// leave by it: its route is the first.
+const (
+	nicID      tcpip.NICID = 1
+	largeNICID tcpip.NICID = 2
+	// largeMTU is the largest MTU a client's end may have (gefyra's Settings.stream_mtu).
+	largeMTU = 9000
+)
 
 // groBucketSize is how many packets each of gro.GRO's buckets holds.
 const groBucketSize = 8
@@ -40,6 +50,7 @@ const linkQueueLen = 1024
 // goroutine hop or an allocation per packet, and it gives access to the stack itself.
 type netTUN struct {
 	ep     *linkEndpoint
+	large  *largeEndpoint
 	stack  *stack.Stack
 	gro    sync.Pool // of *gro.GRO: one per concurrent Write (wireguard-go writes per peer)
 	mtu    int
@@ -90,14 +101,19 @@ func newNetTUN(addr netip.Prefix, mtu int, opts stackOptions) (*netTUN, error) {
 	// segment by segment). Received checksums are not verified: see Write.
 	t.ep.SupportedGSOKind = stack.GVisorGSOSupported
 	t.ep.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
+	t.large = &largeEndpoint{linkEndpoint: linkEndpoint{Endpoint: channel.New(1, largeMTU, "")}, out: t.ep.Endpoint}
+	t.large.SupportedGSOKind = stack.GVisorGSOSupported
+	t.large.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
 	t.gro.New = func() any {
 		g := new(gro.GRO)
 		g.Init(true)
 		return g
 	}
-	if err := s.CreateNIC(nicID, t.ep); err != nil {
-		t.Close()
-		return nil, fmt.Errorf("creating the stack's interface: %v", err)
+	for id, ep := range map[tcpip.NICID]stack.LinkEndpoint{nicID: t.ep, largeNICID: t.large} {
+		if err := s.CreateNIC(id, ep); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("creating the stack's interface %d: %v", id, err)
+		}
 	}
 	protoAddr := tcpip.ProtocolAddress{
 		Protocol: ipv4.ProtocolNumber,
@@ -106,11 +122,14 @@ func newNetTUN(addr netip.Prefix, mtu int, opts stackOptions) (*netTUN, error) {
 			PrefixLen: addr.Bits(),
 		},
 	}
-	if err := s.AddProtocolAddress(nicID, protoAddr, stack.AddressProperties{}); err != nil {
-		t.Close()
-		return nil, fmt.Errorf("adding %s to the stack: %v", addr, err)
+	for _, id := range []tcpip.NICID{nicID, largeNICID} {
+		if err := s.AddProtocolAddress(id, protoAddr, stack.AddressProperties{}); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("adding %s to the stack: %v", addr, err)
+		}
 	}
-	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: nicID}})
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: nicID},
+		{Destination: header.IPv4EmptySubnet, NIC: largeNICID}})
 	t.events <- tun.EventUp
 	return t, nil
 }
@@ -203,7 +222,11 @@ func (t *netTUN) Write(bufs [][]byte, offset int) (int, error) {
 		pkb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(packet)})
 		pkb.NetworkProtocolNumber = ipv4.ProtocolNumber
 		pkb.RXChecksumValidated = true // else GRO verifies them
-		g.Enqueue(pkb)
+		if large := t.large.dispatcher(); large != nil && offersLargerSegments(packet, t.mtu) {
+			large.DeliverNetworkPacket(ipv4.ProtocolNumber, pkb)
+		} else {
+			g.Enqueue(pkb)
+		}
 		pkb.DecRef()
 	}
 	// gro.GRO.Flush delivers only the first packet of each of its buckets (its loop follows a
@@ -216,6 +239,21 @@ func (t *netTUN) Write(bufs [][]byte, offset int) (int, error) {
 	t.gro.Put(g)
 	t.packets.Add(uint64(len(bufs)))
 	return len(bufs), nil
+}
+
+// offersLargerSegments tells a TCP SYN (not a SYN-ACK) whose MSS option is larger than an
+// interface of mtu takes.
+func offersLargerSegments(packet []byte, mtu int) bool {
+	ip := header.IPv4(packet)
+	if !ip.IsValid(len(packet)) || ip.TransportProtocol() != header.TCPProtocolNumber || ip.More() || ip.FragmentOffset() != 0 {
+		return false
+	}
+	tcpHdr := header.TCP(ip.Payload())
+	if len(tcpHdr) < header.TCPMinimumSize || int(tcpHdr.DataOffset()) < header.TCPMinimumSize ||
+		int(tcpHdr.DataOffset()) > len(tcpHdr) || tcpHdr.Flags()&(header.TCPFlagSyn|header.TCPFlagAck) != header.TCPFlagSyn {
+		return false
+	}
+	return int(header.ParseSynOptions(tcpHdr.Options(), false).MSS) > mtu-header.IPv4MinimumSize-header.TCPMinimumSize
 }
 
 // inject sends a complete IPv4 packet made outside the stack into the tunnel (ICMP replies).
@@ -245,6 +283,17 @@ func (e *linkEndpoint) Attach(d stack.NetworkDispatcher) {
 	e.mu.Unlock()
 }
 
+// largeEndpoint is largeNICID's link: its own MTU, and what the stack sends by it joins nicID's
+// queue, which Read takes from.
+type largeEndpoint struct {
+	linkEndpoint
+	out *channel.Endpoint
+}
+
+func (e *largeEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	return e.out.WritePackets(pkts)
+}
+
 func (e *linkEndpoint) dispatcher() stack.NetworkDispatcher {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -265,6 +314,7 @@ func (t *netTUN) Close() error {
 		t.cancel()
 		t.stack.Close()
 		t.ep.Close()
+		t.large.Close()
 		close(t.events)
 	})
 	return nil

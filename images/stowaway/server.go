@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"golang.zx2c4.com/wireguard/device"
+	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
 // Config is the server's configuration (main reads it from the environment).
@@ -62,11 +63,13 @@ func Start(cfg Config, log *slog.Logger) (s *Server, err error) {
 	}()
 	pol := policy{server: cfg.Address.Addr(), network: cfg.Address.Masked(), allowLoopback: cfg.AllowLoopback}
 	// Accept packets to any address and answer from it: the stack ends every client's flow.
-	if err := t.stack.SetPromiscuousMode(nicID, true); err != nil {
-		return nil, fmt.Errorf("promiscuous mode: %v", err)
-	}
-	if err := t.stack.SetSpoofing(nicID, true); err != nil {
-		return nil, fmt.Errorf("spoofing: %v", err)
+	for _, id := range []tcpip.NICID{nicID, largeNICID} {
+		if err := t.stack.SetPromiscuousMode(id, true); err != nil {
+			return nil, fmt.Errorf("promiscuous mode: %v", err)
+		}
+		if err := t.stack.SetSpoofing(id, true); err != nil {
+			return nil, fmt.Errorf("spoofing: %v", err)
+		}
 	}
 	s.outbound = &outbound{stack: t.stack, policy: pol, log: log, udpIdle: udpIdleTimeout}
 	s.outbound.install()

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -110,7 +112,7 @@ func TestStreamCarriesTheTunnel(t *testing.T) {
 	s := startServer(t, func(cfg *Config) { cfg.StreamPort = streamPort })
 	bind := newSwitchingBind(t, s, streamPort)
 	bind.streamOnly = true // never UDP, as through the Kubernetes API's port-forward
-	c := startClientWith(t, s, "198.18.0.2", bind)
+	c := startClientWith(t, s, "198.18.0.2", bind, 1340)
 	stream := bind.via.Load()
 
 	conn := c.mustDial(t, tcpEcho(t))
@@ -125,7 +127,7 @@ func TestSwitchingBetweenUDPAndAStreamKeepsConnections(t *testing.T) {
 	streamPort := freeTCPPort(t)
 	s := startServer(t, func(cfg *Config) { cfg.StreamPort = streamPort })
 	bind := newSwitchingBind(t, s, streamPort)
-	c := startClientWith(t, s, "198.18.0.2", bind)
+	c := startClientWith(t, s, "198.18.0.2", bind, 1340)
 	conn := c.mustDial(t, tcpEcho(t))
 	roundTrip(t, conn, "by UDP")
 	udpEndpoint := serverEndpoint(t, s)
@@ -147,5 +149,38 @@ func TestSwitchingBetweenUDPAndAStreamKeepsConnections(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if rest, err := io.ReadAll(conn); err != nil || len(rest) != 0 {
 		t.Fatalf("the connection's end: %q, %v", rest, err)
+	}
+}
+
+// TestSegmentsFollowTheClientsMTU: a client on a stream alone with MTU 9000 gets segments of that
+// size from the server end (its SYN comes in on the large interface); one of UDP's MTU gets none
+// larger than its MTU, as before.
+func TestSegmentsFollowTheClientsMTU(t *testing.T) {
+	for _, mtu := range []int{1340, 9000} {
+		t.Run(strconv.Itoa(mtu), func(t *testing.T) {
+			streamPort := freeTCPPort(t)
+			s := startServer(t, func(cfg *Config) { cfg.StreamPort = streamPort })
+			bind := newSwitchingBind(t, s, streamPort)
+			bind.streamOnly = true
+			c := startClientWith(t, s, "198.18.0.2", bind, mtu)
+			var largest atomic.Int64
+			c.tun.intercept = func(packet []byte) bool {
+				if n := int64(len(packet)); n > largest.Load() {
+					largest.Store(n)
+				}
+				return false
+			}
+			conn := c.mustDial(t, tcpSource(t))
+			const want = 4 << 20
+			if err := binary.Write(conn, binary.BigEndian, int64(want)); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := io.Copy(io.Discard, conn); err != nil || got != want {
+				t.Fatalf("got %d bytes of %d: %v", got, want, err)
+			}
+			if got := int(largest.Load()); got > mtu || (mtu > 1340 && got <= 1340) {
+				t.Fatalf("largest packet from the server end: %d bytes, the client's MTU %d", got, mtu)
+			}
+		})
 	}
 }

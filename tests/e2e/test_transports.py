@@ -182,14 +182,17 @@ def test_transport_api_with_each_kind_of_kubeconfig(ns: str, token: str, credent
             "apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin), "interactiveMode": "Never"}})
     # The relay takes the stream's protocol from `up`'s environment (SPDY unless told otherwise).
     env = {"GEFYRA_API_STREAM": protocol}
+    ok("down")  # a session made afresh, with its network
     try:
         ok("up", "--transport", "api", kubeconfig=kubeconfig, env=env)
         ok("run", "-i", TEST_IMAGE, "-N", LOCAL, "-n", ns, "-d", kubeconfig=kubeconfig)
         assert eventually(lambda: local("testserver", "get", "http://web/"), timeout=15).startswith("hello from web-")
         status = json.loads(ok("status", "-o", "json", kubeconfig=kubeconfig).stdout)
         assert status["cargo"]["transport"] == "api"
-        # Only on the stream: large datagrams, from the local containers on.
+        # Only on the stream: large datagrams, from the local containers on, and segments to match
+        # (stowaway takes such a SYN on its interface of MTU 9000).
         assert (_mtu(status["cargo"]["name"], "wg0"), _mtu(LOCAL, "eth0")) == (9000, 9000)
+        assert _segment_size_to_caller(ns) > 8900
         assert local("testserver", "download", "http://web/bytes?n=20000000").startswith("received=20000000 ")
         relay_log = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "gefyra", "relays",
                          f"{status['client']}.log").read_text()
@@ -265,12 +268,21 @@ def test_tcp_through_a_udp_session_keeps_to_the_tunnels_mtu(ns: str) -> None:
         assert "began on the Kubernetes API alone (MTU 9000)" in ok("up", "--transport", "udp").stderr
         cargo = _status()["cargo"]["name"]
         assert _status()["cargo"]["transport"] == "udp" and _mtu(cargo, "wg0") == 1340
+        assert _segment_size_to_caller(ns) <= 1300
         before = _fragments_reassembled(cargo)
         assert local("testserver", "download", "http://web/bytes?n=20000000").startswith("received=20000000 ")
         assert _fragments_reassembled(cargo) == before
     finally:
         subprocess.run(["iptables", "-I", *UDP_DROPPED], check=True)  # as the module's other tests expect
         ok("down")
+
+
+def _segment_size_to_caller(ns: str) -> int:
+    """The MSS of a TCP connection from the local container to the caller pod (iperf3's)."""
+    kubectl("-n", ns, "exec", "caller", "--", "iperf3", "-s", "-1", "-D")
+    ip = kubectl("-n", ns, "get", "pod", "caller", "-o", "jsonpath={.status.podIP}")
+    size: int = json.loads(local("iperf3", "-c", ip, "-t", "1", "-J"))["start"]["tcp_mss_default"]
+    return size
 
 
 def _mtu(container: str, interface: str) -> int:

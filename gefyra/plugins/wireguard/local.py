@@ -83,11 +83,11 @@ def _env_file(values: Mapping[str, str]) -> bytes:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()).encode()
 
 
-#: The MTU of stowaway's interface (each client's end has its own, Settings.tunnel_mtu and
-#: stream_mtu): the largest a client may have, so that the server end's TCP/IP stack offers
-#: large segments to a client on the stream (cargo clamps TCP to its own MTU, see its
-#: gefyra-endpoint); a shared setting of the cluster side that no client needs to change.
-SERVER_MTU = 9000
+#: The MTU of stowaway's interface (each client's end has its own, Settings.tunnel_mtu): a
+#: shared setting of the cluster side that no client needs to change. A client on a stream alone
+#: offers larger TCP segments in its SYNs (cargo clamps TCP to its own MTU, see its
+#: gefyra-endpoint); stowaway takes those connections on a second interface of MTU 9000.
+SERVER_MTU = 1340
 
 
 #: The server ends this backend can install (GEFYRA_WIREGUARD_SERVER): "user-space" (the default,
