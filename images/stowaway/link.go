@@ -109,10 +109,13 @@ func newNetTUN(addr netip.Prefix, mtu int, opts stackOptions) (*netTUN, error) {
 		g.Init(true)
 		return g
 	}
-	for id, ep := range map[tcpip.NICID]stack.LinkEndpoint{nicID: t.ep, largeNICID: t.large} {
-		if err := s.CreateNIC(id, ep); err != nil {
+	for _, nic := range []struct {
+		id tcpip.NICID
+		ep stack.LinkEndpoint
+	}{{nicID, t.ep}, {largeNICID, t.large}} {
+		if err := s.CreateNIC(nic.id, nic.ep); err != nil {
 			t.Close()
-			return nil, fmt.Errorf("creating the stack's interface %d: %v", id, err)
+			return nil, fmt.Errorf("creating the stack's interface %d: %v", nic.id, err)
 		}
 	}
 	protoAddr := tcpip.ProtocolAddress{
