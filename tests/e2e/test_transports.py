@@ -255,10 +255,10 @@ def test_a_session_moves_to_the_api_when_udp_stops_and_back_when_it_works_again(
 
 
 def test_tcp_through_a_udp_session_keeps_to_the_tunnels_mtu(ns: str) -> None:
-    """The server end's MTU is a stream's, and so is the network of a session that began on the
-    API alone; once such a session moves to UDP (`up` says what that means for its open
-    connections), cargo clamps new TCP connections to UDP's MTU, so that no datagram is larger
-    than the path takes whole: a download arrives without one IP fragment."""
+    """A session that began on the API alone has the stream's MTU on its network; once it moves
+    to UDP (`up` says what that means for its open connections), cargo clamps new TCP connections
+    to UDP's MTU, so that stowaway takes them on its interface of UDP's MTU and no datagram is
+    larger than the path takes whole: a download arrives without one IP fragment."""
     subprocess.run(["iptables", "-D", *UDP_DROPPED], check=True)  # the module's rule: UDP works here
     try:
         ok("down")  # a session made afresh, with its network
